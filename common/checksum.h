@@ -1,0 +1,22 @@
+// Checksums for persisted files (checkpoints, artifacts). CRC-32 (zlib) is
+// enough to detect truncation and bit rot; it is not a security measure.
+#ifndef DFV_COMMON_CHECKSUM_H_
+#define DFV_COMMON_CHECKSUM_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace dfv {
+
+uint32_t Crc32(std::string_view data);
+
+// Incremental form: start with Crc32Update(0, first), then feed the rest.
+uint32_t Crc32Update(uint32_t crc, std::string_view data);
+
+// "crc32:xxxxxxxx", the form checksums take in manifests and events.
+std::string Crc32Hex(uint32_t crc);
+
+}  // namespace dfv
+
+#endif  // DFV_COMMON_CHECKSUM_H_

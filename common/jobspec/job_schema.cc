@@ -1,0 +1,420 @@
+#include "common/jobspec/job_schema.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace dfv::jobspec {
+namespace {
+
+using F = FieldSchema;
+
+[[noreturn]] void BindingBug(const std::string& what) {
+  std::fprintf(stderr, "dfv::jobspec job schema bug: %s\n", what.c_str());
+  std::abort();
+}
+
+// ---------------------------------------------------------------------------
+// Reading and writing JobSpec members as schema values.
+
+Value ToValue(int64_t v) { return Value(v); }
+Value ToValue(uint64_t v) { return Value(static_cast<int64_t>(v)); }  // validated >= 0
+Value ToValue(double v) { return Value(v); }
+Value ToValue(bool v) { return Value(v); }
+Value ToValue(const std::string& v) { return Value(v); }
+Value ToValue(const std::vector<double>& v) { return Value(v); }
+Value ToValue(const std::vector<std::string>& v) { return Value(v); }
+
+template <typename T>
+const T& Expect(const Value& value) {
+  const T* typed = std::get_if<T>(&value);
+  if (typed == nullptr) BindingBug("a value does not have the type of its JobSpec member");
+  return *typed;
+}
+
+void FromValue(const Value& v, int64_t* out) { *out = Expect<int64_t>(v); }
+void FromValue(const Value& v, uint64_t* out) { *out = static_cast<uint64_t>(Expect<int64_t>(v)); }
+void FromValue(const Value& v, double* out) { *out = Expect<double>(v); }
+void FromValue(const Value& v, bool* out) { *out = Expect<bool>(v); }
+void FromValue(const Value& v, std::string* out) { *out = Expect<std::string>(v); }
+void FromValue(const Value& v, std::vector<double>* out) { *out = Expect<std::vector<double>>(v); }
+void FromValue(const Value& v, std::vector<std::string>* out) {
+  *out = Expect<std::vector<std::string>>(v);
+}
+
+// A top-level member, e.g. Bind(&JobSpec::priority).
+template <typename M>
+JobSchema::Binding Bind(M JobSpec::*member) {
+  return {[member](const JobSpec& spec) { return ToValue(spec.*member); },
+          [member](const Value& value, JobSpec* spec) { FromValue(value, &(spec->*member)); }};
+}
+
+// A member of a section, e.g. Bind(&JobSpec::train, &TrainSpec::epochs).
+template <typename S, typename M>
+JobSchema::Binding Bind(S JobSpec::*section, M S::*member) {
+  return {[section, member](const JobSpec& spec) { return ToValue((spec.*section).*member); },
+          [section, member](const Value& value, JobSpec* spec) {
+            FromValue(value, &((spec->*section).*member));
+          }};
+}
+
+ParamValue ToParamValue(const Value& value) {
+  struct Convert {
+    ParamValue operator()(int64_t v) const { return v; }
+    ParamValue operator()(double v) const { return v; }
+    ParamValue operator()(bool v) const { return v; }
+    ParamValue operator()(const std::string& v) const { return v; }
+    ParamValue operator()(const std::vector<double>& v) const { return v; }
+    ParamValue operator()(const std::vector<std::string>&) const {
+      BindingBug("a model-specific field cannot be a list of names");
+    }
+  };
+  return std::visit(Convert{}, value);
+}
+
+Value FromParamValue(const ParamValue& value) {
+  return std::visit([](const auto& v) { return Value(v); }, value);
+}
+
+// ---------------------------------------------------------------------------
+// The declaration. A Decl is one node of the job file: a leaf bound to a
+// JobSpec member, a plain section, or a model-specific section (a ParamMap).
+
+struct Decl {
+  FieldSchema schema;
+  JobSchema::Binding binding;     // leaves
+  JobSchema::ParamAccess params;  // model-specific sections
+  std::vector<Decl> children;     // plain sections
+};
+
+Decl Leaf(FieldSchema schema, JobSchema::Binding binding) {
+  return Decl{std::move(schema), std::move(binding), {}, {}};
+}
+
+Decl Section(std::string name, std::string doc, std::vector<Decl> children) {
+  return Decl{F::Section(std::move(name), std::move(doc)), {}, {}, std::move(children)};
+}
+
+Decl ModelSection(FieldSchema section, JobSchema::ParamAccess params) {
+  return Decl{std::move(section), {}, std::move(params), {}};
+}
+
+// Where each data set comes from; nullptr: generated, so it takes no path.
+struct DatasetKind {
+  const char* name;
+  const char* default_path;
+};
+constexpr DatasetKind kDatasetKinds[] = {
+    {"fashion_mnist", "/usr/share/datasets/fashion-mnist"},
+    {"mnist", "data/mnist"},
+    {"sprites", nullptr},
+};
+
+const DatasetKind* FindDatasetKind(const std::string& name) {
+  for (const DatasetKind& kind : kDatasetKinds) {
+    if (name == kind.name) return &kind;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> DatasetKindNames() {
+  std::vector<std::string> names;
+  for (const DatasetKind& kind : kDatasetKinds) names.push_back(kind.name);
+  return names;
+}
+
+std::string DatasetPathNote() {
+  std::vector<std::string> parts;
+  for (const DatasetKind& kind : kDatasetKinds) {
+    parts.push_back(kind.default_path == nullptr
+                        ? absl::StrCat(kind.name, ": none (generated; a path is an error)")
+                        : absl::StrCat(kind.name, ": ", kind.default_path));
+  }
+  return absl::StrCat("by dataset.kind (", absl::StrJoin(parts, ", "), ")");
+}
+
+constexpr char kJobNameRule[] = "1 to 64 characters from [A-Za-z0-9_.-], not starting with '.' or '-'";
+
+// The job file, in document order. `model` may be nullptr (unknown model).
+Decl DeclareJob(const ModelInfo* model) {
+  const bool known = model != nullptr;
+
+  F model_params = F::Section("model_params", "settings of the chosen model",
+                              known ? model->params : std::vector<FieldSchema>{});
+  F loss = F::Section("loss", "loss coefficients of the chosen model",
+                      known ? model->loss : std::vector<FieldSchema>{});
+  F lr = F::Float("lr", "Adam learning rate").Min(0, /*exclusive=*/true).Max(10);
+  F betas = F::FloatList("betas", "Adam betas (beta1, beta2)").Length(2).Min(0).Max(1, true);
+  F batch_size = F::Int("batch_size", "global batch, split across workers").Range(1, 65536);
+  F grids = F::EnumList("grids", known ? model->grids : std::vector<std::string>{},
+                        "sample grids to draw (a subset of the model's grids)");
+  if (known) {
+    lr.Default(model->train.lr);
+    betas.Default(model->train.betas);
+    batch_size.Default(model->train.batch_size);
+    grids.Default(model->grids);
+  } else {
+    model_params.Unchecked().DefaultNote("its fields depend on model; see Models below");
+    loss.Unchecked().DefaultNote("its fields depend on model; see Models below");
+    lr.DefaultNote("per model");
+    betas.DefaultNote("per model");
+    batch_size.DefaultNote("per model");
+    grids.Unchecked().DefaultNote("all of the model's grids; see Models below");
+  }
+
+  return Section("", "", {
+      Leaf(F::String("name", "job name; becomes part of output paths")
+               .Required().Check(IsValidJobName, kJobNameRule),
+           Bind(&JobSpec::name)),
+      Leaf(F::Enum("model", ModelNames(), "which model to train").Required(),
+           Bind(&JobSpec::model)),
+      Section("dataset", "the training data", {
+          Leaf(F::Enum("kind", DatasetKindNames(), "which data set").Required(),
+               Bind(&JobSpec::dataset, &DatasetSpec::kind)),
+          Leaf(F::String("path", "folder of the IDX files").DefaultNote(DatasetPathNote()),
+               Bind(&JobSpec::dataset, &DatasetSpec::path)),
+          Leaf(F::Int("image_size", "images are resized to image_size x image_size")
+                   .Default(int64_t{28}).Range(16, 128),
+               Bind(&JobSpec::dataset, &DatasetSpec::image_size)),
+          Leaf(F::Int("channels", "image channels; 0 means the data set's own")
+                   .Default(int64_t{0}).OneOf({0, 1, 3}),
+               Bind(&JobSpec::dataset, &DatasetSpec::channels)),
+          Leaf(F::Int("train_limit", "use only the first N training images (0 = all)")
+                   .Default(int64_t{0}).Min(0),
+               Bind(&JobSpec::dataset, &DatasetSpec::train_limit)),
+          Leaf(F::Int("test_limit", "use only the first N test images (0 = all)")
+                   .Default(int64_t{0}).Min(0),
+               Bind(&JobSpec::dataset, &DatasetSpec::test_limit)),
+          Leaf(F::Int("seed", "sprites: generator seed").Default(int64_t{1}).Min(0),
+               Bind(&JobSpec::dataset, &DatasetSpec::seed)),
+          Leaf(F::Int("sprites_train", "sprites: training images generated")
+                   .Default(int64_t{20000}).Range(1, 1000000),
+               Bind(&JobSpec::dataset, &DatasetSpec::sprites_train)),
+          Leaf(F::Int("sprites_test", "sprites: test images generated")
+                   .Default(int64_t{2000}).Range(1, 1000000),
+               Bind(&JobSpec::dataset, &DatasetSpec::sprites_test)),
+      }),
+      ModelSection(model_params,
+                   {[](const JobSpec& spec) -> const ParamMap& { return spec.model_params; },
+                    [](JobSpec* spec) { return &spec->model_params; }}),
+      Section("train", "optimisation", {
+          Leaf(F::Int("epochs", "passes over the training set").Default(int64_t{1}).Range(1, 100000),
+               Bind(&JobSpec::train, &TrainSpec::epochs)),
+          Leaf(F::Int("max_steps", "stop after this many steps (0 = run all epochs)")
+                   .Default(int64_t{0}).Min(0),
+               Bind(&JobSpec::train, &TrainSpec::max_steps)),
+          Leaf(batch_size, Bind(&JobSpec::train, &TrainSpec::batch_size)),
+          Leaf(lr, Bind(&JobSpec::train, &TrainSpec::lr)),
+          Leaf(betas, Bind(&JobSpec::train, &TrainSpec::betas)),
+          Leaf(F::Int("seed", "seed of initialisation and shuffling").Default(int64_t{1}).Min(0),
+               Bind(&JobSpec::train, &TrainSpec::seed)),
+          ModelSection(loss,
+                       {[](const JobSpec& spec) -> const ParamMap& { return spec.train.loss; },
+                        [](JobSpec* spec) { return &spec->train.loss; }}),
+          Leaf(F::Int("threads", "intra-op threads per worker (0 = all cores)")
+                   .Default(int64_t{0}).Range(0, 256),
+               Bind(&JobSpec::train, &TrainSpec::threads)),
+          Leaf(F::Int("log_every_steps", "steps between rows of metrics")
+                   .Default(int64_t{50}).Range(1, 1000000),
+               Bind(&JobSpec::train, &TrainSpec::log_every_steps)),
+      }),
+      Section("resources", "where the job runs", {
+          Leaf(F::Int("workers", "worker processes (ranks)").Default(int64_t{1}).Range(1, 1024),
+               Bind(&JobSpec::resources, &ResourcesSpec::workers)),
+          Leaf(F::Enum("device", {"cpu", "cuda"}, "device each worker trains on")
+                   .Default(std::string("cpu")),
+               Bind(&JobSpec::resources, &ResourcesSpec::device)),
+          Leaf(F::Int("gpus_per_worker", "GPUs per worker; >= 1 with cuda, 0 with cpu")
+                   .Default(int64_t{0}).Range(0, 16).DefaultNote("1 when device is cuda"),
+               Bind(&JobSpec::resources, &ResourcesSpec::gpus_per_worker)),
+      }),
+      Section("checkpoint", "checkpoints", {
+          Leaf(F::Int("every_steps", "steps between checkpoints (0 = only at the end)")
+                   .Default(int64_t{500}).Min(0),
+               Bind(&JobSpec::checkpoint, &CheckpointSpec::every_steps)),
+          Leaf(F::Int("keep_last", "checkpoints kept").Default(int64_t{3}).Range(1, 1000),
+               Bind(&JobSpec::checkpoint, &CheckpointSpec::keep_last)),
+      }),
+      Section("samples", "sample image grids", {
+          Leaf(F::Int("every_steps", "steps between sample grids (0 = only at the end)")
+                   .Default(int64_t{250}).Min(0),
+               Bind(&JobSpec::samples, &SamplesSpec::every_steps)),
+          Leaf(grids, Bind(&JobSpec::samples, &SamplesSpec::grids)),
+      }),
+      Section("evaluate", "evaluation after training", {
+          Leaf(F::EnumList("classifiers", {"mlp", "linear_svm"},
+                           "classifiers trained on the latent codes")
+                   .Default(std::vector<std::string>{}),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::classifiers)),
+          Leaf(F::Bool("tsne", "draw a t-SNE plot of the latent codes").Default(false),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::tsne)),
+      }),
+      Leaf(F::Int("priority", "scheduling priority; higher runs first")
+               .Default(int64_t{0}).Range(-100, 100),
+           Bind(&JobSpec::priority)),
+      Leaf(F::Int("max_restarts", "restarts after a worker failure before the job fails")
+               .Default(int64_t{3}).Range(0, 100),
+           Bind(&JobSpec::max_restarts)),
+  });
+}
+
+std::string JoinPath(const std::string& parent, const std::string& name) {
+  return parent.empty() ? name : absl::StrCat(parent, ".", name);
+}
+
+}  // namespace
+
+JobSchema::JobSchema(const ModelInfo* model) : model_(model), root_(F::Section("", "")) {
+  // Turns the Decl tree into the schema tree and the binding tables.
+  struct Builder {
+    JobSchema* schema;
+    FieldSchema Build(Decl& decl, const std::string& path) {
+      if (decl.params.get) {
+        schema->param_sections_[path] = std::move(decl.params);
+        return std::move(decl.schema);
+      }
+      if (decl.schema.type() != FieldType::kSection) {
+        if (!decl.binding.get) BindingBug("no JobSpec member for " + path);
+        schema->leaves_[path] = std::move(decl.binding);
+        return std::move(decl.schema);
+      }
+      FieldSchema section = std::move(decl.schema);
+      for (Decl& child : decl.children) {
+        const std::string child_path = JoinPath(path, child.schema.name());
+        section.Add(Build(child, child_path));
+      }
+      return section;
+    }
+  };
+  Decl root = DeclareJob(model);
+  root_ = Builder{this}.Build(root, "");
+}
+
+void JobSchema::ApplyRules(ResolvedValues* values, std::vector<SpecError>* errors) const {
+  auto string_at = [values](const char* path) -> const std::string* {
+    auto it = values->find(path);
+    return it == values->end() ? nullptr : std::get_if<std::string>(&it->second.value);
+  };
+
+  // dataset.path follows dataset.kind.
+  if (const std::string* kind_name = string_at("dataset.kind")) {
+    const DatasetKind* kind = FindDatasetKind(*kind_name);
+    auto path = values->find("dataset.path");
+    if (kind == nullptr) BindingBug("dataset kind " + *kind_name + " has no entry");
+    if (path == values->end()) {
+      (*values)["dataset.path"] = ResolvedField{
+          std::string(kind->default_path == nullptr ? "" : kind->default_path), false, 0};
+    } else {
+      const std::string& given = std::get<std::string>(path->second.value);
+      if (kind->default_path == nullptr && !given.empty()) {
+        errors->push_back({"dataset.path", path->second.line,
+                           absl::StrCat("must not be set when dataset.kind is ", kind->name,
+                                        " (the data set is generated), got \"", given, "\""),
+                           ""});
+      } else if (kind->default_path != nullptr && given.empty()) {
+        errors->push_back({"dataset.path", path->second.line,
+                           absl::StrCat("must not be empty when dataset.kind is ", kind->name,
+                                        " (leave it out for ", kind->default_path, ")"),
+                           ""});
+      }
+    }
+  }
+
+  // resources.gpus_per_worker follows resources.device.
+  const std::string* device = string_at("resources.device");
+  auto gpus = values->find("resources.gpus_per_worker");
+  if (device != nullptr && gpus != values->end()) {
+    int64_t& count = std::get<int64_t>(gpus->second.value);
+    if (*device == "cuda") {
+      if (!gpus->second.given) {
+        count = 1;
+      } else if (count < 1) {
+        errors->push_back({"resources.gpus_per_worker", gpus->second.line,
+                           absl::StrCat("must be >= 1 when resources.device is cuda, got ", count),
+                           ""});
+      }
+    } else if (count != 0) {
+      errors->push_back({"resources.gpus_per_worker", gpus->second.line,
+                         absl::StrCat("must be 0 when resources.device is ", *device, ", got ",
+                                      count, " (set resources.device: cuda to use GPUs)"),
+                         ""});
+    }
+  }
+}
+
+JobSpec JobSchema::ToJobSpec(const ResolvedValues& values) const {
+  if (model_ == nullptr) BindingBug("ToJobSpec needs a schema built for a model");
+  JobSpec spec;
+  for (const auto& [path, binding] : leaves_) {
+    auto it = values.find(path);
+    if (it == values.end()) BindingBug("no value for " + path);
+    binding.set(it->second.value, &spec);
+  }
+  for (const auto& [path, access] : param_sections_) {
+    ParamMap* params = access.mutable_get(&spec);
+    const std::string prefix = path + ".";
+    for (auto it = values.lower_bound(prefix);
+         it != values.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      params->Set(it->first.substr(prefix.size()), ToParamValue(it->second.value));
+    }
+  }
+  return spec;
+}
+
+ResolvedValues JobSchema::FromJobSpec(const JobSpec& spec) const {
+  ResolvedValues values;
+  for (const auto& [path, binding] : leaves_) {
+    values[path] = ResolvedField{binding.get(spec), true, 0};
+  }
+  for (const auto& [path, access] : param_sections_) {
+    for (const auto& [name, value] : access.get(spec).values()) {
+      values[JoinPath(path, name)] = ResolvedField{FromParamValue(value), true, 0};
+    }
+  }
+  return values;
+}
+
+bool IsValidJobName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string SchemaDocumentation() {
+  std::string out =
+      "# dfv job file schema: every field, its default, what is allowed.\n"
+      "# A field with nothing after the colon has no fixed default (see its comment).\n"
+      "# Any field can also be set with --set key.path=value.\n";
+  absl::StrAppend(&out, DocumentSchema(JobSchema(nullptr).root()));
+  absl::StrAppend(&out,
+                  "\n# Models. `model` decides the fields of model_params and train.loss, the\n"
+                  "# defaults of train.lr, train.betas and train.batch_size, and the allowed\n"
+                  "# samples.grids (all of them by default).\n");
+  for (const ModelInfo& model : ModelCatalogue()) {
+    const JobSchema schema(&model);
+    const FieldSchema& train = *schema.root().FindChild("train");
+    const FieldSchema& samples = *schema.root().FindChild("samples");
+    FieldSchema view = F::Section("", "");
+    view.Add(*schema.root().FindChild("model_params"));
+    view.Add(F::Section("train", train.doc(),
+                        {*train.FindChild("batch_size"), *train.FindChild("lr"),
+                         *train.FindChild("betas"), *train.FindChild("loss")}));
+    view.Add(F::Section("samples", samples.doc(), {*samples.FindChild("grids")}));
+    absl::StrAppend(&out, "#\n# model: ", model.name, "  (", model.source, ") ", model.summary,
+                    "\n");
+    for (absl::string_view line : absl::StrSplit(DocumentSchema(view, 2), '\n', absl::SkipEmpty())) {
+      absl::StrAppend(&out, "#", line, "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace dfv::jobspec

@@ -1,0 +1,98 @@
+// The validated, fully resolved form of a job file. Every field holds a value
+// (defaults filled in by the schema); code downstream of ParseJobSpec never
+// re-checks ranges. See schema.h for how a JobSpec is produced.
+#ifndef DFV_COMMON_JOBSPEC_JOB_SPEC_H_
+#define DFV_COMMON_JOBSPEC_JOB_SPEC_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace dfv::jobspec {
+
+// A model-specific value (model_params and train.loss hold these).
+using ParamValue = std::variant<int64_t, double, bool, std::string, std::vector<double>>;
+
+// Model-specific settings, already validated against the model's schema, so
+// lookups of declared names cannot fail. Asking for an undeclared name or the
+// wrong type is a programming error and aborts.
+class ParamMap {
+ public:
+  void Set(const std::string& name, ParamValue value) { values_[name] = std::move(value); }
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  int64_t GetInt(const std::string& name) const;
+  double GetDouble(const std::string& name) const;  // ints widen to double
+  bool GetBool(const std::string& name) const;
+  const std::string& GetString(const std::string& name) const;
+  const std::vector<double>& GetDoubleList(const std::string& name) const;
+  const std::map<std::string, ParamValue>& values() const { return values_; }
+  bool operator==(const ParamMap& other) const { return values_ == other.values_; }
+
+ private:
+  std::map<std::string, ParamValue> values_;
+};
+
+struct DatasetSpec {
+  std::string kind;          // fashion_mnist | mnist | sprites
+  std::string path;          // folder of IDX files (empty for sprites)
+  int64_t image_size = 28;   // images are resized to image_size x image_size
+  int64_t channels = 0;      // 1 or 3; 0 in a job file means "the data set's own"
+  int64_t train_limit = 0;   // use only the first N training images (0 = all)
+  int64_t test_limit = 0;    // use only the first N test images (0 = all)
+  uint64_t seed = 1;         // sprites: generator seed
+  int64_t sprites_train = 20000;  // sprites: training images generated
+  int64_t sprites_test = 2000;    // sprites: test images generated
+};
+
+struct TrainSpec {
+  int64_t epochs = 1;
+  int64_t max_steps = 0;       // stop after this many steps (0 = run all epochs)
+  int64_t batch_size = 64;     // global batch, split across ranks
+  double lr = 1e-3;
+  std::vector<double> betas = {0.9, 0.999};
+  uint64_t seed = 1;
+  ParamMap loss;               // model-specific loss coefficients
+  int64_t threads = 0;         // intra-op threads per rank (0 = all cores)
+  int64_t log_every_steps = 50;  // metrics row cadence
+};
+
+struct ResourcesSpec {
+  int64_t workers = 1;
+  std::string device = "cpu";  // cpu | cuda
+  int64_t gpus_per_worker = 0;
+};
+
+struct CheckpointSpec {
+  int64_t every_steps = 500;  // 0 = only at the end
+  int64_t keep_last = 3;
+};
+
+struct SamplesSpec {
+  int64_t every_steps = 250;        // 0 = only at the end
+  std::vector<std::string> grids;   // subset of the model's grids
+};
+
+struct EvaluateSpec {
+  std::vector<std::string> classifiers;  // mlp | linear_svm
+  bool tsne = false;
+};
+
+struct JobSpec {
+  std::string name;
+  std::string model;
+  DatasetSpec dataset;
+  ParamMap model_params;
+  TrainSpec train;
+  ResourcesSpec resources;
+  CheckpointSpec checkpoint;
+  SamplesSpec samples;
+  EvaluateSpec evaluate;
+  int64_t priority = 0;
+  int64_t max_restarts = 3;
+};
+
+}  // namespace dfv::jobspec
+
+#endif  // DFV_COMMON_JOBSPEC_JOB_SPEC_H_

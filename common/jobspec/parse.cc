@@ -1,0 +1,225 @@
+#include "common/jobspec/parse.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <exception>
+#include <map>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/jobspec/catalogue.h"
+#include "common/jobspec/job_schema.h"
+#include "common/status_macros.h"
+
+namespace dfv::jobspec {
+namespace {
+
+int LineOf(const YAML::Mark& mark) { return mark.line >= 0 ? mark.line + 1 : 0; }
+
+// Which override put each path into the document: path -> index into the
+// override list. Covers the leaf each override sets and the sections it had
+// to create, so an error at (or under) such a path is the override's.
+using OverrideOrigins = std::map<std::string, size_t>;
+
+std::string OverrideSource(const std::string& text) { return "--set " + text; }
+
+// Applies override `index`, "key.path=value", to `doc` (a mapping). Appends
+// an error (with its source) when it cannot be applied.
+void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
+                   OverrideOrigins* origins, std::vector<SpecError>* errors) {
+  const std::string source = OverrideSource(text);
+  const size_t eq = text.find('=');
+  const std::string key(absl::StripAsciiWhitespace(text.substr(0, eq)));
+  std::vector<std::string> parts = absl::StrSplit(key, '.');
+  const bool empty_part =
+      std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); });
+  if (eq == std::string::npos || empty_part) {
+    errors->push_back({"", 0, "malformed override: expected key.path=value, e.g. train.lr=1e-4",
+                       source});
+    return;
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    errors->push_back({key, 0, "the value is not valid YAML: " + e.msg, source});
+    return;
+  }
+  if (value.IsMap()) {
+    errors->push_back({key, 0, "the value must be a scalar or a list such as [0.5, 0.999]",
+                       source});
+    return;
+  }
+
+  // Walk down, creating missing sections; `current` is rebound with reset()
+  // because assigning one yaml-cpp node to another writes through.
+  YAML::Node current;
+  current.reset(*doc);
+  std::string path;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (current.IsDefined() && !current.IsMap() && !current.IsNull()) {
+      errors->push_back({path, 0,
+                         absl::StrCat("cannot set ", key, ": ", path, " is not a section"),
+                         source});
+      return;
+    }
+    path = path.empty() ? parts[i] : absl::StrCat(path, ".", parts[i]);
+    YAML::Node child = current[parts[i]];
+    if (i + 1 == parts.size()) {
+      current[parts[i]] = value;
+      (*origins)[path] = index;
+    } else {
+      if (!child.IsDefined()) (*origins)[path] = index;
+      current.reset(child);
+    }
+  }
+}
+
+// The override an error at `field` comes from, if any: the nearest enclosing
+// path an override set or created.
+const size_t* FindOrigin(const OverrideOrigins& origins, std::string field) {
+  while (!field.empty()) {
+    auto it = origins.find(field);
+    if (it != origins.end()) return &it->second;
+    const size_t dot = field.rfind('.');
+    if (dot == std::string::npos) break;
+    field.resize(dot);
+  }
+  return nullptr;
+}
+
+// Parses `text` into `result`. May throw YAML::Exception from deep inside
+// yaml-cpp; the caller catches.
+void Parse(std::string_view text, const ParseOptions& options, const std::string& source,
+           ParseResult* result) {
+  std::vector<SpecError>& errors = result->errors;
+  if (text.size() > kMaxJobFileBytes) {
+    errors.push_back({"", 0,
+                      absl::StrCat("the job file is ", text.size(), " bytes; at most ",
+                                   kMaxJobFileBytes, " are allowed"),
+                      source});
+    return;
+  }
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(text));
+  } catch (const YAML::ParserException& e) {
+    errors.push_back({"", LineOf(e.mark), "YAML syntax error: " + e.msg, source});
+    return;
+  }
+  if (documents.size() > 1) {
+    errors.push_back({"", LineOf(documents[1].Mark()),
+                      absl::StrCat("holds ", documents.size(),
+                                   " YAML documents; a job file holds one"),
+                      source});
+    return;
+  }
+  YAML::Node doc = documents.empty() ? YAML::Node(YAML::NodeType::Null) : documents[0];
+  if (doc.IsNull()) doc.reset(YAML::Node(YAML::NodeType::Map));
+  if (!doc.IsMap()) {
+    errors.push_back({"", LineOf(doc.Mark()),
+                      "the job file must be a mapping of key: value pairs", source});
+    return;
+  }
+
+  // Each error with its rank: 0 for the file, 1 + i for override i.
+  std::vector<std::pair<size_t, SpecError>> ranked;
+  OverrideOrigins origins;
+  for (size_t i = 0; i < options.overrides.size(); ++i) {
+    std::vector<SpecError> override_errors;
+    ApplyOverride(options.overrides[i], i, &doc, &origins, &override_errors);
+    for (SpecError& error : override_errors) ranked.emplace_back(1 + i, std::move(error));
+  }
+
+  // `model` decides part of the schema; when it is missing or unknown the
+  // rest is still checked (and the validator reports the model itself).
+  const YAML::Node& const_doc = doc;
+  const YAML::Node model_node = const_doc["model"];
+  const ModelInfo* model =
+      model_node.IsDefined() && model_node.IsScalar() ? FindModel(model_node.Scalar()) : nullptr;
+  const JobSchema schema(model);
+  ResolvedValues values;
+  std::vector<SpecError> found;
+  ValidateDocument(schema.root(), doc, &values, &found);
+  schema.ApplyRules(&values, &found);
+
+  // Locate each error: in the file, or in the override that put it there.
+  for (SpecError& error : found) {
+    size_t rank = 0;
+    if (const size_t* origin = FindOrigin(origins, error.field)) {
+      error.source = OverrideSource(options.overrides[*origin]);
+      error.line = 0;
+      rank = 1 + *origin;
+    } else {
+      error.source = source;
+    }
+    ranked.emplace_back(rank, std::move(error));
+  }
+  // File errors by line, then each override's errors in turn.
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return a.first == 0 && a.second.line < b.second.line;
+  });
+  for (auto& [rank, error] : ranked) errors.push_back(std::move(error));
+
+  if (errors.empty()) result->spec = schema.ToJobSpec(values);
+}
+
+}  // namespace
+
+ParseResult ParseJobSpecWithErrors(std::string_view yaml_text, const ParseOptions& options) {
+  ParseResult result;
+  const std::string source = options.source_name.empty() ? "job.yaml" : options.source_name;
+  // yaml-cpp reports through exceptions; none may leave this library.
+  try {
+    Parse(yaml_text, options, source, &result);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({"", LineOf(e.mark), "YAML error: " + e.msg, source});
+  } catch (const std::exception& e) {
+    result.errors.push_back({"", 0, absl::StrCat("cannot read the job file: ", e.what()), source});
+  }
+  return result;
+}
+
+absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml_text, const ParseOptions& options) {
+  ParseResult result = ParseJobSpecWithErrors(yaml_text, options);
+  if (!result.ok()) return SpecErrorsToStatus(result.errors);
+  return std::move(result.spec);
+}
+
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
+                                        std::vector<std::string> overrides) {
+  DFV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  ParseOptions options;
+  options.source_name = path;
+  options.overrides = std::move(overrides);
+  return ParseJobSpec(text, options);
+}
+
+absl::Status SpecErrorsToStatus(const std::vector<SpecError>& errors) {
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(
+      errors, "\n", [](std::string* out, const SpecError& e) { out->append(FormatSpecError(e)); }));
+}
+
+std::string JobSpecToYaml(const JobSpec& spec) {
+  const JobSchema schema(FindModel(spec.model));
+  return EmitYaml(schema.root(), schema.FromJobSpec(spec));
+}
+
+bool SpecsEqual(const JobSpec& a, const JobSpec& b) {
+  if (a.model != b.model) return false;
+  const JobSchema schema(FindModel(a.model));
+  const ResolvedValues va = schema.FromJobSpec(a);
+  const ResolvedValues vb = schema.FromJobSpec(b);
+  return std::equal(va.begin(), va.end(), vb.begin(), vb.end(), [](const auto& x, const auto& y) {
+    return x.first == y.first && x.second.value == y.second.value;
+  });
+}
+
+}  // namespace dfv::jobspec

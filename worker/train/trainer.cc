@@ -1,0 +1,329 @@
+#include "worker/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/jobspec/parse.h"
+#include "common/png.h"
+#include "common/status_macros.h"
+#include "worker/data/dataset.h"
+#include "worker/data/tensor.h"
+#include "worker/models/registry.h"
+#include "worker/train/checkpoint.h"
+#include "worker/train/evaluation.h"
+#include "worker/train/image_util.h"
+#include "worker/train/metrics_log.h"
+
+namespace dfv::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kGridImages = 32;
+constexpr double kProgressIntervalSeconds = 1.0;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+void SetTrainMode(models::Model& model, bool on) {
+  for (auto& [name, module] : model.Modules()) module->train(on);
+}
+
+// Running means of a model's metrics over one log window, in the model's order.
+class MetricsWindow {
+ public:
+  void Add(const models::Metrics& metrics) {
+    if (names_.empty()) {
+      for (const auto& [name, value] : metrics) names_.push_back(name);
+      sums_.assign(names_.size(), 0.0);
+    }
+    for (const auto& [name, value] : metrics) {
+      for (size_t i = 0; i < names_.size(); ++i) {
+        if (names_[i] == name) sums_[i] += value;
+      }
+    }
+    ++count_;
+  }
+  models::Metrics Means() const {
+    models::Metrics out;
+    for (size_t i = 0; i < names_.size(); ++i) out.emplace_back(names_[i], count_ ? sums_[i] / count_ : 0.0);
+    return out;
+  }
+  int64_t count() const { return count_; }
+  void Reset() {
+    std::fill(sums_.begin(), sums_.end(), 0.0);
+    count_ = 0;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<double> sums_;
+  int64_t count_ = 0;
+};
+
+absl::StatusOr<std::string> ResolveResumePath(const std::string& resume_from) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(resume_from, ec)) {
+    std::string dir = resume_from;
+    if (std::filesystem::is_directory(std::filesystem::path(resume_from) / "checkpoints", ec)) {
+      dir = (std::filesystem::path(resume_from) / "checkpoints").string();
+    }
+    return NewestValidCheckpoint(dir);
+  }
+  if (!std::filesystem::exists(resume_from, ec)) {
+    return absl::NotFoundError(absl::StrCat("--resume: no such checkpoint or run folder: ", resume_from));
+  }
+  return resume_from;
+}
+
+}  // namespace
+
+Trainer::~Trainer() = default;
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options) {
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->options_ = std::move(options);
+  const jobspec::JobSpec& spec = t->options_.spec;
+  const int world = t->options_.world_size;
+  t->is_chief_ = t->options_.rank == 0;
+  if (world < 1 || t->options_.rank < 0 || t->options_.rank >= world) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", t->options_.rank, " of world size ", world));
+  }
+  if (spec.train.batch_size % world != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("train.batch_size ", spec.train.batch_size,
+                                                   " does not split evenly over ", world, " workers"));
+  }
+  if (spec.train.threads > 0) torch::set_num_threads(static_cast<int>(spec.train.threads));
+  t->job_yaml_ = jobspec::JobSpecToYaml(spec);
+
+  DFV_ASSIGN_OR_RETURN(t->data_, data::LoadDataset(spec.dataset));
+  const data::ImageSet& train = *t->data_.train;
+  const data::ImageSet& test = *t->data_.test;
+  if (test.size < kGridImages) {
+    return absl::InvalidArgumentError(absl::StrCat("the test set has ", test.size, " images; grids and "
+                                                   "evaluation need at least ", kGridImages,
+                                                   " (raise dataset.test_limit)"));
+  }
+
+  // Same seed on every rank: identical initial weights.
+  torch::manual_seed(spec.train.seed);
+  models::ModelContext context;
+  context.spec = &t->options_.spec;
+  context.channels = train.channels;
+  context.image_size = train.height;
+  context.num_classes = train.num_classes;
+  context.train_size = train.size;
+  context.device = torch::kCPU;
+  DFV_ASSIGN_OR_RETURN(t->model_, models::CreateModel(context));
+  if (world > 1) {
+    // Different noise per rank from here on.
+    torch::manual_seed(spec.train.seed * 1000003ULL + static_cast<uint64_t>(t->options_.rank));
+  }
+
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = spec.train.batch_size / world;
+  loader_options.seed = spec.train.seed;
+  loader_options.rank = t->options_.rank;
+  loader_options.world_size = world;
+  loader_options.same_class_pair = t->model_->NeedsSameClassPairs();
+  loader_options.other_class = t->model_->NeedsOtherClass();
+  DFV_ASSIGN_OR_RETURN(t->loader_, data::BatchLoader::Create(t->data_.train, loader_options));
+  t->total_steps_ = spec.train.epochs * t->loader_->StepsPerEpoch();
+  if (spec.train.max_steps > 0) t->total_steps_ = std::min(t->total_steps_, spec.train.max_steps);
+
+  const std::vector<int64_t> grid_idx = data::IndexRange(0, kGridImages);
+  DFV_ASSIGN_OR_RETURN(t->grid_inputs_.images, data::ImagesToTensor(test, grid_idx));
+  DFV_ASSIGN_OR_RETURN(t->grid_inputs_.labels, data::LabelsToTensor(test, grid_idx));
+  t->grid_inputs_.noise_seed = spec.train.seed;
+
+  if (!t->options_.resume_from.empty()) {
+    DFV_ASSIGN_OR_RETURN(std::string path, ResolveResumePath(t->options_.resume_from));
+    DFV_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, LoadCheckpoint(path, *t->model_));
+    if (loaded.state.step > t->total_steps_) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is at step ", loaded.state.step,
+                                                     ", beyond this job's ", t->total_steps_, " steps"));
+    }
+    t->start_step_ = loaded.state.step;
+    t->loader_->Seek(t->start_step_);
+    if (t->options_.observer) {
+      t->options_.observer->OnMessage(absl::StrCat("resumed from ", path, " at step ", t->start_step_));
+    }
+  }
+  return t;
+}
+
+void Trainer::Notify(ArtifactKind kind, const std::string& relative_path, int64_t step) {
+  if (options_.observer) options_.observer->OnArtifact(kind, relative_path, step);
+}
+
+absl::Status Trainer::WriteGrids(int64_t step) {
+  if (!is_chief_) return absl::OkStatus();
+  SetTrainMode(*model_, false);
+  absl::Status status;
+  {
+    torch::NoGradGuard no_grad;
+    for (const std::string& name : options_.spec.samples.grids) {
+      Image8 image = TensorToImage8(model_->RenderGrid(name, grid_inputs_));
+      std::string rel = absl::StrFormat("grids/%s-step%08d.png", name, step);
+      status = WritePngFile((std::filesystem::path(options_.out_dir) / rel).string(), image);
+      if (!status.ok()) break;
+      Notify(ArtifactKind::kGrid, rel, step);
+    }
+  }
+  SetTrainMode(*model_, true);
+  return status;
+}
+
+absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
+  if (!is_chief_) return absl::OkStatus();
+  const std::string dir = (std::filesystem::path(options_.out_dir) / "checkpoints").string();
+  const std::string rel = "checkpoints/" + CheckpointFileName(step);
+  DFV_RETURN_IF_ERROR(SaveCheckpoint((std::filesystem::path(options_.out_dir) / rel).string(), *model_,
+                                     TrainState{step, epoch}, job_yaml_));
+  DFV_RETURN_IF_ERROR(PruneCheckpoints(dir, options_.spec.checkpoint.keep_last));
+  Notify(ArtifactKind::kCheckpoint, rel, step);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::WriteReport(const RunSummary& summary) {
+  SetTrainMode(*model_, false);
+  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, torch::kCPU);
+  SetTrainMode(*model_, true);
+  if (!evaluation.ok()) return evaluation.status();
+  nlohmann::json report;
+  report["job"] = options_.spec.name;
+  report["model"] = options_.spec.model;
+  report["dataset"] = options_.spec.dataset.kind;
+  report["steps"] = summary.steps;
+  report["wall_seconds"] = summary.wall_seconds;
+  nlohmann::json final_metrics = nlohmann::json::object();
+  for (const auto& [name, value] : summary.final_metrics) final_metrics[name] = value;
+  report["final_metrics"] = final_metrics;
+  report["evaluation"] = *evaluation;
+  DFV_RETURN_IF_ERROR(WriteFileAtomically((std::filesystem::path(options_.out_dir) / "report.json").string(),
+                                          report.dump(2) + "\n"));
+  Notify(ArtifactKind::kReport, "report.json", summary.steps);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunSummary> Trainer::Run() {
+  // LibTorch throws; nothing escapes this adapter.
+  try {
+    return RunLoop();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("training failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<RunSummary> Trainer::RunLoop() {
+  const jobspec::JobSpec& spec = options_.spec;
+  const std::filesystem::path out(options_.out_dir);
+  std::optional<MetricsLog> metrics_log;
+  if (is_chief_) {
+    DFV_RETURN_IF_ERROR(MakeDirs((out / "grids").string()));
+    DFV_RETURN_IF_ERROR(MakeDirs((out / "checkpoints").string()));
+    DFV_RETURN_IF_ERROR(WriteFileAtomically((out / "job.yaml").string(), job_yaml_));
+    Notify(ArtifactKind::kJobSpec, "job.yaml", start_step_);
+    DFV_ASSIGN_OR_RETURN(MetricsLog log, MetricsLog::Open((out / "metrics.csv").string(),
+                                                          start_step_ > 0 ? start_step_ : -1));
+    metrics_log.emplace(std::move(log));
+  }
+
+  RunSummary summary;
+  models::StepContext context(options_.gradient_sync);
+  MetricsWindow window;
+  MetricsWindow progress_window;
+  const auto run_start = Clock::now();
+  auto window_start = run_start;
+  auto last_progress = run_start;
+  double step_seconds_in_window = 0;
+  double smoothed_steps_per_second = 0;
+  const int64_t global_batch = spec.train.batch_size;
+  int64_t epoch = start_step_ / loader_->StepsPerEpoch();
+  SetTrainMode(*model_, true);
+
+  for (int64_t step = start_step_; step < total_steps_; ++step) {
+    if (options_.cancel != nullptr && options_.cancel->load()) {
+      return absl::CancelledError(absl::StrCat("cancelled at step ", step));
+    }
+    DFV_ASSIGN_OR_RETURN(data::Batch batch, loader_->Next());
+    epoch = batch.epoch;
+    context.step = step;
+    const auto t0 = Clock::now();
+    models::Metrics metrics;
+    try {
+      metrics = model_->TrainStep(batch, context);
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("training step ", step, " failed: ", e.what()));
+    }
+    step_seconds_in_window += Seconds(Clock::now() - t0);
+    for (const auto& [name, value] : metrics) {
+      if (!std::isfinite(value)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("loss term '", name, "' became ", value, " at step ", step, "; lower train.lr?"));
+      }
+    }
+    window.Add(metrics);
+    progress_window.Add(metrics);
+    const int64_t done = step + 1;
+    const bool last = done == total_steps_;
+
+    if (done % spec.train.log_every_steps == 0 || last) {
+      const double elapsed = Seconds(Clock::now() - window_start);
+      models::Metrics row = window.Means();
+      row.emplace_back("step_time_seconds", step_seconds_in_window / window.count());
+      row.emplace_back("samples_per_second", elapsed > 0 ? global_batch * window.count() / elapsed : 0.0);
+      if (metrics_log) DFV_RETURN_IF_ERROR(metrics_log->Append(done, epoch, row));
+      if (options_.observer) options_.observer->OnMetrics(done, epoch, row);
+      summary.final_metrics = window.Means();
+      window.Reset();
+      step_seconds_in_window = 0;
+      window_start = Clock::now();
+    }
+
+    const auto now = Clock::now();
+    const double since_progress = Seconds(now - last_progress);
+    if (since_progress >= kProgressIntervalSeconds || last) {
+      const double rate = progress_window.count() / std::max(since_progress, 1e-9);
+      smoothed_steps_per_second =
+          smoothed_steps_per_second == 0 ? rate : 0.7 * smoothed_steps_per_second + 0.3 * rate;
+      if (options_.observer) {
+        Progress p;
+        p.step = done;
+        p.total_steps = total_steps_;
+        p.epoch = epoch;
+        p.samples_per_second = smoothed_steps_per_second * global_batch;
+        p.eta_seconds = (total_steps_ - done) / std::max(smoothed_steps_per_second, 1e-9);
+        p.metrics = progress_window.Means();
+        options_.observer->OnProgress(p);
+      }
+      progress_window.Reset();
+      last_progress = now;
+    }
+
+    if (!last && spec.samples.every_steps > 0 && done % spec.samples.every_steps == 0) {
+      DFV_RETURN_IF_ERROR(WriteGrids(done));
+    }
+    if (!last && spec.checkpoint.every_steps > 0 && done % spec.checkpoint.every_steps == 0) {
+      DFV_RETURN_IF_ERROR(WriteCheckpoint(done, epoch));
+    }
+  }
+
+  summary.steps = total_steps_;
+  DFV_RETURN_IF_ERROR(WriteGrids(total_steps_));
+  DFV_RETURN_IF_ERROR(WriteCheckpoint(total_steps_, epoch));
+  summary.wall_seconds = Seconds(Clock::now() - run_start);
+  if (is_chief_) {
+    DFV_RETURN_IF_ERROR(WriteReport(summary));
+    summary.report_path = "report.json";
+  }
+  return summary;
+}
+
+}  // namespace dfv::train
