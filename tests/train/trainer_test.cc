@@ -172,3 +172,31 @@ TEST(TrainerTest, ResumeFromACorruptCheckpointFailsClearly) {
 
 }  // namespace
 }  // namespace dfv
+
+namespace dfv {
+namespace {
+
+TEST(TrainerTest, EvaluationProbesBothCodesAndDrawsTsne) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("cycle_vae", 28, 3, 20);
+  spec.evaluate.classifiers = {"mlp", "linear_svm"};
+  spec.evaluate.tsne = true;
+  const std::string out = testing::FreshDir("evaluation");
+  auto summary = RunJob(spec, out);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  auto report = nlohmann::json::parse(*ReadFileToString(out + "/report.json"));
+  const auto& eval = report["evaluation"];
+  for (const char* code : {"s", "z"}) {
+    for (const char* clf : {"mlp", "linear_svm"}) {
+      const double acc = eval["latent"][code][clf]["test_accuracy"];
+      EXPECT_GE(acc, 0.0) << code << " " << clf;
+      EXPECT_LE(acc, 1.0) << code << " " << clf;
+      EXPECT_TRUE(eval["latent"][code][clf].contains("test_macro_f1"));
+    }
+    auto plot = ReadPngFile(out + "/" + eval["tsne"][code].get<std::string>());
+    ASSERT_TRUE(plot.ok()) << plot.status();
+    EXPECT_EQ(plot->width, 512);
+  }
+}
+
+}  // namespace
+}  // namespace dfv

@@ -193,9 +193,11 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
 
 absl::Status Trainer::WriteReport(const RunSummary& summary) {
   SetTrainMode(*model_, false);
-  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, torch::kCPU);
+  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, options_.spec.train.seed, torch::kCPU,
+                             options_.out_dir);
   SetTrainMode(*model_, true);
   if (!evaluation.ok()) return evaluation.status();
+  for (const std::string& file : evaluation->files) Notify(ArtifactKind::kReport, file, summary.steps);
   nlohmann::json report;
   report["job"] = options_.spec.name;
   report["model"] = options_.spec.model;
@@ -205,7 +207,7 @@ absl::Status Trainer::WriteReport(const RunSummary& summary) {
   nlohmann::json final_metrics = nlohmann::json::object();
   for (const auto& [name, value] : summary.final_metrics) final_metrics[name] = value;
   report["final_metrics"] = final_metrics;
-  report["evaluation"] = *evaluation;
+  report["evaluation"] = evaluation->report;
   DFV_RETURN_IF_ERROR(WriteFileAtomically((std::filesystem::path(options_.out_dir) / "report.json").string(),
                                           report.dump(2) + "\n"));
   Notify(ArtifactKind::kReport, "report.json", summary.steps);
