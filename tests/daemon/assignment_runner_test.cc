@@ -1,0 +1,226 @@
+// AssignmentRunner against the real trainer binary, with a recording
+// CoordinatorLink in place of the coordinator.
+#include "worker/daemon/assignment_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+#include "common/file_util.h"
+
+namespace dfv::daemon {
+namespace {
+
+class RecordingLink : public CoordinatorLink {
+ public:
+  absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
+                            bool* cancel) override {
+    absl::MutexLock lock(&mu_);
+    for (const auto& e : events) events_.push_back(e);
+    *cancel = answer_cancel_;
+    return absl::OkStatus();
+  }
+  absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override {
+    auto contents = ReadFileToString(path);
+    if (!contents.ok()) return contents.status();
+    absl::MutexLock lock(&mu_);
+    uploads_[info.name()] = {info, *contents};
+    return absl::OkStatus();
+  }
+  absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
+                                  const std::string& reason) override {
+    absl::MutexLock lock(&mu_);
+    outcome_ = outcome;
+    reason_ = reason;
+    completions_++;
+    return absl::OkStatus();
+  }
+  absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
+                                const std::string& dest_path) override {
+    absl::MutexLock lock(&mu_);
+    auto it = downloadable_.find(name);
+    if (it == downloadable_.end()) return absl::NotFoundError(absl::StrCat("no artifact ", name));
+    return WriteFileAtomically(dest_path, it->second);
+  }
+
+  bool WaitFor(std::function<bool()> done, absl::Duration timeout) {
+    absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return done();
+  }
+  bool SawState(v1::JobState state) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& e : events_) {
+      if (e.has_state() && e.state().state() == state) return true;
+    }
+    return false;
+  }
+
+  absl::Mutex mu_;
+  std::vector<v1::JobEvent> events_;
+  std::map<std::string, std::pair<v1::ArtifactInfo, std::string>> uploads_;
+  std::map<std::string, std::string> downloadable_;
+  bool answer_cancel_ = false;
+  v1::Outcome outcome_ = v1::OUTCOME_UNSPECIFIED;
+  std::string reason_;
+  int completions_ = 0;
+};
+
+std::string SpritesJob(int max_steps) {
+  return absl::StrFormat(R"(
+name: runner-test
+model: vae
+dataset: {kind: sprites, image_size: 28, channels: 1, sprites_train: 256, sprites_test: 64, seed: 3}
+train: {epochs: 1000, max_steps: %d, batch_size: 16, lr: 1.0e-3, seed: 5, threads: 1, log_every_steps: 10}
+checkpoint: {every_steps: 10, keep_last: 2}
+samples: {every_steps: 10}
+)",
+                         max_steps);
+}
+
+RunnerOptions Options(const std::string& name, const std::string& yaml, RecordingLink* link) {
+  std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "runner_test" / name;
+  std::filesystem::remove_all(dir);
+  RunnerOptions options;
+  options.assignment.set_job_id("j-000001");
+  options.assignment.set_attempt(1);
+  options.assignment.set_rank(0);
+  options.assignment.set_world_size(1);
+  options.assignment.set_spec_yaml(yaml);
+  options.work_dir = dir.string();
+  options.trainer_command = {DFV_WORKER_BINARY, "trainer"};
+  options.link = link;
+  options.retry_for = absl::Seconds(1);
+  return options;
+}
+
+bool Finished(const AssignmentRunner& runner, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!runner.finished() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  return runner.finished();
+}
+
+TEST(AssignmentRunner, TrainsAndRelaysEventsAndArtifacts) {
+  RecordingLink link;
+  RunnerOptions options = Options("success", SpritesJob(20), &link);
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(120)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_SUCCEEDED) << link.reason_;
+  EXPECT_EQ(link.completions_, 1);
+  std::vector<int64_t> metric_steps;
+  bool running = false;
+  for (const auto& e : link.events_) {
+    if (e.has_metrics()) metric_steps.push_back(e.metrics().step());
+    if (e.has_state() && e.state().state() == v1::RUNNING) running = true;
+  }
+  EXPECT_TRUE(running);
+  EXPECT_EQ(metric_steps, (std::vector<int64_t>{10, 20}));
+  for (const char* name : {"job.yaml", "metrics.csv", "report.json", "trainer.log", "checkpoints/step-00000020.ckpt",
+                           "grids/reconstruction-step00000020.png", "grids/random-step00000010.png"}) {
+    EXPECT_TRUE(link.uploads_.count(name)) << name;
+  }
+  const auto& ckpt = link.uploads_["checkpoints/step-00000020.ckpt"];
+  EXPECT_EQ(ckpt.first.kind(), v1::CHECKPOINT);
+  EXPECT_EQ(ckpt.first.step(), 20);
+  auto on_disk = ReadFileToString(options.work_dir + "/run/checkpoints/step-00000020.ckpt");
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_EQ(ckpt.second, *on_disk);
+}
+
+TEST(AssignmentRunner, ResumesFromADownloadedCheckpoint) {
+  RecordingLink first;
+  auto runner = AssignmentRunner::Start(Options("resume-a", SpritesJob(20), &first));
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(120)));
+  RecordingLink second;
+  {
+    absl::MutexLock lock(&first.mu_);
+    ASSERT_EQ(first.outcome_, v1::OUTCOME_SUCCEEDED) << first.reason_;
+    second.downloadable_["checkpoints/step-00000020.ckpt"] = first.uploads_["checkpoints/step-00000020.ckpt"].second;
+  }
+  RunnerOptions options = Options("resume-b", SpritesJob(30), &second);
+  options.assignment.set_attempt(2);
+  options.assignment.set_resume_artifact("checkpoints/step-00000020.ckpt");
+  runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(120)));
+  absl::MutexLock lock(&second.mu_);
+  EXPECT_EQ(second.outcome_, v1::OUTCOME_SUCCEEDED) << second.reason_;
+  std::vector<int64_t> metric_steps;
+  for (const auto& e : second.events_) {
+    if (e.has_metrics()) metric_steps.push_back(e.metrics().step());
+  }
+  EXPECT_EQ(metric_steps, (std::vector<int64_t>{30}));  // only the steps after 20
+}
+
+TEST(AssignmentRunner, CancelStopsTheTrainerWithinSeconds) {
+  RecordingLink link;
+  auto runner = AssignmentRunner::Start(Options("cancel", SpritesJob(1000000), &link));
+  ASSERT_TRUE(link.WaitFor([&] { return link.SawState(v1::RUNNING); }, absl::Seconds(60)));
+  absl::Time start = absl::Now();
+  runner->Cancel("user asked");
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(10)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_CANCELLED);
+  EXPECT_EQ(link.reason_, "user asked");
+}
+
+TEST(AssignmentRunner, CoordinatorEndingTheAttemptStopsTheTrainer) {
+  RecordingLink link;
+  {
+    absl::MutexLock lock(&link.mu_);
+    link.answer_cancel_ = true;  // every report is answered "stop"
+  }
+  auto runner = AssignmentRunner::Start(Options("ended", SpritesJob(1000000), &link));
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(60)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_CANCELLED);
+}
+
+TEST(AssignmentRunner, MissingDataFailsWithTheReason) {
+  RecordingLink link;
+  const std::string yaml = R"(
+name: no-data
+model: vae
+dataset: {kind: fashion_mnist, path: /nonexistent/fashion}
+train: {max_steps: 5, threads: 1}
+)";
+  auto runner = AssignmentRunner::Start(Options("fail", yaml, &link));
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(60)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_FAILED);
+  EXPECT_TRUE(absl::StrContains(link.reason_, "/nonexistent/fashion")) << link.reason_;
+  EXPECT_TRUE(link.uploads_.count("trainer.log"));
+}
+
+TEST(AssignmentRunner, MissingResumeCheckpointFails) {
+  RecordingLink link;
+  RunnerOptions options = Options("no-ckpt", SpritesJob(10), &link);
+  options.assignment.set_resume_artifact("checkpoints/step-00000010.ckpt");
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_FAILED);
+  EXPECT_TRUE(absl::StrContains(link.reason_, "checkpoint")) << link.reason_;
+}
+
+TEST(AssignmentRunner, DestroyingAbandonsWithoutReporting) {
+  RecordingLink link;
+  auto runner = AssignmentRunner::Start(Options("abandon", SpritesJob(1000000), &link));
+  ASSERT_TRUE(link.WaitFor([&] { return link.SawState(v1::RUNNING); }, absl::Seconds(60)));
+  absl::Time start = absl::Now();
+  runner.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.completions_, 0);
+}
+
+}  // namespace
+}  // namespace dfv::daemon

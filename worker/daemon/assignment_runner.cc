@@ -1,0 +1,243 @@
+#include "worker/daemon/assignment_runner.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "spdlog/spdlog.h"
+#include "worker/daemon/subprocess.h"
+#include "worker/daemon/trainer_protocol.h"
+
+namespace dfv::daemon {
+namespace {
+
+// The last non-empty line of a log file, for a failure reason.
+std::string LastLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+  }
+  if (last.size() > 500) last = last.substr(0, 500) + "...";
+  return last;
+}
+
+bool Retryable(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status) || absl::IsResourceExhausted(status);
+}
+
+}  // namespace
+
+std::unique_ptr<AssignmentRunner> AssignmentRunner::Start(RunnerOptions options) {
+  auto runner = std::unique_ptr<AssignmentRunner>(new AssignmentRunner(std::move(options)));
+  runner->thread_ = std::thread([r = runner.get()] { r->Run(); });
+  return runner;
+}
+
+AssignmentRunner::AssignmentRunner(RunnerOptions options) : options_(std::move(options)) {
+  key_.job_id = options_.assignment.job_id();
+  key_.attempt = options_.assignment.attempt();
+  key_.rank = options_.assignment.rank();
+  run_dir_ = (std::filesystem::path(options_.work_dir) / "run").string();
+}
+
+AssignmentRunner::~AssignmentRunner() {
+  if (!finished_.load()) Abandon();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AssignmentRunner::Cancel(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (cancel_requested_) return;
+  cancel_requested_ = true;
+  cancel_reason_ = reason;
+}
+
+void AssignmentRunner::Abandon() { abandon_.store(true); }
+
+bool AssignmentRunner::StopRequested() const {
+  if (abandon_.load()) return true;
+  absl::MutexLock lock(&mu_);
+  return cancel_requested_;
+}
+
+template <typename Call>
+absl::Status AssignmentRunner::Retry(const char* what, Call call) {
+  absl::Time give_up = absl::Now() + options_.retry_for;
+  absl::Duration backoff = absl::Milliseconds(200);
+  for (;;) {
+    absl::Status status = call();
+    if (status.ok() || !Retryable(status) || abandon_.load() || absl::Now() > give_up) {
+      if (!status.ok()) {
+        spdlog::warn("{} {} attempt {} rank {}: {}", what, key_.job_id, key_.attempt, key_.rank,
+                     status.ToString());
+      }
+      return status;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+void AssignmentRunner::Run() {
+  auto [outcome, reason] = RunTrainer();
+  if (!abandon_.load()) {
+    AssignmentKey key = key_;
+    // Retry logs a final failure; the lease logic covers a report that never arrives.
+    Retry("completing", [&] { return options_.link->CompleteAssignment(key, outcome, reason); }).IgnoreError();
+    spdlog::info("{} attempt {} rank {}: {}{}{}", key_.job_id, key_.attempt, key_.rank,
+                 v1::Outcome_Name(outcome), reason.empty() ? "" : ": ", reason);
+  }
+  finished_.store(true);
+}
+
+std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
+  const v1::Assignment& a = options_.assignment;
+  const std::filesystem::path work(options_.work_dir);
+  const std::string log_path = (work / "trainer.log").string();
+  auto failed = [](const std::string& why) { return std::make_pair(v1::OUTCOME_FAILED, why); };
+
+  absl::Status status = MakeDirs(run_dir_);
+  if (status.ok()) status = WriteFileAtomically((work / "job.yaml").string(), a.spec_yaml());
+  if (!status.ok()) return failed(absl::StrCat("preparing the work folder: ", status.message()));
+
+  std::vector<std::string> argv = options_.trainer_command;
+  argv.insert(argv.end(), {"--job", (work / "job.yaml").string(), "--out", run_dir_, "--rank",
+                           std::to_string(a.rank()), "--world-size", std::to_string(a.world_size())});
+  if (!a.resume_artifact().empty()) {
+    if (!IsSafeRelativePath(a.resume_artifact())) {
+      return failed(absl::StrCat("unsafe resume artifact name '", a.resume_artifact(), "'"));
+    }
+    const std::string local = (work / "resume" / std::filesystem::path(a.resume_artifact()).filename()).string();
+    status = MakeDirs((work / "resume").string());
+    if (status.ok()) {
+      status = Retry("downloading checkpoint for",
+                     [&] { return options_.link->DownloadArtifact(a.job_id(), a.resume_artifact(), local); });
+    }
+    if (!status.ok()) return failed(absl::StrCat("fetching checkpoint to resume from: ", status.message()));
+    argv.insert(argv.end(), {"--resume", local});
+  }
+  if (!a.rendezvous().empty()) argv.insert(argv.end(), {"--rendezvous", a.rendezvous()});
+
+  SpawnOptions spawn;
+  spawn.argv = argv;
+  spawn.stderr_path = log_path;
+  auto child_or = Subprocess::Spawn(spawn);
+  if (!child_or.ok()) return failed(std::string(child_or.status().message()));
+  std::unique_ptr<Subprocess> child = std::move(child_or).value();
+  spdlog::info("{} attempt {} rank {}/{}: trainer pid {}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
+               child->pid());
+
+  std::string pending;  // a partial line
+  bool stopping = false;
+  absl::Time kill_at = absl::InfiniteFuture();
+  for (bool eof = false; !eof;) {
+    if (!stopping && StopRequested()) {
+      stopping = true;
+      child->Signal(SIGTERM);
+      kill_at = absl::Now() + (abandon_.load() ? absl::ZeroDuration() : options_.cancel_grace);
+    }
+    if (stopping && absl::Now() >= kill_at) child->Signal(SIGKILL);
+    auto chunk = child->ReadStdout(absl::Milliseconds(200), &eof);
+    if (!chunk.ok()) {
+      spdlog::warn("{}: {}", a.job_id(), chunk.status().ToString());
+      break;
+    }
+    pending += *chunk;
+    std::vector<v1::JobEvent> events;
+    size_t newline;
+    while ((newline = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, newline);
+      pending.erase(0, newline + 1);
+      if (!line.empty()) HandleLine(line, &events);
+    }
+    if (!abandon_.load()) FlushEvents(&events);
+  }
+  // The trainer closed stdout; it exits right after (or was killed).
+  if (stopping) {
+    while (!child->TryWait().has_value()) {
+      if (absl::Now() >= kill_at) child->Signal(SIGKILL);
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  ExitStatus exit = child->Wait();
+
+  if (abandon_.load()) return {v1::OUTCOME_CANCELLED, "abandoned"};
+  if (key_.rank == 0) {
+    if (std::filesystem::exists(std::filesystem::path(run_dir_) / "metrics.csv")) {
+      Upload(v1::METRICS, "metrics.csv", 0);
+    }
+  }
+  // Every rank's log is kept: a failure on rank 1 is explained by its log.
+  if (std::filesystem::exists(log_path)) {
+    v1::ArtifactInfo info;
+    info.set_name(key_.rank == 0 ? "trainer.log" : absl::StrCat("trainer-rank", key_.rank, ".log"));
+    info.set_kind(v1::LOG);
+    AssignmentKey key = key_;
+    Retry("uploading the log of", [&] { return options_.link->UploadArtifact(key, info, log_path); })
+        .IgnoreError();  // logged; the outcome matters more than the log
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancel_requested_) return {v1::OUTCOME_CANCELLED, cancel_reason_};
+  }
+  if (exit.exited && exit.code == 0 && saw_finished_) return {v1::OUTCOME_SUCCEEDED, ""};
+  if (!trainer_error_.ok()) return failed(std::string(trainer_error_.message()));
+  std::string last = LastLine(log_path);
+  return failed(absl::StrCat("trainer ", DescribeExit(exit), last.empty() ? "" : "; last log line: ", last));
+}
+
+void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEvent>* events) {
+  auto decoded = DecodeTrainerLine(line);
+  if (!decoded.ok()) {
+    // A stray print from a library: keep it in the daemon log, do not fail.
+    spdlog::warn("{}: {}", key_.job_id, std::string(decoded.status().message()));
+    return;
+  }
+  switch (decoded->type) {
+    case TrainerLine::Type::kStarted:
+    case TrainerLine::Type::kMetrics:
+    case TrainerLine::Type::kProgress:
+    case TrainerLine::Type::kMessage:
+      events->push_back(std::move(decoded->event));
+      break;
+    case TrainerLine::Type::kArtifact:
+      // Events first, so the artifact event follows the metrics before it.
+      FlushEvents(events);
+      if (key_.rank == 0) Upload(decoded->artifact_kind, decoded->artifact_path, decoded->step);
+      break;
+    case TrainerLine::Type::kFinished:
+      saw_finished_ = true;
+      break;
+    case TrainerLine::Type::kError:
+      trainer_error_ = decoded->error;
+      break;
+  }
+}
+
+void AssignmentRunner::FlushEvents(std::vector<v1::JobEvent>* events) {
+  if (events->empty()) return;
+  bool cancel = false;
+  AssignmentKey key = key_;
+  absl::Status status = Retry("reporting events of", [&] { return options_.link->ReportEvents(key, *events, &cancel); });
+  events->clear();
+  if (status.ok() && cancel) Cancel("the coordinator ended this attempt");
+}
+
+void AssignmentRunner::Upload(v1::ArtifactKind kind, const std::string& relative_path, int64_t step) {
+  v1::ArtifactInfo info;
+  info.set_name(relative_path);
+  info.set_kind(kind);
+  info.set_step(step);
+  const std::string path = (std::filesystem::path(run_dir_) / relative_path).string();
+  AssignmentKey key = key_;
+  // Logged by Retry; a missing grid must not fail the training.
+  Retry("uploading an artifact of", [&] { return options_.link->UploadArtifact(key, info, path); }).IgnoreError();
+}
+
+}  // namespace dfv::daemon

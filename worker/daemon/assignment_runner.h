@@ -1,0 +1,96 @@
+// Runs one assignment (one rank of one attempt of a job) in its own trainer
+// process and relays what the trainer reports to the coordinator: events,
+// artifacts (rank 0), and the outcome. Each runner owns one thread.
+//
+// Folder layout under RunnerOptions::work_dir:
+//   job.yaml          the canonical job the coordinator sent
+//   resume/<ckpt>     the checkpoint this attempt resumes from, if any
+//   run/              the trainer's run folder (see worker/train/trainer.h)
+//   trainer.log       the trainer's stderr
+#ifndef DFV_WORKER_DAEMON_ASSIGNMENT_RUNNER_H_
+#define DFV_WORKER_DAEMON_ASSIGNMENT_RUNNER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/dfv.pb.h"
+#include "worker/daemon/coordinator_link.h"
+
+namespace dfv::daemon {
+
+struct RunnerOptions {
+  v1::Assignment assignment;
+  // This assignment's own folder; created.
+  std::string work_dir;
+  // The trainer's command line before the per-assignment flags, e.g.
+  // {"/usr/bin/dfv-worker", "trainer"}. The runner appends --job, --out,
+  // --rank, --world-size and, when set, --resume and --rendezvous.
+  std::vector<std::string> trainer_command;
+  // Not owned; must outlive the runner.
+  CoordinatorLink* link = nullptr;
+  // After a cancel the trainer gets SIGTERM, and SIGKILL after this.
+  absl::Duration cancel_grace = absl::Seconds(3);
+  // How long to keep retrying a call to an unreachable coordinator.
+  absl::Duration retry_for = absl::Seconds(30);
+};
+
+class AssignmentRunner {
+ public:
+  // Starts the runner's thread. Failures (no data, a crashing trainer) are
+  // not errors here: they are reported to the coordinator as the outcome.
+  static std::unique_ptr<AssignmentRunner> Start(RunnerOptions options);
+
+  // Abandons the run if it is still going (kills the trainer, reports
+  // nothing) and joins the thread.
+  ~AssignmentRunner();
+
+  // Stops the trainer (SIGTERM, then SIGKILL after the grace) and reports
+  // CANCELLED. Thread-safe, returns at once.
+  void Cancel(const std::string& reason);
+
+  // Stops the trainer and reports nothing: the coordinator has already given
+  // up on this attempt (the daemon's session expired). Thread-safe.
+  void Abandon();
+
+  // True once the outcome was reported (or abandoned) and the trainer reaped.
+  bool finished() const { return finished_.load(); }
+
+  const AssignmentKey& key() const { return key_; }
+
+ private:
+  explicit AssignmentRunner(RunnerOptions options);
+  void Run();
+  // Returns the outcome and reason; reports events and artifacts as it goes.
+  std::pair<v1::Outcome, std::string> RunTrainer();
+  void HandleLine(const std::string& line, std::vector<v1::JobEvent>* events);
+  void FlushEvents(std::vector<v1::JobEvent>* events);
+  void Upload(v1::ArtifactKind kind, const std::string& relative_path, int64_t step);
+  bool StopRequested() const;
+  template <typename Call>
+  absl::Status Retry(const char* what, Call call);
+
+  RunnerOptions options_;
+  AssignmentKey key_;
+  std::string run_dir_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> abandon_{false};
+
+  mutable absl::Mutex mu_;
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
+
+  // Owned by the runner's thread.
+  bool saw_finished_ = false;
+  absl::Status trainer_error_;
+};
+
+}  // namespace dfv::daemon
+
+#endif  // DFV_WORKER_DAEMON_ASSIGNMENT_RUNNER_H_

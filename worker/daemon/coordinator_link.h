@@ -1,0 +1,73 @@
+// What an assignment runner needs from the coordinator, behind a small
+// interface so the runner is tested without gRPC. GrpcCoordinatorLink is the
+// real one over WorkerGateway / Coordinator.
+#ifndef DFV_WORKER_DAEMON_COORDINATOR_LINK_H_
+#define DFV_WORKER_DAEMON_COORDINATOR_LINK_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/dfv.grpc.pb.h"
+
+namespace dfv::daemon {
+
+// Which rank of which attempt a call is about.
+struct AssignmentKey {
+  std::string job_id;
+  int attempt = 0;
+  int rank = 0;
+};
+
+// Thread-safe: several runners call it at once.
+class CoordinatorLink {
+ public:
+  virtual ~CoordinatorLink() = default;
+  // Forwards events (payload only). Sets *cancel when the coordinator says
+  // the attempt is over and the rank must stop.
+  virtual absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
+                                    bool* cancel) = 0;
+  // Uploads the file at `path` as artifact `info` (name, kind, step); the
+  // link fills in size and checksum.
+  virtual absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info,
+                                      const std::string& path) = 0;
+  virtual absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
+                                          const std::string& reason) = 0;
+  // Downloads artifact `name` of `job_id` to `dest_path` (written atomically,
+  // checksum verified: DATA_LOSS when it does not match).
+  virtual absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
+                                        const std::string& dest_path) = 0;
+};
+
+// The gRPC link. The worker id changes when the daemon registers again.
+class GrpcCoordinatorLink : public CoordinatorLink {
+ public:
+  explicit GrpcCoordinatorLink(std::shared_ptr<grpc::Channel> channel);
+
+  void set_worker_id(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  std::string worker_id() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  v1::WorkerGateway::Stub& gateway() { return *gateway_; }
+
+  absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
+                            bool* cancel) override;
+  absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override;
+  absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
+                                  const std::string& reason) override;
+  absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
+                                const std::string& dest_path) override;
+
+ private:
+  std::unique_ptr<v1::WorkerGateway::Stub> gateway_;
+  std::unique_ptr<v1::Coordinator::Stub> coordinator_;
+  mutable absl::Mutex mu_;
+  std::string worker_id_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dfv::daemon
+
+#endif  // DFV_WORKER_DAEMON_COORDINATOR_LINK_H_

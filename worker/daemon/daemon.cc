@@ -1,0 +1,194 @@
+#include "worker/daemon/daemon.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/rpc/rpc.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace dfv::daemon {
+namespace {
+
+std::string DefaultName() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(host, "-", getpid());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonOptions options) {
+  if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator: required");
+  DFV_RETURN_IF_ERROR(rpc::ParseHostPort(options.coordinator, "--coordinator").status());
+  DFV_ASSIGN_OR_RETURN(rpc::HostPort listen, rpc::ParseHostPort(options.listen, "--listen"));
+  if (options.slots < 1 || options.slots > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("--slots: ", options.slots, " is not in 1..64"));
+  }
+  if (options.device != "cpu" && options.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--device: '", options.device, "' is not cpu or cuda"));
+  }
+  if (options.name.empty()) options.name = DefaultName();
+  if (!IsSafePathComponent(options.name) || options.name.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--name: '", options.name, "' must be 1-64 letters, digits, '.', '_' or '-'"));
+  }
+  if (options.trainer_command.empty()) return absl::InvalidArgumentError("no trainer command");
+  if (options.work_dir.empty()) options.work_dir = (std::filesystem::path("dfv-work") / options.name).string();
+  DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
+
+  auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options)));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  rpc::ConfigureServerBuilder(builder);
+  int port = 0;
+  builder.AddListeningPort(daemon->options_.listen, grpc::InsecureServerCredentials(), &port);
+  daemon->health_server_ = builder.BuildAndStart();
+  if (daemon->health_server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot bind ", daemon->options_.listen));
+  }
+  daemon->health_server_->GetHealthCheckService()->SetServingStatus(true);
+  daemon->address_ = absl::StrCat(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host, ":", port);
+  daemon->link_ = std::make_unique<GrpcCoordinatorLink>(rpc::MakeChannel(daemon->options_.coordinator));
+  return daemon;
+}
+
+WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options) : options_(std::move(options)) {}
+
+WorkerDaemon::~WorkerDaemon() {
+  runners_.clear();  // abandons and joins
+  if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+}
+
+void WorkerDaemon::Stop() {
+  absl::MutexLock lock(&mu_);
+  stop_ = true;
+}
+
+bool WorkerDaemon::WaitForStop(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+  mu_.AwaitWithTimeout(absl::Condition(&stopped), timeout);
+  return stop_;
+}
+
+absl::Status WorkerDaemon::Register() {
+  v1::RegisterWorkerRequest request;
+  request.set_name(options_.name);
+  request.set_slots(options_.slots);
+  request.set_device(options_.device);
+  request.set_address(address_);
+  v1::RegisterWorkerResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  DFV_RETURN_IF_ERROR(rpc::FromGrpcStatus(link_->gateway().RegisterWorker(&context, request, &response)));
+  link_->set_worker_id(response.worker_id());
+  if (response.heartbeat_interval_ms() > 0) {
+    heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
+  }
+  spdlog::info("registered with {} as {} ({}), {} slot(s), {}", options_.coordinator, options_.name,
+               response.worker_id(), options_.slots, options_.device);
+  return absl::OkStatus();
+}
+
+std::string WorkerDaemon::AssignmentDir(const v1::Assignment& a) const {
+  return (std::filesystem::path(options_.work_dir) /
+          absl::StrCat(a.job_id(), "-a", a.attempt(), "-r", a.rank()))
+      .string();
+}
+
+void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
+  if (!IsSafePathComponent(a.job_id())) {
+    spdlog::error("refusing assignment with unsafe job id '{}'", a.job_id());
+    return;
+  }
+  for (const auto& runner : runners_) {
+    const AssignmentKey& k = runner->key();
+    if (k.job_id == a.job_id() && k.attempt == a.attempt() && k.rank == a.rank()) return;  // duplicate
+  }
+  RunnerOptions options;
+  options.assignment = a;
+  options.work_dir = AssignmentDir(a);
+  options.trainer_command = options_.trainer_command;
+  options.link = link_.get();
+  options.cancel_grace = options_.cancel_grace;
+  spdlog::info("assignment {} attempt {} rank {}/{}", a.job_id(), a.attempt(), a.rank(), a.world_size());
+  runners_.push_back(AssignmentRunner::Start(std::move(options)));
+}
+
+absl::Status WorkerDaemon::Heartbeat() {
+  // Reap runners that reported their outcome.
+  runners_.erase(std::remove_if(runners_.begin(), runners_.end(), [](const auto& r) { return r->finished(); }),
+                 runners_.end());
+  v1::HeartbeatRequest request;
+  request.set_worker_id(link_->worker_id());
+  for (const auto& runner : runners_) {
+    auto* running = request.add_running();
+    running->set_job_id(runner->key().job_id);
+    running->set_attempt(runner->key().attempt);
+    running->set_rank(runner->key().rank);
+  }
+  v1::HeartbeatResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  DFV_RETURN_IF_ERROR(rpc::FromGrpcStatus(link_->gateway().Heartbeat(&context, request, &response)));
+  for (const v1::CancelAssignment& cancel : response.cancels()) {
+    for (const auto& runner : runners_) {
+      if (runner->key().job_id == cancel.job_id() && runner->key().attempt == cancel.attempt()) {
+        spdlog::info("cancel {} attempt {}: {}", cancel.job_id(), cancel.attempt(), cancel.reason());
+        runner->Cancel(cancel.reason());
+      }
+    }
+  }
+  for (const v1::Assignment& assignment : response.assignments()) StartAssignment(assignment);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerDaemon::Run() {
+  bool ready_written = false;
+  bool registered = false;
+  absl::Time last_contact = absl::Now();
+  while (!WaitForStop(registered ? heartbeat_interval_ : absl::ZeroDuration())) {
+    if (!registered) {
+      absl::Status status = Register();
+      if (!status.ok()) {
+        spdlog::warn("cannot register with {}: {}", options_.coordinator, status.ToString());
+        if (WaitForStop(absl::Seconds(1))) break;
+        continue;
+      }
+      registered = true;
+      last_contact = absl::Now();
+      if (!ready_written && !options_.ready_file.empty()) {
+        DFV_RETURN_IF_ERROR(rpc::WriteReadyFile(options_.ready_file, address_));
+        ready_written = true;
+      }
+      continue;
+    }
+    absl::Status status = Heartbeat();
+    if (status.ok()) {
+      last_contact = absl::Now();
+    } else if (absl::IsNotFound(status)) {
+      // The coordinator forgot this session (lease expired, or it restarted):
+      // it has already rescheduled what ran here, so stop those trainers.
+      spdlog::warn("session expired ({}); stopping {} trainer(s) and registering again", std::string(status.message()),
+                   runners_.size());
+      for (const auto& runner : runners_) runner->Abandon();
+      runners_.clear();
+      registered = false;
+    } else {
+      spdlog::warn("heartbeat failed ({} since last contact): {}",
+                   absl::FormatDuration(absl::Trunc(absl::Now() - last_contact, absl::Milliseconds(100))),
+                   status.ToString());
+    }
+  }
+  spdlog::info("stopping: abandoning {} running trainer(s)", runners_.size());
+  for (const auto& runner : runners_) runner->Abandon();
+  runners_.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace dfv::daemon

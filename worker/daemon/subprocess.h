@@ -1,0 +1,79 @@
+// A child process started with posix_spawn in its own process group, its
+// stdout connected to a pipe the parent reads and its stderr appended to a
+// file. Used to run each assignment's trainer, so that a crashing or hung
+// trainer cannot take the worker daemon down with it.
+//
+// Thread-compatible: one owner thread calls every method.
+#ifndef DFV_WORKER_DAEMON_SUBPROCESS_H_
+#define DFV_WORKER_DAEMON_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace dfv::daemon {
+
+struct SpawnOptions {
+  // argv[0] is the program's path (not searched in PATH).
+  std::vector<std::string> argv;
+  // The child's working directory; empty: the parent's.
+  std::string working_dir;
+  // The child's stderr is appended here; empty: inherited.
+  std::string stderr_path;
+};
+
+struct ExitStatus {
+  bool exited = false;  // exited normally (then `code` is set)
+  int code = 0;
+  int signal = 0;       // the signal that killed it, when !exited
+};
+
+// "exit status 1", "killed by signal 9 (Killed)".
+std::string DescribeExit(const ExitStatus& status);
+
+class Subprocess {
+ public:
+  // Starts the child. INVALID_ARGUMENT for an empty argv; INTERNAL with
+  // strerror when the pipe, the stderr file or the spawn fails.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Spawn(const SpawnOptions& options);
+
+  // Kills the whole process group (SIGKILL) if the child still runs, and
+  // reaps it; closes the pipe.
+  ~Subprocess();
+
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Reads what the child wrote to stdout, waiting at most `timeout`. Returns
+  // the bytes read; an empty string with *eof == false means the timeout
+  // passed; *eof == true once the child closed its stdout.
+  absl::StatusOr<std::string> ReadStdout(absl::Duration timeout, bool* eof);
+
+  // Sends `sig` to the child's process group (no-op once reaped).
+  void Signal(int sig);
+
+  // Reaps the child if it has exited; nullopt while it runs.
+  std::optional<ExitStatus> TryWait();
+
+  // Blocks until the child exits.
+  ExitStatus Wait();
+
+ private:
+  Subprocess() = default;
+
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::optional<ExitStatus> exit_;
+};
+
+}  // namespace dfv::daemon
+
+#endif  // DFV_WORKER_DAEMON_SUBPROCESS_H_

@@ -1,0 +1,77 @@
+#include "worker/trainer_process.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/jobspec/parse.h"
+#include "common/status_macros.h"
+#include "worker/daemon/trainer_protocol.h"
+#include "worker/train/trainer.h"
+
+namespace dfv::worker {
+namespace {
+
+// Writes every observation as one protocol line, flushed at once so the
+// daemon sees it while training goes on.
+class LineObserver : public train::TrainingObserver {
+ public:
+  explicit LineObserver(std::FILE* out) : out_(out) {}
+
+  void Write(const std::string& line) {
+    std::fputs(line.c_str(), out_);
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+  void OnMetrics(int64_t step, int64_t epoch, const models::Metrics& metrics) override {
+    Write(daemon::EncodeMetrics(step, epoch, metrics));
+  }
+  void OnProgress(const train::Progress& p) override {
+    v1::Progress progress;
+    progress.set_step(p.step);
+    progress.set_total_steps(p.total_steps);
+    progress.set_epoch(p.epoch);
+    progress.set_samples_per_second(p.samples_per_second);
+    progress.set_eta_seconds(p.eta_seconds);
+    Write(daemon::EncodeProgress(progress));
+  }
+  void OnArtifact(train::ArtifactKind kind, const std::string& relative_path, int64_t step) override {
+    Write(daemon::EncodeArtifact(train::ArtifactKindName(kind), relative_path, step));
+  }
+  void OnMessage(const std::string& message) override { Write(daemon::EncodeMessage(message)); }
+
+ private:
+  std::FILE* out_;
+};
+
+absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer, const std::atomic<bool>* cancel) {
+  if (options.world_size != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "resources.workers: ", options.world_size,
+        " ranks asked for, but this build trains each job on one worker only (data-parallel training is "
+        "not implemented yet)"));
+  }
+  DFV_ASSIGN_OR_RETURN(jobspec::JobSpec spec, jobspec::LoadJobSpecFile(options.job_file, {}));
+  train::TrainerOptions trainer_options;
+  trainer_options.spec = spec;
+  trainer_options.out_dir = options.out_dir;
+  trainer_options.resume_from = options.resume_from;
+  trainer_options.rank = options.rank;
+  trainer_options.world_size = options.world_size;
+  trainer_options.observer = &observer;
+  trainer_options.cancel = cancel;
+  DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));
+  observer.Write(daemon::EncodeStarted(trainer->start_step(), trainer->total_steps()));
+  DFV_ASSIGN_OR_RETURN(train::RunSummary summary, trainer->Run());
+  observer.Write(daemon::EncodeFinished(summary.steps));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunTrainerProcess(const TrainerProcessOptions& options, std::FILE* out,
+                               const std::atomic<bool>* cancel) {
+  LineObserver observer(out);
+  absl::Status status = Train(options, observer, cancel);
+  if (!status.ok()) observer.Write(daemon::EncodeError(status));
+  return status;
+}
+
+}  // namespace dfv::worker
