@@ -1,0 +1,120 @@
+// dfvctl's verbs as functions: main.cc parses the command line into these
+// option structs and calls one Run* function, which talks to the
+// coordinator, writes results to Console::out and notes to Console::err,
+// and returns the outcome. Errors come back as absl::Status; main prints
+// them with ReportError and exits with ExitCode. Single-threaded.
+#ifndef DFV_CLIENT_COMMANDS_H_
+#define DFV_CLIENT_COMMANDS_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/coordinator.h"
+#include "client/watch.h"
+#include "proto/dfv.pb.h"
+
+namespace dfv::client {
+
+// Where output goes and what the terminal is like. Streams are not owned.
+struct Console {
+  std::FILE* out = stdout;  // results: ids, tables, JSON, folders
+  std::FILE* err = stderr;  // progress, notices, errors
+  bool out_is_tty = false;
+  bool err_is_tty = false;
+  int width = 80;  // terminal columns
+  absl::TimeZone zone = absl::LocalTimeZone();
+  // Milliseconds since the epoch, for ages in tables.
+  std::function<int64_t()> now_ms = [] { return absl::ToUnixMillis(absl::Now()); };
+};
+
+enum class OutputFormat { kText, kJson };
+
+// "text" or "json"; INVALID_ARGUMENT naming -o otherwise.
+absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& text);
+
+// "running", "RUNNING", ... (any case); INVALID_ARGUMENT listing the states
+// otherwise.
+absl::StatusOr<v1::JobState> ParseJobState(const std::string& text);
+
+struct SubmitOptions {
+  std::string file;                    // the job file
+  std::vector<std::string> overrides;  // --set key.path=value, in order
+  bool follow = false;                 // watch, then download the results
+  std::string download_dir;            // with follow; empty: runs/<job-id>
+  FollowOptions follow_options;        // reconnect policy while following
+};
+
+// Validates the job file locally first: on problems prints each one to
+// Console::err ("file:line: field: message") and returns INVALID_ARGUMENT
+// without contacting the coordinator. Then submits it and prints the job id
+// alone on Console::out. With `follow`: watches the job on Console::err,
+// downloads every artifact into the folder and prints the folder as the last
+// line of Console::out; FAILED_PRECONDITION ("job ID FAILED: reason") unless
+// the job SUCCEEDED.
+absl::Status RunSubmit(Coordinator& coordinator, const SubmitOptions& options,
+                       const Console& console);
+
+struct ListOptions {
+  std::vector<std::string> states;  // filter (ParseJobState names); empty: all
+  int limit = 0;                    // 0: all
+  OutputFormat format = OutputFormat::kText;
+};
+absl::Status RunList(Coordinator& coordinator, const ListOptions& options, const Console& console);
+
+struct GetOptions {
+  std::string job_id;
+  OutputFormat format = OutputFormat::kText;
+};
+absl::Status RunGet(Coordinator& coordinator, const GetOptions& options, const Console& console);
+
+struct WatchOptions {
+  std::string job_id;
+  OutputFormat format = OutputFormat::kText;
+  FollowOptions follow_options;  // after_seq and the reconnect policy
+};
+
+// Follows the job until its event stream ends: event lines (or JSON, one
+// object per line) on Console::out, the live line and notices on
+// Console::err, and in text the final state and reason as the last line.
+// FAILED_PRECONDITION ("job ID FAILED: reason") unless the job SUCCEEDED.
+absl::Status RunWatch(Coordinator& coordinator, const WatchOptions& options,
+                      const Console& console);
+
+struct CancelOptions {
+  std::string job_id;
+  std::string reason;  // optional; recorded with the job
+};
+absl::Status RunCancel(Coordinator& coordinator, const CancelOptions& options,
+                       const Console& console);
+
+struct ArtifactsOptions {
+  std::string job_id;
+  std::string download_dir;  // non-empty: download every artifact there
+  OutputFormat format = OutputFormat::kText;
+};
+absl::Status RunArtifacts(Coordinator& coordinator, const ArtifactsOptions& options,
+                          const Console& console);
+
+struct WorkersOptions {
+  OutputFormat format = OutputFormat::kText;
+};
+absl::Status RunWorkers(Coordinator& coordinator, const WorkersOptions& options,
+                        const Console& console);
+
+// 0 for OK, 2 for INVALID_ARGUMENT (a bad command line or job file), 1 for
+// anything else.
+int ExitCode(const absl::Status& status);
+
+// Prints "dfvctl: <message>" as one line on `err` (line breaks inside the
+// message become "; ").
+void ReportError(const absl::Status& status, std::FILE* err);
+
+}  // namespace dfv::client
+
+#endif  // DFV_CLIENT_COMMANDS_H_

@@ -1,0 +1,329 @@
+#include "client/format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace dfv::client {
+namespace {
+
+double SecondsBetween(int64_t from_ms, int64_t to_ms) {
+  return static_cast<double>(to_ms - from_ms) / 1000.0;
+}
+
+// "5m ago"; "-" when the time is unset.
+std::string Age(int64_t then_ms, int64_t now_ms) {
+  if (then_ms <= 0) return "-";
+  return FormatDuration(std::max(0.0, SecondsBetween(then_ms, now_ms)));
+}
+
+std::string FormatTimestamp(int64_t ms, absl::TimeZone zone) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms), zone);
+}
+
+std::string FormatMetricValue(double value) { return absl::StrFormat("%.4g", value); }
+
+std::string PercentOf(int64_t step, int64_t total) {
+  return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(step) / static_cast<double>(total));
+}
+
+}  // namespace
+
+std::string FormatDuration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (s >= 86400) return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+std::string FormatBytes(int64_t bytes) {
+  if (bytes < 1024) return absl::StrFormat("%d B", bytes);
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes) / 1024.0;
+  int unit = 0;
+  while (value >= 1024.0 && unit < 3) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", value, units[unit]);
+}
+
+std::string JobStateName(v1::JobState state) {
+  if (state == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(state)) return "UNKNOWN";
+  return v1::JobState_Name(state);
+}
+
+std::string ArtifactKindName(v1::ArtifactKind kind) {
+  switch (kind) {
+    case v1::GRID:
+      return "grid";
+    case v1::CHECKPOINT:
+      return "checkpoint";
+    case v1::REPORT:
+      return "report";
+    case v1::METRICS:
+      return "metrics";
+    case v1::JOB_SPEC:
+      return "job";
+    case v1::LOG:
+      return "log";
+    default:
+      return "artifact";
+  }
+}
+
+std::string WorkerStateName(v1::WorkerState state) {
+  switch (state) {
+    case v1::WORKER_ALIVE:
+      return "alive";
+    case v1::WORKER_LOST:
+      return "lost";
+    default:
+      return "unknown";
+  }
+}
+
+bool IsFinalState(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size(), 0);
+  for (size_t c = 0; c < header.size(); ++c) widths[c] = header[c].size();
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < std::min(row.size(), widths.size()); ++c) {
+      widths[c] = std::max(widths[c], row[c].size());
+    }
+  }
+  std::string out;
+  auto append_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t c = 0; c < widths.size(); ++c) {
+      const std::string cell = c < row.size() ? row[c] : "";
+      line += cell;
+      if (c + 1 < widths.size()) line += std::string(widths[c] - cell.size() + 2, ' ');
+    }
+    // An empty last cell would leave the padding of the one before it.
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
+  };
+  append_row(header);
+  for (const auto& row : rows) append_row(row);
+  return out;
+}
+
+std::string FormatStepProgress(const v1::Progress& progress) {
+  if (progress.total_steps() > 0) {
+    const int64_t pct = progress.step() * 100 / progress.total_steps();
+    return absl::StrFormat("%d/%d %d%%", progress.step(), progress.total_steps(), pct);
+  }
+  if (progress.step() > 0) return absl::StrCat(progress.step());
+  return "-";
+}
+
+std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_ms) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(jobs.size());
+  for (const v1::Job& job : jobs) {
+    rows.push_back({job.id(), job.name(), job.model(), JobStateName(job.state()),
+                    absl::StrCat(job.priority()), absl::StrCat(job.attempt()),
+                    FormatStepProgress(job.progress()), Age(job.created_ms(), now_ms)});
+  }
+  return FormatTable({"ID", "NAME", "MODEL", "STATE", "PRIORITY", "ATTEMPT", "PROGRESS", "AGE"},
+                     rows);
+}
+
+std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone zone) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  fields.emplace_back("id", job.id());
+  fields.emplace_back("name", job.name());
+  fields.emplace_back("model", job.model());
+  fields.emplace_back("state", JobStateName(job.state()));
+  if (!job.reason().empty()) fields.emplace_back("reason", job.reason());
+  fields.emplace_back("priority", absl::StrCat(job.priority()));
+  fields.emplace_back("attempt",
+                      absl::StrCat(job.attempt(), " (restarts allowed: ", job.max_restarts(), ")"));
+  fields.emplace_back("world size", absl::StrCat(job.world_size()));
+  fields.emplace_back("workers", job.workers().empty() ? "-" : absl::StrJoin(job.workers(), ", "));
+  const v1::Progress& p = job.progress();
+  std::string progress = FormatStepProgress(p);
+  if (p.step() > 0 || p.total_steps() > 0) {
+    absl::StrAppend(&progress, ", epoch ", p.epoch());
+    if (p.samples_per_second() > 0) {
+      absl::StrAppendFormat(&progress, ", %.0f samples/s", p.samples_per_second());
+    }
+    if (!IsFinalState(job.state()) && p.eta_seconds() > 0) {
+      absl::StrAppend(&progress, ", ETA ", FormatDuration(p.eta_seconds()));
+    }
+  }
+  fields.emplace_back("progress", progress);
+  if (job.created_ms() > 0) {
+    fields.emplace_back("created", absl::StrCat(FormatTimestamp(job.created_ms(), zone), " (",
+                                                Age(job.created_ms(), now_ms), " ago)"));
+  }
+  if (job.updated_ms() > 0) {
+    fields.emplace_back("updated", absl::StrCat(FormatTimestamp(job.updated_ms(), zone), " (",
+                                                Age(job.updated_ms(), now_ms), " ago)"));
+  }
+  fields.emplace_back("last event", absl::StrCat("#", job.last_seq()));
+
+  size_t key_width = 0;
+  for (const auto& [key, value] : fields) key_width = std::max(key_width, key.size() + 1);
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    absl::StrAppend(&out, key, ":", std::string(key_width - key.size(), ' '), value, "\n");
+  }
+  if (!job.spec_yaml().empty()) {
+    absl::StrAppend(&out, "spec:\n");
+    for (absl::string_view line : absl::StrSplit(job.spec_yaml(), '\n', absl::SkipEmpty())) {
+      absl::StrAppend(&out, "  ", line, "\n");
+    }
+  }
+  return out;
+}
+
+std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(artifacts.size());
+  for (const v1::ArtifactInfo& a : artifacts) {
+    rows.push_back({a.name(), ArtifactKindName(a.kind()), absl::StrCat(a.step()),
+                    FormatBytes(a.size()), absl::StrCat(a.attempt())});
+  }
+  return FormatTable({"NAME", "KIND", "STEP", "SIZE", "ATTEMPT"}, rows);
+}
+
+std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_t now_ms) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(workers.size());
+  for (const v1::WorkerInfo& w : workers) {
+    rows.push_back({w.id(), w.name(), w.device(), absl::StrCat(w.free_slots(), "/", w.slots()),
+                    WorkerStateName(w.state()), w.address(),
+                    w.last_heartbeat_ms() > 0 ? Age(w.last_heartbeat_ms(), now_ms) + " ago" : "-",
+                    w.job_ids().empty() ? "-" : absl::StrJoin(w.job_ids(), ",")});
+  }
+  return FormatTable({"ID", "NAME", "DEVICE", "SLOTS", "STATE", "ADDRESS", "HEARTBEAT", "JOBS"},
+                     rows);
+}
+
+std::string FormatEventLine(const v1::JobEvent& event, absl::TimeZone zone) {
+  std::string line;
+  if (event.time_ms() > 0) {
+    line = absl::StrCat(absl::FormatTime("%H:%M:%S", absl::FromUnixMillis(event.time_ms()), zone),
+                        " ");
+  }
+  absl::StrAppend(&line, "#", event.seq(), " ");
+  switch (event.payload_case()) {
+    case v1::JobEvent::kState: {
+      const v1::StateChange& s = event.state();
+      absl::StrAppend(&line, "state ", JobStateName(s.state()));
+      if (s.attempt() > 0) absl::StrAppend(&line, " attempt ", s.attempt());
+      if (!s.workers().empty()) absl::StrAppend(&line, " on ", absl::StrJoin(s.workers(), ","));
+      if (!s.reason().empty()) absl::StrAppend(&line, ": ", s.reason());
+      break;
+    }
+    case v1::JobEvent::kMetrics: {
+      const v1::MetricsRow& m = event.metrics();
+      absl::StrAppend(&line, "metrics step ", m.step(), " epoch ", m.epoch(), ":");
+      for (const v1::MetricValue& v : m.values()) {
+        absl::StrAppend(&line, " ", v.name(), " ", FormatMetricValue(v.value()));
+      }
+      break;
+    }
+    case v1::JobEvent::kProgress: {
+      const v1::Progress& p = event.progress();
+      absl::StrAppend(&line, "progress step ", p.step());
+      if (p.total_steps() > 0) {
+        absl::StrAppend(&line, "/", p.total_steps(), " (", PercentOf(p.step(), p.total_steps()),
+                        ")");
+      }
+      absl::StrAppendFormat(&line, " epoch %d, %.0f samples/s", p.epoch(), p.samples_per_second());
+      if (p.eta_seconds() >= 0) absl::StrAppend(&line, ", ETA ", FormatDuration(p.eta_seconds()));
+      break;
+    }
+    case v1::JobEvent::kArtifact: {
+      const v1::ArtifactInfo& a = event.artifact();
+      absl::StrAppend(&line, "artifact ", ArtifactKindName(a.kind()), " ", a.name(), " step ",
+                      a.step(), " (", FormatBytes(a.size()), ")");
+      break;
+    }
+    case v1::JobEvent::kMessage:
+      absl::StrAppend(&line, "message ", event.message().text());
+      break;
+    case v1::JobEvent::PAYLOAD_NOT_SET:
+      absl::StrAppend(&line, "(empty event)");
+      break;
+  }
+  return line;
+}
+
+std::string FormatFinalState(const v1::Job& job) {
+  std::string line = absl::StrCat(job.id(), " ", JobStateName(job.state()));
+  if (!job.reason().empty()) absl::StrAppend(&line, ": ", job.reason());
+  return line;
+}
+
+bool IsTimingMetric(const std::string& name) {
+  return name == "samples_per_second" || absl::EndsWith(name, "_seconds");
+}
+
+std::string ProgressBar(double fraction, int width) {
+  if (!std::isfinite(fraction)) fraction = 0;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  width = std::max(width, 0);
+  const int filled = static_cast<int>(std::floor(fraction * width));
+  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '-'), "]");
+}
+
+std::string RenderProgressLine(const LiveStatus& status, int width) {
+  std::string line = JobStateName(status.state);
+  if (status.total_steps > 0) {
+    const double fraction =
+        static_cast<double>(status.step) / static_cast<double>(status.total_steps);
+    absl::StrAppendFormat(&line, " %d/%d %s %5.1f%%", status.step, status.total_steps,
+                          ProgressBar(fraction, 20), 100.0 * std::clamp(fraction, 0.0, 1.0));
+  } else if (status.step > 0) {
+    absl::StrAppend(&line, " step ", status.step);
+  }
+  if (status.step > 0 || status.total_steps > 0) absl::StrAppend(&line, " epoch ", status.epoch);
+  if (!status.losses.empty()) {
+    absl::StrAppend(&line, " |");
+    for (const auto& [name, value] : status.losses) {
+      absl::StrAppend(&line, " ", name, " ", FormatMetricValue(value));
+    }
+  }
+  if (status.samples_per_second > 0) {
+    absl::StrAppendFormat(&line, " | %.0f samples/s", status.samples_per_second);
+  }
+  if (status.eta_seconds >= 0 && !IsFinalState(status.state)) {
+    absl::StrAppend(&line, " | ETA ", FormatDuration(status.eta_seconds));
+  }
+  if (width > 0 && line.size() > static_cast<size_t>(width)) line.resize(width);
+  return line;
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  options.always_print_primitive_fields = true;
+  options.always_print_enums_as_ints = false;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot print ", message.GetTypeName(), " as JSON: ", status.ToString()));
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+}  // namespace dfv::client

@@ -1,0 +1,356 @@
+// Tests of dfvctl's verbs against a scripted coordinator: what goes to
+// stdout (ids, tables, JSON, folders) and stderr, what is sent, and the
+// outcome each verb returns.
+#include "client/commands.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "google/protobuf/util/json_util.h"
+#include "tests/client/fake_coordinator.h"
+
+namespace dfv::client {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::CapturedFile;
+using ::testing::ElementsAre;
+using testing::FakeCoordinator;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using testing::MessageEvent;
+using ::testing::StartsWith;
+using testing::StateEvent;
+
+constexpr char kValidJob[] = "name: minimal\nmodel: vae\ndataset:\n  kind: fashion_mnist\n";
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("dfv_commands_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    ASSERT_TRUE(MakeDirs(dir_.string()).ok());
+    console_.out = out_.get();
+    console_.err = err_.get();
+    console_.zone = absl::UTCTimeZone();
+    console_.now_ms = [] { return int64_t{1714564800000}; };
+    coordinator_.job.set_id("j-000001");
+    coordinator_.job.set_name("minimal");
+    coordinator_.job.set_model("vae");
+    coordinator_.job.set_state(v1::QUEUED);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string WriteJob(const std::string& text, const std::string& name = "job.yaml") {
+    const std::string path = (dir_ / name).string();
+    EXPECT_TRUE(WriteFileAtomically(path, text).ok());
+    return path;
+  }
+
+  // A job that runs to `final_state` with two artifacts to download.
+  void ScriptRun(v1::JobState final_state, const std::string& reason = "") {
+    coordinator_.watch_scripts.push_back(
+        {{StateEvent(1, v1::QUEUED), StateEvent(2, v1::RUNNING), MessageEvent(3, "training"),
+          StateEvent(4, final_state, reason)},
+         absl::OkStatus()});
+    coordinator_.job.set_state(final_state);
+    coordinator_.job.set_reason(reason);
+    coordinator_.AddArtifact("job.yaml", kValidJob, v1::JOB_SPEC);
+    coordinator_.AddArtifact("grids/swap-step00000100.png", std::string(300, 'p'));
+  }
+
+  fs::path dir_;
+  CapturedFile out_, err_;
+  Console console_;
+  FakeCoordinator coordinator_;
+};
+
+TEST_F(CommandsTest, SubmitRefusesABadFileLocallyAndSendsNothing) {
+  SubmitOptions options;
+  options.file = WriteJob("name: x\nmodel: nope\ntrain: {lr: -1}\n");
+  options.overrides = {"train.epochs=abc"};
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_EQ(ExitCode(status), 2);
+  EXPECT_THAT(status.message(), HasSubstr("4 errors; nothing was submitted"));
+  EXPECT_THAT(coordinator_.submitted, IsEmpty());
+  EXPECT_EQ(out_.text(), "");
+  std::vector<std::string> lines = absl::StrSplit(err_.text(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << err_.text();
+  EXPECT_THAT(err_.text(), HasSubstr(options.file + ":2: model: must be one of"));
+  EXPECT_THAT(err_.text(), HasSubstr(options.file + ":3: train.lr: must be a number > 0"));
+  EXPECT_THAT(lines[3], StartsWith("--set train.epochs=abc: train.epochs:"));
+}
+
+TEST_F(CommandsTest, SubmitSendsTheFileTextAndOverridesAndPrintsOnlyTheId) {
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.overrides = {"train.epochs=2", "priority=3"};
+  coordinator_.job.set_id("j-000007");
+  ASSERT_TRUE(RunSubmit(coordinator_, options, console_).ok());
+  EXPECT_EQ(out_.text(), "j-000007\n");
+  EXPECT_EQ(err_.text(), "");
+  ASSERT_EQ(coordinator_.submitted.size(), 1u);
+  const v1::SubmitJobRequest& request = coordinator_.submitted[0];
+  EXPECT_EQ(request.spec_yaml(), kValidJob);  // the file as written, not re-printed
+  EXPECT_EQ(request.source_name(), options.file);
+  EXPECT_THAT(request.overrides(), ElementsAre("train.epochs=2", "priority=3"));
+  EXPECT_THAT(coordinator_.watch_after_seqs, IsEmpty());  // no --follow
+}
+
+TEST_F(CommandsTest, SubmitPrintsTheCoordinatorsValidationErrorsLineByLine) {
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  coordinator_.submit_status = absl::InvalidArgumentError(
+      "job.yaml: dataset.path: folder does not exist on the coordinator\n"
+      "job.yaml: resources.workers: 4 requested, the largest worker has 2 slots\n");
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("refused " + options.file));
+  EXPECT_EQ(err_.text(),
+            "job.yaml: dataset.path: folder does not exist on the coordinator\n"
+            "job.yaml: resources.workers: 4 requested, the largest worker has 2 slots\n");
+  EXPECT_EQ(out_.text(), "");
+}
+
+TEST_F(CommandsTest, SubmitOfAMissingFileIsNotFound) {
+  SubmitOptions options;
+  options.file = (dir_ / "absent.yaml").string();
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsNotFound(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("absent.yaml"));
+  EXPECT_THAT(coordinator_.submitted, IsEmpty());
+}
+
+TEST_F(CommandsTest, SubmitFollowWatchesDownloadsAndPrintsTheFolderLast) {
+  ScriptRun(v1::SUCCEEDED);
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.follow = true;
+  options.download_dir = (dir_ / "results").string();
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(out_.text(), "j-000001\n" + options.download_dir + "\n");
+  EXPECT_THAT(coordinator_.watch_after_seqs, ElementsAre(0));
+  const std::string err = err_.text();
+  EXPECT_THAT(err, HasSubstr("#2 state RUNNING attempt 1\n"));
+  EXPECT_THAT(err, HasSubstr("#3 message training\n"));
+  EXPECT_THAT(err, HasSubstr("j-000001 SUCCEEDED\n"));
+  EXPECT_THAT(err, HasSubstr("downloaded 2 artifacts (356 B) to " + options.download_dir));
+  EXPECT_EQ(ReadFileToString(options.download_dir + "/grids/swap-step00000100.png").value(),
+            std::string(300, 'p'));
+  EXPECT_EQ(ReadFileToString(options.download_dir + "/job.yaml").value(), kValidJob);
+}
+
+TEST_F(CommandsTest, SubmitFollowDownloadsIntoRunsJobIdByDefault) {
+  ScriptRun(v1::SUCCEEDED);
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.follow = true;
+  const fs::path previous = fs::current_path();
+  fs::current_path(dir_);
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  fs::current_path(previous);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(out_.text(), "j-000001\nruns/j-000001\n");
+  EXPECT_TRUE(fs::exists(dir_ / "runs/j-000001/job.yaml"));
+}
+
+TEST_F(CommandsTest, SubmitFollowOfAFailedJobStillDownloadsButFails) {
+  ScriptRun(v1::FAILED, "trainer exited with status 1: out of memory");
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.follow = true;
+  options.download_dir = (dir_ / "results").string();
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_EQ(status.message(), "job j-000001 FAILED: trainer exited with status 1: out of memory");
+  EXPECT_EQ(ExitCode(status), 1);
+  EXPECT_EQ(out_.text(), "j-000001\n" + options.download_dir + "\n");
+  EXPECT_TRUE(fs::exists(options.download_dir + "/job.yaml"));
+}
+
+TEST_F(CommandsTest, SubmitFollowRefusesAJobIdThatCannotNameAFolder) {
+  ScriptRun(v1::SUCCEEDED);
+  coordinator_.job.set_id("../escape");
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.follow = true;
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("cannot name a folder"));
+}
+
+TEST_F(CommandsTest, WatchPrintsEventsThenTheFinalState) {
+  ScriptRun(v1::SUCCEEDED);
+  WatchOptions options;
+  options.job_id = "j-000001";
+  ASSERT_TRUE(RunWatch(coordinator_, options, console_).ok());
+  EXPECT_EQ(out_.text(),
+            "#1 state QUEUED attempt 1\n"
+            "#2 state RUNNING attempt 1\n"
+            "#3 message training\n"
+            "#4 state SUCCEEDED attempt 1\n"
+            "j-000001 SUCCEEDED\n");
+  EXPECT_EQ(err_.text(), "");
+}
+
+TEST_F(CommandsTest, WatchOfACancelledJobFailsWithTheReason) {
+  ScriptRun(v1::CANCELLED, "cancelled by alice");
+  WatchOptions options;
+  options.job_id = "j-000001";
+  absl::Status status = RunWatch(coordinator_, options, console_);
+  EXPECT_EQ(status, absl::FailedPreconditionError("job j-000001 CANCELLED: cancelled by alice"));
+  EXPECT_THAT(out_.text(), HasSubstr("j-000001 CANCELLED: cancelled by alice\n"));
+}
+
+TEST_F(CommandsTest, WatchJsonIsOneEventPerLine) {
+  ScriptRun(v1::SUCCEEDED);
+  WatchOptions options;
+  options.job_id = "j-000001";
+  options.format = OutputFormat::kJson;
+  options.follow_options.after_seq = 2;
+  ASSERT_TRUE(RunWatch(coordinator_, options, console_).ok());
+  std::vector<std::string> lines = absl::StrSplit(out_.text(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out_.text();  // seq 3 and 4
+  v1::JobEvent event;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines[1], &event).ok());
+  EXPECT_EQ(event.seq(), 4);
+  EXPECT_EQ(event.state().state(), v1::SUCCEEDED);
+  EXPECT_THAT(coordinator_.watch_after_seqs, ElementsAre(2));
+}
+
+TEST_F(CommandsTest, WatchOfAnUnknownJobIsNotFound) {
+  coordinator_.get_job_status = absl::NotFoundError("no job j-000404");
+  WatchOptions options;
+  options.job_id = "j-000404";
+  absl::Status status = RunWatch(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsNotFound(status)) << status;
+  EXPECT_THAT(coordinator_.watch_after_seqs, IsEmpty());
+}
+
+TEST_F(CommandsTest, ListPrintsATableAndPassesTheFilter) {
+  *coordinator_.jobs.add_jobs() = coordinator_.job;
+  ListOptions options;
+  options.states = {"queued", "Running"};
+  options.limit = 5;
+  ASSERT_TRUE(RunList(coordinator_, options, console_).ok());
+  EXPECT_EQ(out_.text(),
+            "ID        NAME     MODEL  STATE   PRIORITY  ATTEMPT  PROGRESS  AGE\n"
+            "j-000001  minimal  vae    QUEUED  0         0        -         -\n");
+  ASSERT_EQ(coordinator_.list_requests.size(), 1u);
+  EXPECT_THAT(coordinator_.list_requests[0].states(), ElementsAre(v1::QUEUED, v1::RUNNING));
+  EXPECT_EQ(coordinator_.list_requests[0].limit(), 5);
+}
+
+TEST_F(CommandsTest, ListRefusesAnUnknownState) {
+  ListOptions options;
+  options.states = {"sleeping"};
+  absl::Status status = RunList(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsInvalidArgument(status));
+  EXPECT_THAT(status.message(),
+              HasSubstr("not one of queued, scheduled, running, succeeded, failed, cancelled"));
+  EXPECT_THAT(coordinator_.list_requests, IsEmpty());
+}
+
+TEST_F(CommandsTest, ListWithNoJobsSaysSoOnStderr) {
+  ASSERT_TRUE(RunList(coordinator_, ListOptions(), console_).ok());
+  EXPECT_EQ(out_.text(), "");
+  EXPECT_EQ(err_.text(), "no jobs\n");
+}
+
+TEST_F(CommandsTest, ListJsonParsesBack) {
+  *coordinator_.jobs.add_jobs() = coordinator_.job;
+  ListOptions options;
+  options.format = OutputFormat::kJson;
+  ASSERT_TRUE(RunList(coordinator_, options, console_).ok());
+  v1::ListJobsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out_.text(), &parsed).ok());
+  ASSERT_EQ(parsed.jobs_size(), 1);
+  EXPECT_EQ(parsed.jobs(0).id(), "j-000001");
+}
+
+TEST_F(CommandsTest, GetPrintsDetailsOrJson) {
+  ASSERT_TRUE(RunGet(coordinator_, {"j-000001", OutputFormat::kText}, console_).ok());
+  EXPECT_THAT(out_.text(), StartsWith("id:         j-000001\nname:       minimal\n"));
+  CapturedFile json_out;
+  console_.out = json_out.get();
+  ASSERT_TRUE(RunGet(coordinator_, {"j-000001", OutputFormat::kJson}, console_).ok());
+  v1::Job parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json_out.text(), &parsed).ok());
+  EXPECT_EQ(parsed.state(), v1::QUEUED);
+}
+
+TEST_F(CommandsTest, CancelSendsTheReasonAndPrintsTheState) {
+  coordinator_.job.set_state(v1::CANCELLED);
+  coordinator_.job.set_reason("wrong learning rate");
+  ASSERT_TRUE(RunCancel(coordinator_, {"j-000001", "wrong learning rate"}, console_).ok());
+  EXPECT_THAT(
+      coordinator_.cancelled,
+      ElementsAre(std::make_pair(std::string("j-000001"), std::string("wrong learning rate"))));
+  EXPECT_EQ(out_.text(), "j-000001 CANCELLED: wrong learning rate\n");
+}
+
+TEST_F(CommandsTest, ArtifactsListsOrDownloads) {
+  coordinator_.AddArtifact("report.json", "{}", v1::REPORT);
+  ASSERT_TRUE(RunArtifacts(coordinator_, {"j-000001", "", OutputFormat::kText}, console_).ok());
+  EXPECT_EQ(out_.text(),
+            "NAME         KIND    STEP  SIZE  ATTEMPT\n"
+            "report.json  report  0     2 B   1\n");
+
+  CapturedFile download_out;
+  console_.out = download_out.get();
+  const std::string target = (dir_ / "dl").string();
+  ASSERT_TRUE(RunArtifacts(coordinator_, {"j-000001", target, OutputFormat::kText}, console_).ok());
+  EXPECT_EQ(download_out.text(), target + "\n");
+  EXPECT_THAT(err_.text(), HasSubstr("fetched " + target + "/report.json (2 B)\n"));
+  EXPECT_EQ(ReadFileToString(target + "/report.json").value(), "{}");
+}
+
+TEST_F(CommandsTest, WorkersTable) {
+  v1::WorkerInfo* w = coordinator_.workers.add_workers();
+  w->set_id("wk-1");
+  w->set_name("cpu-a");
+  w->set_device("cpu");
+  w->set_slots(2);
+  w->set_free_slots(2);
+  w->set_state(v1::WORKER_ALIVE);
+  w->set_address("127.0.0.1:7071");
+  w->set_last_heartbeat_ms(1714564800000 - 1000);
+  ASSERT_TRUE(RunWorkers(coordinator_, {OutputFormat::kText}, console_).ok());
+  EXPECT_EQ(out_.text(),
+            "ID    NAME   DEVICE  SLOTS  STATE  ADDRESS         HEARTBEAT  JOBS\n"
+            "wk-1  cpu-a  cpu     2/2    alive  127.0.0.1:7071  1s ago     -\n");
+}
+
+TEST(CommandHelpersTest, ExitCodesAndOneLineErrors) {
+  EXPECT_EQ(ExitCode(absl::OkStatus()), 0);
+  EXPECT_EQ(ExitCode(absl::InvalidArgumentError("bad")), 2);
+  EXPECT_EQ(ExitCode(absl::UnavailableError("down")), 1);
+  EXPECT_EQ(ExitCode(absl::FailedPreconditionError("job FAILED")), 1);
+  CapturedFile err;
+  ReportError(absl::InternalError("first\nsecond\n"), err.get());
+  ReportError(absl::UnimplementedError(""), err.get());
+  EXPECT_EQ(err.text(), "dfvctl: first; second\ndfvctl: UNIMPLEMENTED\n");
+}
+
+TEST(CommandHelpersTest, ParsesOutputFormatsAndStates) {
+  EXPECT_EQ(ParseOutputFormat("json").value(), OutputFormat::kJson);
+  EXPECT_EQ(ParseOutputFormat("text").value(), OutputFormat::kText);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseOutputFormat("yaml").status()));
+  EXPECT_EQ(ParseJobState("succeeded").value(), v1::SUCCEEDED);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseJobState("job_state_unspecified").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseJobState("").status()));
+}
+
+}  // namespace
+}  // namespace dfv::client
