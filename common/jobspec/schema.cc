@@ -135,7 +135,7 @@ class Validator {
     std::set<std::string> seen;
     if (node.IsMap()) {
       for (YAML::const_iterator it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& key = it->first;
+        const YAML::Node key = it->first;  // a copy: it->first is a temporary
         const int key_line = LineOf(key);
         if (!key.IsScalar()) {
           AddError(path, key_line, "keys must be plain names, got " + DescribeNode(key));

@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   rpc::ConfigureServerBuilder(builder);
   int port = 0;
   builder.AddListeningPort(daemon->options_.listen, grpc::InsecureServerCredentials(), &port);
+  // gRPC refuses to start a server with no service of its own; the generic
+  // service answers every method but health checking with UNIMPLEMENTED.
+  builder.RegisterCallbackGenericService(&daemon->unimplemented_);
   daemon->health_server_ = builder.BuildAndStart();
   if (daemon->health_server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot bind ", daemon->options_.listen));

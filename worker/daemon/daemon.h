@@ -5,6 +5,7 @@
 #ifndef DFV_WORKER_DAEMON_DAEMON_H_
 #define DFV_WORKER_DAEMON_DAEMON_H_
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
 #include <map>
@@ -72,6 +73,7 @@ class WorkerDaemon {
 
   WorkerDaemonOptions options_;
   std::string address_;
+  grpc::CallbackGenericService unimplemented_;
   std::unique_ptr<grpc::Server> health_server_;
   std::unique_ptr<GrpcCoordinatorLink> link_;
   absl::Duration heartbeat_interval_ = absl::Milliseconds(500);

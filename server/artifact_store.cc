@@ -1,0 +1,321 @@
+#include "server/artifact_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/checksum.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace dfv::server {
+namespace {
+
+// Temporary upload files: hidden (a leading '.', which no valid artifact
+// name component has) and marked, so a restart can sweep them.
+constexpr char kTempMarker[] = ".upload-";
+
+absl::Status ErrnoError(const std::string& what, const std::string& path, int err) {
+  std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  if (err == ENOENT) return absl::NotFoundError(message);
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
+  return absl::InternalError(message);
+}
+
+bool IsChecksum(const std::string& text) {
+  if (text.size() != 14 || !absl::StartsWith(text, "crc32:")) return false;
+  return std::all_of(text.begin() + 6, text.end(),
+                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); });
+}
+
+void SyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string RandomSuffix() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("%016x", rng());
+}
+
+}  // namespace
+
+absl::Status ValidateArtifactName(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("artifact name must not be empty");
+  if (name.size() > kMaxArtifactNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact name is ", name.size(),
+                                                   " bytes; at most ", kMaxArtifactNameBytes,
+                                                   " are allowed"));
+  }
+  if (name.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact name '", name, "' must be a relative path, not an absolute one"));
+  }
+  std::vector<std::string> parts = absl::StrSplit(name, '/');
+  if (static_cast<int>(parts.size()) > kMaxArtifactNameDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact name '", name, "' has ", parts.size(),
+                                                   " components; at most ",
+                                                   kMaxArtifactNameDepth, " are allowed"));
+  }
+  for (const std::string& part : parts) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact name '", name, "' must not contain '..'"));
+    }
+    if (!IsSafePathComponent(part)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "artifact name '", name, "' has the component '", part,
+          "'; each component must be 1-128 of [A-Za-z0-9._-] and not start with '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// ArtifactUpload
+
+ArtifactUpload::ArtifactUpload(std::string job_id, dfv::v1::ArtifactInfo declared,
+                               std::string final_path, std::string temp_path, int fd,
+                               const Clock* clock)
+    : job_id_(std::move(job_id)),
+      declared_(std::move(declared)),
+      final_path_(std::move(final_path)),
+      temp_path_(std::move(temp_path)),
+      fd_(fd),
+      clock_(clock) {}
+
+ArtifactUpload::~ArtifactUpload() {
+  if (!committed_) Discard();
+}
+
+void ArtifactUpload::Discard() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  ::unlink(temp_path_.c_str());
+}
+
+absl::Status ArtifactUpload::Append(std::string_view data) {
+  if (sealed_ || fd_ < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
+  }
+  if (received_ + static_cast<int64_t>(data.size()) > declared_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upload of ", declared_.name(), " is larger than the ", declared_.size(),
+        " bytes its header declared"));
+  }
+  crc_ = Crc32Update(crc_, data);
+  received_ += static_cast<int64_t>(data.size());
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("write", temp_path_, errno);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArtifactUpload::Seal() {
+  if (sealed_ || fd_ < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
+  }
+  if (received_ != declared_.size()) {
+    Discard();
+    return absl::DataLossError(absl::StrCat("upload of ", declared_.name(), " ended after ",
+                                            received_, " bytes; its header declared ",
+                                            declared_.size()));
+  }
+  std::string actual = Crc32Hex(crc_);
+  if (actual != absl::AsciiStrToLower(declared_.checksum())) {
+    Discard();
+    return absl::DataLossError(absl::StrCat("upload of ", declared_.name(), " has checksum ",
+                                            actual, " but its header declared ",
+                                            declared_.checksum()));
+  }
+  absl::Status status;
+  if (::fsync(fd_) != 0) status = ErrnoError("fsync", temp_path_, errno);
+  if (::close(fd_) != 0 && status.ok()) status = ErrnoError("close", temp_path_, errno);
+  fd_ = -1;
+  if (!status.ok()) {
+    Discard();
+    return status;
+  }
+  sealed_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactUpload::Commit(JobStore::Tx& tx) {
+  if (!sealed_ || committed_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("upload of ", declared_.name(), " must be sealed once before Commit"));
+  }
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+    return ErrnoError("rename to", final_path_, errno);
+  }
+  committed_ = true;
+  SyncDir(std::filesystem::path(final_path_).parent_path().string());
+  dfv::v1::ArtifactInfo info = declared_;
+  info.set_checksum(Crc32Hex(crc_));
+  info.set_created_ms(clock_->NowMs());
+  DFV_RETURN_IF_ERROR(tx.PutArtifact(job_id_, info));
+  return info;
+}
+
+// ---------------------------------------------------------------------------
+// ArtifactReader
+
+ArtifactReader::~ArtifactReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<std::string> ArtifactReader::Read(size_t max_bytes) {
+  std::string chunk(max_bytes, '\0');
+  size_t filled = 0;
+  while (filled < max_bytes) {
+    ssize_t n = ::read(fd_, chunk.data() + filled, max_bytes - filled);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("read", path_, errno);
+    }
+    if (n == 0) break;
+    filled += static_cast<size_t>(n);
+  }
+  chunk.resize(filled);
+  crc_ = Crc32Update(crc_, chunk);
+  read_ += static_cast<int64_t>(filled);
+  if (read_ > info_.size()) {
+    return absl::DataLossError(absl::StrCat("artifact ", info_.name(), " on disk is larger than the ",
+                                            info_.size(), " bytes it was stored with"));
+  }
+  if (filled < max_bytes) {  // end of file
+    if (read_ != info_.size() || Crc32Hex(crc_) != info_.checksum()) {
+      return absl::DataLossError(absl::StrCat(
+          "artifact ", info_.name(), " on disk (", read_, " bytes, ", Crc32Hex(crc_),
+          ") no longer matches what was stored (", info_.size(), " bytes, ", info_.checksum(),
+          ")"));
+    }
+  }
+  return chunk;
+}
+
+// ---------------------------------------------------------------------------
+// ArtifactStore
+
+absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Create(const std::string& root,
+                                                                     JobStore* store,
+                                                                     const Clock* clock) {
+  DFV_RETURN_IF_ERROR(MakeDirs(root));
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string file = it->path().filename().string();
+    if (it->is_regular_file() && !file.empty() && file.front() == '.' &&
+        file.find(kTempMarker) != std::string::npos) {
+      std::error_code ignored;  // a file we cannot remove is only clutter
+      std::filesystem::remove(it->path(), ignored);
+    }
+  }
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot scan artifact folder ", root, ": ", ec.message()));
+  }
+  return std::unique_ptr<ArtifactStore>(new ArtifactStore(root, store, clock));
+}
+
+std::string ArtifactStore::PathOf(const std::string& job_id, const std::string& name) const {
+  return absl::StrCat(root_, "/", job_id, "/", name);
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactUpload>> ArtifactStore::BeginUpload(
+    const std::string& job_id, const dfv::v1::ArtifactInfo& declared) const {
+  if (!IsSafePathComponent(job_id)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", job_id, "' is not a valid job id"));
+  }
+  DFV_RETURN_IF_ERROR(ValidateArtifactName(declared.name()));
+  if (declared.size() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact ", declared.name(), ": size must be >= 0, got ", declared.size()));
+  }
+  if (!IsChecksum(declared.checksum())) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact ", declared.name(),
+                                                   ": checksum must look like crc32:0123abcd, got '",
+                                                   declared.checksum(), "'"));
+  }
+  const std::string final_path = PathOf(job_id, declared.name());
+  std::filesystem::path final_fs(final_path);
+  const std::string dir = final_fs.parent_path().string();
+  DFV_RETURN_IF_ERROR(MakeDirs(dir));
+  std::string temp_path = absl::StrCat(dir, "/.", final_fs.filename().string(), kTempMarker,
+                                       RandomSuffix());
+  int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("create", temp_path, errno);
+  return std::unique_ptr<ArtifactUpload>(
+      new ArtifactUpload(job_id, declared, final_path, std::move(temp_path), fd, clock_));
+}
+
+absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ArtifactStore::List(
+    const std::string& job_id) const {
+  return store_->ListArtifacts(job_id);
+}
+
+absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::Get(const std::string& job_id,
+                                                         const std::string& name) const {
+  return store_->GetArtifact(job_id, name);
+}
+
+absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::NewestCheckpoint(
+    const std::string& job_id) const {
+  DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> all, store_->ListArtifacts(job_id));
+  const dfv::v1::ArtifactInfo* best = nullptr;
+  for (const dfv::v1::ArtifactInfo& info : all) {
+    if (info.kind() != dfv::v1::CHECKPOINT) continue;
+    if (best == nullptr || info.step() > best->step() ||
+        (info.step() == best->step() && info.created_ms() >= best->created_ms())) {
+      best = &info;
+    }
+  }
+  if (best == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no checkpoint"));
+  }
+  return *best;
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactReader>> ArtifactStore::Open(const std::string& job_id,
+                                                                    const std::string& name) const {
+  DFV_RETURN_IF_ERROR(ValidateArtifactName(name));
+  DFV_ASSIGN_OR_RETURN(dfv::v1::ArtifactInfo info, store_->GetArtifact(job_id, name));
+  std::string path = PathOf(job_id, name);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return absl::DataLossError(
+          absl::StrCat("artifact ", name, " of job ", job_id, " is indexed but its file ", path,
+                       " is missing"));
+    }
+    return ErrnoError("open", path, err);
+  }
+  return std::unique_ptr<ArtifactReader>(new ArtifactReader(std::move(info), std::move(path), fd));
+}
+
+}  // namespace dfv::server

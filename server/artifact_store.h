@@ -1,0 +1,149 @@
+// Job artifacts (checkpoints, grids, reports) as files under
+// <root>/<job_id>/<name>, indexed in the JobStore.
+//
+// An upload is written to a hidden temporary file beside its final path,
+// checked against the size and CRC-32 its header declared, fsync'ed, and
+// only then renamed into place and indexed, so a reader never sees a partial
+// or corrupt artifact and a crash leaves at most a temporary file, which
+// Create() removes. Names are checked before they touch the file system.
+//
+// Thread-safety: ArtifactStore is thread-safe. An ArtifactUpload or
+// ArtifactReader is used by one thread at a time.
+#ifndef DFV_SERVER_ARTIFACT_STORE_H_
+#define DFV_SERVER_ARTIFACT_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/dfv.pb.h"
+#include "server/clock.h"
+#include "server/job_store.h"
+
+namespace dfv::server {
+
+// Longest artifact name, and most '/'-separated components in one.
+inline constexpr size_t kMaxArtifactNameBytes = 512;
+inline constexpr int kMaxArtifactNameDepth = 8;
+
+// OK when `name` is a relative path of safe components (IsSafePathComponent:
+// letters, digits, '.', '_', '-', not starting with '.'), so no "..", no
+// absolute path, no empty component, at most kMaxArtifactNameDepth
+// components and kMaxArtifactNameBytes bytes. INVALID_ARGUMENT saying what
+// is wrong otherwise.
+absl::Status ValidateArtifactName(const std::string& name);
+
+// An upload in progress. Destroying it before Commit removes its temporary
+// file.
+class ArtifactUpload {
+ public:
+  ~ArtifactUpload();
+  ArtifactUpload(const ArtifactUpload&) = delete;
+  ArtifactUpload& operator=(const ArtifactUpload&) = delete;
+
+  // Writes the next bytes. INVALID_ARGUMENT once more bytes arrive than the
+  // header declared.
+  absl::Status Append(std::string_view data);
+
+  // Checks the byte count and CRC-32 against the header (DATA_LOSS on a
+  // mismatch, and the temporary file is removed), then fsyncs it. Call once,
+  // after the last Append.
+  absl::Status Seal();
+
+  // Renames the sealed file into place and indexes it through `tx`, with
+  // created_ms set to now. Returns the stored info. The caller's transaction
+  // may add rows of its own (the ArtifactInfo event).
+  absl::StatusOr<dfv::v1::ArtifactInfo> Commit(JobStore::Tx& tx);
+
+  const std::string& job_id() const { return job_id_; }
+  const dfv::v1::ArtifactInfo& declared() const { return declared_; }
+  int64_t bytes_received() const { return received_; }
+
+ private:
+  friend class ArtifactStore;
+  ArtifactUpload(std::string job_id, dfv::v1::ArtifactInfo declared, std::string final_path,
+                 std::string temp_path, int fd, const Clock* clock);
+  void Discard();
+
+  const std::string job_id_;
+  const dfv::v1::ArtifactInfo declared_;
+  const std::string final_path_;
+  const std::string temp_path_;
+  int fd_;
+  const Clock* const clock_;
+  int64_t received_ = 0;
+  uint32_t crc_ = 0;
+  bool sealed_ = false;
+  bool committed_ = false;
+};
+
+// Sequential reads of one stored artifact. The checksum is recomputed while
+// reading; the read that reaches the end fails with DATA_LOSS when the file
+// no longer matches its index entry.
+class ArtifactReader {
+ public:
+  ~ArtifactReader();
+  ArtifactReader(const ArtifactReader&) = delete;
+  ArtifactReader& operator=(const ArtifactReader&) = delete;
+
+  const dfv::v1::ArtifactInfo& info() const { return info_; }
+  // Up to `max_bytes` next bytes; empty once the whole file was read.
+  absl::StatusOr<std::string> Read(size_t max_bytes);
+
+ private:
+  friend class ArtifactStore;
+  ArtifactReader(dfv::v1::ArtifactInfo info, std::string path, int fd)
+      : info_(std::move(info)), path_(std::move(path)), fd_(fd) {}
+
+  const dfv::v1::ArtifactInfo info_;
+  const std::string path_;
+  int fd_;
+  int64_t read_ = 0;
+  uint32_t crc_ = 0;
+};
+
+class ArtifactStore {
+ public:
+  // `root` is created when missing; stale temporary files under it (left by
+  // a crash during an upload) are removed. `store` and `clock` must outlive
+  // the ArtifactStore.
+  static absl::StatusOr<std::unique_ptr<ArtifactStore>> Create(const std::string& root,
+                                                               JobStore* store, const Clock* clock);
+
+  // Starts an upload of `declared` (name, kind, step, size, checksum,
+  // attempt) for `job_id`. INVALID_ARGUMENT for a bad name, size or checksum
+  // format.
+  absl::StatusOr<std::unique_ptr<ArtifactUpload>> BeginUpload(const std::string& job_id,
+                                                              const dfv::v1::ArtifactInfo& declared) const;
+
+  absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> List(const std::string& job_id) const;
+  // NOT_FOUND when not indexed.
+  absl::StatusOr<dfv::v1::ArtifactInfo> Get(const std::string& job_id, const std::string& name) const;
+  // The newest CHECKPOINT artifact (highest step, then newest); NOT_FOUND
+  // when the job has none.
+  absl::StatusOr<dfv::v1::ArtifactInfo> NewestCheckpoint(const std::string& job_id) const;
+  // Opens an indexed artifact for reading. NOT_FOUND when not indexed,
+  // DATA_LOSS when indexed but the file is gone.
+  absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(const std::string& job_id,
+                                                       const std::string& name) const;
+
+  // <root>/<job_id>/<name>; both must be valid.
+  std::string PathOf(const std::string& job_id, const std::string& name) const;
+
+ private:
+  ArtifactStore(std::string root, JobStore* store, const Clock* clock)
+      : root_(std::move(root)), store_(store), clock_(clock) {}
+
+  const std::string root_;
+  JobStore* const store_;
+  const Clock* const clock_;
+};
+
+}  // namespace dfv::server
+
+#endif  // DFV_SERVER_ARTIFACT_STORE_H_

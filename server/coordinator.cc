@@ -1,0 +1,889 @@
+#include "server/coordinator.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/jobspec/parse.h"
+#include "common/rpc/rpc.h"
+#include "common/status_macros.h"
+#include "server/scheduler.h"
+
+namespace dfv::server {
+namespace {
+
+using dfv::v1::JobEvent;
+using dfv::v1::JobState;
+
+JobEvent StateEvent(JobState state, int32_t attempt, const std::string& reason,
+                    const google::protobuf::RepeatedPtrField<std::string>& workers) {
+  JobEvent event;
+  dfv::v1::StateChange* change = event.mutable_state();
+  change->set_state(state);
+  change->set_attempt(attempt);
+  change->set_reason(reason);
+  *change->mutable_workers() = workers;
+  return event;
+}
+
+JobEvent MessageEvent(const std::string& text) {
+  JobEvent event;
+  event.mutable_message()->set_text(text);
+  return event;
+}
+
+const std::string& StateName(JobState state) { return dfv::v1::JobState_Name(state); }
+
+// The host part of a worker's "HOST:PORT" address, for the rendezvous.
+std::string HostOf(const WorkerRecord& worker) {
+  if (worker.address.empty()) return worker.name;
+  absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort(worker.address, "address");
+  return parsed.ok() ? parsed->host : worker.name;
+}
+
+absl::Status NoOp(JobStore::Tx&) { return absl::OkStatus(); }
+
+}  // namespace
+
+Coordinator::DirLock::~DirLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+bool Coordinator::IsFinal(JobState state) {
+  return state == dfv::v1::SUCCEEDED || state == dfv::v1::FAILED || state == dfv::v1::CANCELLED;
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir must be set");
+  if (options.lease_ttl_ms <= 0 || options.heartbeat_interval_ms <= 0 ||
+      options.heartbeat_interval_ms >= options.lease_ttl_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat interval (", options.heartbeat_interval_ms,
+        " ms) must be > 0 and below the lease TTL (", options.lease_ttl_ms, " ms)"));
+  }
+  if (options.cancel_grace_ms < 0) {
+    return absl::InvalidArgumentError("cancel_grace_ms must be >= 0");
+  }
+  const Clock* clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  DFV_RETURN_IF_ERROR(MakeDirs(options.data_dir));
+
+  const std::string lock_path = absl::StrCat(options.data_dir, "/LOCK");
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  auto lock = std::make_unique<DirLock>(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data folder ", options.data_dir, " is in use by another dfv-coordinator"));
+  }
+
+  DFV_ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
+                       JobStore::Create(absl::StrCat(options.data_dir, "/dfv.db")));
+  auto events = std::make_unique<EventLog>(store.get(), clock);
+  DFV_ASSIGN_OR_RETURN(
+      std::unique_ptr<ArtifactStore> artifacts,
+      ArtifactStore::Create(absl::StrCat(options.data_dir, "/artifacts"), store.get(), clock));
+  std::unique_ptr<Coordinator> coordinator(new Coordinator(options, clock, std::move(lock),
+                                                           std::move(store), std::move(events),
+                                                           std::move(artifacts)));
+  DFV_RETURN_IF_ERROR(coordinator->Recover());
+  return coordinator;
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, const Clock* clock,
+                         std::unique_ptr<DirLock> lock, std::unique_ptr<JobStore> store,
+                         std::unique_ptr<EventLog> events, std::unique_ptr<ArtifactStore> artifacts)
+    : lock_(std::move(lock)),
+      options_(std::move(options)),
+      clock_(clock),
+      store_(std::move(store)),
+      events_(std::move(events)),
+      artifacts_(std::move(artifacts)),
+      registry_(clock, WorkerRegistryOptions{options_.lease_ttl_ms, options_.heartbeat_interval_ms,
+                                             options_.lost_worker_retention_ms}) {}
+
+Coordinator::~Coordinator() = default;
+
+absl::Status Coordinator::Recover() {
+  DFV_ASSIGN_OR_RETURN(
+      std::vector<JobRecord> jobs,
+      store_->ListJobs({dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING}, /*limit=*/0));
+  std::reverse(jobs.begin(), jobs.end());  // oldest first, as submitted
+  Outbox outbox;
+  absl::MutexLock lock(&mu_);
+  for (JobRecord& record : jobs) {
+    const std::string id = record.job.id();
+    ActiveJob job;
+    job.record = std::move(record);
+    const JobState state = job.record.job.state();
+    const bool was_placed = state == dfv::v1::SCHEDULED || state == dfv::v1::RUNNING;
+    const int32_t attempt = job.record.job.attempt();
+
+    // The stored spec was valid when submitted; a newer schema may refuse
+    // it, and then the job cannot run.
+    jobspec::ParseOptions parse_options;
+    parse_options.source_name = absl::StrCat(id, "/job.yaml");
+    jobspec::ParseResult parsed =
+        jobspec::ParseJobSpecWithErrors(job.record.job.spec_yaml(), parse_options);
+    JobRecord next = job.record;
+    next.cancel_requested = false;
+    std::vector<JobEvent> payloads;
+    AttemptOutcome outcome = AttemptOutcome::kInterrupted;
+    if (!parsed.ok()) {
+      next.job.set_state(dfv::v1::FAILED);
+      next.job.set_reason(absl::StrCat("the stored job file no longer validates: ",
+                                       jobspec::SpecErrorsToStatus(parsed.errors).message()));
+      outcome = AttemptOutcome::kFailed;
+    } else if (!was_placed) {
+      job.device = parsed.spec.resources.device;
+      active_.emplace(id, std::move(job));
+      continue;
+    } else if (job.record.cancel_requested) {
+      next.job.set_state(dfv::v1::CANCELLED);
+      outcome = AttemptOutcome::kCancelled;
+    } else {
+      next.job.set_state(dfv::v1::QUEUED);
+      next.job.set_reason("coordinator restarted");
+    }
+    payloads.push_back(StateEvent(next.job.state(), attempt, next.job.reason(), next.job.workers()));
+    auto end_attempt = [&](JobStore::Tx& tx) -> absl::Status {
+      if (!was_placed) return absl::OkStatus();
+      return tx.EndAttempt(id, attempt, clock_->NowMs(), outcome, "coordinator restarted");
+    };
+    DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox, end_attempt));
+    spdlog::info("recovered job {}: {} -> {} ({})", id, StateName(state),
+                 StateName(job.record.job.state()), job.record.job.reason());
+    if (!IsFinal(job.record.job.state())) {
+      job.device = parsed.spec.resources.device;
+      active_.emplace(id, std::move(job));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Committing changes
+
+absl::Status Coordinator::CommitJobLocked(ActiveJob& job, JobRecord new_record,
+                                          const std::vector<JobEvent>& payloads, Outbox* outbox) {
+  return CommitJobLocked(job, std::move(new_record), payloads, outbox, NoOp);
+}
+
+absl::Status Coordinator::CommitJobLocked(ActiveJob& job, JobRecord new_record,
+                                          const std::vector<JobEvent>& payloads, Outbox* outbox,
+                                          absl::FunctionRef<absl::Status(JobStore::Tx&)> extra) {
+  new_record.job.set_updated_ms(clock_->NowMs());
+  const std::string& id = new_record.job.id();
+  std::vector<JobEvent> appended;
+  DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+    appended.clear();
+    DFV_RETURN_IF_ERROR(extra(tx));
+    DFV_RETURN_IF_ERROR(tx.UpdateJob(new_record));
+    for (const JobEvent& payload : payloads) {
+      DFV_ASSIGN_OR_RETURN(JobEvent event, events_->AppendInTransaction(tx, id, payload));
+      appended.push_back(std::move(event));
+    }
+    return absl::OkStatus();
+  }));
+  new_record.job.set_last_seq(appended.empty() ? job.record.job.last_seq()
+                                               : appended.back().seq());
+  job.record = std::move(new_record);
+  outbox->insert(outbox->end(), appended.begin(), appended.end());
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcome,
+                                           JobState next_state, std::string reason,
+                                           bool count_restart, Outbox* outbox) {
+  const std::string id = job.record.job.id();
+  const int32_t number = job.attempt ? job.attempt->number : job.record.job.attempt();
+  const JobState previous = job.record.job.state();
+  JobRecord next = job.record;
+  next.job.set_state(next_state);
+  next.job.set_reason(reason);
+  next.cancel_requested = false;
+  if (count_restart) ++next.restarts;
+  const int64_t now = clock_->NowMs();
+  DFV_RETURN_IF_ERROR(CommitJobLocked(
+      job, std::move(next), {StateEvent(next_state, number, reason, job.record.job.workers())},
+      outbox,
+      [&](JobStore::Tx& tx) { return tx.EndAttempt(id, number, now, outcome, reason); }));
+  spdlog::info("job {} attempt {}: {} -> {}{}{}", id, number, StateName(previous),
+               StateName(next_state), reason.empty() ? "" : ": ", reason);
+  job.attempt.reset();
+  job.cancel_deadline_ms = 0;
+  if (IsFinal(next_state)) active_.erase(id);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::RequeueOrFailLocked(ActiveJob& job, const std::string& reason,
+                                              Outbox* outbox) {
+  if (job.record.restarts < job.record.job.max_restarts()) {
+    return EndAttemptLocked(job, AttemptOutcome::kInterrupted, dfv::v1::QUEUED, reason,
+                            /*count_restart=*/true, outbox);
+  }
+  return EndAttemptLocked(job, AttemptOutcome::kInterrupted, dfv::v1::FAILED,
+                          absl::StrCat(reason, "; no restarts left (max_restarts: ",
+                                       job.record.job.max_restarts(), ")"),
+                          /*count_restart=*/false, outbox);
+}
+
+absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::string>& worker_ids,
+                                      Outbox* outbox) {
+  const std::string id = job.record.job.id();
+  const int32_t number = job.record.job.attempt() + 1;
+  std::vector<WorkerRecord*> workers;
+  for (const std::string& worker_id : worker_ids) {
+    WorkerRecord* worker = registry_.FindAlive(worker_id);
+    if (worker == nullptr) {
+      return absl::InternalError(absl::StrCat("placement of ", id, " names unknown worker ", worker_id));
+    }
+    workers.push_back(worker);
+  }
+  std::string resume;
+  absl::StatusOr<dfv::v1::ArtifactInfo> checkpoint = artifacts_->NewestCheckpoint(id);
+  if (checkpoint.ok()) {
+    resume = checkpoint->name();
+  } else if (!absl::IsNotFound(checkpoint.status())) {
+    return checkpoint.status();
+  }
+
+  JobRecord next = job.record;
+  next.job.set_state(dfv::v1::SCHEDULED);
+  next.job.set_attempt(number);
+  next.job.set_reason("");
+  next.job.clear_workers();
+  for (WorkerRecord* worker : workers) next.job.add_workers(worker->name);
+  AttemptRecord attempt;
+  attempt.job_id = id;
+  attempt.attempt = number;
+  attempt.workers.assign(next.job.workers().begin(), next.job.workers().end());
+  attempt.started_ms = clock_->NowMs();
+  JobEvent event = StateEvent(dfv::v1::SCHEDULED, number, "", next.job.workers());
+  DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {event}, outbox,
+                                      [&](JobStore::Tx& tx) { return tx.InsertAttempt(attempt); }));
+
+  const int world_size = static_cast<int>(workers.size());
+  const std::string rendezvous = world_size > 1 ? absl::StrCat(HostOf(*workers[0]), ":0") : "";
+  LiveAttempt live;
+  live.number = number;
+  for (int rank = 0; rank < world_size; ++rank) {
+    WorkerRecord& worker = *workers[rank];
+    live.ranks.push_back(RankState{worker.id, worker.name});
+    HeldAssignment held;
+    dfv::v1::Assignment& assignment = held.assignment;
+    assignment.set_job_id(id);
+    assignment.set_attempt(number);
+    assignment.set_rank(rank);
+    assignment.set_world_size(world_size);
+    assignment.set_spec_yaml(job.record.job.spec_yaml());
+    assignment.set_resume_artifact(resume);
+    assignment.set_rendezvous(rendezvous);
+    worker.assignments[AssignmentKey{id, number, rank}] = std::move(held);
+  }
+  job.attempt = std::move(live);
+  spdlog::info("job {} attempt {}: SCHEDULED on {}{}{}", id, number,
+               absl::StrJoin(job.record.job.workers(), ","), resume.empty() ? "" : ", resuming from ",
+               resume);
+  return absl::OkStatus();
+}
+
+void Coordinator::Publish(const Outbox& outbox) {
+  if (!outbox.empty()) events_->Publish(outbox);
+}
+
+// ---------------------------------------------------------------------------
+// Reconciling and scheduling
+
+void Coordinator::ReconcileLocked(Outbox* outbox) {
+  const int64_t now = clock_->NowMs();
+  std::vector<std::string> placed;
+  for (const auto& [id, job] : active_) {
+    if (job.attempt) placed.push_back(id);
+  }
+  for (const std::string& id : placed) {
+    auto it = active_.find(id);
+    if (it == active_.end() || !it->second.attempt) continue;
+    ActiveJob& job = it->second;
+    absl::Status status;
+    if (job.record.cancel_requested) {
+      // A rank on a worker that is gone will never confirm; it counts as stopped.
+      bool all_stopped = std::all_of(
+          job.attempt->ranks.begin(), job.attempt->ranks.end(), [&](const RankState& rank) {
+            return rank.completed || registry_.FindAlive(rank.worker_id) == nullptr;
+          });
+      if (all_stopped || now >= job.cancel_deadline_ms) {
+        if (!all_stopped) {
+          spdlog::warn("job {}: not every worker confirmed the cancel within {} ms", id,
+                       options_.cancel_grace_ms);
+        }
+        status = EndAttemptLocked(job, AttemptOutcome::kCancelled, dfv::v1::CANCELLED,
+                                  job.record.job.reason(), /*count_restart=*/false, outbox);
+      }
+    } else {
+      for (const RankState& rank : job.attempt->ranks) {
+        if (rank.completed || registry_.FindAlive(rank.worker_id) != nullptr) continue;
+        const WorkerRecord* old = registry_.Find(rank.worker_id);
+        std::string reason = old != nullptr
+                                 ? absl::StrCat("worker ", rank.worker_name, " lost")
+                                 : absl::StrCat("worker ", rank.worker_name,
+                                                " lost (it registered again)");
+        status = RequeueOrFailLocked(job, reason, outbox);
+        break;
+      }
+    }
+    if (!status.ok()) spdlog::error("job {}: cannot record its new state: {}", id, status.ToString());
+  }
+  ScheduleLocked(outbox);
+}
+
+void Coordinator::ScheduleLocked(Outbox* outbox) {
+  std::vector<QueuedJob> queued;
+  for (const auto& [id, job] : active_) {
+    if (job.record.job.state() != dfv::v1::QUEUED) continue;
+    queued.push_back(QueuedJob{id, job.record.job.priority(), job.record.submit_order,
+                               job.record.job.world_size(), job.device});
+  }
+  if (queued.empty()) return;
+  std::vector<FreeWorker> free;
+  for (WorkerRecord* worker : registry_.AliveWorkers()) {
+    if (worker->heartbeats > 0 && worker->free_slots() > 0) {
+      free.push_back(FreeWorker{worker->id, worker->name, worker->device, worker->free_slots()});
+    }
+  }
+  if (free.empty()) return;
+  for (const Placement& placement : ScheduleJobs(std::move(queued), std::move(free))) {
+    auto it = active_.find(placement.job_id);
+    if (it == active_.end()) continue;
+    absl::Status status = PlaceLocked(it->second, placement.worker_ids, outbox);
+    if (!status.ok()) {
+      spdlog::error("job {}: placement failed: {}", placement.job_id, status.ToString());
+    }
+  }
+}
+
+Coordinator::RankState* Coordinator::LiveRankLocked(const AssignmentKey& key,
+                                                    const std::string& worker_id) {
+  auto it = active_.find(key.job_id);
+  if (it == active_.end() || !it->second.attempt) return nullptr;
+  LiveAttempt& attempt = *it->second.attempt;
+  if (attempt.number != key.attempt || key.rank < 0 ||
+      key.rank >= static_cast<int32_t>(attempt.ranks.size())) {
+    return nullptr;
+  }
+  RankState& rank = attempt.ranks[key.rank];
+  if (rank.worker_id != worker_id || rank.completed) return nullptr;
+  return &rank;
+}
+
+bool Coordinator::WantedLocked(const AssignmentKey& key, const std::string& worker_id) {
+  return LiveRankLocked(key, worker_id) != nullptr && !active_.at(key.job_id).record.cancel_requested;
+}
+
+std::string Coordinator::StopReasonLocked(const AssignmentKey& key) {
+  auto it = active_.find(key.job_id);
+  if (it == active_.end()) {
+    absl::StatusOr<JobRecord> stored = store_->GetJob(key.job_id);
+    if (!stored.ok()) return absl::StrCat("job ", key.job_id, " is unknown");
+    const dfv::v1::Job& job = stored->job;
+    return absl::StrCat("job ", key.job_id, " is ", StateName(job.state()),
+                        job.reason().empty() ? "" : ": ", job.reason());
+  }
+  const ActiveJob& job = it->second;
+  if (job.record.cancel_requested) {
+    return absl::StrCat("job ", key.job_id, " is being cancelled: ", job.record.job.reason());
+  }
+  if (!job.attempt || job.attempt->number != key.attempt) {
+    return absl::StrCat("attempt ", key.attempt, " of job ", key.job_id, " is over");
+  }
+  return absl::StrCat("rank ", key.rank, " of job ", key.job_id, " attempt ", key.attempt,
+                      " does not run on this worker");
+}
+
+void Coordinator::ReleaseLocked(WorkerRecord& worker, const AssignmentKey& key) {
+  worker.assignments.erase(key);
+  auto it = active_.find(key.job_id);
+  if (it == active_.end() || !it->second.record.cancel_requested) return;
+  if (RankState* rank = LiveRankLocked(key, worker.id)) rank->completed = true;
+}
+
+absl::Status Coordinator::InactiveJobStatus(const std::string& job_id) const {
+  DFV_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
+  return absl::FailedPreconditionError(
+      absl::StrCat("job ", job_id, " is already ", StateName(record.job.state())));
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml,
+                                                    const std::string& source_name,
+                                                    const std::vector<std::string>& overrides) {
+  jobspec::ParseOptions parse_options;
+  parse_options.source_name = source_name.empty() ? "job.yaml" : source_name;
+  parse_options.overrides = overrides;
+  jobspec::ParseResult parsed = jobspec::ParseJobSpecWithErrors(spec_yaml, parse_options);
+  if (!parsed.ok()) return jobspec::SpecErrorsToStatus(parsed.errors);
+  const jobspec::JobSpec& spec = parsed.spec;
+
+  const int64_t now = clock_->NowMs();
+  JobRecord record;
+  dfv::v1::Job& job = record.job;
+  job.set_name(spec.name);
+  job.set_model(spec.model);
+  job.set_state(dfv::v1::QUEUED);
+  job.set_priority(static_cast<int32_t>(spec.priority));
+  job.set_spec_yaml(jobspec::JobSpecToYaml(spec));
+  job.set_created_ms(now);
+  job.set_updated_ms(now);
+  job.set_max_restarts(static_cast<int32_t>(spec.max_restarts));
+  job.set_world_size(static_cast<int32_t>(spec.resources.workers));
+
+  Outbox outbox;
+  dfv::v1::Job result;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEvent appended;
+    DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+      DFV_RETURN_IF_ERROR(tx.InsertJob(&record));
+      DFV_ASSIGN_OR_RETURN(appended, events_->AppendInTransaction(
+                                         tx, record.job.id(),
+                                         StateEvent(dfv::v1::QUEUED, 0, "", record.job.workers())));
+      return absl::OkStatus();
+    }));
+    record.job.set_last_seq(appended.seq());
+    outbox.push_back(appended);
+    result = record.job;
+    spdlog::info("job {} ({}, model {}, {} worker(s) on {}) QUEUED", result.id(), result.name(),
+                 result.model(), result.world_size(), spec.resources.device);
+    ActiveJob active;
+    active.record = std::move(record);
+    active.device = spec.resources.device;
+    active_.emplace(result.id(), std::move(active));
+    ScheduleLocked(&outbox);
+  }
+  Publish(outbox);
+  return result;
+}
+
+absl::StatusOr<dfv::v1::Job> Coordinator::GetJob(const std::string& job_id) const {
+  DFV_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
+  return std::move(record.job);
+}
+
+absl::StatusOr<std::vector<dfv::v1::Job>> Coordinator::ListJobs(
+    const std::vector<JobState>& states, int limit) const {
+  DFV_ASSIGN_OR_RETURN(std::vector<JobRecord> records, store_->ListJobs(states, limit));
+  std::vector<dfv::v1::Job> jobs;
+  jobs.reserve(records.size());
+  for (JobRecord& record : records) jobs.push_back(std::move(record.job));
+  return jobs;
+}
+
+absl::StatusOr<dfv::v1::Job> Coordinator::CancelJob(const std::string& job_id,
+                                                    const std::string& reason) {
+  const std::string why = reason.empty() ? "cancelled by user" : reason;
+  Outbox outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) {
+      DFV_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " is already ", StateName(record.job.state()),
+          "; only QUEUED, SCHEDULED or RUNNING jobs can be cancelled"));
+    }
+    ActiveJob& job = it->second;
+    if (job.record.job.state() == dfv::v1::QUEUED) {
+      JobRecord next = job.record;
+      next.job.set_state(dfv::v1::CANCELLED);
+      next.job.set_reason(why);
+      DFV_RETURN_IF_ERROR(CommitJobLocked(
+          job, std::move(next),
+          {StateEvent(dfv::v1::CANCELLED, job.record.job.attempt(), why, job.record.job.workers())},
+          &outbox));
+      spdlog::info("job {}: QUEUED -> CANCELLED: {}", job_id, why);
+      active_.erase(it);
+    } else if (!job.record.cancel_requested) {
+      JobRecord next = job.record;
+      next.cancel_requested = true;
+      next.job.set_reason(why);
+      DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next),
+                                          {MessageEvent(absl::StrCat("cancel requested: ", why))},
+                                          &outbox));
+      job.cancel_deadline_ms = clock_->NowMs() + options_.cancel_grace_ms;
+      spdlog::info("job {}: cancel requested: {}", job_id, why);
+      // Ranks not yet delivered never start; they are stopped already.
+      const LiveAttempt& attempt = *job.attempt;
+      for (int rank = 0; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
+        WorkerRecord* worker = registry_.FindAlive(attempt.ranks[rank].worker_id);
+        if (worker == nullptr) continue;
+        AssignmentKey key{job_id, attempt.number, rank};
+        auto held = worker->assignments.find(key);
+        if (held != worker->assignments.end() && !held->second.delivered) {
+          ReleaseLocked(*worker, key);
+        }
+      }
+      ReconcileLocked(&outbox);
+    }
+  }
+  Publish(outbox);
+  return GetJob(job_id);
+}
+
+std::vector<dfv::v1::WorkerInfo> Coordinator::ListWorkers() const {
+  absl::MutexLock lock(&mu_);
+  return registry_.List();
+}
+
+absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> Coordinator::ListArtifacts(
+    const std::string& job_id) const {
+  DFV_RETURN_IF_ERROR(store_->GetJob(job_id).status());
+  return artifacts_->List(job_id);
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactReader>> Coordinator::OpenArtifact(
+    const std::string& job_id, const std::string& name) const {
+  DFV_RETURN_IF_ERROR(store_->GetJob(job_id).status());
+  return artifacts_->Open(job_id, name);
+}
+
+absl::StatusOr<std::vector<JobEvent>> Coordinator::ReadEvents(const std::string& job_id,
+                                                              int64_t after_seq, int limit) const {
+  return events_->Read(job_id, after_seq, limit);
+}
+
+std::unique_ptr<EventLog::Subscription> Coordinator::SubscribeEvents(const std::string& job_id,
+                                                                     EventLog::Callback callback) {
+  return events_->Subscribe(job_id, std::move(callback));
+}
+
+// ---------------------------------------------------------------------------
+// Workers
+
+absl::StatusOr<dfv::v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
+    const dfv::v1::RegisterWorkerRequest& request) {
+  Outbox outbox;
+  dfv::v1::RegisterWorkerResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    WorkerRegistry::Registration registration =
+        registry_.Register(request.name(), request.slots(), request.device(), request.address());
+    if (registration.replaced) {
+      spdlog::warn("worker {} registered again; its session {} ends", request.name(),
+                   registration.replaced->id);
+    }
+    spdlog::info("worker {} registered as {} ({} {} slot(s), {})", request.name(),
+                 registration.worker_id, request.slots(), request.device(), request.address());
+    response.set_worker_id(registration.worker_id);
+    response.set_lease_ttl_ms(options_.lease_ttl_ms);
+    response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+    // Jobs that ran on the replaced session lost that worker.
+    ReconcileLocked(&outbox);
+  }
+  Publish(outbox);
+  return response;
+}
+
+absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
+    const dfv::v1::HeartbeatRequest& request) {
+  const std::string& worker_id = request.worker_id();
+  Outbox outbox;
+  dfv::v1::HeartbeatResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    DFV_RETURN_IF_ERROR(registry_.Renew(worker_id));
+    WorkerRecord* worker = registry_.FindAlive(worker_id);
+    std::set<AssignmentKey> reported;
+    for (const dfv::v1::RunningAssignment& running : request.running()) {
+      reported.insert(AssignmentKey{running.job_id(), running.attempt(), running.rank()});
+    }
+
+    // Held assignments the worker does not run.
+    for (auto it = worker->assignments.begin(); it != worker->assignments.end();) {
+      const AssignmentKey key = it->first;
+      auto next = std::next(it);
+      if (reported.count(key) == 0) {
+        const bool wanted = WantedLocked(key, worker_id);
+        if (wanted && it->second.delivered) {
+          // The response that carried it was lost: deliver it again.
+          spdlog::warn("worker {} does not report job {} attempt {} rank {}; delivering it again",
+                       worker->name, key.job_id, key.attempt, key.rank);
+          it->second.delivered = false;
+        } else if (!wanted) {
+          ReleaseLocked(*worker, key);  // stopped, or never started
+        }
+      }
+      it = next;
+    }
+
+    // Running assignments that should stop. They keep their slot until the
+    // worker stops reporting them.
+    for (const AssignmentKey& key : reported) {
+      if (WantedLocked(key, worker_id)) continue;
+      dfv::v1::CancelAssignment* cancel = response.add_cancels();
+      cancel->set_job_id(key.job_id);
+      cancel->set_attempt(key.attempt);
+      cancel->set_reason(StopReasonLocked(key));
+      if (worker->assignments.count(key) == 0) {
+        HeldAssignment held;
+        held.assignment.set_job_id(key.job_id);
+        held.assignment.set_attempt(key.attempt);
+        held.assignment.set_rank(key.rank);
+        held.delivered = true;
+        worker->assignments.emplace(key, std::move(held));
+      }
+    }
+
+    ReconcileLocked(&outbox);
+
+    for (auto& [key, held] : worker->assignments) {
+      if (held.delivered || !WantedLocked(key, worker_id)) continue;
+      *response.add_assignments() = held.assignment;
+      held.delivered = true;
+    }
+    response.set_lease_ttl_ms(options_.lease_ttl_ms);
+  }
+  Publish(outbox);
+  return response;
+}
+
+absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsRequest& request) {
+  const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
+  Outbox outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    if (registry_.FindAlive(request.worker_id()) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
+                                              " is unknown or its lease expired; register again"));
+    }
+    RankState* rank = LiveRankLocked(key, request.worker_id());
+    if (rank == nullptr) {
+      if (active_.count(key.job_id) == 0) {
+        absl::Status inactive = InactiveJobStatus(key.job_id);
+        if (absl::IsNotFound(inactive)) return inactive;
+      }
+      return true;
+    }
+    ActiveJob& job = active_.at(key.job_id);
+    if (job.record.cancel_requested) return true;
+
+    JobRecord next = job.record;
+    std::vector<JobEvent> payloads;
+    bool rank_started = rank->started;
+    for (int i = 0; i < request.events_size(); ++i) {
+      const JobEvent& event = request.events(i);
+      JobEvent payload = event;
+      payload.clear_job_id();
+      payload.clear_seq();
+      payload.clear_time_ms();
+      switch (event.payload_case()) {
+        case JobEvent::kState: {
+          if (event.state().state() != dfv::v1::RUNNING) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "events[", i, "].state.state: a worker may only report RUNNING, got ",
+                StateName(event.state().state())));
+          }
+          rank_started = true;
+          bool all_started = true;
+          for (int r = 0; r < static_cast<int>(job.attempt->ranks.size()); ++r) {
+            if (r != key.rank && !job.attempt->ranks[r].started) all_started = false;
+          }
+          if (all_started && next.job.state() == dfv::v1::SCHEDULED) {
+            next.job.set_state(dfv::v1::RUNNING);
+            payloads.push_back(
+                StateEvent(dfv::v1::RUNNING, job.attempt->number, "", next.job.workers()));
+          }
+          break;
+        }
+        case JobEvent::kMetrics:
+          if (key.rank == 0) payloads.push_back(std::move(payload));
+          break;
+        case JobEvent::kProgress:
+          if (key.rank == 0) {
+            *next.job.mutable_progress() = event.progress();
+            payloads.push_back(std::move(payload));
+          }
+          break;
+        case JobEvent::kMessage:
+          if (key.rank != 0) {
+            payload.mutable_message()->set_text(
+                absl::StrCat("rank ", key.rank, ": ", event.message().text()));
+          }
+          payloads.push_back(std::move(payload));
+          break;
+        case JobEvent::kArtifact:
+          return absl::InvalidArgumentError(absl::StrCat(
+              "events[", i, "]: artifact events come from UploadArtifact, not ReportEvents"));
+        case JobEvent::PAYLOAD_NOT_SET:
+          return absl::InvalidArgumentError(absl::StrCat("events[", i, "]: the event has no payload"));
+      }
+    }
+    if (!payloads.empty() || next.job.state() != job.record.job.state()) {
+      const JobState previous = job.record.job.state();
+      DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox));
+      if (previous != job.record.job.state()) {
+        spdlog::info("job {} attempt {}: {} -> {}", key.job_id, key.attempt, StateName(previous),
+                     StateName(job.record.job.state()));
+      }
+    }
+    rank->started = rank_started;
+  }
+  Publish(outbox);
+  return false;
+}
+
+absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
+                                              const std::string& job_id, int32_t attempt) {
+  WorkerRecord* worker = registry_.FindAlive(worker_id);
+  if (worker == nullptr) {
+    return absl::NotFoundError(absl::StrCat("worker session ", worker_id,
+                                            " is unknown or its lease expired; register again"));
+  }
+  if (active_.count(job_id) == 0) {
+    absl::Status inactive = InactiveJobStatus(job_id);
+    if (absl::IsNotFound(inactive)) return inactive;
+    return absl::FailedPreconditionError(
+        absl::StrCat(inactive.message(), "; it takes no more artifacts"));
+  }
+  if (worker->assignments.count(AssignmentKey{job_id, attempt, 0}) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("worker ", worker->name,
+                                                      " does not run rank 0 of attempt ", attempt,
+                                                      " of job ", job_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactUpload>> Coordinator::BeginUpload(
+    const dfv::v1::UploadArtifactRequest::Header& header) {
+  {
+    absl::MutexLock lock(&mu_);
+    DFV_RETURN_IF_ERROR(CheckUploaderLocked(header.worker_id(), header.job_id(), header.attempt()));
+  }
+  dfv::v1::ArtifactInfo declared = header.info();
+  declared.set_attempt(header.attempt());
+  declared.set_created_ms(0);
+  return artifacts_->BeginUpload(header.job_id(), declared);
+}
+
+absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
+    const std::string& worker_id, std::unique_ptr<ArtifactUpload> upload) {
+  // The fsync happens here, before the lock.
+  DFV_RETURN_IF_ERROR(upload->Seal());
+  const std::string job_id = upload->job_id();
+  Outbox outbox;
+  dfv::v1::ArtifactInfo info;
+  {
+    absl::MutexLock lock(&mu_);
+    DFV_RETURN_IF_ERROR(CheckUploaderLocked(worker_id, job_id, upload->declared().attempt()));
+    ActiveJob& job = active_.at(job_id);
+    JobEvent appended;
+    DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+      DFV_ASSIGN_OR_RETURN(info, upload->Commit(tx));
+      JobEvent payload;
+      *payload.mutable_artifact() = info;
+      DFV_ASSIGN_OR_RETURN(appended, events_->AppendInTransaction(tx, job_id, payload));
+      return absl::OkStatus();
+    }));
+    job.record.job.set_last_seq(appended.seq());
+    outbox.push_back(std::move(appended));
+    spdlog::info("job {}: artifact {} ({} bytes, {})", job_id, info.name(), info.size(),
+                 info.checksum());
+  }
+  Publish(outbox);
+  return info;
+}
+
+absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRequest& request) {
+  const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
+  if (request.outcome() != dfv::v1::OUTCOME_SUCCEEDED &&
+      request.outcome() != dfv::v1::OUTCOME_FAILED &&
+      request.outcome() != dfv::v1::OUTCOME_CANCELLED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "outcome: must be OUTCOME_SUCCEEDED, OUTCOME_FAILED or OUTCOME_CANCELLED, got ",
+        static_cast<int>(request.outcome())));
+  }
+  Outbox outbox;
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    WorkerRecord* worker = registry_.FindAlive(request.worker_id());
+    if (worker == nullptr) {
+      return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
+                                              " is unknown or its lease expired; register again"));
+    }
+    worker->assignments.erase(key);  // the slot is free either way
+    RankState* rank = LiveRankLocked(key, request.worker_id());
+    if (rank == nullptr) {
+      // An attempt that is over: completing one of its ranks only frees the slot.
+      if (active_.count(key.job_id) == 0) {
+        absl::Status inactive = InactiveJobStatus(key.job_id);
+        if (absl::IsNotFound(inactive)) return inactive;
+      }
+    } else {
+      ActiveJob& job = active_.at(key.job_id);
+      rank->completed = true;
+      const std::string where = absl::StrCat("rank ", key.rank, " on worker ", worker->name);
+      if (!job.record.cancel_requested) {
+        switch (request.outcome()) {
+          case dfv::v1::OUTCOME_FAILED:
+            result = EndAttemptLocked(
+                job, AttemptOutcome::kFailed, dfv::v1::FAILED,
+                absl::StrCat(where, ": ", request.reason().empty() ? "failed" : request.reason()),
+                /*count_restart=*/false, &outbox);
+            break;
+          case dfv::v1::OUTCOME_CANCELLED:
+            result = RequeueOrFailLocked(
+                job,
+                absl::StrCat(where, " was cancelled",
+                             request.reason().empty() ? "" : ": ", request.reason()),
+                &outbox);
+            break;
+          case dfv::v1::OUTCOME_SUCCEEDED:
+            if (std::all_of(job.attempt->ranks.begin(), job.attempt->ranks.end(),
+                            [](const RankState& r) { return r.completed; })) {
+              result = EndAttemptLocked(job, AttemptOutcome::kSucceeded, dfv::v1::SUCCEEDED, "",
+                                        /*count_restart=*/false, &outbox);
+            }
+            break;
+          default:
+            break;  // refused above
+        }
+        // The job's new state could not be recorded: the rank is not
+        // complete, so the worker's retry is processed afresh.
+        if (!result.ok()) rank->completed = false;
+      }
+    }
+    ReconcileLocked(&outbox);
+  }
+  Publish(outbox);
+  return result;
+}
+
+void Coordinator::Tick() {
+  Outbox outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const WorkerRecord& lost : registry_.ExpireLeases()) {
+      spdlog::warn("worker {} ({}) lost: no heartbeat for {} ms", lost.name, lost.id,
+                   clock_->NowMs() - lost.last_heartbeat_ms);
+    }
+    ReconcileLocked(&outbox);
+  }
+  Publish(outbox);
+}
+
+}  // namespace dfv::server

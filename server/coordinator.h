@@ -1,0 +1,261 @@
+// The coordinator's service logic, independent of gRPC: jobs from submission
+// to a final state, worker sessions, scheduling, lost-worker recovery,
+// artifacts and event logs. The gRPC services (service.h) only validate and
+// translate; every decision is made here, so tests drive a Coordinator with
+// a FakeClock and play the worker's side of the protocol directly.
+//
+// Job lifecycle: QUEUED -> SCHEDULED -> RUNNING -> SUCCEEDED | FAILED |
+// CANCELLED. A job's final StateChange is always its last event.
+//
+// Worker protocol (what a worker daemon must do):
+// - RegisterWorker, then Heartbeat every heartbeat_interval_ms, listing
+//   every assignment it is running until that assignment's
+//   CompleteAssignment call has returned. One heartbeat at a time.
+//   NOT_FOUND from Heartbeat (lease expired, coordinator restarted): register
+//   again; running assignments the coordinator no longer wants are
+//   cancelled in the new session's first heartbeat response.
+// - Start each Assignment it receives; stop each CancelAssignment (cancels
+//   repeat while the worker still reports the assignment, so they are
+//   idempotent). An assignment delivered but missing from the next
+//   heartbeat is delivered again.
+// - ReportEvents per rank: a StateChange{state: RUNNING} payload once the
+//   rank trains (the job becomes RUNNING once every rank reported it);
+//   Metrics, Progress and Message payloads. cancel=true in the answer means
+//   the attempt is over: stop.
+// - Rank 0 uploads artifacts (UploadArtifact) before its CompleteAssignment.
+// - CompleteAssignment with SUCCEEDED, FAILED (job fails, no restart: a
+//   trainer error would repeat) or CANCELLED. A rank CANCELLED without a
+//   cancel request (e.g. the worker is shutting down) ends the attempt like a
+//   lost worker: the job is requeued while restarts remain.
+//
+// Thread-safety: every public method is thread-safe (one annotated mutex).
+// Event subscribers are called after the lock is released.
+#ifndef DFV_SERVER_COORDINATOR_H_
+#define DFV_SERVER_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/dfv.pb.h"
+#include "server/artifact_store.h"
+#include "server/clock.h"
+#include "server/event_log.h"
+#include "server/job_store.h"
+#include "server/worker_registry.h"
+
+namespace dfv::server {
+
+struct CoordinatorOptions {
+  // Where the database (dfv.db) and artifacts (artifacts/) live. Required;
+  // created when missing. One coordinator per folder (a lock file enforces it).
+  std::string data_dir;
+  // Time source; null means the wall clock. Must outlive the Coordinator.
+  const Clock* clock = nullptr;
+  // Worker leases and heartbeat cadence (see WorkerRegistryOptions).
+  int64_t lease_ttl_ms = 5000;
+  int64_t heartbeat_interval_ms = 500;
+  // How long a cancelled job waits for its workers to confirm before it is
+  // CANCELLED anyway.
+  int64_t cancel_grace_ms = 10000;
+  // How long a lost worker stays listed.
+  int64_t lost_worker_retention_ms = 10 * 60 * 1000;
+};
+
+class Coordinator {
+ public:
+  // Opens the data folder and recovers: jobs a previous coordinator left
+  // SCHEDULED or RUNNING go back to QUEUED as a new attempt (reason
+  // "coordinator restarted"), or to CANCELLED when a cancel was pending.
+  // INVALID_ARGUMENT for bad options, FAILED_PRECONDITION when another
+  // coordinator holds the folder.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  static bool IsFinal(dfv::v1::JobState state);
+
+  // ---- Clients
+
+  // Parses and validates the job file (with `overrides` applied), stores its
+  // canonical form and queues it. INVALID_ARGUMENT naming each bad field and
+  // line; nothing is stored then.
+  absl::StatusOr<dfv::v1::Job> SubmitJob(const std::string& spec_yaml,
+                                         const std::string& source_name,
+                                         const std::vector<std::string>& overrides)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<dfv::v1::Job> GetJob(const std::string& job_id) const;
+  // Newest first; all states when `states` is empty; all jobs when limit 0.
+  absl::StatusOr<std::vector<dfv::v1::Job>> ListJobs(const std::vector<dfv::v1::JobState>& states,
+                                                     int limit) const;
+  // QUEUED: CANCELLED at once. SCHEDULED/RUNNING: the ranks are told to stop
+  // and the job becomes CANCELLED when all confirmed or after
+  // cancel_grace_ms. FAILED_PRECONDITION for a job already final.
+  absl::StatusOr<dfv::v1::Job> CancelJob(const std::string& job_id, const std::string& reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<dfv::v1::WorkerInfo> ListWorkers() const ABSL_LOCKS_EXCLUDED(mu_);
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) const;
+  // NOT_FOUND for an unknown job or artifact.
+  absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenArtifact(const std::string& job_id,
+                                                               const std::string& name) const;
+
+  // ---- Watching a job: read the log, then follow. A follower subscribes
+  // first, then reads, so no event falls between the two.
+
+  // Events with seq > after_seq, at most `limit` (all when 0).
+  absl::StatusOr<std::vector<dfv::v1::JobEvent>> ReadEvents(const std::string& job_id,
+                                                            int64_t after_seq, int limit) const;
+  // See EventLog::Subscribe. The handle must not outlive the Coordinator.
+  std::unique_ptr<EventLog::Subscription> SubscribeEvents(const std::string& job_id,
+                                                          EventLog::Callback callback);
+
+  // ---- Workers (requests already validated field by field)
+
+  absl::StatusOr<dfv::v1::RegisterWorkerResponse> RegisterWorker(
+      const dfv::v1::RegisterWorkerRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // NOT_FOUND for an unknown or expired session.
+  absl::StatusOr<dfv::v1::HeartbeatResponse> Heartbeat(const dfv::v1::HeartbeatRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns `cancel`: true when the attempt is over (not an error).
+  // NOT_FOUND for an unknown session or job.
+  absl::StatusOr<bool> ReportEvents(const dfv::v1::ReportEventsRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts an upload by rank 0's worker. FAILED_PRECONDITION when the job is
+  // final or the session does not hold rank 0 of that attempt.
+  absl::StatusOr<std::unique_ptr<ArtifactUpload>> BeginUpload(
+      const dfv::v1::UploadArtifactRequest::Header& header) ABSL_LOCKS_EXCLUDED(mu_);
+  // Seals the upload (DATA_LOSS on a size or checksum mismatch, nothing
+  // kept), then stores and indexes it and appends its ArtifactInfo event.
+  absl::StatusOr<dfv::v1::ArtifactInfo> FinishUpload(const std::string& worker_id,
+                                                     std::unique_ptr<ArtifactUpload> upload)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Idempotent: completing a rank of an attempt that is over only frees its
+  // slot. NOT_FOUND for an unknown session.
+  absl::Status CompleteAssignment(const dfv::v1::CompleteAssignmentRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Expires leases, ends attempts that lost a worker, finishes cancels whose
+  // grace period ran out, and places queued jobs. The server calls it every
+  // ~200 ms; tests call it after moving a FakeClock.
+  void Tick() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const CoordinatorOptions& options() const { return options_; }
+  // The underlying store, for inspection (tests, tools).
+  JobStore* job_store() const { return store_.get(); }
+
+ private:
+  struct RankState {
+    std::string worker_id;
+    std::string worker_name;
+    bool started = false;    // reported StateChange{RUNNING}
+    bool completed = false;  // CompleteAssignment arrived, or it never ran
+  };
+  struct LiveAttempt {
+    int32_t number = 0;
+    std::vector<RankState> ranks;
+  };
+  // A job that is not final.
+  struct ActiveJob {
+    JobRecord record;                  // as last committed
+    std::string device;                // resources.device
+    std::optional<LiveAttempt> attempt;  // while SCHEDULED or RUNNING
+    int64_t cancel_deadline_ms = 0;    // when cancel_requested
+  };
+  using Outbox = std::vector<dfv::v1::JobEvent>;
+
+  // An flock on <data_dir>/LOCK, held for the Coordinator's lifetime.
+  class DirLock {
+   public:
+    explicit DirLock(int fd) : fd_(fd) {}
+    ~DirLock();
+    DirLock(const DirLock&) = delete;
+    DirLock& operator=(const DirLock&) = delete;
+
+   private:
+    int fd_;
+  };
+
+  Coordinator(CoordinatorOptions options, const Clock* clock, std::unique_ptr<DirLock> lock,
+              std::unique_ptr<JobStore> store, std::unique_ptr<EventLog> events,
+              std::unique_ptr<ArtifactStore> artifacts);
+
+  absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Writes job.record with `new_record`'s contents plus `payloads` as events,
+  // and `extra` rows, in one transaction; on success adopts the new record
+  // (with its last_seq) and queues the events in `outbox`.
+  absl::Status CommitJobLocked(ActiveJob& job, JobRecord new_record,
+                               const std::vector<dfv::v1::JobEvent>& payloads, Outbox* outbox,
+                               absl::FunctionRef<absl::Status(JobStore::Tx&)> extra)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitJobLocked(ActiveJob& job, JobRecord new_record,
+                               const std::vector<dfv::v1::JobEvent>& payloads, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Ends the job's live attempt: the attempt row gets `outcome`, the job goes
+  // to `next_state` with `reason`. Ranks still held on workers drain (they
+  // get cancels). A final job leaves active_ (`job` dangles then).
+  absl::Status EndAttemptLocked(ActiveJob& job, AttemptOutcome outcome,
+                                dfv::v1::JobState next_state, std::string reason,
+                                bool count_restart, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker failure: QUEUED while restarts remain, FAILED otherwise.
+  absl::Status RequeueOrFailLocked(ActiveJob& job, const std::string& reason, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PlaceLocked(ActiveJob& job, const std::vector<std::string>& worker_ids,
+                           Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Brings live attempts in line with the registry and the clock (lost
+  // workers, finished cancels), then places what fits.
+  void ReconcileLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The rank state when `key` is a rank of its job's live attempt placed on
+  // `worker_id` and not completed; nullptr when that rank is over.
+  RankState* LiveRankLocked(const AssignmentKey& key, const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the worker should be running `key` right now.
+  bool WantedLocked(const AssignmentKey& key, const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why `key` should stop, for a CancelAssignment.
+  std::string StopReasonLocked(const AssignmentKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops a held assignment from a worker; when it belongs to a live attempt
+  // being cancelled, that rank counts as completed.
+  void ReleaseLocked(WorkerRecord& worker, const AssignmentKey& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FAILED_PRECONDITION unless `worker_id` holds rank 0 of the attempt and
+  // the job is not final.
+  absl::Status CheckUploaderLocked(const std::string& worker_id, const std::string& job_id,
+                                   int32_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND for unknown jobs; FAILED_PRECONDITION naming the state of
+  // final ones.
+  absl::Status InactiveJobStatus(const std::string& job_id) const;
+
+  void Publish(const Outbox& outbox);
+
+  // Declared first so that the folder lock is released last.
+  const std::unique_ptr<DirLock> lock_;
+  const CoordinatorOptions options_;
+  const Clock* const clock_;
+  const std::unique_ptr<JobStore> store_;
+  const std::unique_ptr<EventLog> events_;
+  const std::unique_ptr<ArtifactStore> artifacts_;
+
+  mutable absl::Mutex mu_;
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // by job id
+};
+
+}  // namespace dfv::server
+
+#endif  // DFV_SERVER_COORDINATOR_H_

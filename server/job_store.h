@@ -1,0 +1,144 @@
+// The coordinator's durable state: jobs, attempts, events and the artifact
+// index in one SQLite database (<data-dir>/dfv.db, WAL mode).
+//
+// Writes go through RunInTransaction, so rows that change together (a job's
+// state, its new attempt and the event announcing it) commit together or not
+// at all. Reads outside a transaction use a second connection and see the
+// newest committed state; with WAL they do not wait for a writer's
+// transaction.
+//
+// Thread-safety: every public method is thread-safe. Writers are serialised
+// (one write transaction at a time); reads are serialised among themselves.
+#ifndef DFV_SERVER_JOB_STORE_H_
+#define DFV_SERVER_JOB_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/dfv.pb.h"
+
+namespace dfv::server {
+
+namespace sqlite {
+class Connection;
+}
+
+// A job row. `job` carries every field of the wire form; the rest is
+// coordinator bookkeeping that clients never see.
+struct JobRecord {
+  dfv::v1::Job job;
+  // Submit order (the number in the id); set by InsertJob.
+  int64_t submit_order = 0;
+  // Restarts used after lost workers (counted against job.max_restarts).
+  int32_t restarts = 0;
+  // CancelJob arrived while the job was placed; the ranks are being stopped.
+  bool cancel_requested = false;
+};
+
+// How an attempt ended (the attempts table's outcome column).
+enum class AttemptOutcome {
+  kRunning,      // not ended yet
+  kSucceeded,
+  kFailed,
+  kCancelled,
+  kInterrupted,  // a worker was lost or the coordinator restarted
+};
+const char* AttemptOutcomeName(AttemptOutcome outcome);
+
+struct AttemptRecord {
+  std::string job_id;
+  int32_t attempt = 0;
+  std::vector<std::string> workers;  // worker names by rank
+  int64_t started_ms = 0;
+  int64_t ended_ms = 0;              // 0 while running
+  AttemptOutcome outcome = AttemptOutcome::kRunning;
+  std::string reason;
+};
+
+class JobStore {
+ public:
+  // The current schema version (PRAGMA user_version). A database written by
+  // a newer coordinator is refused rather than misread.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the database at `path` (its folder must exist).
+  // FAILED_PRECONDITION for a database of a newer schema version, DATA_LOSS
+  // for a file that is not a database.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Create(const std::string& path);
+  ~JobStore();
+
+  // The write side, valid only inside RunInTransaction's body and only on
+  // the thread running it.
+  class Tx {
+   public:
+    // Inserts a new job and assigns its id ("j-000001", increasing, never
+    // reused) and submit_order into `record`. record->job.last_seq is
+    // ignored (a new job has no events).
+    absl::Status InsertJob(JobRecord* record);
+    // NOT_FOUND when there is no such job.
+    absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+    // Rewrites every mutable column of the job (not id, created_ms or
+    // last_seq, which the event log owns). NOT_FOUND when missing.
+    absl::Status UpdateJob(const JobRecord& record);
+
+    absl::Status InsertAttempt(const AttemptRecord& attempt);
+    // Sets ended_ms, outcome and reason. NOT_FOUND when missing.
+    absl::Status EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
+                            AttemptOutcome outcome, const std::string& reason);
+
+    // The job's newest event seq (0 before the first). NOT_FOUND for no job.
+    absl::StatusOr<int64_t> LastSeq(const std::string& job_id);
+    // Stores a complete event (job_id, seq, time set) and moves the job's
+    // last_seq to event.seq. ALREADY_EXISTS when the seq is taken.
+    absl::Status InsertEvent(const dfv::v1::JobEvent& event);
+
+    // Inserts or replaces the index row of artifact info.name of the job.
+    absl::Status PutArtifact(const std::string& job_id, const dfv::v1::ArtifactInfo& info);
+
+   private:
+    friend class JobStore;
+    explicit Tx(sqlite::Connection* db) : db_(db) {}
+    sqlite::Connection* db_;
+  };
+
+  // Runs `body` in one write transaction (BEGIN IMMEDIATE): committed when
+  // it returns OK, rolled back otherwise (its error is returned). Not
+  // reentrant: `body` must not call RunInTransaction.
+  absl::Status RunInTransaction(absl::FunctionRef<absl::Status(Tx&)> body)
+      ABSL_LOCKS_EXCLUDED(write_mu_);
+
+  // Committed reads.
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) const;
+  // Jobs whose state is in `states` (all when empty), newest first; at most
+  // `limit` (all when 0).
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::vector<dfv::v1::JobState>& states,
+                                                  int limit) const;
+  // Events with seq > after_seq in seq order, at most `limit` (all when 0).
+  absl::StatusOr<std::vector<dfv::v1::JobEvent>> ReadEvents(const std::string& job_id,
+                                                            int64_t after_seq, int limit) const;
+  absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id) const;
+  // Artifacts of the job by creation time, then name.
+  absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) const;
+  // NOT_FOUND when the job has no artifact of that name.
+  absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifact(const std::string& job_id,
+                                                    const std::string& name) const;
+
+ private:
+  JobStore(std::unique_ptr<sqlite::Connection> writer, std::unique_ptr<sqlite::Connection> reader);
+
+  mutable absl::Mutex write_mu_;
+  std::unique_ptr<sqlite::Connection> writer_ ABSL_GUARDED_BY(write_mu_);
+  mutable absl::Mutex read_mu_;
+  std::unique_ptr<sqlite::Connection> reader_ ABSL_GUARDED_BY(read_mu_);
+};
+
+}  // namespace dfv::server
+
+#endif  // DFV_SERVER_JOB_STORE_H_

@@ -1,0 +1,73 @@
+// dfv-coordinator: the coordinator daemon. Serves the Coordinator (clients)
+// and WorkerGateway (worker daemons) gRPC services until SIGINT or SIGTERM.
+//
+//   dfv-coordinator --data-dir DIR [--listen 127.0.0.1:7070] [--ready-file PATH]
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+#include "common/rpc/rpc.h"
+#include "server/service.h"
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "dfv-coordinator: %s\n", std::string(status.message()).c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+                 status.code() == absl::StatusCode::kFailedPrecondition
+             ? 2
+             : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dfv-coordinator: schedules dfv jobs on worker daemons"};
+  dfv::server::CoordinatorServerOptions options;
+  std::string ready_file;
+  std::string log_level = "info";
+  app.add_option("--listen", options.listen_address, "HOST:PORT to serve on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.coordinator.data_dir,
+                 "folder for the job database and artifacts")
+      ->required();
+  app.add_option("--ready-file", ready_file,
+                 "once serving, write the bound HOST:PORT to this file (first line)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  dfv::InitLogging("dfv-coordinator", log_level);
+
+  // Block the stop signals in every thread (gRPC's threads inherit the mask)
+  // and take them synchronously below: no work in a signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = dfv::server::CoordinatorServer::Create(options);
+  if (!server.ok()) return Fail(server.status());
+  spdlog::info("listening on {} (plaintext, loopback only); data in {}", (*server)->address(),
+               options.coordinator.data_dir);
+  if (!ready_file.empty()) {
+    absl::Status status = dfv::rpc::WriteReadyFile(ready_file, (*server)->address());
+    if (!status.ok()) {
+      (*server)->Shutdown();
+      return Fail(status);
+    }
+  }
+
+  int signal_number = 0;
+  while (sigwait(&stop_signals, &signal_number) != 0) {
+  }
+  spdlog::info("{} received; shutting down", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown();
+  (*server)->Wait();
+  spdlog::info("stopped");
+  return 0;
+}

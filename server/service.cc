@@ -1,0 +1,761 @@
+#include "server/service.h"
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <map>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/file_util.h"
+#include "common/jobspec/parse.h"
+#include "common/rpc/rpc.h"
+#include "common/status_macros.h"
+#include "server/artifact_store.h"
+
+namespace dfv::server {
+namespace {
+
+// Bounds on free-text request fields, so one request cannot bloat the
+// database or the logs.
+constexpr size_t kMaxIdBytes = 128;
+constexpr size_t kMaxSourceNameBytes = 1024;
+constexpr int kMaxOverrides = 256;
+constexpr size_t kMaxOverrideBytes = 4096;
+constexpr size_t kMaxReasonBytes = 16 * 1024;
+constexpr int kMaxEventsPerReport = 10000;
+constexpr size_t kMaxMessageBytes = 64 * 1024;
+constexpr int kMaxRunning = 4096;
+constexpr int kMaxSlots = 1024;
+// A watcher that falls behind is served from the log, not from memory.
+constexpr size_t kMaxBufferedEvents = 1024;
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+absl::Status CheckId(const std::string& field, const std::string& value, const char* example) {
+  if (value.empty()) return Invalid(field, "must not be empty");
+  if (value.size() > kMaxIdBytes || !IsSafePathComponent(value)) {
+    return Invalid(field, absl::StrCat("'", value.substr(0, kMaxIdBytes), "' is not a valid id (like ",
+                                       example, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckJobId(const std::string& value, const std::string& field = "job_id") {
+  return CheckId(field, value, "j-000001");
+}
+
+absl::Status CheckWorkerId(const std::string& value, const std::string& field = "worker_id") {
+  return CheckId(field, value, "w-0123456789abcdef");
+}
+
+absl::Status CheckMaxBytes(const std::string& field, const std::string& value, size_t max) {
+  if (value.size() > max) {
+    return Invalid(field, absl::StrCat("is ", value.size(), " bytes; at most ", max, " are allowed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAttemptRank(const std::string& prefix, int32_t attempt, int32_t rank) {
+  if (attempt < 1) return Invalid(prefix + "attempt", absl::StrCat("must be >= 1, got ", attempt));
+  if (rank < 0) return Invalid(prefix + "rank", absl::StrCat("must be >= 0, got ", rank));
+  return absl::OkStatus();
+}
+
+absl::Status CheckArtifactName(const std::string& field, const std::string& name) {
+  absl::Status status = ValidateArtifactName(name);
+  if (!status.ok()) return Invalid(field, std::string(status.message()));
+  return absl::OkStatus();
+}
+
+bool IsFinalStateEvent(const dfv::v1::JobEvent& event) {
+  return event.has_state() && Coordinator::IsFinal(event.state().state());
+}
+
+// Runs `body`, turning an escaping exception into INTERNAL: no exception may
+// leave a gRPC handler or an executor task.
+template <typename Body>
+absl::Status Guarded(const char* method, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: unexpected exception: {}", method, e.what());
+    return absl::InternalError(absl::StrCat(method, ": internal error: ", e.what()));
+  } catch (...) {
+    spdlog::error("{}: unexpected exception", method);
+    return absl::InternalError(absl::StrCat(method, ": internal error"));
+  }
+}
+
+// The unary handler shape: run, finish with the translated status.
+template <typename Body>
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, const char* method,
+                                      Body&& body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(rpc::ToGrpcStatus(Guarded(method, std::forward<Body>(body))));
+  return reactor;
+}
+
+// A server-streaming call refused before it started: finishes at once and
+// deletes itself when gRPC is done with it.
+template <typename Message>
+class RefusedWriter final : public grpc::ServerWriteReactor<Message> {
+ public:
+  explicit RefusedWriter(const absl::Status& status) { this->Finish(rpc::ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+// ---------------------------------------------------------------------------
+// GetArtifact: opening and reading run on the IoExecutor; one operation
+// (a read task or a write) is outstanding at any time, so the reactor needs
+// no lock beyond the cancel flag.
+
+class GetArtifactReactor final : public grpc::ServerWriteReactor<dfv::v1::ArtifactChunk> {
+ public:
+  GetArtifactReactor(Coordinator* coordinator, IoExecutor* io, std::string job_id, std::string name)
+      : coordinator_(coordinator), io_(io), job_id_(std::move(job_id)), name_(std::move(name)) {
+    io_->Post([this] { Run(&GetArtifactReactor::Open); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
+      return;
+    }
+    io_->Post([this] { Run(&GetArtifactReactor::ReadNext); });
+  }
+  void OnCancel() override { cancelled_.store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Run(absl::Status (GetArtifactReactor::*step)()) {
+    absl::Status status = Guarded("GetArtifact", [&] { return (this->*step)(); });
+    if (!status.ok()) Finish(rpc::ToGrpcStatus(status));
+  }
+
+  absl::Status Open() {
+    DFV_ASSIGN_OR_RETURN(reader_, coordinator_->OpenArtifact(job_id_, name_));
+    *chunk_.mutable_info() = reader_->info();
+    return ReadNext();
+  }
+
+  // Sends the next chunk (the first one carries info), or finishes.
+  absl::Status ReadNext() {
+    if (cancelled_.load()) return absl::CancelledError("the client cancelled the call");
+    DFV_ASSIGN_OR_RETURN(std::string data, reader_->Read(rpc::kArtifactChunkBytes));
+    if (data.empty() && !chunk_.has_info()) {
+      Finish(grpc::Status::OK);
+      return absl::OkStatus();
+    }
+    *chunk_.mutable_data() = std::move(data);
+    message_ = std::move(chunk_);
+    chunk_.Clear();
+    StartWrite(&message_);
+    return absl::OkStatus();
+  }
+
+  Coordinator* const coordinator_;
+  IoExecutor* const io_;
+  const std::string job_id_;
+  const std::string name_;
+  std::unique_ptr<ArtifactReader> reader_;
+  dfv::v1::ArtifactChunk chunk_;    // being assembled
+  dfv::v1::ArtifactChunk message_;  // being written
+  std::atomic<bool> cancelled_{false};
+};
+
+// ---------------------------------------------------------------------------
+// UploadArtifact: the first message carries the header; each message's
+// bytes are written on the IoExecutor before the next read starts.
+
+class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest> {
+ public:
+  UploadArtifactReactor(Coordinator* coordinator, IoExecutor* io,
+                        dfv::v1::UploadArtifactResponse* response)
+      : coordinator_(coordinator), io_(io), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      io_->Post([this] { Run(&UploadArtifactReactor::HandleMessage); });
+    } else {
+      // The client half-closed (or the call died; Commit checks).
+      io_->Post([this] { Run(&UploadArtifactReactor::Commit); });
+    }
+  }
+  void OnCancel() override { cancelled_.store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Run(absl::Status (UploadArtifactReactor::*step)()) {
+    absl::Status status = Guarded("UploadArtifact", [&] { return (this->*step)(); });
+    if (!status.ok()) {
+      upload_.reset();  // removes the temporary file
+      Finish(rpc::ToGrpcStatus(status));
+    }
+  }
+
+  static absl::Status CheckHeader(const dfv::v1::UploadArtifactRequest::Header& header) {
+    DFV_RETURN_IF_ERROR(CheckWorkerId(header.worker_id(), "header.worker_id"));
+    DFV_RETURN_IF_ERROR(CheckJobId(header.job_id(), "header.job_id"));
+    if (header.attempt() < 1) {
+      return Invalid("header.attempt", absl::StrCat("must be >= 1, got ", header.attempt()));
+    }
+    const dfv::v1::ArtifactInfo& info = header.info();
+    DFV_RETURN_IF_ERROR(CheckArtifactName("header.info.name", info.name()));
+    if (!dfv::v1::ArtifactKind_IsValid(info.kind()) ||
+        info.kind() == dfv::v1::ARTIFACT_KIND_UNSPECIFIED) {
+      return Invalid("header.info.kind", "must be one of GRID, CHECKPOINT, REPORT, METRICS, "
+                                         "JOB_SPEC, LOG");
+    }
+    if (info.size() < 0) {
+      return Invalid("header.info.size", absl::StrCat("must be >= 0, got ", info.size()));
+    }
+    if (info.step() < 0) {
+      return Invalid("header.info.step", absl::StrCat("must be >= 0, got ", info.step()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status HandleMessage() {
+    if (cancelled_.load()) return absl::CancelledError("the client cancelled the upload");
+    if (upload_ == nullptr) {
+      if (!request_.has_header()) {
+        return Invalid("header", "the first message of an upload must carry the header");
+      }
+      DFV_RETURN_IF_ERROR(CheckHeader(request_.header()));
+      DFV_ASSIGN_OR_RETURN(upload_, coordinator_->BeginUpload(request_.header()));
+      worker_id_ = request_.header().worker_id();
+    } else if (request_.has_header()) {
+      return Invalid("header", "only the first message of an upload may carry the header");
+    }
+    if (!request_.data().empty()) DFV_RETURN_IF_ERROR(upload_->Append(request_.data()));
+    request_.Clear();
+    StartRead(&request_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Commit() {
+    if (cancelled_.load()) return absl::CancelledError("the client cancelled the upload");
+    if (upload_ == nullptr) return Invalid("header", "the upload ended before its header");
+    DFV_ASSIGN_OR_RETURN(*response_->mutable_info(),
+                         coordinator_->FinishUpload(worker_id_, std::move(upload_)));
+    Finish(grpc::Status::OK);
+    return absl::OkStatus();
+  }
+
+  Coordinator* const coordinator_;
+  IoExecutor* const io_;
+  dfv::v1::UploadArtifactResponse* const response_;
+  dfv::v1::UploadArtifactRequest request_;
+  std::unique_ptr<ArtifactUpload> upload_;
+  std::string worker_id_;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// WatchJob: replays the log after after_seq, then follows the job's
+// subscription. The log is the source of truth: subscription callbacks only
+// carry events forward when they are the next one in order; any gap is read
+// from the log. Nothing here waits: the reactor writes when it has the next
+// event and otherwise returns until a callback or a completed write wakes it.
+
+class WatchJobReactor final : public grpc::ServerWriteReactor<dfv::v1::JobEvent> {
+ public:
+  WatchJobReactor(Coordinator* coordinator, ClientService* service, std::string job_id,
+                  int64_t after_seq, int batch)
+      : coordinator_(coordinator),
+        service_(service),
+        job_id_(std::move(job_id)),
+        batch_(batch),
+        sent_seq_(after_seq),
+        known_seq_(after_seq) {}
+
+  // Subscribes, then reads the job: an event appended in between is seen by
+  // both, which is harmless (sequence numbers deduplicate).
+  void Start() {
+    subscription_ = coordinator_->SubscribeEvents(
+        job_id_, [this](const dfv::v1::JobEvent& event) { OnEvent(event); });
+    absl::StatusOr<dfv::v1::Job> job = coordinator_->GetJob(job_id_);
+    const bool registered = service_->RegisterWatch(this);
+    absl::MutexLock lock(&mu_);
+    if (!registered) {
+      FinishLocked(absl::UnavailableError("the coordinator is shutting down"));
+      return;
+    }
+    if (!job.ok()) {
+      FinishLocked(job.status());
+      return;
+    }
+    known_seq_ = std::max(known_seq_, job->last_seq());
+    if (Coordinator::IsFinal(job->state())) final_seq_ = job->last_seq();
+    PumpLocked();
+  }
+
+  // Ends the stream now, even with a write in flight: gRPC sends the status
+  // after that write. (Waiting for OnWriteDone instead can stall until the
+  // server's shutdown deadline cancels the call.)
+  void Stop(const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status, /*even_while_writing=*/true);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(absl::CancelledError("the client stopped reading"));
+      return;
+    }
+    PumpLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(absl::CancelledError("the client cancelled the watch"));
+  }
+
+  void OnDone() override {
+    service_->UnregisterWatch(this);
+    subscription_.reset();  // waits for a callback in progress
+    delete this;
+  }
+
+ private:
+  void OnEvent(const dfv::v1::JobEvent& event) {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    known_seq_ = std::max(known_seq_, event.seq());
+    if (IsFinalStateEvent(event)) final_seq_ = event.seq();
+    if (event.seq() > sent_seq_ && buffered_.size() < kMaxBufferedEvents) {
+      buffered_.emplace(event.seq(), event);
+    }
+    PumpLocked();
+  }
+
+  // Writes the next event when one is ready and no write is in flight.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finish_requested_) return;
+    while (!buffered_.empty() && buffered_.begin()->first <= sent_seq_) buffered_.erase(buffered_.begin());
+    const bool next_in_memory = !buffered_.empty() && buffered_.begin()->first == sent_seq_ + 1;
+    if (!next_in_memory && known_seq_ > sent_seq_) {
+      absl::StatusOr<std::vector<dfv::v1::JobEvent>> events =
+          coordinator_->ReadEvents(job_id_, sent_seq_, batch_);
+      if (!events.ok()) {
+        FinishLocked(events.status());
+        return;
+      }
+      for (dfv::v1::JobEvent& event : *events) {
+        if (IsFinalStateEvent(event)) final_seq_ = event.seq();
+        buffered_.emplace(event.seq(), std::move(event));
+      }
+    }
+    if (!buffered_.empty() && buffered_.begin()->first == sent_seq_ + 1) {
+      current_ = std::move(buffered_.begin()->second);
+      buffered_.erase(buffered_.begin());
+      sent_seq_ = current_.seq();
+      writing_ = true;
+      StartWrite(&current_);
+      return;
+    }
+    // Nothing to send: done once the job's final event went out.
+    if (final_seq_ > 0 && sent_seq_ >= final_seq_) FinishLocked(absl::OkStatus());
+  }
+
+  // Normally the status waits for a write in flight (OnWriteDone finishes
+  // then), so the stream ends after the event being written, as the client
+  // expects.
+  void FinishLocked(const absl::Status& status, bool even_while_writing = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_) {
+      finish_requested_ = true;
+      finish_status_ = status;
+    }
+    if ((writing_ && !even_while_writing) || finished_) return;
+    finished_ = true;
+    Finish(rpc::ToGrpcStatus(finish_status_));
+  }
+
+  Coordinator* const coordinator_;
+  ClientService* const service_;
+  const std::string job_id_;
+  const int batch_;
+  std::unique_ptr<EventLog::Subscription> subscription_;
+
+  absl::Mutex mu_;
+  int64_t sent_seq_ ABSL_GUARDED_BY(mu_);   // newest seq written (or being written)
+  int64_t known_seq_ ABSL_GUARDED_BY(mu_);  // newest seq known to exist
+  int64_t final_seq_ ABSL_GUARDED_BY(mu_) = 0;  // seq of the final StateChange, once known
+  std::map<int64_t, dfv::v1::JobEvent> buffered_ ABSL_GUARDED_BY(mu_);
+  dfv::v1::JobEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// ---------------------------------------------------------------------------
+// ClientService
+
+ClientService::ClientService(Coordinator* coordinator, IoExecutor* io, int watch_batch)
+    : coordinator_(coordinator), io_(io), watch_batch_(std::max(1, watch_batch)) {}
+
+ClientService::~ClientService() = default;
+
+void ClientService::BeginShutdown() {
+  absl::MutexLock lock(&watch_mu_);
+  shutting_down_ = true;
+  // Under watch_mu_, a reactor cannot finish OnDone (it unregisters first),
+  // so every pointer here is alive.
+  for (WatchJobReactor* watch : watches_) {
+    watch->Stop(absl::UnavailableError(
+        "the coordinator is shutting down; watch again with after_seq set to the last seq seen"));
+  }
+}
+
+bool ClientService::RegisterWatch(WatchJobReactor* reactor) {
+  absl::MutexLock lock(&watch_mu_);
+  if (shutting_down_) return false;
+  watches_.insert(reactor);
+  return true;
+}
+
+void ClientService::UnregisterWatch(WatchJobReactor* reactor) {
+  absl::MutexLock lock(&watch_mu_);
+  watches_.erase(reactor);
+}
+
+grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* context,
+                                                   const dfv::v1::SubmitJobRequest* request,
+                                                   dfv::v1::SubmitJobResponse* response) {
+  return FinishUnary(context, "SubmitJob", [&]() -> absl::Status {
+    if (request->spec_yaml().empty()) return Invalid("spec_yaml", "must not be empty");
+    DFV_RETURN_IF_ERROR(CheckMaxBytes("spec_yaml", request->spec_yaml(), jobspec::kMaxJobFileBytes));
+    DFV_RETURN_IF_ERROR(CheckMaxBytes("source_name", request->source_name(), kMaxSourceNameBytes));
+    if (request->overrides_size() > kMaxOverrides) {
+      return Invalid("overrides", absl::StrCat("has ", request->overrides_size(),
+                                               " entries; at most ", kMaxOverrides, " are allowed"));
+    }
+    for (int i = 0; i < request->overrides_size(); ++i) {
+      const std::string field = absl::StrCat("overrides[", i, "]");
+      if (request->overrides(i).empty()) return Invalid(field, "must not be empty");
+      DFV_RETURN_IF_ERROR(CheckMaxBytes(field, request->overrides(i), kMaxOverrideBytes));
+    }
+    std::vector<std::string> overrides(request->overrides().begin(), request->overrides().end());
+    DFV_ASSIGN_OR_RETURN(*response->mutable_job(),
+                         coordinator_->SubmitJob(request->spec_yaml(), request->source_name(),
+                                                 overrides));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* context,
+                                                const dfv::v1::GetJobRequest* request,
+                                                dfv::v1::Job* response) {
+  return FinishUnary(context, "GetJob", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_ASSIGN_OR_RETURN(*response, coordinator_->GetJob(request->job_id()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ClientService::ListJobs(grpc::CallbackServerContext* context,
+                                                  const dfv::v1::ListJobsRequest* request,
+                                                  dfv::v1::ListJobsResponse* response) {
+  return FinishUnary(context, "ListJobs", [&]() -> absl::Status {
+    std::vector<dfv::v1::JobState> states;
+    for (int i = 0; i < request->states_size(); ++i) {
+      const int state = request->states(i);
+      if (!dfv::v1::JobState_IsValid(state) || state == dfv::v1::JOB_STATE_UNSPECIFIED) {
+        return Invalid(absl::StrCat("states[", i, "]"),
+                       absl::StrCat(state, " is not a job state (QUEUED ... CANCELLED)"));
+      }
+      states.push_back(static_cast<dfv::v1::JobState>(state));
+    }
+    if (request->limit() < 0) {
+      return Invalid("limit", absl::StrCat("must be >= 0 (0: all), got ", request->limit()));
+    }
+    DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::Job> jobs,
+                         coordinator_->ListJobs(states, request->limit()));
+    for (dfv::v1::Job& job : jobs) *response->add_jobs() = std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ClientService::CancelJob(grpc::CallbackServerContext* context,
+                                                   const dfv::v1::CancelJobRequest* request,
+                                                   dfv::v1::CancelJobResponse* response) {
+  return FinishUnary(context, "CancelJob", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
+    DFV_ASSIGN_OR_RETURN(*response->mutable_job(),
+                         coordinator_->CancelJob(request->job_id(), request->reason()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<dfv::v1::JobEvent>* ClientService::WatchJob(
+    grpc::CallbackServerContext* context, const dfv::v1::WatchJobRequest* request) {
+  absl::Status status = CheckJobId(request->job_id());
+  if (status.ok() && request->after_seq() < 0) {
+    status = Invalid("after_seq", absl::StrCat("must be >= 0, got ", request->after_seq()));
+  }
+  if (!status.ok()) return new RefusedWriter<dfv::v1::JobEvent>(status);
+  auto* reactor = new WatchJobReactor(coordinator_, this, request->job_id(), request->after_seq(),
+                                      watch_batch_);
+  absl::Status started = Guarded("WatchJob", [&] {
+    reactor->Start();
+    return absl::OkStatus();
+  });
+  if (!started.ok()) reactor->Stop(started);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ClientService::ListArtifacts(grpc::CallbackServerContext* context,
+                                                       const dfv::v1::ListArtifactsRequest* request,
+                                                       dfv::v1::ListArtifactsResponse* response) {
+  return FinishUnary(context, "ListArtifacts", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> artifacts,
+                         coordinator_->ListArtifacts(request->job_id()));
+    for (dfv::v1::ArtifactInfo& info : artifacts) *response->add_artifacts() = std::move(info);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* ClientService::GetArtifact(
+    grpc::CallbackServerContext* context, const dfv::v1::GetArtifactRequest* request) {
+  absl::Status status = CheckJobId(request->job_id());
+  if (status.ok()) status = CheckArtifactName("name", request->name());
+  if (!status.ok()) return new RefusedWriter<dfv::v1::ArtifactChunk>(status);
+  return new GetArtifactReactor(coordinator_, io_, request->job_id(), request->name());
+}
+
+grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext* context,
+                                                     const dfv::v1::ListWorkersRequest* request,
+                                                     dfv::v1::ListWorkersResponse* response) {
+  return FinishUnary(context, "ListWorkers", [&]() -> absl::Status {
+    for (dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
+      *response->add_workers() = std::move(info);
+    }
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// WorkerGatewayService
+
+WorkerGatewayService::WorkerGatewayService(Coordinator* coordinator, IoExecutor* io)
+    : coordinator_(coordinator), io_(io) {}
+
+grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
+    grpc::CallbackServerContext* context, const dfv::v1::RegisterWorkerRequest* request,
+    dfv::v1::RegisterWorkerResponse* response) {
+  return FinishUnary(context, "RegisterWorker", [&]() -> absl::Status {
+    if (request->name().empty()) return Invalid("name", "must not be empty");
+    if (!IsSafePathComponent(request->name())) {
+      return Invalid("name", absl::StrCat("'", request->name().substr(0, 128),
+                                          "' must be 1-128 of [A-Za-z0-9._-], not starting with '.'"));
+    }
+    if (request->slots() < 1 || request->slots() > kMaxSlots) {
+      return Invalid("slots", absl::StrCat("must be 1..", kMaxSlots, ", got ", request->slots()));
+    }
+    if (request->device() != "cpu" && request->device() != "cuda") {
+      return Invalid("device", absl::StrCat("must be cpu or cuda, got '",
+                                            request->device().substr(0, 64), "'"));
+    }
+    if (!request->address().empty()) {
+      absl::StatusOr<rpc::HostPort> address = rpc::ParseHostPort(request->address(), "address");
+      if (!address.ok()) return address.status();
+    }
+    DFV_ASSIGN_OR_RETURN(*response, coordinator_->RegisterWorker(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkerGatewayService::Heartbeat(grpc::CallbackServerContext* context,
+                                                          const dfv::v1::HeartbeatRequest* request,
+                                                          dfv::v1::HeartbeatResponse* response) {
+  return FinishUnary(context, "Heartbeat", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    if (request->running_size() > kMaxRunning) {
+      return Invalid("running", absl::StrCat("has ", request->running_size(),
+                                             " entries; at most ", kMaxRunning));
+    }
+    for (int i = 0; i < request->running_size(); ++i) {
+      const dfv::v1::RunningAssignment& running = request->running(i);
+      const std::string prefix = absl::StrCat("running[", i, "].");
+      DFV_RETURN_IF_ERROR(CheckJobId(running.job_id(), prefix + "job_id"));
+      DFV_RETURN_IF_ERROR(CheckAttemptRank(prefix, running.attempt(), running.rank()));
+    }
+    DFV_ASSIGN_OR_RETURN(*response, coordinator_->Heartbeat(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
+    grpc::CallbackServerContext* context, const dfv::v1::ReportEventsRequest* request,
+    dfv::v1::ReportEventsResponse* response) {
+  return FinishUnary(context, "ReportEvents", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
+    if (request->events_size() > kMaxEventsPerReport) {
+      return Invalid("events", absl::StrCat("has ", request->events_size(),
+                                            " entries; at most ", kMaxEventsPerReport));
+    }
+    for (int i = 0; i < request->events_size(); ++i) {
+      const dfv::v1::JobEvent& event = request->events(i);
+      const std::string field = absl::StrCat("events[", i, "]");
+      switch (event.payload_case()) {
+        case dfv::v1::JobEvent::kState:
+          if (event.state().state() != dfv::v1::RUNNING) {
+            return Invalid(field + ".state.state", "a worker may only report RUNNING");
+          }
+          break;
+        case dfv::v1::JobEvent::kMessage:
+          DFV_RETURN_IF_ERROR(
+              CheckMaxBytes(field + ".message.text", event.message().text(), kMaxMessageBytes));
+          break;
+        case dfv::v1::JobEvent::kMetrics:
+          for (int k = 0; k < event.metrics().values_size(); ++k) {
+            if (event.metrics().values(k).name().empty()) {
+              return Invalid(absl::StrCat(field, ".metrics.values[", k, "].name"),
+                             "must not be empty");
+            }
+          }
+          break;
+        case dfv::v1::JobEvent::kProgress:
+          break;
+        case dfv::v1::JobEvent::kArtifact:
+          return Invalid(field, "artifact events come from UploadArtifact, not ReportEvents");
+        case dfv::v1::JobEvent::PAYLOAD_NOT_SET:
+          return Invalid(field, "has no payload");
+      }
+    }
+    DFV_ASSIGN_OR_RETURN(bool cancel, coordinator_->ReportEvents(*request));
+    response->set_cancel(cancel);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest>* WorkerGatewayService::UploadArtifact(
+    grpc::CallbackServerContext* context, dfv::v1::UploadArtifactResponse* response) {
+  return new UploadArtifactReactor(coordinator_, io_, response);
+}
+
+grpc::ServerUnaryReactor* WorkerGatewayService::CompleteAssignment(
+    grpc::CallbackServerContext* context, const dfv::v1::CompleteAssignmentRequest* request,
+    dfv::v1::CompleteAssignmentResponse* response) {
+  return FinishUnary(context, "CompleteAssignment", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
+    if (request->outcome() != dfv::v1::OUTCOME_SUCCEEDED &&
+        request->outcome() != dfv::v1::OUTCOME_FAILED &&
+        request->outcome() != dfv::v1::OUTCOME_CANCELLED) {
+      return Invalid("outcome", "must be OUTCOME_SUCCEEDED, OUTCOME_FAILED or OUTCOME_CANCELLED");
+    }
+    DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
+    return coordinator_->CompleteAssignment(*request);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// CoordinatorServer
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
+    const CoordinatorServerOptions& options) {
+  DFV_ASSIGN_OR_RETURN(rpc::HostPort listen,
+                       rpc::ParseHostPort(options.listen_address, "--listen"));
+  if (!rpc::IsLoopbackHost(listen.host)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no TLS configured: --listen must be a loopback address (got ", listen.host, ")"));
+  }
+  if (options.tick_interval_ms <= 0) {
+    return absl::InvalidArgumentError("tick_interval_ms must be > 0");
+  }
+  DFV_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
+                       Coordinator::Create(options.coordinator));
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(options, std::move(coordinator)));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  rpc::ConfigureServerBuilder(builder);
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->client_service_.get());
+  builder.RegisterService(server->worker_service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address, " (in use, or not an address of this host)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus(true);
+  }
+  const std::string host = listen.host == "localhost" ? "127.0.0.1" : listen.host;
+  server->address_ = absl::StrCat(host, ":", server->port_);
+  server->tick_thread_ = std::thread([s = server.get()] { s->TickLoop(); });
+  return server;
+}
+
+CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
+                                     std::unique_ptr<Coordinator> coordinator)
+    : options_(options),
+      coordinator_(std::move(coordinator)),
+      io_(std::make_unique<IoExecutor>(std::max(1, options.io_threads))),
+      client_service_(std::make_unique<ClientService>(coordinator_.get(), io_.get())),
+      worker_service_(std::make_unique<WorkerGatewayService>(coordinator_.get(), io_.get())) {}
+
+CoordinatorServer::~CoordinatorServer() {
+  Shutdown();
+  // Reactors hold pointers to the services and the executor: the server goes first.
+  server_.reset();
+}
+
+void CoordinatorServer::TickLoop() {
+  while (!stop_ticking_.WaitForNotificationWithTimeout(
+      absl::Milliseconds(options_.tick_interval_ms))) {
+    absl::Status status = Guarded("Tick", [&] {
+      coordinator_->Tick();
+      return absl::OkStatus();
+    });
+    if (!status.ok()) spdlog::error("tick: {}", status.ToString());
+  }
+}
+
+void CoordinatorServer::Shutdown() {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_ != nullptr) {
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
+    client_service_->BeginShutdown();
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(options_.shutdown_grace_ms));
+  }
+  stop_ticking_.Notify();
+  if (tick_thread_.joinable()) tick_thread_.join();
+  shutdown_done_.Notify();
+}
+
+void CoordinatorServer::Wait() { shutdown_done_.WaitForNotification(); }
+
+}  // namespace dfv::server

@@ -1,0 +1,175 @@
+// The coordinator's gRPC face: the Coordinator (clients) and WorkerGateway
+// (worker daemons) services on gRPC's callback API, and CoordinatorServer,
+// which runs them.
+//
+// The services validate every request field (INVALID_ARGUMENT naming the
+// field), call the Coordinator, and turn its absl::Status into a
+// grpc::Status with rpc::ToGrpcStatus. They make no decisions of their own.
+// No handler blocks waiting: streams are reactors that never wait for an
+// event, artifact file work (writes, fsync, reads) runs on an IoExecutor,
+// and no exception leaves a handler (it becomes INTERNAL). Database work
+// runs inline: it is short (indexed rows; in WAL mode a commit does not
+// fsync).
+#ifndef DFV_SERVER_SERVICE_H_
+#define DFV_SERVER_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "proto/dfv.grpc.pb.h"
+#include "server/coordinator.h"
+#include "server/io_executor.h"
+
+namespace dfv::server {
+
+class WatchJobReactor;
+
+// dfv.v1.Coordinator. Thread-safe; `coordinator` and `io` must outlive it.
+class ClientService final : public dfv::v1::Coordinator::CallbackService {
+ public:
+  // WatchJob replays at most `watch_batch` events per read of the log.
+  ClientService(Coordinator* coordinator, IoExecutor* io, int watch_batch = 256);
+  ~ClientService() override;
+
+  // Ends every open WatchJob stream with UNAVAILABLE (the client resumes
+  // from its last seq elsewhere or later) and refuses new ones.
+  void BeginShutdown() ABSL_LOCKS_EXCLUDED(watch_mu_);
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const dfv::v1::SubmitJobRequest* request,
+                                      dfv::v1::SubmitJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const dfv::v1::GetJobRequest* request,
+                                   dfv::v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const dfv::v1::ListJobsRequest* request,
+                                     dfv::v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const dfv::v1::CancelJobRequest* request,
+                                      dfv::v1::CancelJobResponse* response) override;
+  grpc::ServerWriteReactor<dfv::v1::JobEvent>* WatchJob(
+      grpc::CallbackServerContext* context, const dfv::v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* ListArtifacts(grpc::CallbackServerContext* context,
+                                          const dfv::v1::ListArtifactsRequest* request,
+                                          dfv::v1::ListArtifactsResponse* response) override;
+  grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* GetArtifact(
+      grpc::CallbackServerContext* context, const dfv::v1::GetArtifactRequest* request) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
+                                        const dfv::v1::ListWorkersRequest* request,
+                                        dfv::v1::ListWorkersResponse* response) override;
+
+ private:
+  friend class WatchJobReactor;
+  // False once shutting down (the reactor then finishes itself).
+  bool RegisterWatch(WatchJobReactor* reactor) ABSL_LOCKS_EXCLUDED(watch_mu_);
+  void UnregisterWatch(WatchJobReactor* reactor) ABSL_LOCKS_EXCLUDED(watch_mu_);
+
+  Coordinator* const coordinator_;
+  IoExecutor* const io_;
+  const int watch_batch_;
+  absl::Mutex watch_mu_;
+  std::set<WatchJobReactor*> watches_ ABSL_GUARDED_BY(watch_mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(watch_mu_) = false;
+};
+
+// dfv.v1.WorkerGateway. Thread-safe; `coordinator` and `io` must outlive it.
+class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackService {
+ public:
+  WorkerGatewayService(Coordinator* coordinator, IoExecutor* io);
+
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
+                                           const dfv::v1::RegisterWorkerRequest* request,
+                                           dfv::v1::RegisterWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const dfv::v1::HeartbeatRequest* request,
+                                      dfv::v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* ReportEvents(grpc::CallbackServerContext* context,
+                                         const dfv::v1::ReportEventsRequest* request,
+                                         dfv::v1::ReportEventsResponse* response) override;
+  grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest>* UploadArtifact(
+      grpc::CallbackServerContext* context, dfv::v1::UploadArtifactResponse* response) override;
+  grpc::ServerUnaryReactor* CompleteAssignment(grpc::CallbackServerContext* context,
+                                               const dfv::v1::CompleteAssignmentRequest* request,
+                                               dfv::v1::CompleteAssignmentResponse* response) override;
+
+ private:
+  Coordinator* const coordinator_;
+  IoExecutor* const io_;
+};
+
+struct CoordinatorServerOptions {
+  // HOST:PORT to listen on; port 0 picks a free port (see port()). Without
+  // TLS (not implemented yet) the host must be a loopback address.
+  std::string listen_address = "127.0.0.1:7070";
+  // The Coordinator's options (data_dir is required).
+  CoordinatorOptions coordinator;
+  // How often Coordinator::Tick runs (leases, cancels, scheduling).
+  int64_t tick_interval_ms = 200;
+  // Threads for artifact file work.
+  int io_threads = 2;
+  // How long Shutdown lets in-flight calls finish before cancelling them.
+  int64_t shutdown_grace_ms = 2000;
+};
+
+// The coordinator process's server: a Coordinator, both services, gRPC
+// health checking (SERVING while up), and the Tick thread.
+// Thread-safety: all methods are thread-safe.
+class CoordinatorServer {
+ public:
+  // Opens the Coordinator and starts serving. INVALID_ARGUMENT for a bad
+  // listen address, FAILED_PRECONDITION for a non-loopback host without TLS,
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
+      const CoordinatorServerOptions& options);
+  // Shuts down if still running.
+  ~CoordinatorServer();
+  CoordinatorServer(const CoordinatorServer&) = delete;
+  CoordinatorServer& operator=(const CoordinatorServer&) = delete;
+
+  // The bound port and "HOST:PORT" address clients can dial
+  // ("127.0.0.1:PORT" for a localhost listen address).
+  int port() const { return port_; }
+  const std::string& address() const { return address_; }
+  Coordinator* coordinator() const { return coordinator_.get(); }
+
+  // Stops accepting calls, ends watch streams with UNAVAILABLE, lets other
+  // calls finish (up to shutdown_grace_ms) and stops the Tick thread.
+  // Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+ private:
+  CoordinatorServer(const CoordinatorServerOptions& options,
+                    std::unique_ptr<Coordinator> coordinator);
+  void TickLoop();
+
+  const CoordinatorServerOptions options_;
+  // Destroyed in reverse order: the server before the services and the
+  // executor its reactors use, the Coordinator last.
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<IoExecutor> io_;
+  std::unique_ptr<ClientService> client_service_;
+  std::unique_ptr<WorkerGatewayService> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string address_;
+  absl::Notification stop_ticking_;
+  std::thread tick_thread_;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  absl::Notification shutdown_done_;
+};
+
+}  // namespace dfv::server
+
+#endif  // DFV_SERVER_SERVICE_H_

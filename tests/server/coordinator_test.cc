@@ -1,0 +1,679 @@
+// The Coordinator driven through the worker protocol by fake workers, with a
+// FakeClock: no gRPC, no sleeping.
+#include "server/coordinator.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/checksum.h"
+#include "server/clock.h"
+#include "tests/server/test_util.h"
+
+namespace dfv::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using dfv::v1::JobEvent;
+
+MATCHER_P(IsOkAndHolds, value, "") {
+  if (!arg.ok()) {
+    *result_listener << "status " << arg.status();
+    return false;
+  }
+  return *arg == value;
+}
+
+JobEvent Running() {
+  JobEvent event;
+  event.mutable_state()->set_state(dfv::v1::RUNNING);
+  return event;
+}
+
+JobEvent Progress(int64_t step, int64_t total) {
+  JobEvent event;
+  event.mutable_progress()->set_step(step);
+  event.mutable_progress()->set_total_steps(total);
+  return event;
+}
+
+JobEvent Metrics(int64_t step, double loss) {
+  JobEvent event;
+  event.mutable_metrics()->set_step(step);
+  dfv::v1::MetricValue* value = event.mutable_metrics()->add_values();
+  value->set_name("loss");
+  value->set_value(loss);
+  return event;
+}
+
+JobEvent Message(const std::string& text) {
+  JobEvent event;
+  event.mutable_message()->set_text(text);
+  return event;
+}
+
+// Plays a worker daemon's side of the protocol.
+class FakeWorker {
+ public:
+  FakeWorker(Coordinator* coordinator, std::string name, int slots = 1, std::string device = "cpu")
+      : coordinator_(coordinator), name_(std::move(name)), slots_(slots), device_(std::move(device)) {}
+
+  void Register() {
+    dfv::v1::RegisterWorkerRequest request;
+    request.set_name(name_);
+    request.set_slots(slots_);
+    request.set_device(device_);
+    request.set_address(absl::StrCat("127.0.0.1:", 9000 + name_.size()));
+    auto response = coordinator_->RegisterWorker(request);
+    ASSERT_TRUE(response.ok()) << response.status();
+    id_ = response->worker_id();
+  }
+
+  // One heartbeat listing what runs; new assignments start running.
+  absl::StatusOr<dfv::v1::HeartbeatResponse> Beat() {
+    dfv::v1::HeartbeatRequest request;
+    request.set_worker_id(id_);
+    for (const dfv::v1::Assignment& a : running_) {
+      dfv::v1::RunningAssignment* r = request.add_running();
+      r->set_job_id(a.job_id());
+      r->set_attempt(a.attempt());
+      r->set_rank(a.rank());
+    }
+    auto response = coordinator_->Heartbeat(request);
+    if (response.ok()) {
+      for (const dfv::v1::Assignment& a : response->assignments()) running_.push_back(a);
+    }
+    return response;
+  }
+
+  absl::StatusOr<bool> Report(const dfv::v1::Assignment& a, std::vector<JobEvent> events) {
+    dfv::v1::ReportEventsRequest request;
+    request.set_worker_id(id_);
+    request.set_job_id(a.job_id());
+    request.set_attempt(a.attempt());
+    request.set_rank(a.rank());
+    for (JobEvent& e : events) *request.add_events() = std::move(e);
+    return coordinator_->ReportEvents(request);
+  }
+
+  absl::Status Complete(const dfv::v1::Assignment& a, dfv::v1::Outcome outcome,
+                        const std::string& reason = "") {
+    dfv::v1::CompleteAssignmentRequest request;
+    request.set_worker_id(id_);
+    request.set_job_id(a.job_id());
+    request.set_attempt(a.attempt());
+    request.set_rank(a.rank());
+    request.set_outcome(outcome);
+    request.set_reason(reason);
+    absl::Status status = coordinator_->CompleteAssignment(request);
+    // The trainer is gone whatever the answer.
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [&](const dfv::v1::Assignment& r) {
+                                    return r.job_id() == a.job_id() && r.attempt() == a.attempt() &&
+                                           r.rank() == a.rank();
+                                  }),
+                   running_.end());
+    return status;
+  }
+
+  absl::StatusOr<dfv::v1::ArtifactInfo> Upload(const dfv::v1::Assignment& a, const std::string& name,
+                                              dfv::v1::ArtifactKind kind, int64_t step,
+                                              const std::string& data) {
+    dfv::v1::UploadArtifactRequest::Header header;
+    header.set_worker_id(id_);
+    header.set_job_id(a.job_id());
+    header.set_attempt(a.attempt());
+    header.mutable_info()->set_name(name);
+    header.mutable_info()->set_kind(kind);
+    header.mutable_info()->set_step(step);
+    header.mutable_info()->set_size(static_cast<int64_t>(data.size()));
+    header.mutable_info()->set_checksum(Crc32Hex(Crc32(data)));
+    auto upload = coordinator_->BeginUpload(header);
+    if (!upload.ok()) return upload.status();
+    absl::Status appended = (*upload)->Append(data);
+    if (!appended.ok()) return appended;
+    return coordinator_->FinishUpload(id_, std::move(*upload));
+  }
+
+  const std::string& id() const { return id_; }
+  void set_id(const std::string& id) { id_ = id; }
+  std::vector<dfv::v1::Assignment>& running() { return running_; }
+
+ private:
+  Coordinator* coordinator_;
+  std::string name_;
+  int slots_;
+  std::string device_;
+  std::string id_;
+  std::vector<dfv::v1::Assignment> running_;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = testing::FreshDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    Open();
+  }
+
+  void Open() {
+    coordinator_.reset();
+    CoordinatorOptions options;
+    options.data_dir = data_dir_;
+    options.clock = &clock_;
+    auto coordinator = Coordinator::Create(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    coordinator_ = std::move(*coordinator);
+  }
+
+  std::string Submit(const std::string& yaml) {
+    auto job = coordinator_->SubmitJob(yaml, "job.yaml", {});
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
+  }
+
+  dfv::v1::Job Job(const std::string& id) {
+    auto job = coordinator_->GetJob(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : dfv::v1::Job();
+  }
+
+  std::vector<JobEvent> Events(const std::string& id) {
+    auto events = coordinator_->ReadEvents(id, 0, 0);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return events.ok() ? *events : std::vector<JobEvent>{};
+  }
+
+  // The job states its StateChange events announce, in order.
+  std::vector<dfv::v1::JobState> StateTrail(const std::string& id) {
+    std::vector<dfv::v1::JobState> states;
+    for (const JobEvent& e : Events(id)) {
+      if (e.has_state()) states.push_back(e.state().state());
+    }
+    return states;
+  }
+
+  // Advances the clock past the lease TTL while `alive` keep heartbeating.
+  void LoseWorkers(std::vector<FakeWorker*> alive = {}) {
+    for (int i = 0; i < 6; ++i) {
+      clock_.AdvanceMs(1000);
+      for (FakeWorker* worker : alive) ASSERT_TRUE(worker->Beat().ok());
+    }
+    coordinator_->Tick();
+  }
+
+  std::string data_dir_;
+  FakeClock clock_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+TEST_F(CoordinatorTest, JobRunsToSuccessWithAGapFreeEventLog) {
+  const std::string id = Submit(testing::JobYaml("happy"));
+  dfv::v1::Job queued = Job(id);
+  EXPECT_EQ(queued.id(), "j-000001");
+  EXPECT_EQ(queued.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(queued.world_size(), 1);
+  EXPECT_EQ(queued.max_restarts(), 3);
+  EXPECT_EQ(queued.last_seq(), 1);
+  EXPECT_THAT(queued.spec_yaml(), HasSubstr("sprites_train: 64"));
+
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  ASSERT_EQ(beat->assignments_size(), 1);
+  EXPECT_EQ(beat->lease_ttl_ms(), 5000);
+  const dfv::v1::Assignment assignment = beat->assignments(0);
+  EXPECT_EQ(assignment.job_id(), id);
+  EXPECT_EQ(assignment.attempt(), 1);
+  EXPECT_EQ(assignment.rank(), 0);
+  EXPECT_EQ(assignment.world_size(), 1);
+  EXPECT_EQ(assignment.spec_yaml(), queued.spec_yaml());
+  EXPECT_EQ(assignment.resume_artifact(), "");
+  EXPECT_EQ(assignment.rendezvous(), "");
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  EXPECT_THAT(Job(id).workers(), ElementsAre("w1"));
+
+  // Nothing is delivered twice.
+  auto again = worker.Beat();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->assignments_size(), 0);
+  EXPECT_EQ(again->cancels_size(), 0);
+
+  ASSERT_THAT(worker.Report(assignment, {Running()}), IsOkAndHolds(false));
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+  ASSERT_THAT(worker.Report(assignment, {Progress(2, 4), Metrics(2, 0.5), Message("half way")}),
+              IsOkAndHolds(false));
+  EXPECT_EQ(Job(id).progress().step(), 2);
+  EXPECT_EQ(Job(id).progress().total_steps(), 4);
+  auto artifact = worker.Upload(assignment, "checkpoints/step-4.ckpt", dfv::v1::CHECKPOINT, 4,
+                                "weights");
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  EXPECT_EQ(artifact->attempt(), 1);
+  ASSERT_TRUE(worker.Complete(assignment, dfv::v1::OUTCOME_SUCCEEDED).ok());
+
+  dfv::v1::Job done = Job(id);
+  EXPECT_EQ(done.state(), dfv::v1::SUCCEEDED);
+  std::vector<JobEvent> events = Events(id);
+  ASSERT_EQ(static_cast<int64_t>(events.size()), done.last_seq());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].seq(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(events[i].job_id(), id);
+  }
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::SUCCEEDED));
+  ASSERT_EQ(events.size(), 8u);
+  EXPECT_TRUE(events[3].has_progress());
+  EXPECT_TRUE(events[4].has_metrics());
+  EXPECT_EQ(events[5].message().text(), "half way");
+  EXPECT_EQ(events[6].artifact().name(), "checkpoints/step-4.ckpt");
+  EXPECT_EQ(events[7].state().attempt(), 1);
+
+  // The slot is free again and the artifact is listed.
+  std::vector<dfv::v1::WorkerInfo> workers = coordinator_->ListWorkers();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].free_slots(), 1);
+  auto artifacts = coordinator_->ListArtifacts(id);
+  ASSERT_TRUE(artifacts.ok());
+  ASSERT_EQ(artifacts->size(), 1u);
+  auto attempts = coordinator_->job_store()->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].outcome, AttemptOutcome::kSucceeded);
+
+  // A final job takes no more events or artifacts.
+  EXPECT_THAT(worker.Report(assignment, {Message("late")}), IsOkAndHolds(true));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      worker.Upload(assignment, "late.txt", dfv::v1::LOG, 0, "x").status()));
+  EXPECT_EQ(Job(id).last_seq(), done.last_seq());
+}
+
+TEST_F(CoordinatorTest, BadJobIsRefusedWithTheFieldAndNothingIsQueued) {
+  std::string yaml = testing::JobYaml("bad");
+  yaml += "checkpoint: {every_steps: -5}\n";
+  auto job = coordinator_->SubmitJob(yaml, "bad.yaml", {"train.lr=-1"});
+  ASSERT_TRUE(absl::IsInvalidArgument(job.status())) << job.status();
+  EXPECT_THAT(job.status().message(), HasSubstr("bad.yaml:8: checkpoint.every_steps"));
+  EXPECT_THAT(job.status().message(), HasSubstr("--set train.lr=-1: train.lr"));
+  auto jobs = coordinator_->ListJobs({}, 0);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_THAT(*jobs, IsEmpty());
+  // The next good job still gets the first id.
+  EXPECT_EQ(Submit(testing::JobYaml("good")), "j-000001");
+}
+
+TEST_F(CoordinatorTest, OverridesApplyAndTheCanonicalSpecIsStored) {
+  auto job = coordinator_->SubmitJob(testing::JobYaml("override"), "job.yaml",
+                                     {"priority=7", "resources.workers=2"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->priority(), 7);
+  EXPECT_EQ(job->world_size(), 2);
+  EXPECT_THAT(job->spec_yaml(), HasSubstr("priority: 7"));
+}
+
+TEST_F(CoordinatorTest, CancellingAQueuedJobIsImmediate) {
+  const std::string id = Submit(testing::JobYaml("queued"));
+  auto cancelled = coordinator_->CancelJob(id, "");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), dfv::v1::CANCELLED);
+  EXPECT_EQ(cancelled->reason(), "cancelled by user");
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::CANCELLED));
+  auto again = coordinator_->CancelJob(id, "");
+  EXPECT_TRUE(absl::IsFailedPrecondition(again.status()));
+  EXPECT_THAT(again.status().message(), HasSubstr("already CANCELLED"));
+  EXPECT_TRUE(absl::IsNotFound(coordinator_->CancelJob("j-000099", "").status()));
+
+  // A cancelled job is never placed.
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->assignments_size(), 0);
+}
+
+TEST_F(CoordinatorTest, CancellingARunningJobStopsItsRanks) {
+  const std::string id = Submit(testing::JobYaml("running"));
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  const dfv::v1::Assignment assignment = worker.running().at(0);
+  ASSERT_TRUE(worker.Report(assignment, {Running()}).ok());
+
+  auto requested = coordinator_->CancelJob(id, "not needed");
+  ASSERT_TRUE(requested.ok()) << requested.status();
+  EXPECT_EQ(requested->state(), dfv::v1::RUNNING);  // until the worker confirms
+  EXPECT_EQ(requested->reason(), "not needed");
+
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).job_id(), id);
+  EXPECT_EQ(beat->cancels(0).attempt(), 1);
+  EXPECT_THAT(beat->cancels(0).reason(), HasSubstr("not needed"));
+  EXPECT_THAT(worker.Report(assignment, {Progress(3, 4)}), IsOkAndHolds(true));
+
+  ASSERT_TRUE(worker.Complete(assignment, dfv::v1::OUTCOME_CANCELLED, "stopped").ok());
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::CANCELLED);
+  EXPECT_EQ(job.reason(), "not needed");
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::CANCELLED));
+  EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 1);
+}
+
+TEST_F(CoordinatorTest, CancelCompletesAfterTheGracePeriodWhenAWorkerNeverConfirms) {
+  const std::string id = Submit(testing::JobYaml("stubborn"));
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_TRUE(coordinator_->CancelJob(id, "").ok());
+  for (int i = 0; i < 9; ++i) {
+    clock_.AdvanceMs(1000);
+    auto beat = worker.Beat();  // keeps reporting the rank as running
+    ASSERT_TRUE(beat.ok());
+    EXPECT_EQ(beat->cancels_size(), 1);
+    coordinator_->Tick();
+  }
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  clock_.AdvanceMs(1500);
+  ASSERT_TRUE(worker.Beat().ok());
+  coordinator_->Tick();
+  EXPECT_EQ(Job(id).state(), dfv::v1::CANCELLED);
+  // The trainer still runs, so its slot stays taken and cancels keep coming.
+  EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 0);
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_THAT(beat->cancels(0).reason(), HasSubstr("CANCELLED"));
+  // Once it stops reporting the rank, the slot is free.
+  worker.running().clear();
+  ASSERT_TRUE(worker.Beat().ok());
+  EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 1);
+}
+
+TEST_F(CoordinatorTest, CancellingAJobNotYetDeliveredIsImmediate) {
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  const std::string id = Submit(testing::JobYaml("undelivered"));
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);  // placed, delivered at the next heartbeat
+  auto cancelled = coordinator_->CancelJob(id, "");
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), dfv::v1::CANCELLED);
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->assignments_size(), 0);
+  EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 1);
+}
+
+TEST_F(CoordinatorTest, OneFailingRankFailsTheJobAndStopsTheOthers) {
+  const std::string id = Submit(testing::JobYaml("gang", /*workers=*/2));
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  a.Register();
+  b.Register();
+  ASSERT_TRUE(a.Beat().ok());  // b has not reported yet: nothing is placed
+  EXPECT_TRUE(a.running().empty());
+  ASSERT_TRUE(b.Beat().ok());  // placed now; b gets its rank
+  ASSERT_TRUE(a.Beat().ok());  // and a gets its rank
+  ASSERT_EQ(a.running().size(), 1u);
+  ASSERT_EQ(b.running().size(), 1u);
+  const dfv::v1::Assignment& rank0 = a.running()[0].rank() == 0 ? a.running()[0] : b.running()[0];
+  EXPECT_EQ(rank0.world_size(), 2);
+  EXPECT_THAT(rank0.rendezvous(), ::testing::EndsWith(":0"));
+  EXPECT_EQ(Job(id).workers_size(), 2);
+
+  FakeWorker& w0 = a.running()[0].rank() == 0 ? a : b;
+  FakeWorker& w1 = a.running()[0].rank() == 0 ? b : a;
+  const dfv::v1::Assignment r0 = w0.running()[0];
+  const dfv::v1::Assignment r1 = w1.running()[0];
+  ASSERT_TRUE(w0.Report(r0, {Running()}).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);  // waits for every rank
+  ASSERT_TRUE(w1.Report(r1, {Running(), Message("rank one here")}).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+  EXPECT_EQ(Events(id).back().message().text(), "rank 1: rank one here");
+  // Only rank 0's progress counts.
+  ASSERT_TRUE(w1.Report(r1, {Progress(99, 100)}).ok());
+  EXPECT_EQ(Job(id).progress().step(), 0);
+
+  ASSERT_TRUE(w1.Complete(r1, dfv::v1::OUTCOME_FAILED, "NaN loss").ok());
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::FAILED);
+  EXPECT_THAT(job.reason(), ::testing::MatchesRegex("rank 1 on worker [ab]: NaN loss"));
+  auto beat = w0.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).job_id(), id);
+  EXPECT_THAT(w0.Report(r0, {Progress(5, 100)}), IsOkAndHolds(true));
+  // Completing a rank of a finished attempt is acknowledged.
+  EXPECT_TRUE(w0.Complete(r0, dfv::v1::OUTCOME_CANCELLED).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::FAILED);
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::FAILED));
+}
+
+TEST_F(CoordinatorTest, LostWorkerRequeuesFromTheNewestCheckpointUntilRestartsRunOut) {
+  const std::string id = Submit(testing::JobYaml("fragile", 1, 0, /*max_restarts=*/1));
+  FakeWorker a(coordinator_.get(), "a");
+  a.Register();
+  ASSERT_TRUE(a.Beat().ok());
+  const dfv::v1::Assignment first = a.running().at(0);
+  ASSERT_TRUE(a.Report(first, {Running()}).ok());
+  ASSERT_TRUE(a.Upload(first, "checkpoints/step-20.ckpt", dfv::v1::CHECKPOINT, 20, "c20").ok());
+  ASSERT_TRUE(a.Upload(first, "checkpoints/step-40.ckpt", dfv::v1::CHECKPOINT, 40, "c40").ok());
+  ASSERT_TRUE(a.Upload(first, "grids/swap-step40.png", dfv::v1::GRID, 40, "png").ok());
+
+  LoseWorkers();  // a stops heartbeating
+  dfv::v1::Job requeued = Job(id);
+  EXPECT_EQ(requeued.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(requeued.reason(), "worker a lost");
+  EXPECT_EQ(coordinator_->ListWorkers()[0].state(), dfv::v1::WORKER_LOST);
+  EXPECT_TRUE(absl::IsNotFound(a.Beat().status()));
+
+  FakeWorker b(coordinator_.get(), "b");
+  b.Register();
+  auto beat = b.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->assignments_size(), 1);
+  EXPECT_EQ(beat->assignments(0).attempt(), 2);
+  EXPECT_EQ(beat->assignments(0).resume_artifact(), "checkpoints/step-40.ckpt");
+  EXPECT_THAT(Job(id).workers(), ElementsAre("b"));
+
+  LoseWorkers();  // b is lost too: no restarts left
+  dfv::v1::Job failed = Job(id);
+  EXPECT_EQ(failed.state(), dfv::v1::FAILED);
+  EXPECT_THAT(failed.reason(), HasSubstr("worker b lost"));
+  EXPECT_THAT(failed.reason(), HasSubstr("no restarts left"));
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::FAILED));
+  auto attempts = coordinator_->job_store()->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[0].outcome, AttemptOutcome::kInterrupted);
+  EXPECT_EQ((*attempts)[1].reason, failed.reason());
+}
+
+TEST_F(CoordinatorTest, LosingOneRankCancelsTheOtherAndRequeues) {
+  const std::string id = Submit(testing::JobYaml("pair", 2));
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  a.Register();
+  b.Register();
+  ASSERT_TRUE(a.Beat().ok());  // b has not reported yet: nothing is placed
+  EXPECT_TRUE(a.running().empty());
+  ASSERT_TRUE(b.Beat().ok());  // placed now; b gets its rank
+  ASSERT_TRUE(a.Beat().ok());  // and a gets its rank
+  LoseWorkers({&a});  // b goes silent
+  EXPECT_EQ(Job(id).state(), dfv::v1::QUEUED);
+  EXPECT_EQ(Job(id).reason(), "worker b lost");
+  auto beat = a.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).attempt(), 1);
+  EXPECT_EQ(beat->assignments_size(), 0);  // two ranks, one worker alive
+}
+
+TEST_F(CoordinatorTest, WorkerRegisteringAgainEndsItsOldSession) {
+  const std::string id = Submit(testing::JobYaml("restart"));
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  const std::string old_id = worker.id();
+  worker.Register();  // the daemon restarted, its trainer may still run
+  ASSERT_NE(worker.id(), old_id);
+  EXPECT_EQ(Job(id).reason(), "worker w1 lost (it registered again)");
+  // The new session reports the old trainer: it is cancelled, holds its slot
+  // until it stops, and then the job runs again as attempt 2.
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).attempt(), 1);
+  EXPECT_EQ(beat->assignments_size(), 0);
+  ASSERT_TRUE(worker.Complete(worker.running().at(0), dfv::v1::OUTCOME_CANCELLED).ok());
+  beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->assignments_size(), 1);
+  EXPECT_EQ(beat->assignments(0).attempt(), 2);
+  dfv::v1::HeartbeatRequest stale;
+  stale.set_worker_id(old_id);
+  EXPECT_TRUE(absl::IsNotFound(coordinator_->Heartbeat(stale).status()));
+}
+
+TEST_F(CoordinatorTest, AnAssignmentLostInTransitIsDeliveredAgain) {
+  Submit(testing::JobYaml("lost-response"));
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_EQ(worker.running().size(), 1u);
+  worker.running().clear();  // the response never arrived
+  auto beat = worker.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->assignments_size(), 1);
+  EXPECT_EQ(beat->assignments(0).attempt(), 1);
+}
+
+TEST_F(CoordinatorTest, TwoJobsOnOneSlotRunInPriorityOrder) {
+  const std::string low = Submit(testing::JobYaml("low", 1, /*priority=*/0));
+  const std::string high = Submit(testing::JobYaml("high", 1, /*priority=*/5));
+  FakeWorker worker(coordinator_.get(), "solo");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_EQ(worker.running().size(), 1u);
+  EXPECT_EQ(worker.running()[0].job_id(), high);
+  EXPECT_EQ(Job(low).state(), dfv::v1::QUEUED);
+  ASSERT_TRUE(worker.Complete(worker.running()[0], dfv::v1::OUTCOME_SUCCEEDED).ok());
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_EQ(worker.running().size(), 1u);
+  EXPECT_EQ(worker.running()[0].job_id(), low);
+  EXPECT_EQ(Job(high).state(), dfv::v1::SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, JobsWaitForAWorkerOfTheirDevice) {
+  const std::string gpu = Submit(testing::JobYaml("gpu", 1, 0, 3, "cuda"));
+  FakeWorker cpu(coordinator_.get(), "cpu-box");
+  cpu.Register();
+  ASSERT_TRUE(cpu.Beat().ok());
+  EXPECT_TRUE(cpu.running().empty());
+  FakeWorker cuda(coordinator_.get(), "gpu-box", 1, "cuda");
+  cuda.Register();
+  ASSERT_TRUE(cuda.Beat().ok());
+  ASSERT_EQ(cuda.running().size(), 1u);
+  EXPECT_EQ(cuda.running()[0].job_id(), gpu);
+}
+
+TEST_F(CoordinatorTest, RestartRequeuesPlacedJobsAndKeepsEverything) {
+  const std::string finished = Submit(testing::JobYaml("finished"));
+  const std::string running = Submit(testing::JobYaml("running"));
+  const std::string queued = Submit(testing::JobYaml("waiting", 3));
+  {
+    FakeWorker worker(coordinator_.get(), "w1", 1);
+    worker.Register();
+    ASSERT_TRUE(worker.Beat().ok());
+    ASSERT_TRUE(worker.Complete(worker.running().at(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+    ASSERT_TRUE(worker.Beat().ok());
+    const dfv::v1::Assignment a = worker.running().at(0);
+    ASSERT_EQ(a.job_id(), running);
+    ASSERT_TRUE(worker.Report(a, {Running()}).ok());
+    ASSERT_TRUE(worker.Upload(a, "checkpoints/step-2.ckpt", dfv::v1::CHECKPOINT, 2, "c2").ok());
+  }
+  const int64_t seq_before = Job(running).last_seq();
+  Open();  // a new coordinator process on the same data folder
+
+  EXPECT_EQ(Job(finished).state(), dfv::v1::SUCCEEDED);
+  EXPECT_EQ(Job(queued).state(), dfv::v1::QUEUED);
+  dfv::v1::Job requeued = Job(running);
+  EXPECT_EQ(requeued.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(requeued.reason(), "coordinator restarted");
+  EXPECT_EQ(requeued.last_seq(), seq_before + 1);
+  std::vector<JobEvent> events = Events(running);
+  ASSERT_EQ(static_cast<int64_t>(events.size()), seq_before + 1);
+  EXPECT_EQ(events.back().state().state(), dfv::v1::QUEUED);
+  EXPECT_EQ(events.back().state().reason(), "coordinator restarted");
+  auto artifacts = coordinator_->ListArtifacts(running);
+  ASSERT_TRUE(artifacts.ok());
+  EXPECT_EQ(artifacts->size(), 1u);
+
+  // Workers register with the new coordinator; the job resumes as attempt 2.
+  FakeWorker worker(coordinator_.get(), "w1", 1);
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_EQ(worker.running().size(), 1u);
+  EXPECT_EQ(worker.running()[0].job_id(), running);
+  EXPECT_EQ(worker.running()[0].attempt(), 2);
+  EXPECT_EQ(worker.running()[0].resume_artifact(), "checkpoints/step-2.ckpt");
+  EXPECT_EQ(Submit(testing::JobYaml("next")), "j-000004");
+}
+
+TEST_F(CoordinatorTest, RestartFinishesAPendingCancel) {
+  const std::string id = Submit(testing::JobYaml("cancel-then-crash"));
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_TRUE(coordinator_->CancelJob(id, "stop it").ok());
+  Open();
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::CANCELLED);
+  EXPECT_EQ(job.reason(), "stop it");
+}
+
+TEST_F(CoordinatorTest, OneCoordinatorPerDataFolder) {
+  CoordinatorOptions options;
+  options.data_dir = data_dir_;
+  options.clock = &clock_;
+  auto second = Coordinator::Create(options);
+  EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+}
+
+TEST_F(CoordinatorTest, WorkerCallsNeedALiveSession) {
+  const std::string id = Submit(testing::JobYaml("auth"));
+  dfv::v1::ReportEventsRequest report;
+  report.set_worker_id("w-nobody");
+  report.set_job_id(id);
+  report.set_attempt(1);
+  EXPECT_TRUE(absl::IsNotFound(coordinator_->ReportEvents(report).status()));
+  dfv::v1::CompleteAssignmentRequest complete;
+  complete.set_worker_id("w-nobody");
+  complete.set_job_id(id);
+  complete.set_attempt(1);
+  complete.set_outcome(dfv::v1::OUTCOME_SUCCEEDED);
+  EXPECT_TRUE(absl::IsNotFound(coordinator_->CompleteAssignment(complete)));
+
+  // A live worker that does not hold rank 0 cannot upload.
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  dfv::v1::Assignment fake;
+  fake.set_job_id(id);
+  fake.set_attempt(7);
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      worker.Upload(fake, "report.json", dfv::v1::REPORT, 0, "{}").status()));
+  // Reports for an unknown job are NOT_FOUND; for a stale attempt, cancel.
+  fake.set_job_id("j-000404");
+  EXPECT_TRUE(absl::IsNotFound(worker.Report(fake, {Message("x")}).status()));
+  fake.set_job_id(id);
+  EXPECT_THAT(worker.Report(fake, {Message("x")}), IsOkAndHolds(true));
+}
+
+}  // namespace
+}  // namespace dfv::server

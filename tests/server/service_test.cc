@@ -1,0 +1,415 @@
+// The gRPC services end to end, in process, on 127.0.0.1:0.
+#include "server/service.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common/checksum.h"
+#include "common/rpc/rpc.h"
+#include "proto/dfv.grpc.pb.h"
+#include "tests/server/test_util.h"
+
+namespace dfv::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return context;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CoordinatorServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.coordinator.data_dir =
+        testing::FreshDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    options.tick_interval_ms = 50;
+    auto server = CoordinatorServer::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_GT(server_->port(), 0);
+    EXPECT_EQ(server_->address(), absl::StrCat("127.0.0.1:", server_->port()));
+    auto channel = rpc::MakeChannel(server_->address());
+    client_ = dfv::v1::Coordinator::NewStub(channel);
+    gateway_ = dfv::v1::WorkerGateway::NewStub(channel);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  std::string Submit(const std::string& yaml) {
+    dfv::v1::SubmitJobRequest request;
+    request.set_spec_yaml(yaml);
+    dfv::v1::SubmitJobResponse response;
+    grpc::Status status = client_->SubmitJob(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.job().id();
+  }
+
+  // Registers a worker and heartbeats until it receives an assignment.
+  dfv::v1::Assignment StartOnWorker(std::string* worker_id) {
+    dfv::v1::RegisterWorkerRequest reg;
+    reg.set_name("w1");
+    reg.set_slots(1);
+    reg.set_device("cpu");
+    reg.set_address("127.0.0.1:9999");
+    dfv::v1::RegisterWorkerResponse registered;
+    grpc::Status status = gateway_->RegisterWorker(Context().get(), reg, &registered);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    *worker_id = registered.worker_id();
+    dfv::v1::HeartbeatRequest beat;
+    beat.set_worker_id(*worker_id);
+    dfv::v1::HeartbeatResponse response;
+    status = gateway_->Heartbeat(Context().get(), beat, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.assignments_size(), 1);
+    return response.assignments_size() > 0 ? response.assignments(0) : dfv::v1::Assignment();
+  }
+
+  grpc::Status Report(const std::string& worker_id, const dfv::v1::Assignment& a,
+                      std::vector<dfv::v1::JobEvent> events) {
+    dfv::v1::ReportEventsRequest request;
+    request.set_worker_id(worker_id);
+    request.set_job_id(a.job_id());
+    request.set_attempt(a.attempt());
+    request.set_rank(a.rank());
+    for (auto& e : events) *request.add_events() = std::move(e);
+    dfv::v1::ReportEventsResponse response;
+    return gateway_->ReportEvents(Context().get(), request, &response);
+  }
+
+  grpc::Status Complete(const std::string& worker_id, const dfv::v1::Assignment& a) {
+    dfv::v1::CompleteAssignmentRequest request;
+    request.set_worker_id(worker_id);
+    request.set_job_id(a.job_id());
+    request.set_attempt(a.attempt());
+    request.set_rank(a.rank());
+    request.set_outcome(dfv::v1::OUTCOME_SUCCEEDED);
+    dfv::v1::CompleteAssignmentResponse response;
+    return gateway_->CompleteAssignment(Context().get(), request, &response);
+  }
+
+  grpc::Status Upload(const std::string& worker_id, const dfv::v1::Assignment& a,
+                      const std::string& name, const std::string& data, const std::string& checksum,
+                      dfv::v1::UploadArtifactResponse* response) {
+    auto context = Context();
+    auto writer = gateway_->UploadArtifact(context.get(), response);
+    dfv::v1::UploadArtifactRequest first;
+    auto* header = first.mutable_header();
+    header->set_worker_id(worker_id);
+    header->set_job_id(a.job_id());
+    header->set_attempt(a.attempt());
+    header->mutable_info()->set_name(name);
+    header->mutable_info()->set_kind(dfv::v1::CHECKPOINT);
+    header->mutable_info()->set_step(10);
+    header->mutable_info()->set_size(static_cast<int64_t>(data.size()));
+    header->mutable_info()->set_checksum(checksum);
+    bool ok = writer->Write(first);
+    for (size_t at = 0; ok && at < data.size(); at += rpc::kArtifactChunkBytes) {
+      dfv::v1::UploadArtifactRequest chunk;
+      chunk.set_data(data.substr(at, rpc::kArtifactChunkBytes));
+      ok = writer->Write(chunk);
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  std::unique_ptr<CoordinatorServer> server_;
+  std::unique_ptr<dfv::v1::Coordinator::Stub> client_;
+  std::unique_ptr<dfv::v1::WorkerGateway::Stub> gateway_;
+};
+
+dfv::v1::JobEvent StateRunning() {
+  dfv::v1::JobEvent event;
+  event.mutable_state()->set_state(dfv::v1::RUNNING);
+  return event;
+}
+
+dfv::v1::JobEvent Text(const std::string& text) {
+  dfv::v1::JobEvent event;
+  event.mutable_message()->set_text(text);
+  return event;
+}
+
+TEST_F(ServiceTest, ABadSpecIsInvalidArgumentNamingTheField) {
+  dfv::v1::SubmitJobRequest request;
+  request.set_spec_yaml(testing::JobYaml("bad") + "train: {lr: -1}\n");
+  request.set_source_name("bad.yaml");
+  dfv::v1::SubmitJobResponse response;
+  grpc::Status status = client_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("bad.yaml:"));
+  EXPECT_THAT(status.error_message(), HasSubstr("train"));
+
+  request.set_spec_yaml(testing::JobYaml("bad-lr"));
+  request.add_overrides("train.lr=-1");
+  status = client_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("train.lr"));
+
+  dfv::v1::ListJobsResponse jobs;
+  ASSERT_TRUE(client_->ListJobs(Context().get(), dfv::v1::ListJobsRequest(), &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0);
+}
+
+TEST_F(ServiceTest, EveryRequestFieldIsValidated) {
+  dfv::v1::Job job;
+  grpc::Status status = client_->GetJob(Context().get(), dfv::v1::GetJobRequest(), &job);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("job_id:"));
+
+  dfv::v1::GetJobRequest get;
+  get.set_job_id("j-000042");
+  EXPECT_EQ(client_->GetJob(Context().get(), get, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  dfv::v1::ListJobsRequest list;
+  list.set_limit(-1);
+  dfv::v1::ListJobsResponse jobs;
+  status = client_->ListJobs(Context().get(), list, &jobs);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("limit:"));
+
+  dfv::v1::RegisterWorkerRequest reg;
+  reg.set_name("w1");
+  reg.set_slots(0);
+  reg.set_device("cpu");
+  dfv::v1::RegisterWorkerResponse registered;
+  status = gateway_->RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("slots:"));
+  reg.set_slots(1);
+  reg.set_device("tpu");
+  status = gateway_->RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_THAT(status.error_message(), StartsWith("device:"));
+  reg.set_device("cpu");
+  reg.set_name("../evil");
+  status = gateway_->RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_THAT(status.error_message(), StartsWith("name:"));
+
+  dfv::v1::HeartbeatRequest beat;
+  beat.set_worker_id("w-0000000000000000");
+  dfv::v1::HeartbeatResponse beat_response;
+  EXPECT_EQ(gateway_->Heartbeat(Context().get(), beat, &beat_response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  beat.add_running()->set_job_id("j-000001");
+  status = gateway_->Heartbeat(Context().get(), beat, &beat_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("running[0].attempt:"));
+
+  dfv::v1::CompleteAssignmentRequest complete;
+  complete.set_worker_id("w-0000000000000000");
+  complete.set_job_id("j-000001");
+  complete.set_attempt(1);
+  dfv::v1::CompleteAssignmentResponse completed;
+  status = gateway_->CompleteAssignment(Context().get(), complete, &completed);
+  EXPECT_THAT(status.error_message(), StartsWith("outcome:"));
+
+  dfv::v1::WatchJobRequest watch;
+  watch.set_job_id("j-000001");
+  watch.set_after_seq(-1);
+  auto context = Context();
+  auto reader = client_->WatchJob(context.get(), watch);
+  dfv::v1::JobEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("after_seq:"));
+
+  dfv::v1::GetArtifactRequest get_artifact;
+  get_artifact.set_job_id("j-000001");
+  get_artifact.set_name("../../etc/passwd");
+  auto artifact_context = Context();
+  auto artifact_reader = client_->GetArtifact(artifact_context.get(), get_artifact);
+  dfv::v1::ArtifactChunk chunk;
+  EXPECT_FALSE(artifact_reader->Read(&chunk));
+  status = artifact_reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("name:"));
+}
+
+TEST_F(ServiceTest, WatchJobReplaysThenFollowsUntilTheJobIsFinal) {
+  const std::string id = Submit(testing::JobYaml("watched"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);  // QUEUED, SCHEDULED
+
+  dfv::v1::WatchJobRequest request;
+  request.set_job_id(id);
+  auto context = Context();
+  auto reader = client_->WatchJob(context.get(), request);
+  std::vector<dfv::v1::JobEvent> seen;
+  dfv::v1::JobEvent event;
+  // Replay.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(reader->Read(&event));
+    seen.push_back(event);
+  }
+  EXPECT_EQ(seen[0].state().state(), dfv::v1::QUEUED);
+  EXPECT_EQ(seen[1].state().state(), dfv::v1::SCHEDULED);
+  // Follow.
+  ASSERT_TRUE(Report(worker_id, assignment, {StateRunning(), Text("step 1")}).ok());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(reader->Read(&event));
+    seen.push_back(event);
+  }
+  EXPECT_EQ(seen[2].state().state(), dfv::v1::RUNNING);
+  EXPECT_EQ(seen[3].message().text(), "step 1");
+  ASSERT_TRUE(Complete(worker_id, assignment).ok());
+  while (reader->Read(&event)) seen.push_back(event);
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen.back().state().state(), dfv::v1::SUCCEEDED);
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].seq(), static_cast<int64_t>(i + 1));
+
+  // A watch of a finished job replays what follows after_seq and ends.
+  request.set_after_seq(3);
+  auto again_context = Context();
+  auto again = client_->WatchJob(again_context.get(), request);
+  std::vector<int64_t> seqs;
+  while (again->Read(&event)) seqs.push_back(event.seq());
+  EXPECT_TRUE(again->Finish().ok());
+  EXPECT_EQ(seqs, (std::vector<int64_t>{4, 5}));
+
+  request.set_after_seq(5);
+  auto none_context = Context();
+  auto none = client_->WatchJob(none_context.get(), request);
+  EXPECT_FALSE(none->Read(&event));
+  EXPECT_TRUE(none->Finish().ok());
+
+  request.set_job_id("j-000404");
+  request.set_after_seq(0);
+  auto missing_context = Context();
+  auto missing = client_->WatchJob(missing_context.get(), request);
+  EXPECT_FALSE(missing->Read(&event));
+  EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, WatchReplaysLongLogsInBatchesAndOrdersConcurrentAppends) {
+  const std::string id = Submit(testing::JobYaml("busy"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  std::vector<dfv::v1::JobEvent> many;
+  for (int i = 0; i < 600; ++i) many.push_back(Text("replayed " + std::to_string(i)));
+  ASSERT_TRUE(Report(worker_id, assignment, std::move(many)).ok());  // seq 3..602
+
+  dfv::v1::WatchJobRequest request;
+  request.set_job_id(id);
+  auto context = Context();
+  auto reader = client_->WatchJob(context.get(), request);
+  // Appends from several threads at once while the watch replays: their
+  // notifications may arrive out of order; the stream must not.
+  std::vector<std::thread> reporters;
+  for (int t = 0; t < 4; ++t) {
+    reporters.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        EXPECT_TRUE(Report(worker_id, assignment, {Text(absl::StrCat("live ", t, "/", i))}).ok());
+      }
+    });
+  }
+  for (auto& thread : reporters) thread.join();
+  ASSERT_TRUE(Complete(worker_id, assignment).ok());
+
+  std::vector<int64_t> seqs;
+  dfv::v1::JobEvent event;
+  while (reader->Read(&event)) seqs.push_back(event.seq());
+  grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(seqs.size(), 2u + 600u + 100u + 1u);
+  for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], static_cast<int64_t>(i + 1));
+  EXPECT_EQ(event.state().state(), dfv::v1::SUCCEEDED);
+}
+
+TEST_F(ServiceTest, ArtifactsRoundTripInChunks) {
+  const std::string id = Submit(testing::JobYaml("artifacts"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  std::string data;
+  for (int i = 0; data.size() < 2 * rpc::kArtifactChunkBytes + 12345; ++i) {
+    data += std::to_string(i * 7919) + ",";
+  }
+  const std::string checksum = Crc32Hex(Crc32(data));
+
+  dfv::v1::UploadArtifactResponse uploaded;
+  grpc::Status status = Upload(worker_id, assignment, "checkpoints/step-10.ckpt", data,
+                               "crc32:00000000", &uploaded);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  status = Upload(worker_id, assignment, "checkpoints/step-10.ckpt", data, checksum, &uploaded);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(uploaded.info().size(), static_cast<int64_t>(data.size()));
+  EXPECT_EQ(uploaded.info().checksum(), checksum);
+
+  dfv::v1::ListArtifactsRequest list;
+  list.set_job_id(id);
+  dfv::v1::ListArtifactsResponse listed;
+  ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+  ASSERT_EQ(listed.artifacts_size(), 1);
+  EXPECT_EQ(listed.artifacts(0).name(), "checkpoints/step-10.ckpt");
+
+  dfv::v1::GetArtifactRequest get;
+  get.set_job_id(id);
+  get.set_name("checkpoints/step-10.ckpt");
+  auto context = Context();
+  auto reader = client_->GetArtifact(context.get(), get);
+  dfv::v1::ArtifactChunk chunk;
+  std::string received;
+  int chunks = 0;
+  while (reader->Read(&chunk)) {
+    if (chunks == 0) {
+      EXPECT_EQ(chunk.info().name(), "checkpoints/step-10.ckpt");
+      EXPECT_EQ(chunk.info().checksum(), checksum);
+    } else {
+      EXPECT_FALSE(chunk.has_info());
+    }
+    received += chunk.data();
+    ++chunks;
+  }
+  status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(chunks, 3);
+  EXPECT_EQ(received, data);
+
+  get.set_name("checkpoints/missing.ckpt");
+  auto missing_context = Context();
+  auto missing = client_->GetArtifact(missing_context.get(), get);
+  EXPECT_FALSE(missing->Read(&chunk));
+  EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ShutdownEndsOpenWatchesWithUnavailable) {
+  const std::string id = Submit(testing::JobYaml("interrupted"));
+  dfv::v1::WatchJobRequest request;
+  request.set_job_id(id);
+  auto context = Context();
+  auto reader = client_->WatchJob(context.get(), request);
+  dfv::v1::JobEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  EXPECT_EQ(event.seq(), 1);
+  std::thread stopper([&] { server_->Shutdown(); });
+  EXPECT_FALSE(reader->Read(&event));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  stopper.join();
+  server_->Wait();
+}
+
+TEST(CoordinatorServerTest, RefusesNonLoopbackWithoutTls) {
+  CoordinatorServerOptions options;
+  options.listen_address = "0.0.0.0:0";
+  options.coordinator.data_dir = testing::FreshDir("non-loopback");
+  auto server = CoordinatorServer::Create(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(),
+              HasSubstr("no TLS configured: --listen must be a loopback address"));
+}
+
+}  // namespace
+}  // namespace dfv::server
