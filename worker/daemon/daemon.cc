@@ -26,6 +26,11 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator: required");
   DFV_RETURN_IF_ERROR(rpc::ParseHostPort(options.coordinator, "--coordinator").status());
   DFV_ASSIGN_OR_RETURN(rpc::HostPort listen, rpc::ParseHostPort(options.listen, "--listen"));
+  if (!rpc::IsLoopbackHost(listen.host)) {
+    // Without TLS, nothing but this machine may talk to the daemon.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen: no TLS configured, so the address must be a loopback address (got ", listen.host, ")"));
+  }
   if (options.slots < 1 || options.slots > 64) {
     return absl::InvalidArgumentError(absl::StrCat("--slots: ", options.slots, " is not in 1..64"));
   }
@@ -55,7 +60,7 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
     return absl::UnavailableError(absl::StrCat("--listen: cannot bind ", daemon->options_.listen));
   }
   daemon->health_server_->GetHealthCheckService()->SetServingStatus(true);
-  daemon->address_ = absl::StrCat(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host, ":", port);
+  daemon->address_ = absl::StrCat(listen.host, ":", port);
   daemon->link_ = std::make_unique<GrpcCoordinatorLink>(rpc::MakeChannel(daemon->options_.coordinator));
   return daemon;
 }
