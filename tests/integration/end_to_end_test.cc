@@ -3,6 +3,8 @@
 // dfvctl, ports picked by the kernel and read from ready files.
 #include <gtest/gtest.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 
 #include <signal.h>
 
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/png.h"
@@ -289,6 +292,47 @@ TEST(EndToEnd, LostWorkerRequeuesTheJobWhichResumesFromItsCheckpoint) {
   }
   EXPECT_TRUE(requeued);
   EXPECT_TRUE(resumed) << watch.out;
+}
+
+
+// grpc.health.v1.Health/Check with an empty request (all services), through
+// the generic stub: the reply is HealthCheckResponse{status}, whose only
+// field is the enum 1 (SERVING = 1), so its wire form is {0x08, 0x01}.
+absl::StatusOr<std::string> HealthCheck(const std::string& address) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice empty("", 0);
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  if (!status.ok()) return absl::UnavailableError(status.error_message());
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) return absl::InternalError("cannot read the reply");
+  std::string bytes;
+  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return bytes;
+}
+
+TEST(EndToEnd, BothDaemonsServeHealthChecks) {
+  Cluster cluster("health");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  auto coordinator = HealthCheck(cluster.coordinator_address());
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  EXPECT_EQ(*coordinator, std::string("\x08\x01", 2));
+  std::vector<v1::WorkerInfo> workers = Workers(cluster);
+  ASSERT_EQ(workers.size(), 1u);
+  auto worker = HealthCheck(workers[0].address());
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_EQ(*worker, std::string("\x08\x01", 2));
 }
 
 }  // namespace
