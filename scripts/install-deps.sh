@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev
   libopenblas0-openmp                           # optimised BLAS for LibTorch (4-5x over reference BLAS)
   libpng-dev libsqlite3-dev zlib1g-dev
+  libjpeg-dev                                   # image_folder: JPEG decoding (libjpeg-turbo)
   libspdlog-dev nlohmann-json3-dev libcli11-dev libstb-dev
   dataset-fashion-mnist                         # real Fashion-MNIST at /usr/share/datasets
 )

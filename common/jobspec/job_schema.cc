@@ -103,7 +103,8 @@ Decl ModelSection(FieldSchema section, JobSchema::ParamAccess params) {
   return Decl{std::move(section), {}, std::move(params), {}};
 }
 
-// Where each data set comes from; nullptr: generated, so it takes no path.
+// Where each data set comes from; nullptr: generated, so it takes no path;
+// "": no default, the job must give one.
 struct DatasetKind {
   const char* name;
   const char* default_path;
@@ -112,6 +113,7 @@ constexpr DatasetKind kDatasetKinds[] = {
     {"fashion_mnist", "/usr/share/datasets/fashion-mnist"},
     {"mnist", "data/mnist"},
     {"sprites", nullptr},
+    {"image_folder", ""},
 };
 
 const DatasetKind* FindDatasetKind(const std::string& name) {
@@ -130,9 +132,13 @@ std::vector<std::string> DatasetKindNames() {
 std::string DatasetPathNote() {
   std::vector<std::string> parts;
   for (const DatasetKind& kind : kDatasetKinds) {
-    parts.push_back(kind.default_path == nullptr
-                        ? absl::StrCat(kind.name, ": none (generated; a path is an error)")
-                        : absl::StrCat(kind.name, ": ", kind.default_path));
+    if (kind.default_path == nullptr) {
+      parts.push_back(absl::StrCat(kind.name, ": none (generated; a path is an error)"));
+    } else if (*kind.default_path == '\0') {
+      parts.push_back(absl::StrCat(kind.name, ": required"));
+    } else {
+      parts.push_back(absl::StrCat(kind.name, ": ", kind.default_path));
+    }
   }
   return absl::StrCat("by dataset.kind (", absl::StrJoin(parts, ", "), ")");
 }
@@ -175,7 +181,8 @@ Decl DeclareJob(const ModelInfo* model) {
       Section("dataset", "the training data", {
           Leaf(F::Enum("kind", DatasetKindNames(), "which data set").Required(),
                Bind(&JobSpec::dataset, &DatasetSpec::kind)),
-          Leaf(F::String("path", "folder of the IDX files").DefaultNote(DatasetPathNote()),
+          Leaf(F::String("path", "folder of the IDX files, or of the images and attribute file")
+                   .DefaultNote(DatasetPathNote()),
                Bind(&JobSpec::dataset, &DatasetSpec::path)),
           Leaf(F::Int("image_size", "images are resized to image_size x image_size")
                    .Default(int64_t{28}).Range(16, 128),
@@ -189,7 +196,9 @@ Decl DeclareJob(const ModelInfo* model) {
           Leaf(F::Int("test_limit", "use only the first N test images (0 = all)")
                    .Default(int64_t{0}).Min(0),
                Bind(&JobSpec::dataset, &DatasetSpec::test_limit)),
-          Leaf(F::Int("seed", "sprites: generator seed").Default(int64_t{1}).Min(0),
+          Leaf(F::Int("seed", "sprites: generator seed; image_folder: seed of the 90/10 train/test "
+                              "split when there is no list_eval_partition.txt")
+                   .Default(int64_t{1}).Min(0),
                Bind(&JobSpec::dataset, &DatasetSpec::seed)),
           Leaf(F::Int("sprites_train", "sprites: training images generated")
                    .Default(int64_t{20000}).Range(1, 1000000),
@@ -197,6 +206,14 @@ Decl DeclareJob(const ModelInfo* model) {
           Leaf(F::Int("sprites_test", "sprites: test images generated")
                    .Default(int64_t{2000}).Range(1, 1000000),
                Bind(&JobSpec::dataset, &DatasetSpec::sprites_test)),
+          Leaf(F::String("attr_file", "image_folder: the attribute file (CelebA's list_attr_celeba.txt "
+                                      "layout), relative to path unless absolute")
+                   .Default(std::string("list_attr_celeba.txt")),
+               Bind(&JobSpec::dataset, &DatasetSpec::attr_file)),
+          Leaf(F::String("attribute", "image_folder: the attribute file's column whose values are the "
+                                      "classes, e.g. Eyeglasses (required for image_folder)")
+                   .Default(std::string("")),
+               Bind(&JobSpec::dataset, &DatasetSpec::attribute)),
       }),
       ModelSection(model_params,
                    {[](const JobSpec& spec) -> const ParamMap& { return spec.model_params; },
@@ -306,6 +323,12 @@ void JobSchema::ApplyRules(ResolvedValues* values, std::vector<SpecError>* error
     auto path = values->find("dataset.path");
     if (kind == nullptr) BindingBug("dataset kind " + *kind_name + " has no entry");
     if (path == values->end()) {
+      if (kind->default_path != nullptr && *kind->default_path == '\0') {
+        errors->push_back({"dataset.path", values->at("dataset.kind").line,
+                           absl::StrCat("is required when dataset.kind is ", kind->name,
+                                        " (the folder of the images and the attribute file)"),
+                           ""});
+      }
       (*values)["dataset.path"] = ResolvedField{
           std::string(kind->default_path == nullptr ? "" : kind->default_path), false, 0};
     } else {
@@ -317,8 +340,26 @@ void JobSchema::ApplyRules(ResolvedValues* values, std::vector<SpecError>* error
                            ""});
       } else if (kind->default_path != nullptr && given.empty()) {
         errors->push_back({"dataset.path", path->second.line,
-                           absl::StrCat("must not be empty when dataset.kind is ", kind->name,
-                                        " (leave it out for ", kind->default_path, ")"),
+                           *kind->default_path == '\0'
+                               ? absl::StrCat("must not be empty when dataset.kind is ", kind->name)
+                               : absl::StrCat("must not be empty when dataset.kind is ", kind->name,
+                                              " (leave it out for ", kind->default_path, ")"),
+                           ""});
+      }
+    }
+    // dataset.attribute names the class of image_folder and of nothing else.
+    auto attribute = values->find("dataset.attribute");
+    if (attribute != values->end()) {
+      const std::string& name = std::get<std::string>(attribute->second.value);
+      if (*kind_name == "image_folder" && name.empty()) {
+        errors->push_back({"dataset.attribute", attribute->second.line,
+                           "is required when dataset.kind is image_folder: the attribute file's column "
+                           "that is the class (e.g. Eyeglasses)",
+                           ""});
+      } else if (*kind_name != "image_folder" && !name.empty()) {
+        errors->push_back({"dataset.attribute", attribute->second.line,
+                           absl::StrCat("must not be set when dataset.kind is ", *kind_name,
+                                        " (only image_folder has attributes), got \"", name, "\""),
                            ""});
       }
     }

@@ -35,15 +35,19 @@ class ParamMap {
 };
 
 struct DatasetSpec {
-  std::string kind;          // fashion_mnist | mnist | sprites
-  std::string path;          // folder of IDX files (empty for sprites)
+  std::string kind;          // fashion_mnist | mnist | sprites | image_folder
+  std::string path;          // folder of IDX files or images (empty for sprites)
   int64_t image_size = 28;   // images are resized to image_size x image_size
   int64_t channels = 0;      // 1 or 3; 0 in a job file means "the data set's own"
   int64_t train_limit = 0;   // use only the first N training images (0 = all)
   int64_t test_limit = 0;    // use only the first N test images (0 = all)
-  uint64_t seed = 1;         // sprites: generator seed
+  uint64_t seed = 1;         // sprites: generator seed; image_folder: split seed
   int64_t sprites_train = 20000;  // sprites: training images generated
   int64_t sprites_test = 2000;    // sprites: test images generated
+  // image_folder: the attribute file (relative to path unless absolute) and
+  // the column of it whose values are the classes.
+  std::string attr_file = "list_attr_celeba.txt";
+  std::string attribute;
 };
 
 struct TrainSpec {

@@ -246,19 +246,20 @@ TEST(JobSpecParseTest, BadEnumListsAllowedValues) {
   ASSERT_EQ(r.errors.size(), 2u) << Message(r);
   EXPECT_EQ(r.errors[0].field, "dataset.kind");
   EXPECT_EQ(r.errors[0].line, 4);
-  EXPECT_EQ(r.errors[0].message, "must be one of fashion_mnist, mnist, sprites, got \"cifar\"");
+  EXPECT_EQ(r.errors[0].message, "must be one of fashion_mnist, mnist, sprites, image_folder, got \"cifar\"");
   EXPECT_EQ(r.errors[1].field, "resources.device");
   EXPECT_THAT(r.errors[1].message, HasSubstr("one of cpu, cuda"));
 }
 
 TEST(JobSpecParseTest, UnknownModelListsModelsAndOtherErrorsStillReported) {
   ParseResult r = Parse(
-      "name: a\nmodel: dcgan\ndataset: {kind: mnist}\ntrain: {epochs: -3, lr: 0.1}\n"
+      "name: a\nmodel: began\ndataset: {kind: mnist}\ntrain: {epochs: -3, lr: 0.1}\n"
       "model_params: {anything: 1}\n");
   const SpecError* model = ErrorFor(r, "model");
   ASSERT_NE(model, nullptr) << Message(r);
   EXPECT_EQ(model->line, 2);
-  EXPECT_EQ(model->message, "must be one of vae, cycle_vae, got \"dcgan\"");
+  EXPECT_EQ(model->message,
+            "must be one of vae, cycle_vae, dcgan, acgan, infogan, mathieu, lord, got \"began\"");
   EXPECT_NE(ErrorFor(r, "train.epochs"), nullptr) << Message(r);
   EXPECT_EQ(r.errors.size(), 2u) << Message(r);
 
@@ -458,9 +459,10 @@ TEST(JobSpecParseTest, LoadFileUsesPathInMessagesAndKeepsReadErrors) {
   std::filesystem::remove(path);
 }
 
-TEST(JobSpecCatalogueTest, HasExactlyTheTwoModels) {
-  EXPECT_EQ(ModelNames(), (std::vector<std::string>{"vae", "cycle_vae"}));
-  EXPECT_EQ(FindModel("dcgan"), nullptr);
+TEST(JobSpecCatalogueTest, HasTheSevenModelsOfTheSeeds) {
+  EXPECT_EQ(ModelNames(),
+            (std::vector<std::string>{"vae", "cycle_vae", "dcgan", "acgan", "infogan", "mathieu", "lord"}));
+  EXPECT_EQ(FindModel("began"), nullptr);
   ASSERT_NE(FindModel("cycle_vae"), nullptr);
   EXPECT_EQ(FindModel("cycle_vae")->source, "seed 002");
 }

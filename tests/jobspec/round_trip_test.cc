@@ -77,6 +77,8 @@ TEST(JobSpecRoundTripTest, CanonicalYamlOfMinimalVae) {
             "  seed: 1\n"
             "  sprites_train: 20000\n"
             "  sprites_test: 2000\n"
+            "  attr_file: list_attr_celeba.txt\n"
+            "  attribute: \"\"\n"
             "model_params:\n"
             "  latent_dim: 100\n"
             "train:\n"

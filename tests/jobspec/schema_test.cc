@@ -99,8 +99,8 @@ TEST(SchemaDocumentationTest, MentionsEveryFieldWithTypeDefaultAndDoc) {
   // A few whole lines: default, allowed values, doc line.
   EXPECT_THAT(doc, HasSubstr("  epochs: 1"));
   EXPECT_THAT(doc, HasSubstr("an integer in [1, 100000]. passes over the training set"));
-  EXPECT_THAT(doc, HasSubstr("one of fashion_mnist, mnist, sprites; required"));
-  EXPECT_THAT(doc, HasSubstr("one of vae, cycle_vae; required"));
+  EXPECT_THAT(doc, HasSubstr("one of fashion_mnist, mnist, sprites, image_folder; required"));
+  EXPECT_THAT(doc, HasSubstr("one of vae, cycle_vae, dcgan, acgan, infogan, mathieu, lord; required"));
   EXPECT_THAT(doc, HasSubstr("/usr/share/datasets/fashion-mnist"));
   EXPECT_THAT(doc, HasSubstr("1 when device is cuda"));
   EXPECT_THAT(doc, HasSubstr("a list of distinct values from mlp, linear_svm"));

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "worker/data/idx.h"
+#include "worker/data/image_folder.h"
 #include "worker/data/sprites.h"
 
 namespace dfv::data {
@@ -118,9 +119,21 @@ absl::StatusOr<DatasetSplits> LoadDataset(const jobspec::DatasetSpec& spec) {
                                                 count(spec.sprites_train, spec.train_limit), size));
     DFV_ASSIGN_OR_RETURN(test, GenerateSprites(spec.seed, SpriteSplit::kTest,
                                                count(spec.sprites_test, spec.test_limit), size));
+  } else if (spec.kind == "image_folder") {
+    ImageFolderOptions folder;
+    folder.folder = spec.path;
+    folder.attr_file = spec.attr_file;
+    folder.attribute = spec.attribute;
+    folder.image_size = static_cast<int>(spec.image_size);  // decoded at the target size
+    folder.split_seed = spec.seed;
+    folder.train_limit = spec.train_limit;
+    folder.test_limit = spec.test_limit;
+    DFV_ASSIGN_OR_RETURN(ImageFolderSplits loaded, LoadImageFolder(folder));
+    train = std::move(loaded.train);
+    test = std::move(loaded.test);
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported dataset.kind '", spec.kind, "' (supported: fashion_mnist, mnist, sprites)"));
+    return absl::InvalidArgumentError(absl::StrCat("unsupported dataset.kind '", spec.kind,
+                                                   "' (supported: fashion_mnist, mnist, sprites, image_folder)"));
   }
 
   DatasetSplits splits;

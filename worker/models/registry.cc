@@ -4,7 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "worker/models/acgan.h"
 #include "worker/models/cycle_vae.h"
+#include "worker/models/dcgan.h"
+#include "worker/models/infogan.h"
+#include "worker/models/lord.h"
+#include "worker/models/mathieu.h"
 #include "worker/models/vae.h"
 
 namespace dfv::models {
@@ -14,6 +19,11 @@ const std::map<std::string, ModelFactory>& Factories() {
   static const auto* factories = new std::map<std::string, ModelFactory>{
       {"vae", CreateVae},
       {"cycle_vae", CreateCycleVae},
+      {"dcgan", CreateDcgan},
+      {"acgan", CreateAcgan},
+      {"infogan", CreateInfogan},
+      {"mathieu", CreateMathieu},
+      {"lord", CreateLord},
   };
   return *factories;
 }

@@ -1,0 +1,112 @@
+#include "worker/models/dcgan.h"
+
+#include "worker/models/gan_nets.h"
+#include "worker/models/grid.h"
+
+namespace dfv::models {
+namespace {
+
+namespace nn = torch::nn;
+
+// Trunk plus one real/fake logit.
+class DcganDiscriminatorImpl : public nn::Module {
+ public:
+  DcganDiscriminatorImpl(int64_t channels, int64_t image_size, int64_t width) {
+    trunk_ = register_module("trunk", GanTrunk(channels, image_size, width));
+    real_fake_ = register_module("real_fake", nn::Linear(trunk_->feature_dim(), 1));
+  }
+  torch::Tensor forward(const torch::Tensor& images) {
+    return real_fake_->forward(trunk_->forward(images)).squeeze(1);
+  }
+
+ private:
+  GanTrunk trunk_{nullptr};
+  nn::Linear real_fake_{nullptr};
+};
+TORCH_MODULE(DcganDiscriminator);
+
+torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
+  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
+}
+
+class Dcgan : public Model {
+ public:
+  explicit Dcgan(const ModelContext& ctx)
+      : noise_dim_(ctx.spec->model_params.GetInt("noise_dim")),
+        d_steps_(ctx.spec->model_params.GetInt("d_steps")),
+        g_steps_(ctx.spec->model_params.GetInt("g_steps")),
+        generator_(noise_dim_, ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps")),
+        discriminator_(ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps")),
+        g_opt_(generator_->parameters(), AdamFrom(ctx.spec->train)),
+        d_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)) {
+    InitDcgan(*generator_);
+    InitDcgan(*discriminator_);
+    generator_->to(ctx.device);
+    discriminator_->to(ctx.device);
+  }
+
+  Metrics TrainStep(const data::Batch& batch, StepContext& ctx) override {
+    const torch::Tensor real = ToTanhRange(batch.images);
+    const int64_t n = real.size(0);
+    double d_loss = 0, acc_real = 0, acc_fake = 0;
+    for (int64_t i = 0; i < d_steps_; ++i) {
+      torch::Tensor fake;
+      {
+        torch::NoGradGuard no_grad;  // the discriminator's update needs no generator gradients
+        fake = generator_->forward(torch::randn({n, noise_dim_}, real.options()));
+      }
+      // Real and fake go through separately, so batch norm never mixes them
+      // (DCGAN's practice).
+      torch::Tensor logits_real = discriminator_->forward(real);
+      torch::Tensor logits_fake = discriminator_->forward(fake);
+      torch::Tensor loss = BceWithLogits(logits_real, 1.0) + BceWithLogits(logits_fake, 0.0);
+      ctx.Update(loss, d_opt_);
+      d_loss += loss.item<double>();
+      acc_real += DiscriminatorAccuracy(logits_real, true);
+      acc_fake += DiscriminatorAccuracy(logits_fake, false);
+    }
+    double g_loss = 0;
+    {
+      FrozenParameters frozen(*discriminator_);
+      for (int64_t i = 0; i < g_steps_; ++i) {
+        torch::Tensor fake = generator_->forward(torch::randn({n, noise_dim_}, real.options()));
+        torch::Tensor loss = BceWithLogits(discriminator_->forward(fake), 1.0);
+        ctx.Update(loss, g_opt_);
+        g_loss += loss.item<double>();
+      }
+    }
+    const double d = static_cast<double>(d_steps_), g = static_cast<double>(g_steps_);
+    return {{"d_loss", d_loss / d},
+            {"g_loss", g_loss / g},
+            {"d_acc_real", acc_real / d},
+            {"d_acc_fake", acc_fake / d}};
+  }
+
+  std::vector<std::pair<std::string, nn::Module*>> Modules() override {
+    return {{"generator", generator_.get()}, {"discriminator", discriminator_.get()}};
+  }
+  std::vector<std::pair<std::string, torch::optim::Optimizer*>> Optimizers() override {
+    return {{"generator", &g_opt_}, {"discriminator", &d_opt_}};
+  }
+
+  torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
+    if (name == "random") {
+      torch::Tensor z = SeededNoise(in.noise_seed, 32, noise_dim_, in.images.device());
+      return TileBatch(FromTanhRange(generator_->forward(z)), 4, 8);
+    }
+    TORCH_CHECK(false, "dcgan has no grid named '", name, "'");
+  }
+
+ private:
+  int64_t noise_dim_, d_steps_, g_steps_;
+  GanGenerator generator_;
+  DcganDiscriminator discriminator_;
+  torch::optim::Adam g_opt_;
+  torch::optim::Adam d_opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> CreateDcgan(const ModelContext& context) { return std::make_unique<Dcgan>(context); }
+
+}  // namespace dfv::models

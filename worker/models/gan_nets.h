@@ -1,0 +1,115 @@
+// Networks and helpers shared by the GAN family of seed 001 (`dcgan`,
+// `acgan`, `infogan`): a DCGAN generator and discriminator trunk that adapt to
+// the image size and channel count, the DCGAN initialisation, and the small
+// pieces every adversarial update needs.
+//
+// Value range: generators end in tanh, so they produce images in [-1, 1] and
+// are trained on data mapped there (ToTanhRange); grids map back with
+// FromTanhRange. Discriminators output logits; the sigmoid of seed 001 is
+// fused into the loss (binary_cross_entropy_with_logits), which is the same
+// function and numerically stable.
+//
+// Like the rest of worker/models this is LibTorch code: it may throw
+// c10::Error, and the training driver catches it. Modules are not thread-safe.
+#ifndef DFV_WORKER_MODELS_GAN_NETS_H_
+#define DFV_WORKER_MODELS_GAN_NETS_H_
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace dfv::models {
+
+// The DCGAN layout for S x S images. The generator turns its input (a 1x1
+// map) into a base x base map with one transposed convolution of kernel
+// `base`, then `doublings` 4x4 stride-2 layers reach base * 2^doublings >= S,
+// whose centre S x S is kept. doublings is the largest d with S / 2^d >= 4,
+// so base = ceil(S / 2^d) lies in [4, 8]: 28 -> 7 -> 14 -> 28 (the classic
+// MNIST layout), 32 -> 4 -> 8 -> 16 -> 32, 64 -> 4 -> ... -> 64, 36 -> 5 ->
+// ... -> 40 cropped to 36. The discriminator mirrors it with `doublings`
+// stride-2 convolutions, each halving (rounding down): 28 -> 14 -> 7.
+struct GanLayout {
+  int64_t base = 0;
+  int64_t doublings = 0;
+  // Throws for image sizes below 8.
+  static GanLayout For(int64_t image_size);
+};
+
+// Generator: input [N, input_dim] -> image [N, channels, S, S] in [-1, 1].
+// Channels shrink by half per layer down to `width` before the output layer:
+// at 28x28 input -> 2w x 7 x 7 -> w x 14 x 14 -> channels x 28 x 28; at 64x64
+// input -> 8w x 4 x 4 -> ... -> w x 32 x 32 -> channels x 64 x 64 (DCGAN's
+// 512..64 for w = 64). Hidden layers: batch norm and ReLU; output: tanh.
+class GanGeneratorImpl : public torch::nn::Module {
+ public:
+  GanGeneratorImpl(int64_t input_dim, int64_t channels, int64_t image_size, int64_t width);
+  torch::Tensor forward(const torch::Tensor& input);
+  int64_t input_dim() const { return input_dim_; }
+
+ private:
+  int64_t input_dim_;
+  int64_t image_size_;
+  torch::nn::Sequential layers_;
+};
+TORCH_MODULE(GanGenerator);
+
+// Discriminator trunk: image [N, channels, S, S] in [-1, 1] -> flattened
+// features [N, feature_dim()]. 4x4 stride-2 convolutions channels -> w -> 2w
+// -> ... with LeakyReLU(0.2), batch norm on all but the first (as DCGAN).
+// The heads (real/fake logit, class or code logits) are the models' own.
+class GanTrunkImpl : public torch::nn::Module {
+ public:
+  GanTrunkImpl(int64_t channels, int64_t image_size, int64_t width);
+  torch::Tensor forward(const torch::Tensor& images);
+  int64_t feature_dim() const { return feature_dim_; }
+
+ private:
+  torch::nn::Sequential layers_;
+  int64_t feature_dim_ = 0;
+};
+TORCH_MODULE(GanTrunk);
+
+// DCGAN initialisation: convolution, transposed convolution and linear
+// weights from N(0, 0.02), batch-norm scales from N(1, 0.02), biases zero.
+void InitDcgan(torch::nn::Module& module);
+
+// [0, 1] -> [-1, 1] and back.
+torch::Tensor ToTanhRange(const torch::Tensor& images);
+torch::Tensor FromTanhRange(const torch::Tensor& images);
+
+// Mean binary cross-entropy of sigmoid(logits) against the constant `target`
+// (1 = real, 0 = fake).
+torch::Tensor BceWithLogits(const torch::Tensor& logits, double target);
+
+// Share of `logits` the discriminator gets right: > 0 when `real`, < 0
+// otherwise.
+double DiscriminatorAccuracy(const torch::Tensor& logits, bool real);
+
+// Share of rows of `logits` [N, K] whose arg-max is `labels` [N].
+double ClassAccuracy(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// [N] int64 labels -> [N, num_classes] float one-hot rows.
+torch::Tensor OneHot(const torch::Tensor& labels, int64_t num_classes);
+
+// Fixed noise for grids: [n, dim] N(0, 1) from a generator seeded with
+// `seed`, on `device`. The same seed gives the same noise at every call.
+torch::Tensor SeededNoise(uint64_t seed, int64_t n, int64_t dim, torch::Device device);
+
+// While alive, the parameters of `module` that required gradients do not,
+// so a generator update neither computes nor accumulates the discriminator's
+// weight gradients (its input gradients still flow). Restores on destruction.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(torch::nn::Module& module);
+  ~FrozenParameters();
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<torch::Tensor> frozen_;
+};
+
+}  // namespace dfv::models
+
+#endif  // DFV_WORKER_MODELS_GAN_NETS_H_
