@@ -10,30 +10,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-struct Codes {
-  torch::Tensor mu, logvar, s;
-};
-
-// Encoder: the reference convolutions, then three linear heads.
-class SplitEncoderImpl : public nn::Module {
- public:
-  SplitEncoderImpl(int64_t channels, int64_t image_size, int64_t z_dim, int64_t s_dim) {
-    trunk_ = register_module("trunk", ConvEncoder(channels, image_size));
-    mu_ = register_module("z_mu", nn::Linear(trunk_->feature_dim(), z_dim));
-    logvar_ = register_module("z_logvar", nn::Linear(trunk_->feature_dim(), z_dim));
-    s_ = register_module("s", nn::Linear(trunk_->feature_dim(), s_dim));
-  }
-  Codes forward(const torch::Tensor& x) {
-    torch::Tensor h = trunk_->forward(x);
-    return {mu_->forward(h), logvar_->forward(h), s_->forward(h)};
-  }
-
- private:
-  ConvEncoder trunk_{nullptr};
-  nn::Linear mu_{nullptr}, logvar_{nullptr}, s_{nullptr};
-};
-TORCH_MODULE(SplitEncoder);
-
 torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
   return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
 }
@@ -72,7 +48,7 @@ class CycleVae : public Model {
 
     // Forward cycle: both images through one encoder pass (instance norm is
     // per sample, so batching them together changes nothing).
-    Codes c = encoder_->forward(torch::cat({x1, x2}, 0));
+    SplitCodes c = encoder_->forward(torch::cat({x1, x2}, 0));
     torch::Tensor z = Reparameterize(c.mu, c.logvar);
     torch::Tensor s_swapped = torch::cat({c.s.slice(0, n), c.s.slice(0, 0, n)}, 0);
     torch::Tensor recon = decoder_->forward(z, s_swapped);
@@ -110,46 +86,25 @@ class CycleVae : public Model {
   }
 
   torch::Tensor Reconstruct(const torch::Tensor& images) override {
-    Codes c = encoder_->forward(images);
+    SplitCodes c = encoder_->forward(images);
     return decoder_->forward(c.mu, c.s);
   }
 
   std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) override {
-    Codes c = encoder_->forward(images);
+    SplitCodes c = encoder_->forward(images);
     return {{"s", c.s}, {"z", c.mu}};
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "reconstruction") {
-      torch::Tensor x = in.images.slice(0, 0, 16);
-      return ReconstructionGrid(x, Reconstruct(x));
-    }
-    if (name == "swap") {
-      // Rows take s from the left column, columns take z from the top row.
-      torch::Tensor rows = in.images.slice(0, 0, 8), cols = in.images.slice(0, 8, 16);
-      Codes r = encoder_->forward(rows), c = encoder_->forward(cols);
-      torch::Tensor s = r.s.repeat_interleave(8, 0);  // row-major: s fixed along a row
-      torch::Tensor z = c.mu.repeat({8, 1});          // z fixed down a column
-      return SwapGrid(rows, cols, decoder_->forward(z, s));
-    }
-    if (name == "interpolation") {
-      // Two test images of different classes at the corners: s varies across
-      // the columns, z down the rows.
-      int64_t other = 1;
-      while (other < in.labels.size(0) - 1 &&
-             in.labels[other].item<int64_t>() == in.labels[0].item<int64_t>()) {
-        ++other;
-      }
-      Codes a = encoder_->forward(in.images.slice(0, 0, 1));
-      Codes b = encoder_->forward(in.images.slice(0, other, other + 1));
-      const int64_t k = 8;
-      torch::Tensor w = InterpolationWeights(k).to(in.images.device()).unsqueeze(1);
-      torch::Tensor zs = a.mu * (1 - w) + b.mu * w;  // [k, z]
-      torch::Tensor ss = a.s * (1 - w) + b.s * w;    // [k, s]
-      torch::Tensor images = decoder_->forward(zs.repeat_interleave(k, 0), ss.repeat({k, 1}));
-      return TileBatch(images, k, k);
-    }
-    TORCH_CHECK(false, "cycle_vae has no grid named '", name, "'");
+    torch::Tensor grid = SplitCodeGrid(
+        name, in.images, in.labels,
+        [this](const torch::Tensor& x) {
+          SplitCodes c = encoder_->forward(x);
+          return std::make_pair(c.s, c.mu);
+        },
+        [this](const torch::Tensor& s, const torch::Tensor& z) { return decoder_->forward(z, s); });
+    TORCH_CHECK(grid.defined(), "cycle_vae has no grid named '", name, "'");
+    return grid;
   }
 
  private:

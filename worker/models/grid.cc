@@ -66,4 +66,32 @@ torch::Tensor InterpolationWeights(int64_t n) {
   return n == 1 ? torch::zeros({1}) : torch::linspace(0.0, 1.0, n);
 }
 
+torch::Tensor SplitCodeGrid(const std::string& name, const torch::Tensor& images, const torch::Tensor& labels,
+                            const SplitEncodeFn& encode, const SplitDecodeFn& decode) {
+  if (name == "reconstruction") {
+    torch::Tensor x = images.slice(0, 0, 16);
+    auto [s, z] = encode(x);
+    return ReconstructionGrid(x, decode(s, z));
+  }
+  if (name == "swap") {
+    const int64_t k = 8;
+    torch::Tensor rows = images.slice(0, 0, k), cols = images.slice(0, k, 2 * k);
+    torch::Tensor s = encode(rows).first.repeat_interleave(k, 0);  // row-major: s fixed along a row
+    torch::Tensor z = encode(cols).second.repeat({k, 1});          // z fixed down a column
+    return SwapGrid(rows, cols, decode(s, z));
+  }
+  if (name == "interpolation") {
+    int64_t other = 1;
+    while (other < labels.size(0) - 1 && labels[other].item<int64_t>() == labels[0].item<int64_t>()) ++other;
+    auto [s_a, z_a] = encode(images.slice(0, 0, 1));
+    auto [s_b, z_b] = encode(images.slice(0, other, other + 1));
+    const int64_t k = 8;
+    torch::Tensor w = InterpolationWeights(k).to(images.device()).unsqueeze(1);
+    torch::Tensor zs = z_a * (1 - w) + z_b * w;  // [k, z]
+    torch::Tensor ss = s_a * (1 - w) + s_b * w;  // [k, s]
+    return TileBatch(decode(ss.repeat({k, 1}), zs.repeat_interleave(k, 0)), k, k);
+  }
+  return {};
+}
+
 }  // namespace dfv::models

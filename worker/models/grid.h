@@ -6,6 +6,9 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace dfv::models {
@@ -25,6 +28,19 @@ torch::Tensor ReconstructionGrid(const torch::Tensor& inputs, const torch::Tenso
 // row r's specified code with column c's unspecified code.
 torch::Tensor SwapGrid(const torch::Tensor& row_inputs, const torch::Tensor& column_inputs,
                        const torch::Tensor& swapped);
+
+// The grids of a model with a specified code s and an unspecified code z,
+// drawn from test images [N >= 16] and their labels [N]:
+//   reconstruction  16 inputs over their decodings
+//   swap            8 x 8: rows take s from the left column, columns z from the top row
+//   interpolation   8 x 8 between the first image and the first of another
+//                   class: s varies across the columns, z down the rows
+// `encode` maps images to (s, z); `decode` maps (s, z) to images. Returns an
+// undefined tensor for any other name.
+using SplitEncodeFn = std::function<std::pair<torch::Tensor, torch::Tensor>(const torch::Tensor& images)>;
+using SplitDecodeFn = std::function<torch::Tensor(const torch::Tensor& s, const torch::Tensor& z)>;
+torch::Tensor SplitCodeGrid(const std::string& name, const torch::Tensor& images, const torch::Tensor& labels,
+                            const SplitEncodeFn& encode, const SplitDecodeFn& decode);
 
 // Linear interpolation weights 0, 1/(n-1), ..., 1 as a [n] float tensor.
 torch::Tensor InterpolationWeights(int64_t n);

@@ -15,31 +15,6 @@ namespace nn = torch::nn;
 constexpr int64_t kReal = 1;
 constexpr int64_t kFake = 0;
 
-struct Codes {
-  torch::Tensor mu, logvar, s;
-};
-
-// The reference encoder: ConvEncoder, then linear heads for z's mean and
-// log-variance and for s.
-class PairEncoderImpl : public nn::Module {
- public:
-  PairEncoderImpl(int64_t channels, int64_t image_size, int64_t z_dim, int64_t s_dim) {
-    trunk_ = register_module("trunk", ConvEncoder(channels, image_size));
-    mu_ = register_module("z_mu", nn::Linear(trunk_->feature_dim(), z_dim));
-    logvar_ = register_module("z_logvar", nn::Linear(trunk_->feature_dim(), z_dim));
-    s_ = register_module("s", nn::Linear(trunk_->feature_dim(), s_dim));
-  }
-  Codes forward(const torch::Tensor& x) {
-    torch::Tensor h = trunk_->forward(x);
-    return {mu_->forward(h), logvar_->forward(h), s_->forward(h)};
-  }
-
- private:
-  ConvEncoder trunk_{nullptr};
-  nn::Linear mu_{nullptr}, logvar_{nullptr}, s_{nullptr};
-};
-TORCH_MODULE(PairEncoder);
-
 // Szabo et al.'s pair discriminator: the two images stacked as channels,
 // 5x5 stride-2 convolutions 2C -> 32 -> 64 -> 128 (plus 128 -> 256 from 48
 // pixels, as ConvEncoder deepens) with instance norm and LeakyReLU(0.2), and
@@ -154,7 +129,7 @@ class Mathieu : public Model, public MathieuControls {
 
     // A. Reconstruction from the image's own s and from its same-class
     // partner's s (one encoder pass over both; instance norm is per sample).
-    Codes c12 = encoder_->forward(torch::cat({x1, x2}, 0));
+    SplitCodes c12 = encoder_->forward(torch::cat({x1, x2}, 0));
     torch::Tensor mu1 = c12.mu.slice(0, 0, n), logvar1 = c12.logvar.slice(0, 0, n);
     torch::Tensor z1 = Reparameterize(mu1, logvar1);
     torch::Tensor recon = decoder_->forward(torch::cat({z1, z1}, 0), c12.s);
@@ -170,7 +145,7 @@ class Mathieu : public Model, public MathieuControls {
       const bool even = repeat % 2 == 0;
       const torch::Tensor& style_source = even ? x1 : x3;
       const torch::Tensor& class_source = even ? x3 : x1;
-      Codes c = encoder_->forward(torch::cat({style_source, class_source}, 0));
+      SplitCodes c = encoder_->forward(torch::cat({style_source, class_source}, 0));
       torch::Tensor mu = c.mu.slice(0, 0, n), logvar = c.logvar.slice(0, 0, n);
       torch::Tensor s = c.s.slice(0, n);
       torch::Tensor z = Reparameterize(mu, logvar);
@@ -194,7 +169,7 @@ class Mathieu : public Model, public MathieuControls {
     torch::Tensor fake_images;
     {
       torch::NoGradGuard no_grad;
-      Codes c = encoder_->forward(torch::cat({x3, x1}, 0));
+      SplitCodes c = encoder_->forward(torch::cat({x3, x1}, 0));
       fake_images = decoder_->forward(c.mu.slice(0, 0, n), c.s.slice(0, n));
     }
     const bool train_discriminator = !gate_enabled_ || PreviousAccuracy() < accuracy_limit_;
@@ -238,45 +213,25 @@ class Mathieu : public Model, public MathieuControls {
   }
 
   torch::Tensor Reconstruct(const torch::Tensor& images) override {
-    Codes c = encoder_->forward(images);
+    SplitCodes c = encoder_->forward(images);
     return decoder_->forward(c.mu, c.s);
   }
 
   std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) override {
-    Codes c = encoder_->forward(images);
+    SplitCodes c = encoder_->forward(images);
     return {{"s", c.s}, {"z", c.mu}};
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "reconstruction") {
-      torch::Tensor x = in.images.slice(0, 0, 16);
-      return ReconstructionGrid(x, Reconstruct(x));
-    }
-    if (name == "swap") {
-      // Rows take s from the left column, columns take z from the top row.
-      torch::Tensor rows = in.images.slice(0, 0, 8), cols = in.images.slice(0, 8, 16);
-      Codes r = encoder_->forward(rows), c = encoder_->forward(cols);
-      torch::Tensor s = r.s.repeat_interleave(8, 0);  // row-major: s fixed along a row
-      torch::Tensor z = c.mu.repeat({8, 1});          // z fixed down a column
-      return SwapGrid(rows, cols, decoder_->forward(z, s));
-    }
-    if (name == "interpolation") {
-      // The first test image and the first of another class at the corners:
-      // s varies across the columns, z down the rows.
-      int64_t other = 1;
-      while (other < in.labels.size(0) - 1 &&
-             in.labels[other].item<int64_t>() == in.labels[0].item<int64_t>()) {
-        ++other;
-      }
-      Codes a = encoder_->forward(in.images.slice(0, 0, 1));
-      Codes b = encoder_->forward(in.images.slice(0, other, other + 1));
-      const int64_t k = 8;
-      torch::Tensor w = InterpolationWeights(k).to(in.images.device()).unsqueeze(1);
-      torch::Tensor zs = a.mu * (1 - w) + b.mu * w;  // [k, z]
-      torch::Tensor ss = a.s * (1 - w) + b.s * w;    // [k, s]
-      return TileBatch(decoder_->forward(zs.repeat_interleave(k, 0), ss.repeat({k, 1})), k, k);
-    }
-    TORCH_CHECK(false, "mathieu has no grid named '", name, "'");
+    torch::Tensor grid = SplitCodeGrid(
+        name, in.images, in.labels,
+        [this](const torch::Tensor& x) {
+          SplitCodes c = encoder_->forward(x);
+          return std::make_pair(c.s, c.mu);
+        },
+        [this](const torch::Tensor& s, const torch::Tensor& z) { return decoder_->forward(z, s); });
+    TORCH_CHECK(grid.defined(), "mathieu has no grid named '", name, "'");
+    return grid;
   }
 
   UpdateCounts Counts() const override {
@@ -308,7 +263,7 @@ class Mathieu : public Model, public MathieuControls {
   double accuracy_limit_;
   int64_t g_steps_;
   double reconstruction_coef_, kl_coef_, adversarial_coef_;
-  PairEncoder encoder_;
+  SplitEncoder encoder_;
   SplitDecoder decoder_;
   PairDiscriminator discriminator_;
   GateState state_;

@@ -100,4 +100,16 @@ torch::Tensor KlDivergenceSum(const torch::Tensor& mu, const torch::Tensor& logv
   return -0.5 * torch::sum(1 + logvar - mu.pow(2) - logvar.exp());
 }
 
+SplitEncoderImpl::SplitEncoderImpl(int64_t channels, int64_t image_size, int64_t z_dim, int64_t s_dim) {
+  trunk_ = register_module("trunk", ConvEncoder(channels, image_size));
+  mu_ = register_module("z_mu", torch::nn::Linear(trunk_->feature_dim(), z_dim));
+  logvar_ = register_module("z_logvar", torch::nn::Linear(trunk_->feature_dim(), z_dim));
+  s_ = register_module("s", torch::nn::Linear(trunk_->feature_dim(), s_dim));
+}
+
+SplitCodes SplitEncoderImpl::forward(const torch::Tensor& x) {
+  torch::Tensor h = trunk_->forward(x);
+  return {mu_->forward(h), logvar_->forward(h), s_->forward(h)};
+}
+
 }  // namespace dfv::models

@@ -49,6 +49,25 @@ class DeconvTrunkImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DeconvTrunk);
 
+// What SplitEncoder produces: the unspecified code z as mean and
+// log-variance, and the specified code s.
+struct SplitCodes {
+  torch::Tensor mu, logvar, s;
+};
+
+// The reference encoder of the disentangling models (seeds 002, 004):
+// ConvEncoder, then linear heads for z's mean, z's log-variance and s.
+class SplitEncoderImpl : public torch::nn::Module {
+ public:
+  SplitEncoderImpl(int64_t channels, int64_t image_size, int64_t z_dim, int64_t s_dim);
+  SplitCodes forward(const torch::Tensor& x);
+
+ private:
+  ConvEncoder trunk_{nullptr};
+  torch::nn::Linear mu_{nullptr}, logvar_{nullptr}, s_{nullptr};
+};
+TORCH_MODULE(SplitEncoder);
+
 // The disentangling decoder(z, s): linear z -> F/2 and s -> F/2 with
 // LeakyReLU(0.2), concatenated into a [N, 128, b, b] map, then DeconvTrunk
 // with a sigmoid (F = 128 b^2; 256 + 256 at 28x28 as in the reference).
