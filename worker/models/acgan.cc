@@ -34,10 +34,6 @@ class AcganDiscriminatorImpl : public nn::Module {
 };
 TORCH_MODULE(AcganDiscriminator);
 
-torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
-  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
-}
-
 int64_t CheckedClasses(const ModelContext& ctx) {
   TORCH_CHECK(ctx.num_classes >= 2, "acgan needs a labelled data set with at least 2 classes, got ",
               ctx.num_classes);

@@ -10,15 +10,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
-  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
-}
-
-std::vector<torch::Tensor> Concat(std::vector<torch::Tensor> a, const std::vector<torch::Tensor>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 class CycleVae : public Model {
  public:
   explicit CycleVae(const ModelContext& ctx)
@@ -26,7 +17,7 @@ class CycleVae : public Model {
         s_dim_(ctx.spec->model_params.GetInt("class_dim")),
         encoder_(ctx.channels, ctx.image_size, z_dim_, s_dim_),
         decoder_(z_dim_, s_dim_, ctx.channels, ctx.image_size),
-        auto_encoder_opt_(Concat(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
+        auto_encoder_opt_(ConcatParameters(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
         reverse_cycle_opt_(encoder_->parameters(), AdamFrom(ctx.spec->train)),
         reconstruction_coef_(ctx.spec->train.loss.GetDouble("reconstruction")),
         reverse_cycle_coef_(ctx.spec->train.loss.GetDouble("reverse_cycle")),

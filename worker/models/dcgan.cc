@@ -25,10 +25,6 @@ class DcganDiscriminatorImpl : public nn::Module {
 };
 TORCH_MODULE(DcganDiscriminator);
 
-torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
-  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
-}
-
 class Dcgan : public Model {
  public:
   explicit Dcgan(const ModelContext& ctx)

@@ -44,10 +44,6 @@ class InfoganDiscriminatorImpl : public nn::Module {
 };
 TORCH_MODULE(InfoganDiscriminator);
 
-torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
-  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
-}
-
 class Infogan : public Model {
  public:
   explicit Infogan(const ModelContext& ctx)

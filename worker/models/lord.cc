@@ -123,11 +123,6 @@ class LordStateImpl : public nn::Module {
 };
 TORCH_MODULE(LordState);
 
-std::vector<torch::Tensor> Concat(std::vector<torch::Tensor> a, const std::vector<torch::Tensor>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 void SetLearningRate(torch::optim::Optimizer& optimizer, size_t group, double lr) {
   static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[group].options()).lr(lr);
 }
@@ -165,7 +160,7 @@ class Lord : public Model, public LordControls {
         amortized_generator_(content_dim_, class_dim_, ctx.channels, ctx.image_size),
         state_(ctx.channels, ctx.image_size),
         latent_opt_(LatentGroups(ctx), torch::optim::AdamOptions(generator_lr_)),
-        amortized_opt_(Concat(Concat(content_encoder_->parameters(), class_encoder_->parameters()),
+        amortized_opt_(ConcatParameters(ConcatParameters(content_encoder_->parameters(), class_encoder_->parameters()),
                               amortized_generator_->parameters()),
                        torch::optim::AdamOptions(encoder_lr_).betas({ctx.spec->train.betas[0], ctx.spec->train.betas[1]})) {
     const int64_t total = TotalSteps(ctx);

@@ -60,15 +60,6 @@ class GateStateImpl : public nn::Module {
 };
 TORCH_MODULE(GateState);
 
-torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
-  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
-}
-
-std::vector<torch::Tensor> Concat(std::vector<torch::Tensor> a, const std::vector<torch::Tensor>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 // Turns off gradients of a module's parameters for a scope: the frozen
 // network still passes gradients through to its inputs, but computes none
 // for its own weights.
@@ -101,8 +92,8 @@ class Mathieu : public Model, public MathieuControls {
         encoder_(ctx.channels, ctx.image_size, z_dim_, s_dim_),
         decoder_(z_dim_, s_dim_, ctx.channels, ctx.image_size),
         discriminator_(ctx.channels, ctx.image_size),
-        auto_encoder_opt_(Concat(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
-        generator_opt_(Concat(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
+        auto_encoder_opt_(ConcatParameters(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
+        generator_opt_(ConcatParameters(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
         discriminator_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)),
         probe_(torch::zeros({1}, torch::TensorOptions().device(ctx.device).requires_grad(true))),
         probe_opt_(std::vector<torch::Tensor>{probe_}, torch::optim::SGDOptions(0.0)) {

@@ -15,4 +15,13 @@ void StepContext::Update(const torch::Tensor& loss, torch::optim::Optimizer& opt
   optimizer.step();
 }
 
+torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train) {
+  return torch::optim::AdamOptions(train.lr).betas({train.betas[0], train.betas[1]});
+}
+
+std::vector<torch::Tensor> ConcatParameters(std::vector<torch::Tensor> a, const std::vector<torch::Tensor>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 }  // namespace dfv::models

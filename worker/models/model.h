@@ -53,6 +53,12 @@ class StepContext {
   GradientSync* sync_;
 };
 
+// Adam with the job's train.lr and train.betas: the optimiser most models use.
+torch::optim::AdamOptions AdamFrom(const jobspec::TrainSpec& train);
+
+// `a` followed by `b`: one optimiser over several modules' parameters.
+std::vector<torch::Tensor> ConcatParameters(std::vector<torch::Tensor> a, const std::vector<torch::Tensor>& b);
+
 // What the driver knows when it builds a model.
 struct ModelContext {
   const jobspec::JobSpec* spec = nullptr;

@@ -46,8 +46,7 @@ class Vae : public Model {
   explicit Vae(const ModelContext& ctx)
       : net_(ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("latent_dim")),
         optimizer_(net_->parameters(),
-                   torch::optim::AdamOptions(ctx.spec->train.lr)
-                       .betas({ctx.spec->train.betas[0], ctx.spec->train.betas[1]})),
+                   AdamFrom(ctx.spec->train)),
         reconstruction_weight_(ctx.spec->train.loss.GetDouble("reconstruction")),
         kl_weight_(ctx.spec->train.loss.GetDouble("kl")) {
     net_->to(ctx.device);
