@@ -248,6 +248,14 @@ Decl DeclareJob(const ModelInfo* model) {
           Leaf(F::Int("gpus_per_worker", "GPUs per worker; >= 1 with cuda, 0 with cpu")
                    .Default(int64_t{0}).Range(0, 16).DefaultNote("1 when device is cuda"),
                Bind(&JobSpec::resources, &ResourcesSpec::gpus_per_worker)),
+          Leaf(F::Int("bucket_mb", "gradient all-reduce bucket size in MiB (workers > 1)")
+                   .Default(int64_t{25}).Range(1, 1024),
+               Bind(&JobSpec::resources, &ResourcesSpec::bucket_mb)),
+          Leaf(F::Int("rendezvous_timeout_seconds",
+                      "seconds for all ranks to meet; after that the attempt fails and the job is retried "
+                      "(max_restarts) or failed")
+                   .Default(int64_t{60}).Range(5, 3600),
+               Bind(&JobSpec::resources, &ResourcesSpec::rendezvous_timeout_seconds)),
       }),
       Section("checkpoint", "checkpoints", {
           Leaf(F::Int("every_steps", "steps between checkpoints (0 = only at the end)")

@@ -66,6 +66,8 @@ struct ResourcesSpec {
   int64_t workers = 1;
   std::string device = "cpu";  // cpu | cuda
   int64_t gpus_per_worker = 0;
+  int64_t bucket_mb = 25;                  // all-reduce bucket size (MiB) for workers > 1
+  int64_t rendezvous_timeout_seconds = 60;  // all ranks must meet within this
 };
 
 struct CheckpointSpec {

@@ -39,6 +39,8 @@ void ExpectSameSpec(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.resources.workers, b.resources.workers);
   EXPECT_EQ(a.resources.device, b.resources.device);
   EXPECT_EQ(a.resources.gpus_per_worker, b.resources.gpus_per_worker);
+  EXPECT_EQ(a.resources.bucket_mb, b.resources.bucket_mb);
+  EXPECT_EQ(a.resources.rendezvous_timeout_seconds, b.resources.rendezvous_timeout_seconds);
   EXPECT_EQ(a.checkpoint.every_steps, b.checkpoint.every_steps);
   EXPECT_EQ(a.checkpoint.keep_last, b.checkpoint.keep_last);
   EXPECT_EQ(a.samples.every_steps, b.samples.every_steps);
@@ -97,6 +99,8 @@ TEST(JobSpecRoundTripTest, CanonicalYamlOfMinimalVae) {
             "  workers: 1\n"
             "  device: cpu\n"
             "  gpus_per_worker: 0\n"
+            "  bucket_mb: 25\n"
+            "  rendezvous_timeout_seconds: 60\n"
             "checkpoint:\n"
             "  every_steps: 500\n"
             "  keep_last: 3\n"

@@ -67,11 +67,11 @@ class Acgan : public Model {
     const int64_t n = real.size(0);
     double d_loss = 0, class_loss = 0, acc_real = 0, acc_fake = 0, class_acc_real = 0;
     for (int64_t i = 0; i < d_steps_; ++i) {
-      torch::Tensor wanted = RandomClasses(n, labels.device());
+      torch::Tensor wanted = ctx.RandInt(num_classes_, n, labels.device());
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;
-        fake = Generate(torch::randn({n, noise_dim_}, real.options()), wanted);
+        fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), wanted);
       }
       Heads on_real = discriminator_->forward(real);
       Heads on_fake = discriminator_->forward(fake);
@@ -89,8 +89,8 @@ class Acgan : public Model {
     {
       FrozenParameters frozen(*discriminator_);
       for (int64_t i = 0; i < g_steps_; ++i) {
-        torch::Tensor wanted = RandomClasses(n, labels.device());
-        Heads on_fake = discriminator_->forward(Generate(torch::randn({n, noise_dim_}, real.options()), wanted));
+        torch::Tensor wanted = ctx.RandInt(num_classes_, n, labels.device());
+        Heads on_fake = discriminator_->forward(Generate(ctx.Normal(n, {noise_dim_}, real.device()), wanted));
         torch::Tensor loss = BceWithLogits(on_fake.real_fake, 1.0) +
                              class_weight_ * torch::nn::functional::cross_entropy(on_fake.classes, wanted);
         ctx.Update(loss, g_opt_);
@@ -126,10 +126,6 @@ class Acgan : public Model {
   }
 
  private:
-  torch::Tensor RandomClasses(int64_t n, torch::Device device) const {
-    return torch::randint(num_classes_, {n}, torch::TensorOptions().dtype(torch::kLong).device(device));
-  }
-
   torch::Tensor Generate(const torch::Tensor& noise, const torch::Tensor& classes) {
     return generator_->forward(torch::cat({noise, OneHot(classes, num_classes_)}, 1));
   }

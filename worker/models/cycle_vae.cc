@@ -40,7 +40,10 @@ class CycleVae : public Model {
     // Forward cycle: both images through one encoder pass (instance norm is
     // per sample, so batching them together changes nothing).
     SplitCodes c = encoder_->forward(torch::cat({x1, x2}, 0));
-    torch::Tensor z = Reparameterize(c.mu, c.logvar);
+    // Noise per image, drawn per input so a rank's draws match its rows of
+    // the global batch (StepContext::Normal).
+    torch::Tensor eps = torch::cat({ctx.Normal(n, {z_dim_}, x1.device()), ctx.Normal(n, {z_dim_}, x1.device())}, 0);
+    torch::Tensor z = Reparameterize(c.mu, c.logvar, eps);
     torch::Tensor s_swapped = torch::cat({c.s.slice(0, n), c.s.slice(0, 0, n)}, 0);
     torch::Tensor recon = decoder_->forward(z, s_swapped);
     torch::Tensor rec = torch::mse_loss(recon.slice(0, 0, n), x1) + torch::mse_loss(recon.slice(0, n), x2);
@@ -56,7 +59,7 @@ class CycleVae : public Model {
       torch::NoGradGuard no_grad;
       s_pair = encoder_->forward(torch::cat({x1, batch.other_images}, 0)).s;
     }
-    torch::Tensor z_sample = torch::randn({n, z_dim_}, x1.options());
+    torch::Tensor z_sample = ctx.Normal(n, {z_dim_}, x1.device());
     torch::Tensor regenerated = decoder_->forward(torch::cat({z_sample, z_sample}, 0), s_pair);
     torch::Tensor mu_back = encoder_->forward(regenerated).mu;
     torch::Tensor reverse = torch::l1_loss(mu_back.slice(0, 0, n), mu_back.slice(0, n));

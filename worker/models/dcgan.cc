@@ -49,7 +49,7 @@ class Dcgan : public Model {
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;  // the discriminator's update needs no generator gradients
-        fake = generator_->forward(torch::randn({n, noise_dim_}, real.options()));
+        fake = generator_->forward(ctx.Normal(n, {noise_dim_}, real.device()));
       }
       // Real and fake go through separately, so batch norm never mixes them
       // (DCGAN's practice).
@@ -65,7 +65,7 @@ class Dcgan : public Model {
     {
       FrozenParameters frozen(*discriminator_);
       for (int64_t i = 0; i < g_steps_; ++i) {
-        torch::Tensor fake = generator_->forward(torch::randn({n, noise_dim_}, real.options()));
+        torch::Tensor fake = generator_->forward(ctx.Normal(n, {noise_dim_}, real.device()));
         torch::Tensor loss = BceWithLogits(discriminator_->forward(fake), 1.0);
         ctx.Update(loss, g_opt_);
         g_loss += loss.item<double>();

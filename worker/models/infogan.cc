@@ -73,7 +73,7 @@ class Infogan : public Model {
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;
-        fake = Generate(torch::randn({n, noise_dim_}, real.options()), RandomCodes(n, device));
+        fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), ctx.RandInt(categories_, n, device));
       }
       torch::Tensor logits_real = discriminator_->RealFake(discriminator_->Features(real));
       torch::Tensor logits_fake = discriminator_->RealFake(discriminator_->Features(fake));
@@ -85,8 +85,8 @@ class Infogan : public Model {
     }
     double g_loss = 0, q_loss = 0, q_acc = 0;
     for (int64_t i = 0; i < g_steps_; ++i) {
-      torch::Tensor codes = RandomCodes(n, device);
-      torch::Tensor fake = Generate(torch::randn({n, noise_dim_}, real.options()), codes);
+      torch::Tensor codes = ctx.RandInt(categories_, n, device);
+      torch::Tensor fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), codes);
       {
         FrozenParameters frozen(*discriminator_);
         torch::Tensor h = discriminator_->Features(fake);
@@ -134,10 +134,6 @@ class Infogan : public Model {
   }
 
  private:
-  torch::Tensor RandomCodes(int64_t n, torch::Device device) const {
-    return torch::randint(categories_, {n}, torch::TensorOptions().dtype(torch::kLong).device(device));
-  }
-
   torch::Tensor Generate(const torch::Tensor& noise, const torch::Tensor& codes) {
     return generator_->forward(torch::cat({noise, OneHot(codes, categories_)}, 1));
   }

@@ -296,7 +296,7 @@ class Lord : public Model, public LordControls {
     SetLearningRate(latent_opt_, 1, ScheduledRate(embedding_lr_, ctx.step, amortization_start_));
 
     torch::Tensor content = codes_->content_codes->forward(batch.indices);
-    torch::Tensor noisy = content_noise_ > 0 ? content + content_noise_ * torch::randn_like(content) : content;
+    torch::Tensor noisy = content_noise_ > 0 ? content + content_noise_ * ctx.NormalLike(content) : content;
     torch::Tensor output = generator_->forward(noisy, codes_->class_codes->forward(batch.labels));
     torch::Tensor rec = ReconstructionLoss(output, x);
     torch::Tensor penalty = content.pow(2).sum(1).mean();

@@ -27,7 +27,8 @@ class PairDiscriminatorImpl : public nn::Module {
     int64_t in = 2 * channels;
     int64_t size = image_size;
     for (int64_t out : widths) {
-      layers_->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 5).stride(2).padding(1)));
+      // No bias before the instance norm (see ConvEncoderImpl in nets.cc).
+      layers_->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 5).stride(2).padding(1).bias(false)));
       layers_->push_back(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(out).affine(false).track_running_stats(false)));
       layers_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
       in = out;
@@ -94,9 +95,7 @@ class Mathieu : public Model, public MathieuControls {
         discriminator_(ctx.channels, ctx.image_size),
         auto_encoder_opt_(ConcatParameters(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
         generator_opt_(ConcatParameters(encoder_->parameters(), decoder_->parameters()), AdamFrom(ctx.spec->train)),
-        discriminator_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)),
-        probe_(torch::zeros({1}, torch::TensorOptions().device(ctx.device).requires_grad(true))),
-        probe_opt_(std::vector<torch::Tensor>{probe_}, torch::optim::SGDOptions(0.0)) {
+        discriminator_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)) {
     InitNormal(*encoder_, 0.05);
     InitNormal(*decoder_, 0.05);
     InitNormal(*discriminator_, 0.05);
@@ -122,7 +121,7 @@ class Mathieu : public Model, public MathieuControls {
     // partner's s (one encoder pass over both; instance norm is per sample).
     SplitCodes c12 = encoder_->forward(torch::cat({x1, x2}, 0));
     torch::Tensor mu1 = c12.mu.slice(0, 0, n), logvar1 = c12.logvar.slice(0, 0, n);
-    torch::Tensor z1 = Reparameterize(mu1, logvar1);
+    torch::Tensor z1 = Reparameterize(mu1, logvar1, ctx.NormalLike(mu1));
     torch::Tensor recon = decoder_->forward(torch::cat({z1, z1}, 0), c12.s);
     torch::Tensor rec = torch::mse_loss(recon.slice(0, 0, n), x1) + torch::mse_loss(recon.slice(0, n), x1);
     torch::Tensor kl = KlDivergenceSum(mu1, logvar1) / elements;
@@ -139,8 +138,8 @@ class Mathieu : public Model, public MathieuControls {
       SplitCodes c = encoder_->forward(torch::cat({style_source, class_source}, 0));
       torch::Tensor mu = c.mu.slice(0, 0, n), logvar = c.logvar.slice(0, 0, n);
       torch::Tensor s = c.s.slice(0, n);
-      torch::Tensor z = Reparameterize(mu, logvar);
-      torch::Tensor z_prior = torch::randn({n, z_dim_}, x1.options());
+      torch::Tensor z = Reparameterize(mu, logvar, ctx.NormalLike(mu));
+      torch::Tensor z_prior = ctx.Normal(n, {z_dim_}, x1.device());
       torch::Tensor generated = decoder_->forward(torch::cat({z, z_prior}, 0), torch::cat({s, s}, 0));
       torch::Tensor adversarial;
       {
@@ -179,7 +178,8 @@ class Mathieu : public Model, public MathieuControls {
       ctx.Update(d_loss, discriminator_opt_);
       counts()[1] += 1;
     }
-    SetPreviousAccuracy(MeanAcrossRanks(accuracy, ctx));
+    // Every rank takes the same gate decision next iteration.
+    SetPreviousAccuracy(ctx.MeanAcrossRanks({accuracy.item<double>()})[0]);
     counts()[0] += 1;
 
     return {{"reconstruction", rec.item<double>()},
@@ -240,14 +240,6 @@ class Mathieu : public Model, public MathieuControls {
  private:
   torch::Tensor counts() { return state_->counts; }
 
-  // The mean of `accuracy` over all ranks: the probe's gradient is the
-  // accuracy, StepContext::Update averages it like any gradient, and the
-  // probe's optimiser has a zero learning rate, so its step changes nothing.
-  // Every rank calls this once per iteration, so the collectives line up.
-  double MeanAcrossRanks(const torch::Tensor& accuracy, StepContext& ctx) {
-    ctx.Update((probe_ * accuracy.detach().to(probe_.dtype())).sum(), probe_opt_);
-    return probe_.grad().item<double>();
-  }
 
   int64_t z_dim_, s_dim_;
   bool gate_enabled_;
@@ -261,8 +253,6 @@ class Mathieu : public Model, public MathieuControls {
   torch::optim::Adam auto_encoder_opt_;
   torch::optim::Adam generator_opt_;
   torch::optim::Adam discriminator_opt_;
-  torch::Tensor probe_;
-  torch::optim::SGD probe_opt_;
 };
 
 }  // namespace

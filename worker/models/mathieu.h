@@ -23,8 +23,8 @@
 // So, with the gate open, the generator is updated g_steps_per_d_step times
 // per discriminator update (seed 004's 2:1).
 //
-// With several ranks the previous accuracy is averaged across ranks (through
-// StepContext::Update on a probe tensor, a collective every rank makes), so
+// With several ranks the previous accuracy is averaged across ranks
+// (StepContext::MeanAcrossRanks, a collective every rank makes), so
 // every rank takes the same gate decision and the discriminator stays in
 // lockstep. The gate state and the update counters live in a module named
 // "state", so checkpoints carry them and a resumed run gates identically.

@@ -37,7 +37,10 @@ ConvEncoderImpl::ConvEncoderImpl(int64_t channels, int64_t image_size) {
   int64_t in = channels;
   int64_t size = image_size;
   for (int64_t out : widths) {
-    layers_->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 5).stride(2).padding(1)));
+    // No bias before an instance norm: the norm removes any per-channel
+    // constant, so a bias would only gather rounding noise (which Adam turns
+    // into real steps).
+    layers_->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 5).stride(2).padding(1).bias(false)));
     layers_->push_back(InstanceNorm(out));
     layers_->push_back(nn::ReLU());
     in = out;
@@ -55,11 +58,12 @@ DeconvTrunkImpl::DeconvTrunkImpl(int64_t channels, int64_t image_size, Output ou
     : image_size_(image_size), base_(BaseFor(image_size)), output_(output) {
   const bool reference = image_size == 28;
   // Reference 28x28 paddings: 2 -> 6 -> 14 -> 28. Elsewhere every layer doubles.
+  // The layers before an instance norm have no bias (see ConvEncoderImpl).
   const int64_t p1 = reference ? 0 : 1, p2 = reference ? 0 : 1, p3 = 1;
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 32, 4).stride(2).padding(p1)));
+  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 32, 4).stride(2).padding(p1).bias(false)));
   layers_->push_back(InstanceNorm(32));
   layers_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(32, 16, 4).stride(2).padding(p2)));
+  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(32, 16, 4).stride(2).padding(p2).bias(false)));
   layers_->push_back(InstanceNorm(16));
   layers_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
   layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(16, channels, 4).stride(2).padding(p3)));
@@ -92,8 +96,8 @@ torch::Tensor SplitDecoderImpl::forward(const torch::Tensor& z, const torch::Ten
   return trunk_->forward(h.view({-1, 128, base, base}));
 }
 
-torch::Tensor Reparameterize(const torch::Tensor& mu, const torch::Tensor& logvar) {
-  return mu + torch::randn_like(mu) * torch::exp(0.5 * logvar);
+torch::Tensor Reparameterize(const torch::Tensor& mu, const torch::Tensor& logvar, const torch::Tensor& eps) {
+  return mu + eps * torch::exp(0.5 * logvar);
 }
 
 torch::Tensor KlDivergenceSum(const torch::Tensor& mu, const torch::Tensor& logvar) {

@@ -83,7 +83,7 @@ class SplitDecoderImpl : public torch::nn::Module {
 TORCH_MODULE(SplitDecoder);
 
 // Reparameterisation: mu + eps * exp(logvar / 2) with eps ~ N(0, I).
-torch::Tensor Reparameterize(const torch::Tensor& mu, const torch::Tensor& logvar);
+torch::Tensor Reparameterize(const torch::Tensor& mu, const torch::Tensor& logvar, const torch::Tensor& eps);
 
 // KL(N(mu, exp(logvar)) || N(0, I)) summed over every element.
 torch::Tensor KlDivergenceSum(const torch::Tensor& mu, const torch::Tensor& logvar);

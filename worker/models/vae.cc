@@ -56,7 +56,7 @@ class Vae : public Model {
     const torch::Tensor& x = batch.images;
     const double n = static_cast<double>(x.size(0));
     auto [mu, logvar] = net_->Encode(x);
-    torch::Tensor recon = net_->Decode(Reparameterize(mu, logvar));
+    torch::Tensor recon = net_->Decode(Reparameterize(mu, logvar, ctx.NormalLike(mu)));
     torch::Tensor sse = (recon - x).pow(2).sum() / n;
     torch::Tensor kl = KlDivergenceSum(mu, logvar) / n;
     torch::Tensor loss = reconstruction_weight_ * sse + kl_weight_ * kl;

@@ -67,6 +67,46 @@ class MetricsWindow {
   int64_t count_ = 0;
 };
 
+// One log row for the whole job: every model metric averaged over the ranks
+// (each rank saw its own shard), then the mean step time and all-reduce wait,
+// then each rank's own. One collective, made by every rank at the same steps.
+absl::StatusOr<models::Metrics> AcrossRanks(models::GradientSync& sync, models::Metrics row, double step_seconds,
+                                            double allreduce_seconds, int rank, int world) {
+  std::vector<double> values;
+  for (const auto& [name, value] : row) values.push_back(value);
+  const size_t per_rank_at = values.size();
+  values.resize(per_rank_at + 2 * static_cast<size_t>(world), 0.0);
+  // Mean over ranks of (W * own value in own slot, zeros elsewhere) = the value.
+  values[per_rank_at + 2 * rank] = world * step_seconds;
+  values[per_rank_at + 2 * rank + 1] = world * allreduce_seconds;
+  try {
+    sync.AverageValues(values);
+  } catch (const models::CollectiveError& e) {
+    return e.status();
+  }
+  models::Metrics out;
+  for (size_t i = 0; i < per_rank_at; ++i) out.emplace_back(row[i].first, values[i]);
+  double step_sum = 0, allreduce_sum = 0;
+  for (int r = 0; r < world; ++r) {
+    step_sum += values[per_rank_at + 2 * r];
+    allreduce_sum += values[per_rank_at + 2 * r + 1];
+  }
+  out.emplace_back("step_time_seconds", step_sum / world);
+  out.emplace_back("allreduce_seconds", allreduce_sum / world);
+  for (int r = 0; r < world; ++r) {
+    out.emplace_back(absl::StrCat("rank", r, "_step_time_seconds"), values[per_rank_at + 2 * r]);
+    out.emplace_back(absl::StrCat("rank", r, "_allreduce_seconds"), values[per_rank_at + 2 * r + 1]);
+  }
+  return out;
+}
+
+void MoveBatch(data::Batch& batch, torch::Device device) {
+  for (torch::Tensor* t : {&batch.images, &batch.labels, &batch.indices, &batch.same_images, &batch.same_indices,
+                           &batch.other_images, &batch.other_labels, &batch.other_indices}) {
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
+  }
+}
+
 absl::StatusOr<std::string> ResolveResumePath(const std::string& resume_from) {
   std::error_code ec;
   if (std::filesystem::is_directory(resume_from, ec)) {
@@ -119,7 +159,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
   context.image_size = train.height;
   context.num_classes = train.num_classes;
   context.train_size = train.size;
-  context.device = torch::kCPU;
+  if (spec.resources.device == "cuda") {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(
+          "resources.device is cuda, but this worker's LibTorch has no CUDA device (Debian's libtorch is "
+          "CPU-only; run cuda jobs on workers built against a CUDA LibTorch)");
+    }
+    t->device_ = torch::Device(torch::kCUDA, 0);
+  }
+  context.device = t->device_;
   DFV_ASSIGN_OR_RETURN(t->model_, models::CreateModel(context));
   if (world > 1) {
     // Different noise per rank from here on.
@@ -140,6 +188,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
   const std::vector<int64_t> grid_idx = data::IndexRange(0, kGridImages);
   DFV_ASSIGN_OR_RETURN(t->grid_inputs_.images, data::ImagesToTensor(test, grid_idx));
   DFV_ASSIGN_OR_RETURN(t->grid_inputs_.labels, data::LabelsToTensor(test, grid_idx));
+  t->grid_inputs_.images = t->grid_inputs_.images.to(t->device_);
+  t->grid_inputs_.labels = t->grid_inputs_.labels.to(t->device_);
   t->grid_inputs_.noise_seed = spec.train.seed;
 
   if (!t->options_.resume_from.empty()) {
@@ -153,6 +203,19 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
     t->loader_->Seek(t->start_step_);
     if (t->options_.observer) {
       t->options_.observer->OnMessage(absl::StrCat("resumed from ", path, " at step ", t->start_step_));
+    }
+  }
+  if (t->options_.gradient_sync != nullptr) {
+    // Every rank starts from rank 0's parameters and buffers.
+    std::vector<torch::Tensor> state;
+    for (auto& [name, module] : t->model_->Modules()) {
+      for (const torch::Tensor& p : module->parameters()) state.push_back(p);
+      for (const torch::Tensor& b : module->buffers()) state.push_back(b);
+    }
+    try {
+      t->options_.gradient_sync->BroadcastFromFirstRank(std::move(state));
+    } catch (const models::CollectiveError& e) {
+      return e.status();
     }
   }
   return t;
@@ -193,7 +256,7 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
 
 absl::Status Trainer::WriteReport(const RunSummary& summary) {
   SetTrainMode(*model_, false);
-  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, options_.spec.train.seed, torch::kCPU,
+  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, options_.spec.train.seed, device_,
                              options_.out_dir);
   SetTrainMode(*model_, true);
   if (!evaluation.ok()) return evaluation.status();
@@ -238,7 +301,9 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
   }
 
   RunSummary summary;
-  models::StepContext context(options_.gradient_sync);
+  models::StepContext context(options_.gradient_sync, options_.rank, options_.world_size);
+  models::GradientSync* const sync = options_.gradient_sync;
+  const int world = options_.world_size;
   MetricsWindow window;
   MetricsWindow progress_window;
   const auto run_start = Clock::now();
@@ -255,12 +320,15 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
       return absl::CancelledError(absl::StrCat("cancelled at step ", step));
     }
     DFV_ASSIGN_OR_RETURN(data::Batch batch, loader_->Next());
+    if (!device_.is_cpu()) MoveBatch(batch, device_);
     epoch = batch.epoch;
-    context.step = step;
+    context.BeginStep(step, spec.train.seed);
     const auto t0 = Clock::now();
     models::Metrics metrics;
     try {
       metrics = model_->TrainStep(batch, context);
+    } catch (const models::CollectiveError& e) {
+      return absl::Status(e.status().code(), absl::StrCat("training step ", step, ": ", e.status().message()));
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("training step ", step, " failed: ", e.what()));
     }
@@ -279,11 +347,17 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     if (done % spec.train.log_every_steps == 0 || last) {
       const double elapsed = Seconds(Clock::now() - window_start);
       models::Metrics row = window.Means();
-      row.emplace_back("step_time_seconds", step_seconds_in_window / window.count());
+      const double step_seconds = step_seconds_in_window / window.count();
+      if (sync != nullptr) {
+        DFV_ASSIGN_OR_RETURN(row, AcrossRanks(*sync, std::move(row), step_seconds,
+                                              sync->TakeBlockedSeconds() / window.count(), options_.rank, world));
+      } else {
+        row.emplace_back("step_time_seconds", step_seconds);
+      }
       row.emplace_back("samples_per_second", elapsed > 0 ? global_batch * window.count() / elapsed : 0.0);
       if (metrics_log) DFV_RETURN_IF_ERROR(metrics_log->Append(done, epoch, row));
       if (options_.observer) options_.observer->OnMetrics(done, epoch, row);
-      summary.final_metrics = window.Means();
+      summary.final_metrics.assign(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(window.Means().size()));
       window.Reset();
       step_seconds_in_window = 0;
       window_start = Clock::now();

@@ -87,6 +87,7 @@ class Trainer {
   int64_t total_steps_ = 0;
   int64_t start_step_ = 0;
   bool is_chief_ = true;  // rank 0 writes files
+  torch::Device device_ = torch::kCPU;  // resources.device
 };
 
 }  // namespace dfv::train

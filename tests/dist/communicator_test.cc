@@ -1,0 +1,149 @@
+// The Gloo communicator and the per-job rendezvous, with ranks as threads
+// meeting over loopback: collectives, timeouts, two groups side by side on
+// one host, and a peer that goes away in the middle of a collective.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "tests/dist/dist_test_util.h"
+#include "worker/dist/rendezvous.h"
+
+namespace dfv {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+TEST(GlooCommunicatorTest, AllReduceSumsAndBroadcastCopiesFromRoot) {
+  testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
+    EXPECT_EQ(group.communicator->rank(), rank);
+    EXPECT_EQ(group.communicator->world_size(), 2);
+    EXPECT_EQ(group.communicator->backend(), "gloo");
+    torch::Tensor t = torch::full({1000}, static_cast<float>(rank + 1));
+    ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+    EXPECT_TRUE(torch::allclose(t, torch::full({1000}, 3.0f)));
+
+    // Broadcast, including a non-contiguous view.
+    torch::Tensor a = torch::full({4, 4}, static_cast<float>(10 * rank));
+    torch::Tensor b = torch::arange(16, torch::kFloat32).view({4, 4}).add(rank).t();
+    ASSERT_TRUE(group.communicator->Broadcast({a, b}, 0).ok());
+    EXPECT_TRUE(torch::equal(a, torch::zeros({4, 4})));
+    EXPECT_TRUE(torch::equal(b, torch::arange(16, torch::kFloat32).view({4, 4}).t()));
+  });
+}
+
+TEST(GlooCommunicatorTest, RejectsTensorsItCannotReduce) {
+  testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
+    torch::Tensor view = torch::zeros({4, 4}).t();
+    absl::Status status = group.communicator->AllReduceSum(view);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  });
+}
+
+TEST(RendezvousTest, FailsWithDeadlineWhenARankNeverArrives) {
+  dist::RendezvousOptions options;
+  options.address = "127.0.0.1:0";
+  options.rank = 0;
+  options.world_size = 2;
+  options.timeout = milliseconds(1500);
+  std::string announced;
+  options.on_listening = [&](const std::string& a) { announced = a; };
+  const auto start = Clock::now();
+  absl::StatusOr<dist::ProcessGroup> group = dist::Rendezvous(options);
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  ASSERT_FALSE(group.ok());
+  EXPECT_EQ(group.status().code(), absl::StatusCode::kDeadlineExceeded) << group.status();
+  EXPECT_TRUE(absl::StrContains(group.status().message(), "not all 2 ranks arrived within 1.5 s"))
+      << group.status();
+  EXPECT_TRUE(absl::StartsWith(announced, "127.0.0.1:")) << announced;
+  EXPECT_NE(announced, "127.0.0.1:0");
+  EXPECT_LT(took, 10.0);
+}
+
+TEST(RendezvousTest, ARankThatCannotReachRankZeroGivesUp) {
+  // A port nobody listens on: bind a store, note its port, let it go.
+  std::string address;
+  {
+    dist::RendezvousOptions probe;
+    probe.address = "127.0.0.1:0";
+    probe.world_size = 1;
+    probe.on_listening = [&](const std::string& a) { address = a; };
+    ASSERT_TRUE(dist::Rendezvous(probe).ok());
+  }
+  dist::RendezvousOptions options;
+  options.address = address;
+  options.rank = 1;
+  options.world_size = 2;
+  options.timeout = milliseconds(1500);
+  const auto start = Clock::now();
+  absl::StatusOr<dist::ProcessGroup> group = dist::Rendezvous(options);
+  ASSERT_FALSE(group.ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(group.status()) || absl::IsUnavailable(group.status())) << group.status();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 15.0);
+}
+
+TEST(RendezvousTest, RejectsBadOptions) {
+  dist::RendezvousOptions options;
+  options.address = "127.0.0.1:0";
+  options.rank = 1;
+  options.world_size = 2;
+  EXPECT_EQ(dist::Rendezvous(options).status().code(), absl::StatusCode::kInvalidArgument);  // needs a port
+  options.rank = 2;
+  EXPECT_EQ(dist::Rendezvous(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.rank = 0;
+  options.address = "no-port";
+  EXPECT_EQ(dist::Rendezvous(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.address = "127.0.0.1:0";
+  options.backend = "mpi";
+  EXPECT_EQ(dist::Rendezvous(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RendezvousTest, TwoJobsShareAHostWithoutClashing) {
+  std::thread other([] {
+    testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
+      torch::Tensor t = torch::full({8}, 100.0f);
+      ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+      EXPECT_TRUE(torch::equal(t, torch::full({8}, 200.0f)));
+    });
+  });
+  testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
+    torch::Tensor t = torch::full({8}, 1.0f);
+    ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+    EXPECT_TRUE(torch::equal(t, torch::full({8}, 2.0f)));
+  });
+  other.join();
+}
+
+TEST(GlooCommunicatorTest, APeerThatGoesAwayFailsTheCollectiveInsteadOfHanging) {
+  std::promise<void> rank1_gone;
+  std::shared_future<void> gone = rank1_gone.get_future().share();
+  testing::RunRanks(
+      2,
+      [&](int rank, dist::ProcessGroup& group) {
+        torch::Tensor t = torch::ones({1024});
+        ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+        if (rank == 1) {
+          group.communicator.reset();  // closes its connections, as a dying process does
+          group.store.reset();
+          rank1_gone.set_value();
+          return;
+        }
+        gone.wait();
+        const auto start = Clock::now();
+        absl::Status status = group.communicator->AllReduceSum(t);
+        const double took = std::chrono::duration<double>(Clock::now() - start).count();
+        EXPECT_FALSE(status.ok());
+        EXPECT_TRUE(absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) << status;
+        EXPECT_LT(took, 10.0) << status;
+      },
+      seconds(20));
+}
+
+}  // namespace
+}  // namespace dfv

@@ -1,0 +1,57 @@
+// Runs N ranks of a data-parallel group as N threads of the test process,
+// meeting through a real rendezvous (a TCPStore on a loopback port) over Gloo.
+#ifndef DFV_TESTS_DIST_DIST_TEST_UTIL_H_
+#define DFV_TESTS_DIST_DIST_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/dist/rendezvous.h"
+
+namespace dfv::testing {
+
+// Calls body(rank, group) on `world` threads, each with its own process
+// group; fails the test if a rendezvous fails.
+inline void RunRanks(int world, const std::function<void(int rank, dist::ProcessGroup& group)>& body,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  std::promise<std::string> address_promise;
+  std::shared_future<std::string> address = address_promise.get_future().share();
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < world; ++rank) {
+    threads.emplace_back([&, rank] {
+      dist::RendezvousOptions options;
+      options.rank = rank;
+      options.world_size = world;
+      options.timeout = timeout;
+      options.collective_timeout = timeout;
+      if (rank == 0) {
+        options.address = "127.0.0.1:0";
+        options.on_listening = [&](const std::string& bound) { address_promise.set_value(bound); };
+      } else {
+        if (address.wait_for(timeout) != std::future_status::ready) {
+          ADD_FAILURE() << "rank 0 never listened";
+          return;
+        }
+        options.address = address.get();
+      }
+      absl::StatusOr<dist::ProcessGroup> group = dist::Rendezvous(options);
+      if (!group.ok()) {
+        ADD_FAILURE() << "rank " << rank << ": " << group.status();
+        if (rank == 0) address_promise.set_value("127.0.0.1:1");  // unblock the others
+        return;
+      }
+      body(rank, *group);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace dfv::testing
+
+#endif  // DFV_TESTS_DIST_DIST_TEST_UTIL_H_

@@ -1,0 +1,109 @@
+#include "worker/dist/rendezvous.h"
+
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/rpc/rpc.h"
+#include "worker/dist/gloo_communicator.h"
+#include "worker/dist/status_util.h"
+#ifdef DFV_HAVE_NCCL
+#include "worker/dist/nccl_communicator.h"
+#endif
+
+namespace dfv::dist {
+namespace {
+
+std::string Unbracket(const std::string& host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') return host.substr(1, host.size() - 2);
+  return host;
+}
+
+double Seconds(std::chrono::milliseconds ms) { return ms.count() / 1000.0; }
+
+}  // namespace
+
+absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " of world size ", options.world_size));
+  }
+  if (options.backend != "gloo" && options.backend != "nccl") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.backend, "' (gloo | nccl)"));
+  }
+  absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort(options.address, "--rendezvous");
+  if (!parsed.ok()) return parsed.status();
+  const std::string host = Unbracket(parsed->host);
+  const bool server = options.rank == 0;
+  if (!server && parsed->port == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rendezvous ", options.address, ": rank ", options.rank, " needs rank 0's port"));
+  }
+
+  ProcessGroup group;
+  std::string bound;
+  try {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<uint16_t>(parsed->port);
+    store_options.isServer = server;
+    store_options.numWorkers = options.world_size;
+    store_options.waitWorkers = false;  // announce the address first
+    store_options.timeout = options.timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+    bound = absl::StrCat(parsed->host, ":", store->getPort());
+    group.store = store;
+  } catch (const std::exception& e) {
+    return CollectiveFailure(server ? absl::StrCat("rendezvous: listening on ", options.address)
+                                    : absl::StrCat("rendezvous: reaching rank 0 at ", options.address, " within ",
+                                                   Seconds(options.timeout), " s"),
+                             e.what());
+  }
+  if (server && options.on_listening) options.on_listening(bound);
+
+  // Everyone checks in before the backend connects: the backends wait for
+  // peers with their (much longer) collective timeout, the rendezvous must
+  // give up after its own.
+  try {
+    group.store->set(absl::StrCat("dfv/arrived/", options.rank), std::vector<uint8_t>{1});
+    std::vector<std::string> keys;
+    for (int r = 0; r < options.world_size; ++r) keys.push_back(absl::StrCat("dfv/arrived/", r));
+    group.store->wait(keys, options.timeout);
+  } catch (const std::exception& e) {
+    absl::Status s = CollectiveFailure("rendezvous", e.what());
+    if (absl::IsDeadlineExceeded(s)) {
+      return absl::DeadlineExceededError(absl::StrFormat("rendezvous at %s: not all %d ranks arrived within %g s",
+                                                         bound, options.world_size, Seconds(options.timeout)));
+    }
+    return s;
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> communicator;
+  if (options.backend == "nccl") {
+#ifdef DFV_HAVE_NCCL
+    communicator = NcclCommunicator::Create(group.store, options.rank, options.world_size, options.cuda_device,
+                                            options.collective_timeout);
+#else
+    return absl::UnimplementedError("this build has no NCCL (the CUDA toolkit was not found at configure time)");
+#endif
+  } else {
+    GlooOptions gloo;
+    // Ranks that meet on a loopback address share one host: talk over it.
+    if (rpc::IsLoopbackHost(host)) gloo.interface_host = host == "localhost" ? "127.0.0.1" : host;
+    gloo.timeout = options.collective_timeout;
+    communicator = CreateGlooCommunicator(group.store, options.rank, options.world_size, gloo);
+  }
+  if (!communicator.ok()) {
+    const absl::Status& s = communicator.status();
+    if (absl::IsDeadlineExceeded(s)) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "rendezvous at %s: not all %d ranks arrived within %g s (%s)", bound, options.world_size,
+          Seconds(options.timeout), s.message()));
+    }
+    return s;
+  }
+  group.communicator = *std::move(communicator);
+  return group;
+}
+
+}  // namespace dfv::dist

@@ -1,0 +1,52 @@
+// Per-job rendezvous: how the ranks of one attempt find each other. Rank 0
+// runs a c10d TCPStore on a port of its own (port 0 = any free port, so jobs
+// sharing a host never clash) and announces the bound address; the daemon
+// relays it through the coordinator to the other ranks, which connect to it.
+// Over the store the ranks then build the backend's communicator.
+#ifndef DFV_WORKER_DIST_RENDEZVOUS_H_
+#define DFV_WORKER_DIST_RENDEZVOUS_H_
+
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/dist/communicator.h"
+
+namespace dfv::dist {
+
+struct RendezvousOptions {
+  // HOST:PORT of rank 0's store. Rank 0 listens on PORT (0: any free port);
+  // the others connect to it.
+  std::string address;
+  int rank = 0;
+  int world_size = 1;
+  // Every rank must have arrived within this, else DEADLINE_EXCEEDED.
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  // A single collective's limit once connected.
+  std::chrono::milliseconds collective_timeout{std::chrono::minutes(5)};
+  // "gloo" (CPU tensors) or "nccl" (CUDA tensors; only in builds with NCCL).
+  std::string backend = "gloo";
+  int cuda_device = 0;
+  // Rank 0 only: called with the store's bound HOST:PORT as soon as it
+  // listens, before waiting for the other ranks.
+  std::function<void(const std::string& address)> on_listening;
+};
+
+struct ProcessGroup {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::unique_ptr<Communicator> communicator;
+};
+
+// Meets the other ranks and connects the backend. Never throws. Errors:
+// INVALID_ARGUMENT (bad address/rank), DEADLINE_EXCEEDED (not every rank
+// arrived in time), UNAVAILABLE (the store or a peer went away),
+// UNIMPLEMENTED (nccl in a build without it).
+absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options);
+
+}  // namespace dfv::dist
+
+#endif  // DFV_WORKER_DIST_RENDEZVOUS_H_
