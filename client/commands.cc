@@ -121,6 +121,7 @@ absl::Status RunSubmit(Coordinator& coordinator, const SubmitOptions& options,
   request.set_spec_yaml(text);
   request.set_source_name(options.file);
   for (const std::string& o : options.overrides) request.add_overrides(o);
+  request.set_wait_for_workers(options.wait_for_workers);
   absl::StatusOr<v1::Job> job = coordinator.SubmitJob(request);
   if (absl::IsInvalidArgument(job.status())) {
     // The coordinator's validation answers one line per problem, like ours.

@@ -46,6 +46,10 @@ struct SubmitOptions {
   std::string file;                    // the job file
   std::vector<std::string> overrides;  // --set key.path=value, in order
   bool follow = false;                 // watch, then download the results
+  // Queue the job even when the live workers of its device have fewer slots
+  // than it has ranks (SubmitJobRequest.wait_for_workers); without it the
+  // coordinator refuses such a job with FAILED_PRECONDITION.
+  bool wait_for_workers = false;
   std::string download_dir;            // with follow; empty: runs/<job-id>
   FollowOptions follow_options;        // reconnect policy while following
 };
@@ -53,7 +57,8 @@ struct SubmitOptions {
 // Validates the job file locally first: on problems prints each one to
 // Console::err ("file:line: field: message") and returns INVALID_ARGUMENT
 // without contacting the coordinator. Then submits it and prints the job id
-// alone on Console::out. With `follow`: watches the job on Console::err,
+// alone on Console::out (FAILED_PRECONDITION, nothing printed, when the
+// cluster has too few worker slots and wait_for_workers is not set). With `follow`: watches the job on Console::err,
 // downloads every artifact into the folder and prints the folder as the last
 // line of Console::out; FAILED_PRECONDITION ("job ID FAILED: reason") unless
 // the job SUCCEEDED.

@@ -1,5 +1,5 @@
 // dfvctl: the command-line client of the dfv coordinator. Verbs:
-//   submit FILE [--set k=v ...] [--follow [--download DIR]]
+//   submit FILE [--set k=v ...] [--wait] [--follow [--download DIR]]
 //   list [--state S ...] [--limit N] [-o json]
 //   get JOB [-o json]
 //   watch JOB [--after-seq N] [-o json]
@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("file", submit.file, "job file (YAML)")->required();
   submit_cmd->add_option("--set", submit.overrides,
                          "override a job field: key.path=value (repeatable)");
+  submit_cmd->add_flag("--wait", submit.wait_for_workers,
+                       "queue the job even if the live workers have fewer slots of its device than "
+                       "resources.workers (it waits until workers join); without it such a job is "
+                       "refused");
   auto* follow_flag =
       submit_cmd->add_flag("--follow", submit.follow, "watch the job, then download its results");
   submit_cmd

@@ -117,6 +117,11 @@ Coordinator::Coordinator(CoordinatorOptions options, const Clock* clock,
 
 Coordinator::~Coordinator() = default;
 
+void Coordinator::AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job) {
+  job.device = spec.resources.device;
+  job.rendezvous_timeout_seconds = spec.resources.rendezvous_timeout_seconds;
+}
+
 absl::Status Coordinator::Recover() {
   DFV_ASSIGN_OR_RETURN(
       std::vector<JobRecord> jobs,
@@ -148,7 +153,7 @@ absl::Status Coordinator::Recover() {
                                        jobspec::SpecErrorsToStatus(parsed.errors).message()));
       outcome = AttemptOutcome::kFailed;
     } else if (!was_placed) {
-      job.device = parsed.spec.resources.device;
+      AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
       continue;
     } else if (job.record.cancel_requested) {
@@ -167,7 +172,7 @@ absl::Status Coordinator::Recover() {
     spdlog::info("recovered job {}: {} -> {} ({})", id, StateName(state),
                  StateName(job.record.job.state()), job.record.job.reason());
     if (!IsFinal(job.record.job.state())) {
-      job.device = parsed.spec.resources.device;
+      AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
     }
   }
@@ -223,6 +228,19 @@ absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcom
       [&](JobStore::Tx& tx) { return tx.EndAttempt(id, number, now, outcome, reason); }));
   spdlog::info("job {} attempt {}: {} -> {}{}{}", id, number, StateName(previous),
                StateName(next_state), reason.empty() ? "" : ": ", reason);
+  // Ranks never delivered (ranks >= 1 waiting for the rendezvous) never
+  // started: their slots are free at once. Delivered ranks keep theirs until
+  // their workers stop reporting them.
+  if (job.attempt) {
+    for (int rank = 0; rank < static_cast<int>(job.attempt->ranks.size()); ++rank) {
+      WorkerRecord* worker = registry_.FindAlive(job.attempt->ranks[rank].worker_id);
+      if (worker == nullptr) continue;
+      auto held = worker->assignments.find(AssignmentKey{id, number, rank});
+      if (held != worker->assignments.end() && !held->second.delivered) {
+        worker->assignments.erase(held);
+      }
+    }
+  }
   job.attempt.reset();
   job.cancel_deadline_ms = 0;
   if (IsFinal(next_state)) active_.erase(id);
@@ -277,9 +295,12 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
                                       [&](JobStore::Tx& tx) { return tx.InsertAttempt(attempt); }));
 
   const int world_size = static_cast<int>(workers.size());
+  // Rank 0 binds a free port on its host and publishes it (PublishRendezvous);
+  // the other ranks get the address then.
   const std::string rendezvous = world_size > 1 ? absl::StrCat(HostOf(*workers[0]), ":0") : "";
   LiveAttempt live;
   live.number = number;
+  live.placed_ms = attempt.started_ms;
   for (int rank = 0; rank < world_size; ++rank) {
     WorkerRecord& worker = *workers[rank];
     live.ranks.push_back(RankState{worker.id, worker.name});
@@ -291,7 +312,7 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
     assignment.set_world_size(world_size);
     assignment.set_spec_yaml(job.record.job.spec_yaml());
     assignment.set_resume_artifact(resume);
-    assignment.set_rendezvous(rendezvous);
+    if (rank == 0) assignment.set_rendezvous(rendezvous);
     worker.assignments[AssignmentKey{id, number, rank}] = std::move(held);
   }
   job.attempt = std::move(live);
@@ -334,6 +355,7 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
                                   job.record.job.reason(), /*count_restart=*/false, outbox);
       }
     } else {
+      bool ended = false;
       for (const RankState& rank : job.attempt->ranks) {
         if (rank.completed || registry_.FindAlive(rank.worker_id) != nullptr) continue;
         const WorkerRecord* old = registry_.Find(rank.worker_id);
@@ -342,7 +364,28 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
                                  : absl::StrCat("worker ", rank.worker_name,
                                                 " lost (it registered again)");
         status = RequeueOrFailLocked(job, reason, outbox);
+        ended = true;
         break;
+      }
+      // The rendezvous backstop: the trainers time out their own rendezvous,
+      // but a rank that never starts (its trainer cannot be spawned, its
+      // worker never runs it) reports nothing.
+      if (!ended && job.attempt->ranks.size() > 1) {
+        const int64_t limit_s = job.rendezvous_timeout_seconds + kRendezvousGraceSeconds;
+        if (now >= job.attempt->placed_ms + limit_s * 1000) {
+          std::vector<int> missing;
+          for (int r = 0; r < static_cast<int>(job.attempt->ranks.size()); ++r) {
+            const RankState& rank = job.attempt->ranks[r];
+            if (!rank.started && !rank.completed) missing.push_back(r);
+          }
+          if (!missing.empty()) {
+            status = RequeueOrFailLocked(
+                job,
+                absl::StrCat("rendezvous: rank(s) ", absl::StrJoin(missing, ", "),
+                             " did not start within ", limit_s, " s"),
+                outbox);
+          }
+        }
       }
     }
     if (!status.ok()) spdlog::error("job {}: cannot record its new state: {}", id, status.ToString());
@@ -361,7 +404,8 @@ void Coordinator::ScheduleLocked(Outbox* outbox) {
   std::vector<FreeWorker> free;
   for (WorkerRecord* worker : registry_.AliveWorkers()) {
     if (worker->heartbeats > 0 && worker->free_slots() > 0) {
-      free.push_back(FreeWorker{worker->id, worker->name, worker->device, worker->free_slots()});
+      free.push_back(FreeWorker{worker->id, worker->name, worker->device, worker->free_slots(),
+                                HostOf(*worker)});
     }
   }
   if (free.empty()) return;
@@ -429,9 +473,32 @@ absl::Status Coordinator::InactiveJobStatus(const std::string& job_id) const {
 // ---------------------------------------------------------------------------
 // Clients
 
+absl::Status Coordinator::CheckCapacityLocked(const jobspec::JobSpec& spec) {
+  const std::string& device = spec.resources.device;
+  const int64_t ranks = spec.resources.workers;
+  int64_t slots = 0;
+  std::vector<std::pair<std::string, int>> workers;  // name, slots
+  for (WorkerRecord* worker : registry_.AliveWorkers()) {
+    if (worker->device != device) continue;
+    slots += worker->slots;
+    workers.emplace_back(worker->name, worker->slots);
+  }
+  if (slots >= ranks) return absl::OkStatus();
+  std::sort(workers.begin(), workers.end());
+  std::vector<std::string> listed;
+  for (const auto& [name, count] : workers) listed.push_back(absl::StrCat(name, ": ", count));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "resources.workers: ", ranks, ranks == 1 ? " rank needs " : " ranks need ", ranks, " ",
+      device, " worker slot", ranks == 1 ? "" : "s", ", the cluster has ", slots,
+      listed.empty() ? absl::StrCat(" (no live ", device, " worker)")
+                     : absl::StrCat(" (", absl::StrJoin(listed, ", "), ")"),
+      "; submit with --wait to queue it until workers join"));
+}
+
 absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml,
                                                     const std::string& source_name,
-                                                    const std::vector<std::string>& overrides) {
+                                                    const std::vector<std::string>& overrides,
+                                                    bool wait_for_workers) {
   jobspec::ParseOptions parse_options;
   parse_options.source_name = source_name.empty() ? "job.yaml" : source_name;
   parse_options.overrides = overrides;
@@ -456,6 +523,7 @@ absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml
   dfv::v1::Job result;
   {
     absl::MutexLock lock(&mu_);
+    if (!wait_for_workers) DFV_RETURN_IF_ERROR(CheckCapacityLocked(spec));
     JobEvent appended;
     DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
       DFV_RETURN_IF_ERROR(tx.InsertJob(&record));
@@ -471,7 +539,7 @@ absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml
                  result.model(), result.world_size(), spec.resources.device);
     ActiveJob active;
     active.record = std::move(record);
-    active.device = spec.resources.device;
+    AdoptSpec(spec, active);
     active_.emplace(result.id(), std::move(active));
     ScheduleLocked(&outbox);
   }
@@ -652,6 +720,9 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
 
     for (auto& [key, held] : worker->assignments) {
       if (held.delivered || !WantedLocked(key, worker_id)) continue;
+      // Ranks >= 1 wait for rank 0's rendezvous address (PublishRendezvous
+      // copies it into their held assignments).
+      if (key.rank > 0 && held.assignment.rendezvous().empty()) continue;
       *response.add_assignments() = held.assignment;
       held.delivered = true;
     }
@@ -747,7 +818,8 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
 }
 
 absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
-                                              const std::string& job_id, int32_t attempt) {
+                                              const std::string& job_id, int32_t attempt,
+                                              const dfv::v1::ArtifactInfo& info) {
   WorkerRecord* worker = registry_.FindAlive(worker_id);
   if (worker == nullptr) {
     return absl::NotFoundError(absl::StrCat("worker session ", worker_id,
@@ -759,19 +831,27 @@ absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
     return absl::FailedPreconditionError(
         absl::StrCat(inactive.message(), "; it takes no more artifacts"));
   }
-  if (worker->assignments.count(AssignmentKey{job_id, attempt, 0}) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("worker ", worker->name,
-                                                      " does not run rank 0 of attempt ", attempt,
-                                                      " of job ", job_id));
+  if (worker->assignments.count(AssignmentKey{job_id, attempt, 0}) > 0) return absl::OkStatus();
+  // Ranks >= 1 upload only their own trainer log.
+  for (const auto& [key, held] : worker->assignments) {
+    if (key.job_id != job_id || key.attempt != attempt) continue;
+    const std::string own_log = absl::StrCat("trainer-rank", key.rank, ".log");
+    if (info.kind() == dfv::v1::LOG && info.name() == own_log) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker->name, " runs rank ", key.rank, " of attempt ", attempt, " of job ",
+        job_id, ": it may upload only its log ", own_log, " (rank 0 uploads the job's artifacts)"));
   }
-  return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("worker ", worker->name,
+                                                    " does not run rank 0 of attempt ", attempt,
+                                                    " of job ", job_id));
 }
 
 absl::StatusOr<std::unique_ptr<ArtifactUpload>> Coordinator::BeginUpload(
     const dfv::v1::UploadArtifactRequest::Header& header) {
   {
     absl::MutexLock lock(&mu_);
-    DFV_RETURN_IF_ERROR(CheckUploaderLocked(header.worker_id(), header.job_id(), header.attempt()));
+    DFV_RETURN_IF_ERROR(
+        CheckUploaderLocked(header.worker_id(), header.job_id(), header.attempt(), header.info()));
   }
   dfv::v1::ArtifactInfo declared = header.info();
   declared.set_attempt(header.attempt());
@@ -788,7 +868,8 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
   dfv::v1::ArtifactInfo info;
   {
     absl::MutexLock lock(&mu_);
-    DFV_RETURN_IF_ERROR(CheckUploaderLocked(worker_id, job_id, upload->declared().attempt()));
+    DFV_RETURN_IF_ERROR(
+        CheckUploaderLocked(worker_id, job_id, upload->declared().attempt(), upload->declared()));
     ActiveJob& job = active_.at(job_id);
     JobEvent appended;
     DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
@@ -840,6 +921,11 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
       if (!job.record.cancel_requested) {
         switch (request.outcome()) {
           case dfv::v1::OUTCOME_FAILED:
+            if (request.retryable()) {
+              result = RequeueOrFailLocked(
+                  job, absl::StrCat(where, ": ", request.reason().empty() ? "failed" : request.reason()), &outbox);
+              break;
+            }
             result = EndAttemptLocked(
                 job, AttemptOutcome::kFailed, dfv::v1::FAILED,
                 absl::StrCat(where, ": ", request.reason().empty() ? "failed" : request.reason()),
@@ -871,6 +957,68 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
   }
   Publish(outbox);
   return result;
+}
+
+absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequest& request) {
+  const std::string& job_id = request.job_id();
+  const int32_t number = request.attempt();
+  absl::MutexLock lock(&mu_);
+  WorkerRecord* worker = registry_.FindAlive(request.worker_id());
+  if (worker == nullptr) {
+    return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
+                                            " is unknown or its lease expired; register again"));
+  }
+  auto it = active_.find(job_id);
+  if (it == active_.end()) {
+    absl::Status inactive = InactiveJobStatus(job_id);
+    if (absl::IsNotFound(inactive)) return inactive;
+    return absl::FailedPreconditionError(
+        absl::StrCat(inactive.message(), "; its attempts need no rendezvous"));
+  }
+  ActiveJob& job = it->second;
+  if (!job.attempt || job.attempt->number != number) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attempt ", number, " is not the current attempt of job ", job_id,
+        "; its rendezvous is not needed"));
+  }
+  LiveAttempt& attempt = *job.attempt;
+  if (attempt.ranks.size() < 2) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " runs on one rank; it has no rendezvous"));
+  }
+  if (request.rank() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank: only rank 0 publishes the rendezvous, got rank ", request.rank()));
+  }
+  if (attempt.ranks[0].worker_id != worker->id || attempt.ranks[0].completed) {
+    return absl::FailedPreconditionError(absl::StrCat("worker ", worker->name,
+                                                      " does not run rank 0 of attempt ", number,
+                                                      " of job ", job_id));
+  }
+  if (job.record.cancel_requested) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is being cancelled; its rendezvous is not needed"));
+  }
+  if (!attempt.rendezvous.empty()) {
+    if (attempt.rendezvous == request.address()) return absl::OkStatus();  // a retry
+    return absl::FailedPreconditionError(absl::StrCat(
+        "address: attempt ", number, " of job ", job_id, " already has its rendezvous at ",
+        attempt.rendezvous, "; got ", request.address()));
+  }
+  DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) {
+    return tx.SetAttemptRendezvous(job_id, number, request.address());
+  }));
+  attempt.rendezvous = request.address();
+  // The other ranks go out in their workers' next heartbeat responses.
+  for (int rank = 1; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
+    WorkerRecord* holder = registry_.FindAlive(attempt.ranks[rank].worker_id);
+    if (holder == nullptr) continue;  // lost: reconciling ends the attempt
+    auto held = holder->assignments.find(AssignmentKey{job_id, number, rank});
+    if (held != holder->assignments.end()) held->second.assignment.set_rendezvous(request.address());
+  }
+  spdlog::info("job {} attempt {}: rank 0 on {} published its rendezvous at {}; releasing the other {} rank(s)",
+               job_id, number, worker->name, request.address(), attempt.ranks.size() - 1);
+  return absl::OkStatus();
 }
 
 void Coordinator::Tick() {

@@ -7,6 +7,14 @@
 // Job lifecycle: QUEUED -> SCHEDULED -> RUNNING -> SUCCEEDED | FAILED |
 // CANCELLED. A job's final StateChange is always its last event.
 //
+// Submitting: a job whose resources.workers exceeds the slots of the live
+// workers of its resources.device is refused (FAILED_PRECONDITION naming
+// resources.workers and listing those workers) unless wait_for_workers is
+// set; then it is queued and waits for workers to join.
+//
+// Placement: all ranks of an attempt at once (scheduler.h). When the gang
+// spans hosts, rank 0 runs on a worker whose address is not a loopback one.
+//
 // Worker protocol (what a worker daemon must do):
 // - RegisterWorker, then Heartbeat every heartbeat_interval_ms, listing
 //   every assignment it is running until that assignment's
@@ -18,15 +26,34 @@
 //   repeat while the worker still reports the assignment, so they are
 //   idempotent). An assignment delivered but missing from the next
 //   heartbeat is delivered again.
+// - Multi-rank attempts (world_size > 1): rank 0 is delivered at once with
+//   rendezvous "HOST:0" (HOST from its worker's address). Its trainer binds a
+//   free port there and prints {"type":"rendezvous","address":"HOST:PORT"};
+//   the worker sends PublishRendezvous (accepted only from rank 0 of the
+//   current attempt; the address is stored with the attempt row). Ranks >= 1
+//   hold their slots from placement on but are delivered only after that,
+//   with `rendezvous` set to the published address. If not every rank has
+//   reported RUNNING within resources.rendezvous_timeout_seconds + 30 s of
+//   placement, the attempt ends ("rendezvous: rank(s) 1, 3 did not start
+//   within 90 s"), every rank is cancelled and the job is requeued or fails
+//   as when a worker is lost.
 // - ReportEvents per rank: a StateChange{state: RUNNING} payload once the
 //   rank trains (the job becomes RUNNING once every rank reported it);
 //   Metrics, Progress and Message payloads. cancel=true in the answer means
 //   the attempt is over: stop.
-// - Rank 0 uploads artifacts (UploadArtifact) before its CompleteAssignment.
-// - CompleteAssignment with SUCCEEDED, FAILED (job fails, no restart: a
-//   trainer error would repeat) or CANCELLED. A rank CANCELLED without a
-//   cancel request (e.g. the worker is shutting down) ends the attempt like a
-//   lost worker: the job is requeued while restarts remain.
+// - Rank 0 uploads artifacts (UploadArtifact) before its CompleteAssignment;
+//   a rank r >= 1 may upload only its log, trainer-rank<r>.log.
+// - CompleteAssignment with SUCCEEDED, FAILED or CANCELLED. FAILED fails the
+//   job, no restart (a trainer error would repeat), unless retryable is set
+//   (the trainer failed with UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED: a
+//   peer rank died, a collective broke, the rendezvous timed out). A
+//   retryable FAILED, and a rank CANCELLED without a cancel request (e.g. the
+//   worker is shutting down), end the attempt like a lost worker.
+// - Lost worker (lease expired) and the cases above: the attempt ends once,
+//   whichever comes first (a later report about that attempt only frees its
+//   slot); the other ranks are cancelled; the job is requeued to resume from
+//   its newest checkpoint while restarts < max_restarts (each requeue counts
+//   one), else FAILED with the reason and "; no restarts left".
 //
 // Thread-safety: every public method is thread-safe (one annotated mutex).
 // Event subscribers are called after the lock is released.
@@ -44,6 +71,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/jobspec/job_spec.h"
 #include "proto/dfv.pb.h"
 #include "server/artifact_store.h"
 #include "server/clock.h"
@@ -69,6 +97,12 @@ struct CoordinatorOptions {
   int64_t lost_worker_retention_ms = 10 * 60 * 1000;
 };
 
+// The rendezvous backstop: a multi-rank attempt whose ranks have not all
+// reported RUNNING within resources.rendezvous_timeout_seconds plus this
+// many seconds of placement is ended (the trainers enforce the timeout
+// itself; this catches ranks that never start).
+inline constexpr int64_t kRendezvousGraceSeconds = 30;
+
 class Coordinator {
  public:
   // Opens the data folder and recovers: jobs a previous coordinator left
@@ -87,11 +121,14 @@ class Coordinator {
 
   // Parses and validates the job file (with `overrides` applied), stores its
   // canonical form and queues it. INVALID_ARGUMENT naming each bad field and
-  // line; nothing is stored then.
+  // line; FAILED_PRECONDITION ("resources.workers: 3 ranks need 3 cpu worker
+  // slots, the cluster has 2 (w1: 1, w2: 1); ...") when the live workers of
+  // the job's device have fewer slots in all than it has ranks, unless
+  // `wait_for_workers`. Nothing is stored on an error.
   absl::StatusOr<dfv::v1::Job> SubmitJob(const std::string& spec_yaml,
                                          const std::string& source_name,
-                                         const std::vector<std::string>& overrides)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                         const std::vector<std::string>& overrides,
+                                         bool wait_for_workers = false) ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND for an unknown job.
   absl::StatusOr<dfv::v1::Job> GetJob(const std::string& job_id) const;
   // Newest first; all states when `states` is empty; all jobs when limit 0.
@@ -130,8 +167,9 @@ class Coordinator {
   // NOT_FOUND for an unknown session or job.
   absl::StatusOr<bool> ReportEvents(const dfv::v1::ReportEventsRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Starts an upload by rank 0's worker. FAILED_PRECONDITION when the job is
-  // final or the session does not hold rank 0 of that attempt.
+  // Starts an upload by rank 0's worker (or, for its own
+  // trainer-rank<r>.log, rank r's). FAILED_PRECONDITION when the job is final
+  // or the session does not hold such a rank of that attempt.
   absl::StatusOr<std::unique_ptr<ArtifactUpload>> BeginUpload(
       const dfv::v1::UploadArtifactRequest::Header& header) ABSL_LOCKS_EXCLUDED(mu_);
   // Seals the upload (DATA_LOSS on a size or checksum mismatch, nothing
@@ -139,12 +177,23 @@ class Coordinator {
   absl::StatusOr<dfv::v1::ArtifactInfo> FinishUpload(const std::string& worker_id,
                                                      std::unique_ptr<ArtifactUpload> upload)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Rank 0 of a multi-rank attempt reports where its rendezvous listens; it
+  // is stored with the attempt and the attempt's other ranks are delivered
+  // from then on, with that address. The same address again is OK (a
+  // retry). NOT_FOUND for an unknown session or job; FAILED_PRECONDITION
+  // unless the worker runs rank 0 (request.rank 0) of the job's current,
+  // multi-rank attempt that is not being cancelled and has no other address.
+  absl::Status PublishRendezvous(const dfv::v1::PublishRendezvousRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Idempotent: completing a rank of an attempt that is over only frees its
-  // slot. NOT_FOUND for an unknown session.
+  // slot. NOT_FOUND for an unknown session. A retryable FAILED (a peer rank
+  // or the rendezvous failed) requeues the job like a lost worker.
   absl::Status CompleteAssignment(const dfv::v1::CompleteAssignmentRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Expires leases, ends attempts that lost a worker, finishes cancels whose
+  // Expires leases, ends attempts that lost a worker or whose ranks did not
+  // all start in time (the rendezvous backstop), finishes cancels whose
   // grace period ran out, and places queued jobs. The server calls it every
   // ~200 ms; tests call it after moving a FakeClock.
   void Tick() ABSL_LOCKS_EXCLUDED(mu_);
@@ -162,12 +211,17 @@ class Coordinator {
   };
   struct LiveAttempt {
     int32_t number = 0;
+    int64_t placed_ms = 0;  // when it was placed (the rendezvous backstop's start)
     std::vector<RankState> ranks;
+    // Multi-rank: rank 0's published rendezvous; ranks >= 1 are withheld
+    // until it is known.
+    std::string rendezvous;
   };
   // A job that is not final.
   struct ActiveJob {
     JobRecord record;                  // as last committed
     std::string device;                // resources.device
+    int64_t rendezvous_timeout_seconds = 60;  // resources.rendezvous_timeout_seconds
     std::optional<LiveAttempt> attempt;  // while SCHEDULED or RUNNING
     int64_t cancel_deadline_ms = 0;    // when cancel_requested
   };
@@ -189,7 +243,14 @@ class Coordinator {
               std::unique_ptr<JobStore> store, std::unique_ptr<EventLog> events,
               std::unique_ptr<ArtifactStore> artifacts);
 
+  // What the coordinator keeps of a job's spec while the job is active.
+  static void AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job);
+
   absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // FAILED_PRECONDITION when the live workers of the job's device have fewer
+  // slots in all than it has ranks.
+  absl::Status CheckCapacityLocked(const jobspec::JobSpec& spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Writes job.record with `new_record`'s contents plus `payloads` as events,
   // and `extra` rows, in one transaction; on success adopts the new record
@@ -233,10 +294,12 @@ class Coordinator {
   // being cancelled, that rank counts as completed.
   void ReleaseLocked(WorkerRecord& worker, const AssignmentKey& key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // FAILED_PRECONDITION unless `worker_id` holds rank 0 of the attempt and
-  // the job is not final.
+  // FAILED_PRECONDITION unless the job is not final and `worker_id` holds
+  // rank 0 of the attempt, or rank r >= 1 and `info` is its
+  // trainer-rank<r>.log.
   absl::Status CheckUploaderLocked(const std::string& worker_id, const std::string& job_id,
-                                   int32_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                   int32_t attempt, const dfv::v1::ArtifactInfo& info)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NOT_FOUND for unknown jobs; FAILED_PRECONDITION naming the state of
   // final ones.
   absl::Status InactiveJobStatus(const std::string& job_id) const;

@@ -74,6 +74,13 @@ CREATE TABLE artifacts (
 PRAGMA user_version = 1;
 )sql";
 
+// Version 2: the rendezvous address rank 0 of a multi-rank attempt published
+// ('' until then, and for one-rank attempts).
+constexpr char kMigrateV1ToV2[] = R"sql(
+ALTER TABLE attempts ADD COLUMN rendezvous TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 2;
+)sql";
+
 constexpr char kJobColumns[] =
     "id, num, name, model, state, priority, spec_yaml, created_ms, updated_ms, attempt, "
     "max_restarts, restarts, world_size, reason, progress_step, progress_total_steps, "
@@ -176,14 +183,23 @@ absl::Status CreateOrCheckSchema(Connection& db, const std::string& path) {
         path, ": database schema version ", version, " is newer than this coordinator's (",
         JobStore::kSchemaVersion, "); use a newer dfv-coordinator"));
   }
-  // version 0: a new database. Creating the tables and setting the version
-  // in one transaction means a crash never leaves half a schema behind.
-  DFV_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
-  absl::Status status = db.Exec(kSchemaV1);
-  if (status.ok()) status = db.Exec("COMMIT");
-  if (!status.ok()) {
-    db.Exec("ROLLBACK").IgnoreError();  // the error above is the one to report
-    return status;
+  // Version 0 is a new database: every step runs. Each step and its version
+  // bump commit together, so a crash never leaves half a schema behind.
+  struct Step {
+    int64_t to_version;
+    const char* sql;
+  };
+  for (const Step& step : {Step{1, kSchemaV1}, Step{2, kMigrateV1ToV2}}) {
+    if (version >= step.to_version) continue;
+    DFV_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    absl::Status status = db.Exec(step.sql);
+    if (status.ok()) status = db.Exec("COMMIT");
+    if (!status.ok()) {
+      db.Exec("ROLLBACK").IgnoreError();  // the error above is the one to report
+      return absl::Status(status.code(), absl::StrCat(path, ": upgrading the schema to version ",
+                                                      step.to_version, ": ", status.message()));
+    }
+    version = step.to_version;
   }
   return absl::OkStatus();
 }
@@ -309,15 +325,28 @@ absl::Status JobStore::Tx::InsertAttempt(const AttemptRecord& attempt) {
   DFV_ASSIGN_OR_RETURN(
       auto stmt,
       db_->Prepare("INSERT INTO attempts (job_id, attempt, workers, started_ms, ended_ms, outcome, "
-                   "reason) VALUES (?,?,?,?,?,?,?)"));
+                   "reason, rendezvous) VALUES (?,?,?,?,?,?,?,?)"));
   stmt->Bind(1, attempt.job_id)
       .Bind(2, attempt.attempt)
       .Bind(3, absl::StrJoin(attempt.workers, ","))
       .Bind(4, attempt.started_ms)
       .Bind(5, attempt.ended_ms)
       .Bind(6, std::string(AttemptOutcomeName(attempt.outcome)))
-      .Bind(7, attempt.reason);
+      .Bind(7, attempt.reason)
+      .Bind(8, attempt.rendezvous);
   return stmt->Run();
+}
+
+absl::Status JobStore::Tx::SetAttemptRendezvous(const std::string& job_id, int32_t attempt,
+                                                const std::string& address) {
+  DFV_ASSIGN_OR_RETURN(auto stmt, db_->Prepare("UPDATE attempts SET rendezvous = ? "
+                                               "WHERE job_id = ? AND attempt = ?"));
+  stmt->Bind(1, address).Bind(2, job_id).Bind(3, attempt);
+  DFV_RETURN_IF_ERROR(stmt->Run());
+  if (sqlite3_changes(db_->handle()) == 0) {
+    return absl::NotFoundError(absl::StrCat("attempt ", attempt, " of job ", job_id, " not found"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status JobStore::Tx::EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
@@ -444,7 +473,8 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListAttempts(const std::str
   absl::MutexLock lock(&read_mu_);
   DFV_ASSIGN_OR_RETURN(auto stmt,
                        reader_->Prepare("SELECT attempt, workers, started_ms, ended_ms, outcome, "
-                                        "reason FROM attempts WHERE job_id = ? ORDER BY attempt"));
+                                        "reason, rendezvous FROM attempts WHERE job_id = ? "
+                                        "ORDER BY attempt"));
   stmt->Bind(1, job_id);
   std::vector<AttemptRecord> attempts;
   while (true) {
@@ -458,6 +488,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListAttempts(const std::str
     attempt.ended_ms = stmt->ColumnInt(3);
     DFV_ASSIGN_OR_RETURN(attempt.outcome, ParseOutcome(stmt->ColumnText(4)));
     attempt.reason = stmt->ColumnText(5);
+    attempt.rendezvous = stmt->ColumnText(6);
     attempts.push_back(std::move(attempt));
   }
   return attempts;

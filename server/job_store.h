@@ -60,13 +60,17 @@ struct AttemptRecord {
   int64_t ended_ms = 0;              // 0 while running
   AttemptOutcome outcome = AttemptOutcome::kRunning;
   std::string reason;
+  // Multi-rank attempts: the HOST:PORT rank 0 published (PublishRendezvous);
+  // empty until then and for one-rank attempts.
+  std::string rendezvous;
 };
 
 class JobStore {
  public:
   // The current schema version (PRAGMA user_version). A database written by
-  // a newer coordinator is refused rather than misread.
-  static constexpr int kSchemaVersion = 1;
+  // a newer coordinator is refused rather than misread; an older one is
+  // upgraded in place (version 2 added attempts.rendezvous).
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the database at `path` (its folder must exist).
   // FAILED_PRECONDITION for a database of a newer schema version, DATA_LOSS
@@ -89,6 +93,9 @@ class JobStore {
     absl::Status UpdateJob(const JobRecord& record);
 
     absl::Status InsertAttempt(const AttemptRecord& attempt);
+    // Records the rendezvous rank 0 published. NOT_FOUND when missing.
+    absl::Status SetAttemptRendezvous(const std::string& job_id, int32_t attempt,
+                                      const std::string& address);
     // Sets ended_ms, outcome and reason. NOT_FOUND when missing.
     absl::Status EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
                             AttemptOutcome outcome, const std::string& reason);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/rpc/rpc.h"
+
 namespace dfv::server {
 
 std::vector<Placement> ScheduleJobs(std::vector<QueuedJob> jobs, std::vector<FreeWorker> workers) {
@@ -41,9 +43,20 @@ std::vector<Placement> ScheduleJobs(std::vector<QueuedJob> jobs, std::vector<Fre
         }
       }
     }
+    // The gang's workers in rank order; the first one runs rank 0. Rank 0
+    // must be reachable from the others: when any of them is not on a
+    // loopback host, a loopback worker must not be first.
+    std::vector<size_t> order;
+    for (size_t i = 0; i < eligible.size(); ++i) {
+      if (taken[i] > 0) order.push_back(i);
+    }
+    auto reachable = [&](size_t i) { return !rpc::IsLoopbackHost(eligible[i]->host); };
+    auto first_reachable = std::find_if(order.begin(), order.end(), reachable);
+    if (first_reachable != order.end()) std::rotate(order.begin(), first_reachable, first_reachable + 1);
+
     Placement placement;
     placement.job_id = job.job_id;
-    for (size_t i = 0; i < eligible.size(); ++i) {
+    for (size_t i : order) {
       for (int k = 0; k < taken[i]; ++k) placement.worker_ids.push_back(eligible[i]->worker_id);
       eligible[i]->free_slots -= taken[i];
     }

@@ -8,6 +8,11 @@
 // - Ranks are spread over distinct workers first (round-robin over the
 //   workers with the most free slots), and a worker with several free slots
 //   takes several ranks only when there are not enough workers.
+// - Rank 0 hosts the job's rendezvous, so the other ranks must be able to
+//   reach it: when the gang includes a worker whose host is not a loopback
+//   address (common/rpc IsLoopbackHost), rank 0 goes to such a worker (the
+//   first one in the order above, with all of its ranks). A gang that is all
+//   loopback (one machine) keeps the order above.
 // - A worker is eligible only when its device equals the job's
 //   resources.device.
 // - Backfill: a job that does not fit yet is skipped, and lower-priority jobs
@@ -36,6 +41,9 @@ struct FreeWorker {
   std::string name;          // tie-breaker, so placements are deterministic
   std::string device;
   int free_slots = 0;
+  // The host of the worker's advertised address ("127.0.0.1", "10.0.0.7",
+  // "[::1]"), where rank 0's rendezvous would listen.
+  std::string host;
 };
 
 struct Placement {

@@ -33,6 +33,7 @@ constexpr int kMaxEventsPerReport = 10000;
 constexpr size_t kMaxMessageBytes = 64 * 1024;
 constexpr int kMaxRunning = 4096;
 constexpr int kMaxSlots = 1024;
+constexpr size_t kMaxAddressBytes = 512;
 // A watcher that falls behind is served from the log, not from memory.
 constexpr size_t kMaxBufferedEvents = 1024;
 
@@ -455,7 +456,7 @@ grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* 
     std::vector<std::string> overrides(request->overrides().begin(), request->overrides().end());
     DFV_ASSIGN_OR_RETURN(*response->mutable_job(),
                          coordinator_->SubmitJob(request->spec_yaml(), request->source_name(),
-                                                 overrides));
+                                                 overrides, request->wait_for_workers()));
     return absl::OkStatus();
   });
 }
@@ -669,6 +670,23 @@ grpc::ServerUnaryReactor* WorkerGatewayService::CompleteAssignment(
     }
     DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
     return coordinator_->CompleteAssignment(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkerGatewayService::PublishRendezvous(
+    grpc::CallbackServerContext* context, const dfv::v1::PublishRendezvousRequest* request,
+    dfv::v1::PublishRendezvousResponse* response) {
+  return FinishUnary(context, "PublishRendezvous", [&]() -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
+    DFV_RETURN_IF_ERROR(CheckMaxBytes("address", request->address(), kMaxAddressBytes));
+    DFV_ASSIGN_OR_RETURN(rpc::HostPort address, rpc::ParseHostPort(request->address(), "address"));
+    if (address.port == 0) {
+      return Invalid("address", absl::StrCat("'", request->address(),
+                                             "' has port 0; publish the port the rendezvous listens on"));
+    }
+    return coordinator_->PublishRendezvous(*request);
   });
 }
 

@@ -97,6 +97,9 @@ class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackServic
                                          dfv::v1::ReportEventsResponse* response) override;
   grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest>* UploadArtifact(
       grpc::CallbackServerContext* context, dfv::v1::UploadArtifactResponse* response) override;
+  grpc::ServerUnaryReactor* PublishRendezvous(grpc::CallbackServerContext* context,
+                                              const dfv::v1::PublishRendezvousRequest* request,
+                                              dfv::v1::PublishRendezvousResponse* response) override;
   grpc::ServerUnaryReactor* CompleteAssignment(grpc::CallbackServerContext* context,
                                                const dfv::v1::CompleteAssignmentRequest* request,
                                                dfv::v1::CompleteAssignmentResponse* response) override;

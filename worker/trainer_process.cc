@@ -1,9 +1,15 @@
 #include "worker/trainer_process.h"
 
+#include <chrono>
+#include <memory>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
 #include "worker/daemon/trainer_protocol.h"
+#include "worker/dist/reducer.h"
+#include "worker/dist/rendezvous.h"
 #include "worker/train/trainer.h"
 
 namespace dfv::worker {
@@ -42,12 +48,6 @@ class LineObserver : public train::TrainingObserver {
 };
 
 absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer, const std::atomic<bool>* cancel) {
-  if (options.world_size != 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "resources.workers: ", options.world_size,
-        " ranks asked for, but this build trains each job on one worker only (data-parallel training is "
-        "not implemented yet)"));
-  }
   DFV_ASSIGN_OR_RETURN(jobspec::JobSpec spec, jobspec::LoadJobSpecFile(options.job_file, {}));
   train::TrainerOptions trainer_options;
   trainer_options.spec = spec;
@@ -57,6 +57,35 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
   trainer_options.world_size = options.world_size;
   trainer_options.observer = &observer;
   trainer_options.cancel = cancel;
+
+  // Data-parallel: meet the other ranks first (rank 0 announces the address
+  // its store listens on; the daemon relays it to the others).
+  std::optional<dist::ProcessGroup> group;
+  std::unique_ptr<dist::GradientReducer> reducer;
+  if (options.world_size > 1) {
+    if (options.rendezvous.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", options.rank, " of ", options.world_size, " needs --rendezvous HOST:PORT"));
+    }
+    dist::RendezvousOptions rendezvous;
+    rendezvous.address = options.rendezvous;
+    rendezvous.rank = options.rank;
+    rendezvous.world_size = options.world_size;
+    rendezvous.timeout = std::chrono::seconds(spec.resources.rendezvous_timeout_seconds);
+    rendezvous.backend = spec.resources.device == "cuda" ? "nccl" : "gloo";
+    rendezvous.on_listening = [&observer](const std::string& address) {
+      observer.Write(daemon::EncodeRendezvous(address));
+    };
+    DFV_ASSIGN_OR_RETURN(dist::ProcessGroup joined, dist::Rendezvous(rendezvous));
+    group.emplace(std::move(joined));
+    dist::ReducerOptions reducer_options;
+    reducer_options.bucket_bytes = spec.resources.bucket_mb << 20;
+    reducer = std::make_unique<dist::GradientReducer>(*group->communicator, reducer_options);
+    trainer_options.gradient_sync = reducer.get();
+    observer.OnMessage(absl::StrCat("rank ", options.rank, " of ", options.world_size, " joined over ",
+                                    group->communicator->backend(), " at ", options.rendezvous));
+  }
+
   DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));
   observer.Write(daemon::EncodeStarted(trainer->start_step(), trainer->total_steps()));
   DFV_ASSIGN_OR_RETURN(train::RunSummary summary, trainer->Run());

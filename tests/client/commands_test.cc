@@ -105,6 +105,33 @@ TEST_F(CommandsTest, SubmitSendsTheFileTextAndOverridesAndPrintsOnlyTheId) {
   EXPECT_EQ(request.source_name(), options.file);
   EXPECT_THAT(request.overrides(), ElementsAre("train.epochs=2", "priority=3"));
   EXPECT_THAT(coordinator_.watch_after_seqs, IsEmpty());  // no --follow
+  EXPECT_FALSE(request.wait_for_workers());              // no --wait
+}
+
+TEST_F(CommandsTest, SubmitWaitAsksTheCoordinatorToQueueWithoutWorkers) {
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  options.wait_for_workers = true;
+  ASSERT_TRUE(RunSubmit(coordinator_, options, console_).ok());
+  EXPECT_EQ(out_.text(), "j-000001\n");
+  ASSERT_EQ(coordinator_.submitted.size(), 1u);
+  EXPECT_TRUE(coordinator_.submitted[0].wait_for_workers());
+}
+
+TEST_F(CommandsTest, SubmitRefusedForWantOfWorkersPrintsNoIdAndExitsOne) {
+  SubmitOptions options;
+  options.file = WriteJob(kValidJob);
+  coordinator_.submit_status = absl::FailedPreconditionError(
+      "resources.workers: 3 ranks need 3 cpu worker slots, the cluster has 2 (w1: 1, w2: 1); "
+      "submit with --wait to queue it until workers join");
+  absl::Status status = RunSubmit(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_EQ(ExitCode(status), 1);
+  EXPECT_EQ(out_.text(), "");
+  ReportError(status, err_.get());
+  EXPECT_EQ(err_.text(),
+            "dfvctl: resources.workers: 3 ranks need 3 cpu worker slots, the cluster has 2 (w1: 1, "
+            "w2: 1); submit with --wait to queue it until workers join\n");
 }
 
 TEST_F(CommandsTest, SubmitPrintsTheCoordinatorsValidationErrorsLineByLine) {

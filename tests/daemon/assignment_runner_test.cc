@@ -31,12 +31,18 @@ class RecordingLink : public CoordinatorLink {
     uploads_[info.name()] = {info, *contents};
     return absl::OkStatus();
   }
-  absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
-                                  const std::string& reason) override {
+  absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome, const std::string& reason,
+                                  bool retryable) override {
     absl::MutexLock lock(&mu_);
     outcome_ = outcome;
     reason_ = reason;
+    retryable_ = retryable;
     completions_++;
+    return absl::OkStatus();
+  }
+  absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) override {
+    absl::MutexLock lock(&mu_);
+    rendezvous_.push_back(address);
     return absl::OkStatus();
   }
   absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
@@ -70,6 +76,8 @@ class RecordingLink : public CoordinatorLink {
   bool answer_cancel_ = false;
   v1::Outcome outcome_ = v1::OUTCOME_UNSPECIFIED;
   std::string reason_;
+  bool retryable_ = false;
+  std::vector<std::string> rendezvous_;
   int completions_ = 0;
 };
 
@@ -220,6 +228,79 @@ TEST(AssignmentRunner, DestroyingAbandonsWithoutReporting) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   absl::MutexLock lock(&link.mu_);
   EXPECT_EQ(link.completions_, 0);
+}
+
+// A stand-in trainer: a shell script that prints protocol lines. The runner's
+// flags (--job, --rank, ...) arrive as the script's positional arguments.
+RunnerOptions FakeTrainer(const std::string& name, const std::string& script, RecordingLink* link) {
+  RunnerOptions options = Options(name, SpritesJob(10), link);
+  options.trainer_command = {"/bin/sh", "-c", script, "fake-trainer"};
+  return options;
+}
+
+TEST(AssignmentRunner, RankZeroPublishesItsRendezvousAndAPeerFailureIsRetryable) {
+  RecordingLink link;
+  RunnerOptions options = FakeTrainer("rendezvous", R"(
+echo "{\"type\":\"message\",\"text\":\"args: $*\"}"
+echo '{"type":"rendezvous","address":"127.0.0.1:41234"}'
+echo '{"type":"error","code":"UNAVAILABLE","message":"all-reduce: peer rank 1 closed the connection"}'
+exit 1
+)",
+                                      &link);
+  options.assignment.set_world_size(2);
+  options.assignment.set_rendezvous("127.0.0.1:0");
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.rendezvous_, (std::vector<std::string>{"127.0.0.1:41234"}));
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_FAILED);
+  EXPECT_EQ(link.reason_, "all-reduce: peer rank 1 closed the connection");
+  EXPECT_TRUE(link.retryable_);
+  ASSERT_FALSE(link.events_.empty());
+  const std::string args = link.events_[0].message().text();
+  EXPECT_TRUE(absl::StrContains(args, "--rank 0 --world-size 2")) << args;
+  EXPECT_TRUE(absl::StrContains(args, "--rendezvous 127.0.0.1:0")) << args;
+}
+
+TEST(AssignmentRunner, OtherFailuresAreNotRetryableAndOnlyRankZeroPublishes) {
+  RecordingLink link;
+  RunnerOptions options = FakeTrainer("not-retryable", R"(
+echo '{"type":"rendezvous","address":"127.0.0.1:41234"}'
+echo '{"type":"error","code":"INVALID_ARGUMENT","message":"model.z_dim: must be > 0"}'
+exit 1
+)",
+                                      &link);
+  options.assignment.set_rank(1);
+  options.assignment.set_world_size(2);
+  options.assignment.set_rendezvous("127.0.0.1:41234");
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  {
+    absl::MutexLock lock(&link.mu_);
+    EXPECT_TRUE(link.rendezvous_.empty()) << "rank 1 publishes nothing";
+    EXPECT_EQ(link.outcome_, v1::OUTCOME_FAILED);
+    EXPECT_FALSE(link.retryable_);
+    EXPECT_TRUE(link.uploads_.count("trainer-rank1.log")) << "every rank's log is kept";
+  }
+
+  // A trainer that dies without an error line is the job's failure too.
+  RecordingLink crashed;
+  runner = AssignmentRunner::Start(FakeTrainer("crash", "echo oops >&2; exit 3", &crashed));
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  absl::MutexLock lock(&crashed.mu_);
+  EXPECT_EQ(crashed.outcome_, v1::OUTCOME_FAILED);
+  EXPECT_FALSE(crashed.retryable_);
+  EXPECT_TRUE(absl::StrContains(crashed.reason_, "oops")) << crashed.reason_;
+}
+
+TEST(AssignmentRunner, RetryableTrainerErrorsAreThoseNotCausedByTheJob) {
+  EXPECT_TRUE(IsRetryableTrainerError(absl::UnavailableError("peer rank 1 is gone")));
+  EXPECT_TRUE(IsRetryableTrainerError(absl::DeadlineExceededError("rendezvous: 1 of 2 ranks arrived")));
+  EXPECT_TRUE(IsRetryableTrainerError(absl::AbortedError("collective aborted")));
+  EXPECT_FALSE(IsRetryableTrainerError(absl::OkStatus()));
+  EXPECT_FALSE(IsRetryableTrainerError(absl::NotFoundError("dataset.path")));
+  EXPECT_FALSE(IsRetryableTrainerError(absl::InternalError("NaN loss")));
+  EXPECT_FALSE(IsRetryableTrainerError(absl::ResourceExhaustedError("out of memory")));
 }
 
 }  // namespace

@@ -71,6 +71,28 @@ TEST(TrainerProtocol, ArtifactKindsAndUnsafePaths) {
   EXPECT_FALSE(DecodeTrainerLine(EncodeArtifact("movie", "a.png", 0)).ok());
 }
 
+TEST(TrainerProtocol, RendezvousCarriesAHostAndPort) {
+  // The trainer's line, as the daemon reads it (key order does not matter).
+  auto written = DecodeTrainerLine(R"({"type":"rendezvous","address":"10.0.0.7:41234"})");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->rendezvous_address, "10.0.0.7:41234");
+  EXPECT_EQ(EncodeRendezvous("10.0.0.7:41234").find('\n'), std::string::npos);
+  for (const char* address : {"127.0.0.1:41234", "10.0.0.7:1", "[::1]:65535", "node-3.cluster:29500"}) {
+    auto line = DecodeTrainerLine(EncodeRendezvous(address));
+    ASSERT_TRUE(line.ok()) << address << ": " << line.status();
+    EXPECT_EQ(line->type, TrainerLine::Type::kRendezvous);
+    EXPECT_EQ(line->rendezvous_address, address);
+  }
+  // The port must be the bound one: 0, none or out of range is refused.
+  for (const char* address : {"127.0.0.1:0", "127.0.0.1", ":41234", "127.0.0.1:65536", "::1:80", ""}) {
+    auto line = DecodeTrainerLine(EncodeRendezvous(address));
+    EXPECT_TRUE(absl::IsInvalidArgument(line.status())) << address;
+    EXPECT_NE(line.status().message().find("rendezvous"), absl::string_view::npos) << line.status();
+  }
+  EXPECT_FALSE(DecodeTrainerLine(R"({"type":"rendezvous"})").ok());
+  EXPECT_FALSE(DecodeTrainerLine(R"({"type":"rendezvous","address":41234})").ok());
+}
+
 TEST(TrainerProtocol, RejectsWhatIsNotALine) {
   for (const char* bad : {"", "not json", "[1,2]", "{}", R"({"type":"warp"})", R"({"type":"metrics"})",
                           R"({"type":"metrics","step":"x","epoch":0,"values":[]})",

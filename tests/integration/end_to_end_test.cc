@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -42,9 +43,13 @@ std::vector<v1::JobEvent> ParseEvents(const std::string& out) {
 
 std::string Trim(const std::string& s) { return std::string(absl::StripAsciiWhitespace(s)); }
 
-// Submits `yaml` and returns the job id printed on stdout.
-std::string Submit(Cluster& cluster, const std::string& file, const std::string& yaml) {
-  CommandResult r = cluster.Dfvctl({"submit", cluster.WriteJob(file, yaml)});
+// Submits `yaml` (with `extra` dfvctl flags, e.g. --wait) and returns the
+// job id printed on stdout.
+std::string Submit(Cluster& cluster, const std::string& file, const std::string& yaml,
+                   const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args = {"submit", cluster.WriteJob(file, yaml)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommandResult r = cluster.Dfvctl(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::string id = Trim(r.out);
   EXPECT_FALSE(id.empty());
@@ -217,12 +222,37 @@ train: {batch_size: -4}
   EXPECT_EQ(FromJson<v1::ListJobsResponse>(list.out).jobs_size(), 0) << list.out;
 }
 
+TEST(EndToEnd, SubmitBeyondTheLiveWorkersIsRefusedUnlessWaiting) {
+  Cluster cluster("too_few_workers");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  const std::string path =
+      cluster.WriteJob("pair.yaml", SmallJob("pair", "vae", 20) + "resources: {workers: 2}\n");
+  CommandResult refused = cluster.Dfvctl({"submit", path});
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_TRUE(refused.out.empty()) << refused.out;
+  EXPECT_EQ(refused.err,
+            "dfvctl: resources.workers: 2 ranks need 2 cpu worker slots, the cluster has 1 (w1: 1); "
+            "submit with --wait to queue it until workers join\n");
+  CommandResult list = cluster.Dfvctl({"list", "-o", "json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(FromJson<v1::ListJobsResponse>(list.out).jobs_size(), 0) << list.out;
+
+  const std::string id = Submit(cluster, "pair.yaml", SmallJob("pair", "vae", 20) + "resources: {workers: 2}\n",
+                                {"--wait"});
+  v1::Job job = GetJob(cluster, id);
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.world_size(), 2);
+}
+
 TEST(EndToEnd, SingleSlotWorkerRunsJobsOneAfterTheOtherInPriorityOrder) {
   Cluster cluster("priority");
   ASSERT_TRUE(cluster.StartCoordinator().ok());
-  // Both queued before any worker exists, the low-priority one first.
-  const std::string low = Submit(cluster, "low.yaml", SmallJob("low", "vae", 30, /*priority=*/0));
-  const std::string high = Submit(cluster, "high.yaml", SmallJob("high", "vae", 30, /*priority=*/5));
+  // Both queued before any worker exists (--wait), the low-priority one first.
+  const std::string low =
+      Submit(cluster, "low.yaml", SmallJob("low", "vae", 30, /*priority=*/0), {"--wait"});
+  const std::string high =
+      Submit(cluster, "high.yaml", SmallJob("high", "vae", 30, /*priority=*/5), {"--wait"});
   ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
   ASSERT_TRUE(WaitForState(cluster, low, v1::SUCCEEDED, absl::Seconds(90)).ok()) << cluster.Log("coordinator");
   ASSERT_TRUE(WaitForState(cluster, high, v1::SUCCEEDED, absl::Seconds(10)).ok());
@@ -294,6 +324,145 @@ TEST(EndToEnd, LostWorkerRequeuesTheJobWhichResumesFromItsCheckpoint) {
   EXPECT_TRUE(resumed) << watch.out;
 }
 
+
+// Data-parallel: one job, two worker daemons, one rank each, meeting through
+// rank 0's rendezvous (published via the coordinator) and reducing gradients
+// over Gloo. Rank 0 alone uploads; metrics carry every rank's timings.
+TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
+  Cluster cluster("two_ranks");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  const std::string id =
+      Submit(cluster, "job.yaml", SmallJob("two-ranks", "cycle_vae", 40) + "resources: {workers: 2}\n");
+  ASSERT_TRUE(WaitForState(cluster, id, v1::SUCCEEDED, absl::Seconds(240)).ok())
+      << cluster.Log("coordinator") << cluster.Log("w1") << cluster.Log("w2");
+  const v1::Job job = GetJob(cluster, id);
+  EXPECT_EQ(job.world_size(), 2);
+  ASSERT_EQ(job.workers_size(), 2);
+  EXPECT_NE(job.workers(0), job.workers(1));
+
+  CommandResult watch = cluster.Dfvctl({"watch", id, "-o", "json"});
+  int joined = 0;
+  bool per_rank_timings = false;
+  for (const auto& e : ParseEvents(watch.out)) {
+    if (e.has_message() && absl::StrContains(e.message().text(), "of 2 joined over gloo")) ++joined;
+    if (e.has_metrics()) {
+      std::set<std::string> names;
+      for (const auto& v : e.metrics().values()) names.insert(v.name());
+      per_rank_timings = names.count("rank0_step_time_seconds") && names.count("rank1_step_time_seconds") &&
+                         names.count("rank1_allreduce_seconds") && names.count("allreduce_seconds");
+    }
+  }
+  EXPECT_EQ(joined, 2) << "each rank says it joined";
+  EXPECT_TRUE(per_rank_timings) << watch.out;
+  CommandResult artifacts = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+  bool report = false;
+  const auto listed = FromJson<v1::ListArtifactsResponse>(artifacts.out);
+  for (const auto& a : listed.artifacts()) {
+    if (a.name() == "report.json") report = true;
+  }
+  EXPECT_TRUE(report) << artifacts.out;
+}
+
+// Killing one rank's worker mid-run ends the attempt for both ranks: the
+// survivor's collective fails at once (its peer's sockets closed), no trainer
+// is left blocked, and with no restarts left the job fails with the reason.
+TEST(EndToEnd, KilledRankEndsTheWholeAttemptWithinThirtySeconds) {
+  Cluster cluster("killed_rank");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  const std::string id = Submit(cluster, "job.yaml",
+                                SmallJob("killed", "cycle_vae", 100000) + "resources: {workers: 2}\nmax_restarts: 0\n");
+  ASSERT_TRUE(WaitForState(cluster, id, v1::RUNNING, absl::Seconds(120)).ok())
+      << cluster.Log("coordinator") << cluster.Log("w1") << cluster.Log("w2");
+  const v1::Job running = GetJob(cluster, id);
+  ASSERT_EQ(running.workers_size(), 2);
+  const std::string rank1_worker = running.workers(1);
+  const std::string rank0_worker = running.workers(0);
+  const pid_t trainer0 = TrainerPid(cluster.Log(rank0_worker));
+  const pid_t trainer1 = TrainerPid(cluster.Log(rank1_worker));
+  ASSERT_GT(trainer0, 0);
+  ASSERT_GT(trainer1, 0);
+
+  const absl::Time killed = absl::Now();
+  cluster.KillWorker(rank1_worker);
+  ASSERT_TRUE(WaitForState(cluster, id, v1::FAILED, absl::Seconds(30)).ok())
+      << cluster.Log("coordinator") << cluster.Log(rank0_worker);
+  while ((kill(trainer0, 0) == 0 || kill(trainer1, 0) == 0) && absl::Now() - killed < absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(kill(trainer0, 0), 0) << "rank 0's trainer is still alive";
+  EXPECT_NE(kill(trainer1, 0), 0) << "rank 1's trainer outlived its daemon";
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(30));
+  std::printf("killed rank: job FAILED and both trainers gone %.1f s after the kill; reason: %s\n",
+              absl::ToDoubleSeconds(absl::Now() - killed), GetJob(cluster, id).reason().c_str());
+}
+
+// The same kill with a restart left: the survivor's trainer fails at once
+// (retryable) and the killed worker's lease expires ~5 s later. The attempt
+// ends once, one restart is used, and attempt 2 resumes from the newest
+// checkpoint on the survivor and a replacement worker.
+TEST(EndToEnd, KilledRankIsRetriedOnceFromItsCheckpoint) {
+  Cluster cluster("killed_rank_retried");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  const std::string id = Submit(cluster, "job.yaml",
+                                SmallJob("retried", "vae", 400) + "resources: {workers: 2}\nmax_restarts: 1\n");
+  absl::Time deadline = absl::Now() + absl::Seconds(120);
+  bool have_checkpoint = false;
+  while (!have_checkpoint && absl::Now() < deadline) {
+    CommandResult r = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+    const auto listed = FromJson<v1::ListArtifactsResponse>(r.out);
+    for (const auto& a : listed.artifacts()) {
+      if (a.kind() == v1::CHECKPOINT) have_checkpoint = true;
+    }
+    if (!have_checkpoint) absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(have_checkpoint) << cluster.Log("coordinator") << cluster.Log("w1") << cluster.Log("w2");
+  const v1::Job running = GetJob(cluster, id);
+  ASSERT_EQ(running.state(), v1::RUNNING) << running.reason();
+  ASSERT_EQ(running.workers_size(), 2) << running.DebugString();
+  const std::string killed = running.workers(1);
+  cluster.KillWorker(killed);
+
+  // Once the killed worker's lease has expired too, a replacement joins.
+  deadline = absl::Now() + absl::Seconds(30);
+  bool lost = false;
+  while (!lost && absl::Now() < deadline) {
+    for (const v1::WorkerInfo& w : Workers(cluster)) {
+      if (w.name() == killed && w.state() == v1::WORKER_LOST) lost = true;
+    }
+    if (!lost) absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(lost) << cluster.Log("coordinator");
+  EXPECT_EQ(GetJob(cluster, id).state(), v1::QUEUED) << GetJob(cluster, id).reason();
+  ASSERT_TRUE(cluster.StartWorker("w3").ok()) << cluster.Log("w3");
+  ASSERT_TRUE(WaitForState(cluster, id, v1::SUCCEEDED, absl::Seconds(180)).ok())
+      << cluster.Log("coordinator") << cluster.Log(running.workers(0)) << cluster.Log("w3");
+  EXPECT_EQ(GetJob(cluster, id).attempt(), 2);
+
+  CommandResult watch = cluster.Dfvctl({"watch", id, "-o", "json"});
+  std::vector<v1::JobState> states;
+  std::string requeue_reason;
+  bool resumed = false;
+  for (const auto& e : ParseEvents(watch.out)) {
+    if (e.has_state()) states.push_back(e.state().state());
+    if (e.has_state() && e.state().state() == v1::QUEUED && e.state().attempt() == 1) {
+      requeue_reason = e.state().reason();
+    }
+    if (e.has_message() && absl::StrContains(e.message().text(), "resumed from")) resumed = true;
+  }
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING, v1::QUEUED,
+                                               v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED}));
+  // Whichever came first ended the attempt: the survivor's failure or the lost lease.
+  EXPECT_TRUE(absl::StrContains(requeue_reason, "rank 0 on worker") ||
+              absl::StrContains(requeue_reason, absl::StrCat("worker ", killed, " lost")))
+      << requeue_reason;
+  EXPECT_TRUE(resumed) << watch.out;
+}
 
 // grpc.health.v1.Health/Check with an empty request (all services), through
 // the generic stub: the reply is HealthCheckResponse{status}, whose only

@@ -66,7 +66,7 @@ class FakeWorker {
     request.set_name(name_);
     request.set_slots(slots_);
     request.set_device(device_);
-    request.set_address(absl::StrCat("127.0.0.1:", 9000 + name_.size()));
+    request.set_address(address_.empty() ? absl::StrCat("127.0.0.1:", 9000 + name_.size()) : address_);
     auto response = coordinator_->RegisterWorker(request);
     ASSERT_TRUE(response.ok()) << response.status();
     id_ = response->worker_id();
@@ -100,8 +100,9 @@ class FakeWorker {
   }
 
   absl::Status Complete(const dfv::v1::Assignment& a, dfv::v1::Outcome outcome,
-                        const std::string& reason = "") {
+                        const std::string& reason = "", bool retryable = false) {
     dfv::v1::CompleteAssignmentRequest request;
+    request.set_retryable(retryable);
     request.set_worker_id(id_);
     request.set_job_id(a.job_id());
     request.set_attempt(a.attempt());
@@ -117,6 +118,17 @@ class FakeWorker {
                                   }),
                    running_.end());
     return status;
+  }
+
+  // Rank 0's trainer published where its rendezvous listens.
+  absl::Status Publish(const dfv::v1::Assignment& a, const std::string& address) {
+    dfv::v1::PublishRendezvousRequest request;
+    request.set_worker_id(id_);
+    request.set_job_id(a.job_id());
+    request.set_attempt(a.attempt());
+    request.set_rank(a.rank());
+    request.set_address(address);
+    return coordinator_->PublishRendezvous(request);
   }
 
   absl::StatusOr<dfv::v1::ArtifactInfo> Upload(const dfv::v1::Assignment& a, const std::string& name,
@@ -140,6 +152,8 @@ class FakeWorker {
 
   const std::string& id() const { return id_; }
   void set_id(const std::string& id) { id_ = id; }
+  // The address it registers with (default 127.0.0.1:<port>).
+  void set_address(const std::string& address) { address_ = address; }
   std::vector<dfv::v1::Assignment>& running() { return running_; }
 
  private:
@@ -147,6 +161,7 @@ class FakeWorker {
   std::string name_;
   int slots_;
   std::string device_;
+  std::string address_;
   std::string id_;
   std::vector<dfv::v1::Assignment> running_;
 };
@@ -168,8 +183,9 @@ class CoordinatorTest : public ::testing::Test {
     coordinator_ = std::move(*coordinator);
   }
 
-  std::string Submit(const std::string& yaml) {
-    auto job = coordinator_->SubmitJob(yaml, "job.yaml", {});
+  // Queues the job even when no worker can take it yet (wait_for_workers).
+  std::string Submit(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+    auto job = coordinator_->SubmitJob(yaml, "job.yaml", overrides, /*wait_for_workers=*/true);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? job->id() : "";
   }
@@ -193,6 +209,22 @@ class CoordinatorTest : public ::testing::Test {
       if (e.has_state()) states.push_back(e.state().state());
     }
     return states;
+  }
+
+  // Advances the clock by `ms` in one-second steps; `alive` heartbeat and
+  // the coordinator ticks after each step.
+  void Advance(int64_t ms, const std::vector<FakeWorker*>& alive) {
+    for (int64_t done = 0; done < ms; done += 1000) {
+      clock_.AdvanceMs(std::min<int64_t>(1000, ms - done));
+      for (FakeWorker* worker : alive) ASSERT_TRUE(worker->Beat().ok());
+      coordinator_->Tick();
+    }
+  }
+
+  int32_t Restarts(const std::string& id) {
+    auto record = coordinator_->job_store()->GetJob(id);
+    EXPECT_TRUE(record.ok()) << record.status();
+    return record.ok() ? record->restarts : -1;
   }
 
   // Advances the clock past the lease TTL while `alive` keep heartbeating.
@@ -306,7 +338,7 @@ TEST_F(CoordinatorTest, BadJobIsRefusedWithTheFieldAndNothingIsQueued) {
 
 TEST_F(CoordinatorTest, OverridesApplyAndTheCanonicalSpecIsStored) {
   auto job = coordinator_->SubmitJob(testing::JobYaml("override"), "job.yaml",
-                                     {"priority=7", "resources.workers=2"});
+                                     {"priority=7", "resources.workers=2"}, /*wait_for_workers=*/true);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->priority(), 7);
   EXPECT_EQ(job->world_size(), 2);
@@ -408,6 +440,36 @@ TEST_F(CoordinatorTest, CancellingAJobNotYetDeliveredIsImmediate) {
   EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 1);
 }
 
+// A rank that failed because its peer did (a broken collective) is not the
+// job's fault: the attempt ends and the job goes back to the queue.
+TEST_F(CoordinatorTest, RetryableRankFailureRequeuesTheJob) {
+  const std::string id = Submit(testing::JobYaml("gang", /*workers=*/1, 0, /*max_restarts=*/1));
+  FakeWorker a(coordinator_.get(), "a");
+  a.Register();
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_EQ(a.running().size(), 1u);
+  const dfv::v1::Assignment first = a.running()[0];
+  ASSERT_TRUE(a.Report(first, {Running()}).ok());
+  ASSERT_TRUE(a.Complete(first, dfv::v1::OUTCOME_FAILED, "gloo all-reduce: Connection reset by peer", true).ok());
+  // Requeued, and placed again at once on the slot that just freed up.
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED) << Job(id).reason();
+  EXPECT_EQ(Job(id).attempt(), 2);
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::QUEUED, dfv::v1::SCHEDULED));
+  std::vector<JobEvent> events = Events(id);
+  const JobEvent& requeued = events[events.size() - 2];
+  EXPECT_EQ(requeued.state().state(), dfv::v1::QUEUED);
+  EXPECT_EQ(requeued.state().reason(), "rank 0 on worker a: gloo all-reduce: Connection reset by peer");
+  ASSERT_TRUE(a.Beat().ok());  // attempt 2 is delivered
+  ASSERT_EQ(a.running().size(), 1u);
+  EXPECT_EQ(a.running()[0].attempt(), 2);
+  // No restarts left: the same failure fails the job.
+  const dfv::v1::Assignment second = a.running()[0];
+  ASSERT_TRUE(a.Report(second, {Running()}).ok());
+  ASSERT_TRUE(a.Complete(second, dfv::v1::OUTCOME_FAILED, "rendezvous timed out", true).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::FAILED);
+}
+
 TEST_F(CoordinatorTest, OneFailingRankFailsTheJobAndStopsTheOthers) {
   const std::string id = Submit(testing::JobYaml("gang", /*workers=*/2));
   FakeWorker a(coordinator_.get(), "a");
@@ -416,17 +478,32 @@ TEST_F(CoordinatorTest, OneFailingRankFailsTheJobAndStopsTheOthers) {
   b.Register();
   ASSERT_TRUE(a.Beat().ok());  // b has not reported yet: nothing is placed
   EXPECT_TRUE(a.running().empty());
-  ASSERT_TRUE(b.Beat().ok());  // placed now; b gets its rank
-  ASSERT_TRUE(a.Beat().ok());  // and a gets its rank
-  ASSERT_EQ(a.running().size(), 1u);
-  ASSERT_EQ(b.running().size(), 1u);
-  const dfv::v1::Assignment& rank0 = a.running()[0].rank() == 0 ? a.running()[0] : b.running()[0];
-  EXPECT_EQ(rank0.world_size(), 2);
-  EXPECT_THAT(rank0.rendezvous(), ::testing::EndsWith(":0"));
+  ASSERT_TRUE(b.Beat().ok());  // placed now
+  ASSERT_TRUE(a.Beat().ok());
+  // Rank 0 is delivered at once with "HOST:0"; rank 1 waits for its address.
+  ASSERT_EQ(a.running().size() + b.running().size(), 1u);
+  FakeWorker& w0 = a.running().empty() ? b : a;
+  FakeWorker& w1 = a.running().empty() ? a : b;
+  ASSERT_EQ(w0.running()[0].rank(), 0);
+  EXPECT_EQ(w0.running()[0].world_size(), 2);
+  EXPECT_THAT(w0.running()[0].rendezvous(), ::testing::EndsWith(":0"));
   EXPECT_EQ(Job(id).workers_size(), 2);
+  dfv::v1::PublishRendezvousRequest publish;
+  publish.set_job_id(id);
+  publish.set_attempt(w0.running()[0].attempt());
+  publish.set_address("127.0.0.1:4242");
+  publish.set_worker_id(w1.id());
+  EXPECT_EQ(coordinator_->PublishRendezvous(publish).code(), absl::StatusCode::kFailedPrecondition)
+      << "only rank 0's worker publishes";
+  ASSERT_TRUE(w1.Beat().ok());
+  EXPECT_TRUE(w1.running().empty());
+  publish.set_worker_id(w0.id());
+  ASSERT_TRUE(coordinator_->PublishRendezvous(publish).ok());
+  ASSERT_TRUE(w1.Beat().ok());
+  ASSERT_EQ(w1.running().size(), 1u);
+  EXPECT_EQ(w1.running()[0].rank(), 1);
+  EXPECT_EQ(w1.running()[0].rendezvous(), "127.0.0.1:4242");
 
-  FakeWorker& w0 = a.running()[0].rank() == 0 ? a : b;
-  FakeWorker& w1 = a.running()[0].rank() == 0 ? b : a;
   const dfv::v1::Assignment r0 = w0.running()[0];
   const dfv::v1::Assignment r1 = w1.running()[0];
   ASSERT_TRUE(w0.Report(r0, {Running()}).ok());
@@ -673,6 +750,393 @@ TEST_F(CoordinatorTest, WorkerCallsNeedALiveSession) {
   EXPECT_TRUE(absl::IsNotFound(worker.Report(fake, {Message("x")}).status()));
   fake.set_job_id(id);
   EXPECT_THAT(worker.Report(fake, {Message("x")}), IsOkAndHolds(true));
+}
+
+
+// ---------------------------------------------------------------------------
+// Multi-rank jobs: submit-time capacity, rank 0's host, the rendezvous, its
+// backstop, and retryable failures.
+
+TEST_F(CoordinatorTest, SubmitRefusesAJobTheLiveWorkersCannotHoldUnlessWaiting) {
+  auto early = coordinator_->SubmitJob(testing::JobYaml("early"), "job.yaml", {});
+  ASSERT_TRUE(absl::IsFailedPrecondition(early.status())) << early.status();
+  EXPECT_EQ(early.status().message(),
+            "resources.workers: 1 rank needs 1 cpu worker slot, the cluster has 0 (no live cpu "
+            "worker); submit with --wait to queue it until workers join");
+
+  FakeWorker w2(coordinator_.get(), "w2");
+  FakeWorker w1(coordinator_.get(), "w1");
+  FakeWorker gpu(coordinator_.get(), "g1", 4, "cuda");
+  w2.Register();
+  w1.Register();
+  gpu.Register();
+  auto big = coordinator_->SubmitJob(testing::JobYaml("big", 3), "job.yaml", {});
+  ASSERT_TRUE(absl::IsFailedPrecondition(big.status())) << big.status();
+  EXPECT_EQ(big.status().message(),
+            "resources.workers: 3 ranks need 3 cpu worker slots, the cluster has 2 (w1: 1, w2: 1); "
+            "submit with --wait to queue it until workers join");
+  // The override counts like the file.
+  auto overridden = coordinator_->SubmitJob(testing::JobYaml("small"), "job.yaml",
+                                            {"resources.workers=5", "resources.device=cuda"});
+  ASSERT_TRUE(absl::IsFailedPrecondition(overridden.status())) << overridden.status();
+  EXPECT_THAT(overridden.status().message(),
+              HasSubstr("5 ranks need 5 cuda worker slots, the cluster has 4 (g1: 4)"));
+  auto jobs = coordinator_->ListJobs({}, 0);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_THAT(*jobs, IsEmpty()) << "a refused job is not stored";
+
+  // Slots count whether busy or not; with --wait the cluster's size does not matter.
+  auto pair = coordinator_->SubmitJob(testing::JobYaml("pair", 2), "job.yaml", {});
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_EQ(pair->id(), "j-000001");
+  EXPECT_EQ(pair->state(), dfv::v1::QUEUED);
+  auto waiting = coordinator_->SubmitJob(testing::JobYaml("big", 3), "job.yaml", {},
+                                         /*wait_for_workers=*/true);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->state(), dfv::v1::QUEUED);
+
+  // Lost workers do not count.
+  LoseWorkers({&gpu});
+  auto after = coordinator_->SubmitJob(testing::JobYaml("late"), "job.yaml", {});
+  ASSERT_TRUE(absl::IsFailedPrecondition(after.status())) << after.status();
+  EXPECT_THAT(after.status().message(), HasSubstr("the cluster has 0 (no live cpu worker)"));
+}
+
+TEST_F(CoordinatorTest, RanksAfterTheFirstWaitForRankZerosRendezvous) {
+  const std::string id = Submit(testing::JobYaml("ddp", 3));
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  FakeWorker c(coordinator_.get(), "c");
+  for (FakeWorker* w : {&a, &b, &c}) {
+    w->Register();
+    ASSERT_TRUE(w->Beat().ok());  // placed once all three have heartbeated
+  }
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  EXPECT_THAT(Job(id).workers(), ElementsAre("a", "b", "c"));
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_EQ(a.running().size(), 1u);
+  const dfv::v1::Assignment rank0 = a.running()[0];
+  EXPECT_EQ(rank0.rank(), 0);
+  EXPECT_EQ(rank0.world_size(), 3);
+  EXPECT_EQ(rank0.rendezvous(), "127.0.0.1:0");  // a's host; the trainer picks the port
+  // Ranks 1 and 2 are withheld, but their slots are taken.
+  ASSERT_TRUE(b.Beat().ok());
+  ASSERT_TRUE(c.Beat().ok());
+  EXPECT_TRUE(b.running().empty());
+  EXPECT_TRUE(c.running().empty());
+  for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
+    EXPECT_EQ(info.free_slots(), 0) << info.name();
+  }
+
+  // Only rank 0 of the current attempt publishes.
+  dfv::v1::Assignment as_rank1 = rank0;
+  as_rank1.set_rank(1);
+  absl::Status status = b.Publish(as_rank1, "127.0.0.1:4242");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_EQ(status.message(), "rank: only rank 0 publishes the rendezvous, got rank 1");
+  status = b.Publish(rank0, "127.0.0.1:4242");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_EQ(status.message(), absl::StrCat("worker b does not run rank 0 of attempt 1 of job ", id));
+  dfv::v1::Assignment other_attempt = rank0;
+  other_attempt.set_attempt(2);
+  status = a.Publish(other_attempt, "127.0.0.1:4242");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("attempt 2 is not the current attempt"));
+  dfv::v1::Assignment unknown = rank0;
+  unknown.set_job_id("j-000404");
+  EXPECT_TRUE(absl::IsNotFound(a.Publish(unknown, "127.0.0.1:4242")));
+  FakeWorker stranger(coordinator_.get(), "stranger");
+  stranger.set_id("w-nobody");
+  EXPECT_TRUE(absl::IsNotFound(stranger.Publish(rank0, "127.0.0.1:4242")));
+  ASSERT_TRUE(b.Beat().ok());
+  EXPECT_TRUE(b.running().empty()) << "nothing was published yet";
+
+  ASSERT_TRUE(a.Publish(rank0, "127.0.0.1:4242").ok());
+  ASSERT_TRUE(a.Publish(rank0, "127.0.0.1:4242").ok()) << "a retry of the same address is fine";
+  status = a.Publish(rank0, "127.0.0.1:5353");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("already has its rendezvous at 127.0.0.1:4242"));
+  // Stored with the attempt.
+  auto attempts = coordinator_->job_store()->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].rendezvous, "127.0.0.1:4242");
+
+  auto beat_b = b.Beat();
+  ASSERT_TRUE(beat_b.ok());
+  ASSERT_EQ(beat_b->assignments_size(), 1);
+  EXPECT_EQ(beat_b->assignments(0).rank(), 1);
+  EXPECT_EQ(beat_b->assignments(0).rendezvous(), "127.0.0.1:4242");
+  EXPECT_EQ(beat_b->assignments(0).spec_yaml(), rank0.spec_yaml());
+  auto beat_c = c.Beat();
+  ASSERT_TRUE(beat_c.ok());
+  ASSERT_EQ(beat_c->assignments_size(), 1);
+  EXPECT_EQ(beat_c->assignments(0).rank(), 2);
+  EXPECT_EQ(beat_c->assignments(0).rendezvous(), "127.0.0.1:4242");
+  // Delivered once; a response lost in transit is delivered again, address included.
+  ASSERT_TRUE(b.Beat().ok());
+  EXPECT_EQ(b.running().size(), 1u);
+  c.running().clear();
+  beat_c = c.Beat();
+  ASSERT_TRUE(beat_c.ok());
+  ASSERT_EQ(beat_c->assignments_size(), 1);
+  EXPECT_EQ(beat_c->assignments(0).rendezvous(), "127.0.0.1:4242");
+
+  for (FakeWorker* w : {&a, &b, &c}) ASSERT_TRUE(w->Report(w->running().at(0), {Running()}).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+  // The job is over once every rank succeeded.
+  ASSERT_TRUE(b.Complete(b.running().at(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  ASSERT_TRUE(c.Complete(c.running().at(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+  ASSERT_TRUE(a.Complete(rank0, dfv::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::SUCCEEDED);
+  // A final job has no rendezvous to publish.
+  status = a.Publish(rank0, "127.0.0.1:4242");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("is already SUCCEEDED"));
+}
+
+TEST_F(CoordinatorTest, OneRankJobsHaveNoRendezvous) {
+  const std::string id = Submit(testing::JobYaml("solo"));
+  FakeWorker a(coordinator_.get(), "a");
+  a.Register();
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_EQ(a.running().size(), 1u);
+  EXPECT_EQ(a.running()[0].rendezvous(), "");
+  absl::Status status = a.Publish(a.running()[0], "127.0.0.1:4242");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_EQ(status.message(), absl::StrCat("job ", id, " runs on one rank; it has no rendezvous"));
+}
+
+TEST_F(CoordinatorTest, RankZeroGoesToAReachableHostWhenTheGangSpansHosts) {
+  const std::string id = Submit(testing::JobYaml("spread", 2));
+  // `local` has the most free slots, so it would be rank 0 on one machine,
+  // but its address is loopback and `remote` is on another host.
+  FakeWorker local(coordinator_.get(), "local", 2);
+  FakeWorker remote(coordinator_.get(), "remote", 1);
+  local.set_address("127.0.0.1:9001");
+  remote.set_address("10.1.2.3:9002");
+  local.Register();
+  remote.Register();
+  ASSERT_TRUE(local.Beat().ok());  // two free slots here: placed on local alone
+  ASSERT_TRUE(local.Beat().ok());
+  EXPECT_THAT(Job(id).workers(), ElementsAre("local", "local"));
+  ASSERT_EQ(local.running().size(), 1u);
+  EXPECT_EQ(local.running()[0].rendezvous(), "127.0.0.1:0");  // all on one host: any rank 0
+  ASSERT_TRUE(coordinator_->CancelJob(id, "").ok());
+  local.running().clear();
+  ASSERT_TRUE(local.Beat().ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::CANCELLED);
+
+  // Once `local` holds one slot, a two-rank gang spans both hosts.
+  const std::string busy = Submit(testing::JobYaml("busy"));
+  ASSERT_TRUE(local.Beat().ok());
+  ASSERT_EQ(local.running().size(), 1u);
+  EXPECT_EQ(local.running()[0].job_id(), busy);
+  const std::string spanning = Submit(testing::JobYaml("spanning", 2));
+  ASSERT_TRUE(remote.Beat().ok());
+  EXPECT_THAT(Job(spanning).workers(), ElementsAre("remote", "local"));
+  ASSERT_EQ(remote.running().size(), 1u);  // delivered in the same heartbeat
+  EXPECT_EQ(remote.running()[0].rank(), 0);
+  EXPECT_EQ(remote.running()[0].rendezvous(), "10.1.2.3:0");
+}
+
+TEST_F(CoordinatorTest, RanksThatNeverStartEndTheAttemptAfterTheRendezvousTimeout) {
+  // rendezvous_timeout_seconds 10: the backstop fires 10 + 30 s after placement.
+  const std::string id = Submit(testing::JobYaml("stuck", 3, 0, /*max_restarts=*/1),
+                                {"resources.rendezvous_timeout_seconds=10"});
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  FakeWorker c(coordinator_.get(), "c");
+  for (FakeWorker* w : {&a, &b, &c}) {
+    w->Register();
+    ASSERT_TRUE(w->Beat().ok());
+  }
+  ASSERT_EQ(Job(id).state(), dfv::v1::SCHEDULED);  // placed now
+  ASSERT_TRUE(a.Beat().ok());
+  const dfv::v1::Assignment rank0 = a.running().at(0);
+  ASSERT_TRUE(a.Report(rank0, {Running()}).ok());
+  ASSERT_TRUE(a.Upload(rank0, "checkpoints/step-2.ckpt", dfv::v1::CHECKPOINT, 2, "c2").ok());
+  ASSERT_TRUE(a.Publish(rank0, "127.0.0.1:4242").ok());
+  ASSERT_TRUE(b.Beat().ok());
+  ASSERT_TRUE(b.Report(b.running().at(0), {Running()}).ok());
+  // c received rank 2 but its trainer never starts.
+  ASSERT_TRUE(c.Beat().ok());
+  ASSERT_EQ(c.running().size(), 1u);
+
+  Advance(39000, {&a, &b, &c});
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  Advance(1000, {&a, &b, &c});
+  dfv::v1::Job requeued = Job(id);
+  EXPECT_EQ(requeued.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(requeued.reason(), "rendezvous: rank(s) 2 did not start within 40 s");
+  EXPECT_EQ(Restarts(id), 1);
+  // Every rank is told to stop.
+  for (FakeWorker* w : {&a, &b, &c}) {
+    auto beat = w->Beat();
+    ASSERT_TRUE(beat.ok());
+    ASSERT_EQ(beat->cancels_size(), 1);
+    EXPECT_EQ(beat->cancels(0).attempt(), 1);
+    ASSERT_TRUE(w->Complete(w->running().at(0), dfv::v1::OUTCOME_CANCELLED).ok());
+  }
+  // Once every rank confirmed, the slots are free and attempt 2 is placed.
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  EXPECT_EQ(Job(id).attempt(), 2);
+  EXPECT_EQ(Restarts(id), 1) << "confirming the cancels counts no restart";
+
+  // Attempt 2 resumes from the checkpoint; this time no rank starts at all.
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_EQ(a.running().size(), 1u);
+  EXPECT_EQ(a.running()[0].attempt(), 2);
+  EXPECT_EQ(a.running()[0].resume_artifact(), "checkpoints/step-2.ckpt");
+  Advance(40000, {&a, &b, &c});
+  dfv::v1::Job failed = Job(id);
+  EXPECT_EQ(failed.state(), dfv::v1::FAILED);
+  EXPECT_EQ(failed.reason(),
+            "rendezvous: rank(s) 0, 1, 2 did not start within 40 s; no restarts left (max_restarts: 1)");
+  // The withheld ranks never ran: their slots are free at once.
+  for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
+    EXPECT_EQ(info.free_slots(), info.name() == "a" ? 0 : 1) << info.name();
+  }
+  auto attempts = coordinator_->job_store()->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[0].outcome, AttemptOutcome::kInterrupted);
+  EXPECT_EQ((*attempts)[0].rendezvous, "127.0.0.1:4242");
+  EXPECT_EQ((*attempts)[1].rendezvous, "");
+}
+
+// A killed worker: its peer's trainer fails at once (retryable), and its
+// lease expires a few seconds later. Either order ends the attempt once.
+class RetryRaceTest : public CoordinatorTest {
+ protected:
+  // A two-rank job running on a (rank 0) and b (rank 1), with a checkpoint.
+  std::string StartPair(int max_restarts) {
+    const std::string id = Submit(testing::JobYaml("pair", 2, 0, max_restarts));
+    a_ = std::make_unique<FakeWorker>(coordinator_.get(), "a");
+    b_ = std::make_unique<FakeWorker>(coordinator_.get(), "b");
+    a_->Register();
+    b_->Register();
+    EXPECT_TRUE(a_->Beat().ok());
+    EXPECT_TRUE(b_->Beat().ok());
+    EXPECT_TRUE(a_->Beat().ok());
+    rank0_ = a_->running().at(0);
+    EXPECT_TRUE(a_->Publish(rank0_, "127.0.0.1:4242").ok());
+    EXPECT_TRUE(b_->Beat().ok());
+    rank1_ = b_->running().at(0);
+    EXPECT_TRUE(a_->Report(rank0_, {Running()}).ok());
+    EXPECT_TRUE(b_->Report(rank1_, {Running()}).ok());
+    EXPECT_TRUE(a_->Upload(rank0_, "checkpoints/step-8.ckpt", dfv::v1::CHECKPOINT, 8, "c8").ok());
+    EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+    return id;
+  }
+
+  std::unique_ptr<FakeWorker> a_, b_;
+  dfv::v1::Assignment rank0_, rank1_;
+};
+
+TEST_F(RetryRaceTest, PeerFailureFirstThenTheLostLeaseRequeuesOnce) {
+  const std::string id = StartPair(/*max_restarts=*/2);
+  // b is killed: a's collective breaks at once.
+  ASSERT_TRUE(a_->Complete(rank0_, dfv::v1::OUTCOME_FAILED,
+                          "all-reduce: connection closed by peer rank 1", /*retryable=*/true)
+                  .ok());
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(job.reason(), "rank 0 on worker a: all-reduce: connection closed by peer rank 1");
+  EXPECT_EQ(Restarts(id), 1);
+  LoseWorkers({a_.get()});  // b's lease expires
+  EXPECT_EQ(Job(id).state(), dfv::v1::QUEUED);
+  EXPECT_EQ(Job(id).reason(), job.reason());
+  EXPECT_EQ(Restarts(id), 1);
+  EXPECT_THAT(StateTrail(id), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                          dfv::v1::QUEUED));
+
+  // A replacement worker joins: attempt 2 resumes from the checkpoint.
+  FakeWorker c(coordinator_.get(), "c");
+  c.Register();
+  ASSERT_TRUE(c.Beat().ok());
+  ASSERT_TRUE(a_->Beat().ok());
+  ASSERT_EQ(a_->running().size(), 1u);
+  EXPECT_EQ(a_->running()[0].attempt(), 2);
+  EXPECT_EQ(a_->running()[0].resume_artifact(), "checkpoints/step-8.ckpt");
+  EXPECT_THAT(Job(id).workers(), ElementsAre("a", "c"));
+}
+
+TEST_F(RetryRaceTest, LostLeaseFirstThenThePeerFailureRequeuesOnce) {
+  const std::string id = StartPair(/*max_restarts=*/2);
+  LoseWorkers({a_.get()});  // b's lease expires before a's trainer notices
+  EXPECT_EQ(Job(id).state(), dfv::v1::QUEUED);
+  EXPECT_EQ(Job(id).reason(), "worker b lost");
+  EXPECT_EQ(Restarts(id), 1);
+  auto beat = a_->Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  // a's trainer fails anyway; the attempt is already over.
+  ASSERT_TRUE(a_->Complete(rank0_, dfv::v1::OUTCOME_FAILED, "all-reduce: connection reset",
+                          /*retryable=*/true)
+                  .ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::QUEUED);
+  EXPECT_EQ(Job(id).reason(), "worker b lost");
+  EXPECT_EQ(Restarts(id), 1);
+  EXPECT_EQ(coordinator_->ListWorkers()[0].free_slots(), 1) << "a's slot is free again";
+  auto attempts = coordinator_->job_store()->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].outcome, AttemptOutcome::kInterrupted);
+  EXPECT_EQ((*attempts)[0].reason, "worker b lost");
+}
+
+TEST_F(RetryRaceTest, RetryableFailureWithNoRestartsLeftFailsTheJobOnce) {
+  const std::string id = StartPair(/*max_restarts=*/0);
+  ASSERT_TRUE(a_->Complete(rank0_, dfv::v1::OUTCOME_FAILED, "rendezvous timed out",
+                          /*retryable=*/true)
+                  .ok());
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::FAILED);
+  EXPECT_EQ(job.reason(),
+            "rank 0 on worker a: rendezvous timed out; no restarts left (max_restarts: 0)");
+  LoseWorkers({a_.get()});
+  EXPECT_EQ(Job(id).reason(), job.reason());
+  EXPECT_EQ(Job(id).last_seq(), job.last_seq()) << "nothing happens to a final job";
+}
+
+TEST_F(RetryRaceTest, ANonRetryableFailureFailsTheJobWithoutRetrying) {
+  const std::string id = StartPair(/*max_restarts=*/3);
+  ASSERT_TRUE(b_->Complete(rank1_, dfv::v1::OUTCOME_FAILED, "loss is NaN").ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::FAILED);
+  EXPECT_EQ(Job(id).reason(), "rank 1 on worker b: loss is NaN");
+  EXPECT_EQ(Restarts(id), 0);
+}
+
+TEST_F(CoordinatorTest, RanksAfterTheFirstUploadOnlyTheirOwnLog) {
+  const std::string id = Submit(testing::JobYaml("logs", 2));
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  a.Register();
+  b.Register();
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(b.Beat().ok());
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(a.Publish(a.running().at(0), "127.0.0.1:4242").ok());
+  ASSERT_TRUE(b.Beat().ok());
+  const dfv::v1::Assignment rank1 = b.running().at(0);
+  ASSERT_EQ(rank1.rank(), 1);
+  auto log = b.Upload(rank1, "trainer-rank1.log", dfv::v1::LOG, 0, "rank 1 says hi\n");
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto report = b.Upload(rank1, "report.json", dfv::v1::REPORT, 0, "{}");
+  EXPECT_TRUE(absl::IsFailedPrecondition(report.status())) << report.status();
+  EXPECT_EQ(report.status().message(),
+            absl::StrCat("worker b runs rank 1 of attempt 1 of job ", id,
+                         ": it may upload only its log trainer-rank1.log (rank 0 uploads the "
+                         "job's artifacts)"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      b.Upload(rank1, "trainer.log", dfv::v1::LOG, 0, "x").status()));
+  auto listed = coordinator_->ListArtifacts(id);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name(), "trainer-rank1.log");
 }
 
 }  // namespace

@@ -187,5 +187,62 @@ TEST(JobStoreTest, RefusesANewerSchemaAndNonDatabases) {
   EXPECT_TRUE(absl::IsDataLoss(not_db.status())) << not_db.status();
 }
 
+TEST(JobStoreTest, AttemptRendezvousIsStoredAndVersionOneDatabasesAreUpgraded) {
+  const std::string path = testing::FreshDir("rendezvous") + "/dfv.db";
+  std::string id;
+  {
+    auto store = JobStore::Create(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobRecord record = NewJob("pair", dfv::v1::SCHEDULED);
+    ASSERT_TRUE((*store)
+                    ->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+                      absl::Status s = tx.InsertJob(&record);
+                      if (!s.ok()) return s;
+                      s = tx.InsertAttempt({record.job.id(), 1, {"w1", "w2"}, 2000});
+                      if (!s.ok()) return s;
+                      return tx.SetAttemptRendezvous(record.job.id(), 1, "10.0.0.1:4242");
+                    })
+                    .ok());
+    id = record.job.id();
+    auto attempts = (*store)->ListAttempts(id);
+    ASSERT_TRUE(attempts.ok());
+    ASSERT_EQ(attempts->size(), 1u);
+    EXPECT_EQ((*attempts)[0].rendezvous, "10.0.0.1:4242");
+    EXPECT_TRUE(absl::IsNotFound((*store)->RunInTransaction(
+        [&](JobStore::Tx& tx) { return tx.SetAttemptRendezvous(id, 2, "10.0.0.1:1"); })));
+  }
+  // Turn it into a version 1 database: no rendezvous column.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE attempts DROP COLUMN rendezvous; PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = JobStore::Create(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto attempts = (*store)->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok()) << attempts.status();
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].rendezvous, "");
+  EXPECT_EQ((*attempts)[0].workers, (std::vector<std::string>{"w1", "w2"}));
+  ASSERT_TRUE((*store)
+                  ->RunInTransaction([&](JobStore::Tx& tx) {
+                    return tx.SetAttemptRendezvous(id, 1, "10.0.0.1:5555");
+                  })
+                  .ok());
+  attempts = (*store)->ListAttempts(id);
+  ASSERT_TRUE(attempts.ok());
+  EXPECT_EQ((*attempts)[0].rendezvous, "10.0.0.1:5555");
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), JobStore::kSchemaVersion);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
 }  // namespace
 }  // namespace dfv::server

@@ -46,9 +46,11 @@ class ServiceTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
+  // Queued even before any worker has registered.
   std::string Submit(const std::string& yaml) {
     dfv::v1::SubmitJobRequest request;
     request.set_spec_yaml(yaml);
+    request.set_wait_for_workers(true);
     dfv::v1::SubmitJobResponse response;
     grpc::Status status = client_->SubmitJob(Context().get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -159,6 +161,91 @@ TEST_F(ServiceTest, ABadSpecIsInvalidArgumentNamingTheField) {
   dfv::v1::ListJobsResponse jobs;
   ASSERT_TRUE(client_->ListJobs(Context().get(), dfv::v1::ListJobsRequest(), &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 0);
+}
+
+TEST_F(ServiceTest, SubmitBeyondTheLiveWorkersIsRefusedUnlessWaiting) {
+  dfv::v1::SubmitJobRequest request;
+  request.set_spec_yaml(testing::JobYaml("early", /*workers=*/2));
+  dfv::v1::SubmitJobResponse response;
+  grpc::Status status = client_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(status.error_message(),
+            "resources.workers: 2 ranks need 2 cpu worker slots, the cluster has 0 (no live cpu "
+            "worker); submit with --wait to queue it until workers join");
+  dfv::v1::ListJobsResponse jobs;
+  ASSERT_TRUE(client_->ListJobs(Context().get(), dfv::v1::ListJobsRequest(), &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0);
+
+  request.set_wait_for_workers(true);
+  status = client_->SubmitJob(Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.job().state(), dfv::v1::QUEUED);
+  EXPECT_EQ(response.job().world_size(), 2);
+}
+
+TEST_F(ServiceTest, PublishRendezvousIsValidatedAndReleasesTheOtherRanks) {
+  const std::string id = Submit(testing::JobYaml("pair", /*workers=*/2));
+  std::string ids[2];
+  for (int i = 0; i < 2; ++i) {
+    dfv::v1::RegisterWorkerRequest reg;
+    reg.set_name(absl::StrCat("w", i));
+    reg.set_slots(1);
+    reg.set_device("cpu");
+    reg.set_address(absl::StrCat("127.0.0.1:", 9000 + i));
+    dfv::v1::RegisterWorkerResponse registered;
+    ASSERT_TRUE(gateway_->RegisterWorker(Context().get(), reg, &registered).ok());
+    ids[i] = registered.worker_id();
+  }
+  auto beat = [&](int i) {
+    dfv::v1::HeartbeatRequest request;
+    request.set_worker_id(ids[i]);
+    dfv::v1::HeartbeatResponse response;
+    EXPECT_TRUE(gateway_->Heartbeat(Context().get(), request, &response).ok());
+    return response;
+  };
+  beat(0);
+  beat(1);  // both have heartbeated: placed, w0 (first by name) runs rank 0
+  dfv::v1::HeartbeatResponse rank0 = beat(0);
+  ASSERT_EQ(rank0.assignments_size(), 1);
+  EXPECT_EQ(rank0.assignments(0).rank(), 0);
+  EXPECT_EQ(rank0.assignments(0).rendezvous(), "127.0.0.1:0");
+  EXPECT_EQ(beat(1).assignments_size(), 0);  // rank 1 waits for the address
+
+  dfv::v1::PublishRendezvousRequest publish;
+  publish.set_worker_id(ids[0]);
+  publish.set_job_id(id);
+  publish.set_attempt(1);
+  publish.set_rank(0);
+  dfv::v1::PublishRendezvousResponse published;
+  for (const char* bad : {"", "no-port", "127.0.0.1:0", "127.0.0.1:70000"}) {
+    publish.set_address(bad);
+    grpc::Status status = gateway_->PublishRendezvous(Context().get(), publish, &published);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_THAT(status.error_message(), StartsWith("address:")) << bad;
+  }
+  publish.set_address("127.0.0.1:4242");
+  publish.set_rank(-1);
+  grpc::Status status = gateway_->PublishRendezvous(Context().get(), publish, &published);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("rank:"));
+  publish.set_rank(1);
+  status = gateway_->PublishRendezvous(Context().get(), publish, &published);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), StartsWith("rank: only rank 0 publishes"));
+  publish.set_rank(0);
+  publish.set_worker_id(ids[1]);
+  status = gateway_->PublishRendezvous(Context().get(), publish, &published);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("worker w1 does not run rank 0"));
+
+  publish.set_worker_id(ids[0]);
+  status = gateway_->PublishRendezvous(Context().get(), publish, &published);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  dfv::v1::HeartbeatResponse rank1 = beat(1);
+  ASSERT_EQ(rank1.assignments_size(), 1);
+  EXPECT_EQ(rank1.assignments(0).rank(), 1);
+  EXPECT_EQ(rank1.assignments(0).world_size(), 2);
+  EXPECT_EQ(rank1.assignments(0).rendezvous(), "127.0.0.1:4242");
 }
 
 TEST_F(ServiceTest, EveryRequestFieldIsValidated) {

@@ -26,11 +26,16 @@ std::string LastLine(const std::string& path) {
   return last;
 }
 
+// A call to the coordinator worth repeating.
 bool Retryable(const absl::Status& status) {
   return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status) || absl::IsResourceExhausted(status);
 }
 
 }  // namespace
+
+bool IsRetryableTrainerError(const absl::Status& error) {
+  return absl::IsUnavailable(error) || absl::IsDeadlineExceeded(error) || absl::IsAborted(error);
+}
 
 std::unique_ptr<AssignmentRunner> AssignmentRunner::Start(RunnerOptions options) {
   auto runner = std::unique_ptr<AssignmentRunner>(new AssignmentRunner(std::move(options)));
@@ -88,7 +93,9 @@ void AssignmentRunner::Run() {
   if (!abandon_.load()) {
     AssignmentKey key = key_;
     // Retry logs a final failure; the lease logic covers a report that never arrives.
-    Retry("completing", [&] { return options_.link->CompleteAssignment(key, outcome, reason); }).IgnoreError();
+    const bool retryable = outcome == v1::OUTCOME_FAILED && IsRetryableTrainerError(trainer_error_);
+    Retry("completing", [&] { return options_.link->CompleteAssignment(key, outcome, reason, retryable); })
+        .IgnoreError();
     spdlog::info("{} attempt {} rank {}: {}{}{}", key_.job_id, key_.attempt, key_.rank,
                  v1::Outcome_Name(outcome), reason.empty() ? "" : ": ", reason);
   }
@@ -214,6 +221,23 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
     case TrainerLine::Type::kFinished:
       saw_finished_ = true;
       break;
+    case TrainerLine::Type::kRendezvous: {
+      if (key_.rank != 0 || options_.assignment.world_size() < 2) {
+        spdlog::warn("{} attempt {} rank {}/{}: ignoring a rendezvous line (only rank 0 of a multi-rank job "
+                     "publishes one): {}",
+                     key_.job_id, key_.attempt, key_.rank, options_.assignment.world_size(), line);
+        break;
+      }
+      AssignmentKey key = key_;
+      const std::string address = decoded->rendezvous_address;
+      spdlog::info("{} attempt {}: rank 0's rendezvous listens at {}", key_.job_id, key_.attempt, address);
+      // Logged by Retry. Without it the other ranks never start; the
+      // trainer's own rendezvous timeout (or the coordinator's backstop)
+      // then ends the attempt.
+      Retry("publishing the rendezvous of", [&] { return options_.link->PublishRendezvous(key, address); })
+          .IgnoreError();
+      break;
+    }
     case TrainerLine::Type::kError:
       trainer_error_ = decoded->error;
       break;

@@ -1,6 +1,9 @@
 // Runs one assignment (one rank of one attempt of a job) in its own trainer
 // process and relays what the trainer reports to the coordinator: events,
-// artifacts (rank 0), and the outcome. Each runner owns one thread.
+// artifacts (rank 0; every rank's trainer log), rank 0's rendezvous address
+// (PublishRendezvous), and the outcome, FAILED marked retryable when the
+// trainer's error says a peer or the rendezvous failed. Each runner owns one
+// thread.
 //
 // Folder layout under RunnerOptions::work_dir:
 //   job.yaml          the canonical job the coordinator sent
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/dfv.pb.h"
@@ -39,6 +43,12 @@ struct RunnerOptions {
   // How long to keep retrying a call to an unreachable coordinator.
   absl::Duration retry_for = absl::Seconds(30);
 };
+
+// Whether a trainer's error line means a failure that is not the job's
+// fault, so the coordinator retries the job (CompleteAssignmentRequest
+// .retryable): UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED (a peer rank died,
+// a collective broke, the rendezvous timed out).
+bool IsRetryableTrainerError(const absl::Status& error);
 
 class AssignmentRunner {
  public:

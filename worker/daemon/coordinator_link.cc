@@ -82,8 +82,21 @@ absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::A
   return absl::OkStatus();
 }
 
+absl::Status GrpcCoordinatorLink::PublishRendezvous(const AssignmentKey& key, const std::string& address) {
+  v1::PublishRendezvousRequest request;
+  request.set_worker_id(worker_id());
+  request.set_job_id(key.job_id);
+  request.set_attempt(key.attempt);
+  request.set_rank(key.rank);
+  request.set_address(address);
+  v1::PublishRendezvousResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, std::chrono::duration_cast<std::chrono::seconds>(kCallTimeout));
+  return rpc::FromGrpcStatus(gateway_->PublishRendezvous(&context, request, &response));
+}
+
 absl::Status GrpcCoordinatorLink::CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
-                                                     const std::string& reason) {
+                                                     const std::string& reason, bool retryable) {
   v1::CompleteAssignmentRequest request;
   request.set_worker_id(worker_id());
   request.set_job_id(key.job_id);
@@ -91,6 +104,7 @@ absl::Status GrpcCoordinatorLink::CompleteAssignment(const AssignmentKey& key, v
   request.set_rank(key.rank);
   request.set_outcome(outcome);
   request.set_reason(reason);
+  request.set_retryable(retryable);
   v1::CompleteAssignmentResponse response;
   grpc::ClientContext context;
   SetDeadline(context, std::chrono::duration_cast<std::chrono::seconds>(kCallTimeout));

@@ -35,8 +35,13 @@ class CoordinatorLink {
   // link fills in size and checksum.
   virtual absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info,
                                       const std::string& path) = 0;
+  // `retryable`: a FAILED outcome not caused by the job (see the proto).
   virtual absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
-                                          const std::string& reason) = 0;
+                                          const std::string& reason, bool retryable) = 0;
+  // Rank 0 of a multi-rank attempt: the HOST:PORT where the attempt's other
+  // ranks meet it (WorkerGateway.PublishRendezvous); the coordinator
+  // delivers the other ranks once it has it.
+  virtual absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) = 0;
   // Downloads artifact `name` of `job_id` to `dest_path` (written atomically,
   // checksum verified: DATA_LOSS when it does not match).
   virtual absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
@@ -57,7 +62,8 @@ class GrpcCoordinatorLink : public CoordinatorLink {
                             bool* cancel) override;
   absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override;
   absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
-                                  const std::string& reason) override;
+                                  const std::string& reason, bool retryable) override;
+  absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) override;
   absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
                                 const std::string& dest_path) override;
 

@@ -1,5 +1,7 @@
 #include "worker/daemon/trainer_protocol.h"
 
+#include "common/rpc/rpc.h"
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -53,6 +55,10 @@ std::string EncodeArtifact(const std::string& kind, const std::string& path, int
 std::string EncodeMessage(const std::string& text) { return Dump({{"type", "message"}, {"text", text}}); }
 
 std::string EncodeFinished(int64_t steps) { return Dump({{"type", "finished"}, {"steps", steps}}); }
+
+std::string EncodeRendezvous(const std::string& address) {
+  return Dump({{"type", "rendezvous"}, {"address", address}});
+}
 
 std::string EncodeError(const absl::Status& status) {
   return Dump({{"type", "error"},
@@ -129,6 +135,15 @@ absl::StatusOr<TrainerLine> DecodeTrainerLine(const std::string& line) {
     } else if (type == "message") {
       out.type = TrainerLine::Type::kMessage;
       out.event.mutable_message()->set_text(j.at("text").get<std::string>());
+    } else if (type == "rendezvous") {
+      out.type = TrainerLine::Type::kRendezvous;
+      out.rendezvous_address = j.at("address").get<std::string>();
+      absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort(out.rendezvous_address, "rendezvous");
+      if (!parsed.ok() || parsed->port == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("trainer line: rendezvous address '", out.rendezvous_address,
+                         "' is not HOST:PORT with the bound port (1..65535)"));
+      }
     } else if (type == "finished") {
       out.type = TrainerLine::Type::kFinished;
       out.step = j.at("steps").get<int64_t>();

@@ -8,8 +8,15 @@
 //    "samples_per_second":1200.5,"eta_seconds":290.1}
 //   {"type":"artifact","kind":"grid","path":"grids/swap-step00000500.png","step":500}
 //   {"type":"message","text":"resumed from ... at step 500"}
+//   {"type":"rendezvous","address":"127.0.0.1:41234"}   (rank 0 of a multi-rank job,
+//    once its rendezvous listens; the daemon publishes it to the coordinator)
 //   {"type":"finished","steps":5622}
 //   {"type":"error","code":"NOT_FOUND","message":"dataset.path: ..."}
+//
+// An error whose code is UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED (a peer
+// rank died, a collective broke, the rendezvous timed out) makes the rank's
+// FAILED outcome retryable: the coordinator requeues the job under its
+// restart policy instead of failing it.
 //
 // No LibTorch here: the daemon links this without the training code.
 #ifndef DFV_WORKER_DAEMON_TRAINER_PROTOCOL_H_
@@ -35,11 +42,13 @@ std::string EncodeProgress(const v1::Progress& progress);
 std::string EncodeArtifact(const std::string& kind, const std::string& path, int64_t step);
 std::string EncodeMessage(const std::string& text);
 std::string EncodeFinished(int64_t steps);
+// Rank 0 of a multi-rank job: where the other ranks meet it.
+std::string EncodeRendezvous(const std::string& address);
 std::string EncodeError(const absl::Status& status);
 
 // One decoded line.
 struct TrainerLine {
-  enum class Type { kStarted, kMetrics, kProgress, kArtifact, kMessage, kFinished, kError };
+  enum class Type { kStarted, kMetrics, kProgress, kArtifact, kMessage, kFinished, kError, kRendezvous };
   Type type = Type::kMessage;
   // For kStarted, kMetrics, kProgress and kMessage: the event to forward
   // (payload set; seq and time are the coordinator's).
@@ -50,6 +59,8 @@ struct TrainerLine {
   int64_t step = 0;  // kArtifact, kStarted, kFinished
   // For kError: the trainer's failure.
   absl::Status error;
+  // For kRendezvous: HOST:PORT, port > 0 (checked when decoding).
+  std::string rendezvous_address;
 };
 
 // INVALID_ARGUMENT for a line that is not one of the objects above (bad

@@ -1,0 +1,247 @@
+// dfv_bench_allreduce: all-reduce throughput of the gradient reducer against
+// Gloo's own all-reduce of one flat tensor, on N ranks (default 2) that are
+// separate processes on this machine, over loopback Gloo.
+//
+// For each size (default 1, 25 and 100 MiB of float32 gradients):
+//   bucketed: a dist::GradientReducer (default 25 MiB buckets, overlap off)
+//             reducing a set of parameter tensors totalling that size (the
+//             gradients are set directly, no backward), driven through
+//             BeforeBackward + Synchronize: copy into the buckets, the bucket
+//             all-reduces, scale by 1/N, copy back into the gradients;
+//   flat:     Communicator::AllReduceSum of one contiguous tensor of the size.
+// Same process group, same run; repetitions interleaved (the order alternates
+// each repetition), each preceded by a 1-float all-reduce as a barrier. A
+// repetition's time is the slowest rank's; medians over the repetitions after
+// the warm-up. Also timed, on its own: the reducer's local memory passes
+// without communication (gradients into a flat buffer, scale, back), which is
+// what bucketed pays on top of flat. GB/s = size / time (for 2 ranks a ring all-reduce moves
+// 2 (N-1)/N = 1 times the size per rank each way, so this is also the bus
+// bandwidth).
+//
+//   dfv_bench_allreduce [--ranks 2] [--sizes-mib 1,25,100] [--reps 10]
+//                       [--warmup 2] [--tensor-kib 1024] [--bucket-mib 25]
+//                       [--threads 1] [--json]
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "bench/launch.h"
+#include "worker/dist/reducer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using dfv::bench::Median;
+
+struct Flags {
+  int ranks = 2;
+  std::vector<int> sizes_mib = {1, 25, 100};
+  int reps = 10;
+  int warmup = 2;
+  int tensor_kib = 1024;
+  int bucket_mib = 25;
+  int threads = 1;
+  bool json = false;
+  // Child only.
+  bool child = false;
+  int rank = 0;
+  int world = 1;
+  std::string rendezvous;
+  int announce_fd = -1;
+};
+
+std::vector<std::string> ForwardedArgs(const Flags& f) {
+  std::string sizes;
+  for (size_t i = 0; i < f.sizes_mib.size(); ++i) sizes += (i ? "," : "") + std::to_string(f.sizes_mib[i]);
+  return {"--sizes-mib", sizes,
+          "--reps", std::to_string(f.reps),
+          "--warmup", std::to_string(f.warmup),
+          "--tensor-kib", std::to_string(f.tensor_kib),
+          "--bucket-mib", std::to_string(f.bucket_mib),
+          "--threads", std::to_string(f.threads)};
+}
+
+int RunChild(const Flags& f) {
+  dfv::bench::DieWithParent();
+  torch::set_num_threads(f.threads);
+  auto group = dfv::bench::ChildRendezvous(f.rank, f.world, f.rendezvous, f.announce_fd);
+  if (!group.ok()) {
+    std::fprintf(stderr, "rank %d: %s\n", f.rank, group.status().ToString().c_str());
+    return 1;
+  }
+  dfv::dist::Communicator& comm = *group->communicator;
+  dfv::dist::ReducerOptions options;
+  options.bucket_bytes = int64_t{f.bucket_mib} << 20;
+  options.overlap = false;
+  dfv::dist::GradientReducer reducer(comm, options);
+
+  auto check = [&](const absl::Status& s) {
+    if (!s.ok()) throw dfv::models::CollectiveError(s);
+  };
+  torch::Tensor one = torch::zeros({1});
+  auto barrier = [&] { check(comm.AllReduceSum(one)); };
+
+  nlohmann::json result;
+  result["rank"] = f.rank;
+  result["world"] = f.world;
+  result["sizes"] = nlohmann::json::array();
+  try {
+    for (int size_mib : f.sizes_mib) {
+      const int64_t total = (int64_t{size_mib} << 20) / int64_t{sizeof(float)};
+      const int64_t per_tensor = std::max<int64_t>(1, (int64_t{f.tensor_kib} << 10) / int64_t{sizeof(float)});
+      std::vector<torch::Tensor> params;
+      for (int64_t done = 0; done < total; done += per_tensor) {
+        const int64_t n = std::min(per_tensor, total - done);
+        torch::Tensor p = torch::zeros({n}, torch::requires_grad());
+        p.mutable_grad() = torch::randn({n});
+        params.push_back(p);
+      }
+      torch::Tensor flat = torch::randn({total});
+      const size_t buckets = reducer.BucketCount(params);
+      std::vector<double> bucketed_s, flat_s, local_s;
+      // The reducer's local memory passes alone (no communication): copy
+      // every gradient into a flat buffer, scale, copy back.
+      torch::Tensor scratch = torch::empty({total});
+      auto local_passes = [&] {
+        int64_t offset = 0;
+        for (const torch::Tensor& p : params) {
+          scratch.narrow(0, offset, p.numel()).copy_(p.grad());
+          offset += p.numel();
+        }
+        scratch.mul_(1.0 / f.world);
+        offset = 0;
+        for (torch::Tensor& p : params) {
+          p.mutable_grad().copy_(scratch.narrow(0, offset, p.numel()));
+          offset += p.numel();
+        }
+      };
+      for (int i = 0; i < f.warmup + f.reps; ++i) {
+        {
+          const auto t0 = Clock::now();
+          local_passes();
+          if (i >= f.warmup) local_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        for (int k = 0; k < 2; ++k) {
+          const bool bucketed = (k == 0) == (i % 2 == 0);
+          barrier();
+          const auto t0 = Clock::now();
+          if (bucketed) {
+            reducer.BeforeBackward(params);
+            reducer.Synchronize(params);
+          } else {
+            check(comm.AllReduceSum(flat));
+          }
+          const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+          if (!bucketed) flat.mul_(0.5);  // keeps the values bounded (untimed)
+          if (i >= f.warmup) (bucketed ? bucketed_s : flat_s).push_back(seconds);
+        }
+      }
+      reducer.TakeBlockedSeconds();
+      result["sizes"].push_back({{"mib", size_mib},
+                                 {"bytes", total * int64_t{sizeof(float)}},
+                                 {"tensors", params.size()},
+                                 {"buckets", buckets},
+                                 {"bucketed_s", bucketed_s},
+                                 {"flat_s", flat_s},
+                                 {"local_s", local_s}});
+    }
+    barrier();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank %d: %s\n", f.rank, e.what());
+    return 1;
+  }
+  dfv::bench::PrintResult(result);
+  return 0;
+}
+
+int RunParent(const Flags& f) {
+  std::fprintf(stderr, "dfv_bench_allreduce: %d ranks (processes) over loopback Gloo, %d warm-up + %d reps per size\n",
+               f.ranks, f.warmup, f.reps);
+  auto results = dfv::bench::LaunchRanks(f.ranks, ForwardedArgs(f), std::chrono::seconds(600));
+  if (!results.ok()) {
+    std::fprintf(stderr, "dfv_bench_allreduce: %s\n", results.status().ToString().c_str());
+    return 1;
+  }
+  nlohmann::json out;
+  out["bench"] = "allreduce";
+  out["ranks"] = f.ranks;
+  out["threads_per_rank"] = f.threads;
+  out["bucket_mib"] = f.bucket_mib;
+  out["reps"] = f.reps;
+  out["sizes"] = nlohmann::json::array();
+  std::printf("\nAll-reduce of float32 gradients, %d ranks = %d processes, loopback Gloo, %d reps (median; a rep's "
+              "time is its slowest rank's)\n",
+              f.ranks, f.ranks, f.reps);
+  std::printf("bucketed = GradientReducer (%d MiB buckets, overlap off) over %d KiB tensors; flat = one "
+              "Communicator::AllReduceSum\n\n",
+              f.bucket_mib, f.tensor_kib);
+  std::printf("copies s = the reducer's local memory passes alone (gradients -> flat buffer, x 1/N, -> gradients), "
+              "no communication\n\n");
+  std::printf("%8s %8s %8s | %12s %8s | %12s %8s | %14s | %12s\n", "size", "tensors", "buckets", "bucketed s", "GB/s",
+              "flat s", "GB/s", "bucketed/flat", "copies s");
+  std::printf("%s\n", std::string(111, '-').c_str());
+  const nlohmann::json& first = (*results)[0];
+  for (size_t s = 0; s < first["sizes"].size(); ++s) {
+    std::vector<double> bucketed, flat, local;
+    for (size_t i = 0; i < first["sizes"][s]["bucketed_s"].size(); ++i) {
+      double b = 0, fl = 0, lo = 0;
+      for (const nlohmann::json& r : *results) {
+        b = std::max(b, r["sizes"][s]["bucketed_s"][i].get<double>());
+        fl = std::max(fl, r["sizes"][s]["flat_s"][i].get<double>());
+        lo = std::max(lo, r["sizes"][s]["local_s"][i].get<double>());
+      }
+      bucketed.push_back(b);
+      flat.push_back(fl);
+      local.push_back(lo);
+    }
+    const double bytes = first["sizes"][s]["bytes"].get<double>();
+    const double mb = Median(bucketed), mf = Median(flat);
+    const double ratio = mb / mf;
+    const double ml = Median(local);
+    std::printf("%5d MiB %8d %8d | %12.4f %8.3f | %12.4f %8.3f | %14.3f | %12.4f\n", first["sizes"][s]["mib"].get<int>(),
+                first["sizes"][s]["tensors"].get<int>(), first["sizes"][s]["buckets"].get<int>(), mb,
+                bytes / mb / 1e9, mf, bytes / mf / 1e9, ratio, ml);
+    out["sizes"].push_back({{"mib", first["sizes"][s]["mib"]},
+                            {"tensors", first["sizes"][s]["tensors"]},
+                            {"buckets", first["sizes"][s]["buckets"]},
+                            {"bucketed_median_s", mb},
+                            {"flat_median_s", mf},
+                            {"bucketed_gbps", bytes / mb / 1e9},
+                            {"flat_gbps", bytes / mf / 1e9},
+                            {"ratio_bucketed_over_flat", ratio},
+                            {"bucketed_s", bucketed},
+                            {"local_copies_median_s", ml},
+                            {"flat_s", flat},
+                            {"local_s", local}});
+  }
+  std::printf("\ntarget: bucketed within 10%% of flat (ratio <= 1.10)\n");
+  if (f.json) std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"dfv_bench_allreduce: GradientReducer's bucketed all-reduce vs one flat Gloo all-reduce"};
+  app.add_option("--ranks", f.ranks, "ranks (processes)")->check(CLI::Range(2, 64));
+  app.add_option("--sizes-mib", f.sizes_mib, "gradient sizes in MiB")->delimiter(',');
+  app.add_option("--reps", f.reps, "timed repetitions per size and method")->check(CLI::Range(1, 10000));
+  app.add_option("--warmup", f.warmup, "untimed repetitions first")->check(CLI::Range(0, 10000));
+  app.add_option("--tensor-kib", f.tensor_kib, "size of each parameter tensor of the bucketed set")
+      ->check(CLI::Range(1, 1 << 22));
+  app.add_option("--bucket-mib", f.bucket_mib, "GradientReducer bucket size")->check(CLI::Range(1, 4096));
+  app.add_option("--threads", f.threads, "torch intra-op threads per rank")->check(CLI::Range(1, 256));
+  app.add_flag("--json", f.json, "also print the results as one JSON line");
+  app.add_flag("--child", f.child)->group("");
+  app.add_option("--rank", f.rank)->group("");
+  app.add_option("--world", f.world)->group("");
+  app.add_option("--rendezvous", f.rendezvous)->group("");
+  app.add_option("--announce-fd", f.announce_fd)->group("");
+  CLI11_PARSE(app, argc, argv);
+  return f.child ? RunChild(f) : RunParent(f);
+}
