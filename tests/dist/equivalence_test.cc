@@ -88,6 +88,31 @@ void RaiseAdamEpsilon(models::Model& model) {
   }
 }
 
+// The first kSteps global batches of `spec` (batch_size = the global batch),
+// with the pairs `model` needs.
+void GlobalBatches(const jobspec::JobSpec& spec, std::shared_ptr<const data::ImageSet> train,
+                   const models::Model& model, std::vector<data::Batch>* batches) {
+  data::LoaderOptions options;
+  options.batch_size = spec.train.batch_size;
+  options.seed = spec.train.seed;
+  options.same_class_pair = model.NeedsSameClassPairs();
+  options.other_class = model.NeedsOtherClass();
+  auto loader = data::BatchLoader::Create(std::move(train), options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  for (int t = 0; t < kSteps; ++t) {
+    auto batch = (*loader)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    batches->push_back(*batch);
+  }
+}
+
+// A replica that starts off different: only the broadcast from rank 0 can
+// make it equal again.
+void PerturbSoTheBroadcastMatters(models::Model& model) {
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& p : Parameters(model)) p.add_(0.5);
+}
+
 // Rank `rank`'s rows of every tensor of a global batch.
 data::Batch Shard(const data::Batch& global, int rank, int world) {
   data::Batch b = global;
@@ -118,25 +143,10 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
   for (models::Model* m : {single.get(), rank_models[0].get(), rank_models[1].get(), alone.get()}) {
     RaiseAdamEpsilon(*m);
   }
-  // Rank 1 starts off different; the broadcast must fix that.
-  {
-    torch::NoGradGuard no_grad;
-    for (torch::Tensor& p : Parameters(*rank_models[1])) p.add_(0.5);
-  }
+  PerturbSoTheBroadcastMatters(*rank_models[1]);
 
-  data::LoaderOptions options;
-  options.batch_size = spec.train.batch_size;
-  options.seed = spec.train.seed;
-  options.same_class_pair = single->NeedsSameClassPairs();
-  options.other_class = single->NeedsOtherClass();
-  auto loader = data::BatchLoader::Create(splits->train, options);
-  ASSERT_TRUE(loader.ok()) << loader.status();
   std::vector<data::Batch> batches;
-  for (int t = 0; t < kSteps; ++t) {
-    auto batch = (*loader)->Next();
-    ASSERT_TRUE(batch.ok()) << batch.status();
-    batches.push_back(*batch);
-  }
+  ASSERT_NO_FATAL_FAILURE(GlobalBatches(spec, splits->train, *single, &batches));
 
   // One process, global batch.
   {
@@ -319,24 +329,10 @@ TEST(DataParallelEquivalenceTest, MathieuAdversarialGradientsOfTwoRanksMatchOneP
   std::unique_ptr<models::Model> rank_models[2] = {Build(spec, *splits->train), Build(spec, *splits->train)};
   ASSERT_TRUE(single && rank_models[0] && rank_models[1]);
   for (models::Model* m : {single.get(), rank_models[0].get(), rank_models[1].get()}) RaiseAdamEpsilon(*m);
-  {
-    torch::NoGradGuard no_grad;
-    for (torch::Tensor& p : Parameters(*rank_models[1])) p.add_(0.5);
-  }
+  PerturbSoTheBroadcastMatters(*rank_models[1]);
 
-  data::LoaderOptions options;
-  options.batch_size = spec.train.batch_size;
-  options.seed = spec.train.seed;
-  options.same_class_pair = single->NeedsSameClassPairs();
-  options.other_class = single->NeedsOtherClass();
-  auto loader = data::BatchLoader::Create(splits->train, options);
-  ASSERT_TRUE(loader.ok()) << loader.status();
   std::vector<data::Batch> batches;
-  for (int t = 0; t < kSteps; ++t) {
-    auto batch = (*loader)->Next();
-    ASSERT_TRUE(batch.ok()) << batch.status();
-    batches.push_back(*batch);
-  }
+  ASSERT_NO_FATAL_FAILURE(GlobalBatches(spec, splits->train, *single, &batches));
 
   RecordingSync recording;
   {

@@ -325,14 +325,19 @@ TEST(EndToEnd, LostWorkerRequeuesTheJobWhichResumesFromItsCheckpoint) {
 }
 
 
+// A coordinator and workers w1 and w2 with one slot each.
+void StartCoordinatorAndTwoWorkers(Cluster& cluster) {
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+}
+
 // Data-parallel: one job, two worker daemons, one rank each, meeting through
 // rank 0's rendezvous (published via the coordinator) and reducing gradients
 // over Gloo. Rank 0 alone uploads; metrics carry every rank's timings.
 TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
   Cluster cluster("two_ranks");
-  ASSERT_TRUE(cluster.StartCoordinator().ok());
-  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
-  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
   const std::string id =
       Submit(cluster, "job.yaml", SmallJob("two-ranks", "cycle_vae", 40) + "resources: {workers: 2}\n");
   ASSERT_TRUE(WaitForState(cluster, id, v1::SUCCEEDED, absl::Seconds(240)).ok())
@@ -370,9 +375,7 @@ TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
 // is left blocked, and with no restarts left the job fails with the reason.
 TEST(EndToEnd, KilledRankEndsTheWholeAttemptWithinThirtySeconds) {
   Cluster cluster("killed_rank");
-  ASSERT_TRUE(cluster.StartCoordinator().ok());
-  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
-  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
   const std::string id = Submit(cluster, "job.yaml",
                                 SmallJob("killed", "cycle_vae", 100000) + "resources: {workers: 2}\nmax_restarts: 0\n");
   ASSERT_TRUE(WaitForState(cluster, id, v1::RUNNING, absl::Seconds(120)).ok())
@@ -406,9 +409,7 @@ TEST(EndToEnd, KilledRankEndsTheWholeAttemptWithinThirtySeconds) {
 // checkpoint on the survivor and a replacement worker.
 TEST(EndToEnd, KilledRankIsRetriedOnceFromItsCheckpoint) {
   Cluster cluster("killed_rank_retried");
-  ASSERT_TRUE(cluster.StartCoordinator().ok());
-  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
-  ASSERT_TRUE(cluster.StartWorker("w2").ok()) << cluster.Log("w2");
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
   const std::string id = Submit(cluster, "job.yaml",
                                 SmallJob("retried", "vae", 400) + "resources: {workers: 2}\nmax_restarts: 1\n");
   absl::Time deadline = absl::Now() + absl::Seconds(120);
