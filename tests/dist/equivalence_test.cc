@@ -125,6 +125,22 @@ data::Batch Shard(const data::Batch& global, int rank, int world) {
   return b;
 }
 
+// Rank `rank` of 2: starts from rank 0's state, then trains kSteps on its
+// half of each global batch through `sync`.
+void TrainRank(models::Model& model, models::GradientSync& sync, int rank, uint64_t seed,
+               const std::vector<data::Batch>& batches) {
+  sync.BroadcastFromFirstRank(State(model));
+  models::StepContext ctx(&sync, rank, 2);
+  try {
+    for (int t = 0; t < kSteps; ++t) {
+      ctx.BeginStep(t, seed);
+      model.TrainStep(Shard(batches[t], rank, 2), ctx);
+    }
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "rank " << rank << ": " << e.what();
+  }
+}
+
 void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double tolerance,
                                    const std::map<std::string, jobspec::ParamValue>& model_params = {},
                                    const std::map<std::string, jobspec::ParamValue>& loss = {}) {
@@ -173,16 +189,7 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
     reducer_options.bucket_bytes = 64 << 10;
     dist::GradientReducer reducer(*group.communicator, reducer_options);
     models::Model& model = *rank_models[rank];
-    reducer.BroadcastFromFirstRank(State(model));
-    models::StepContext ctx(&reducer, rank, 2);
-    try {
-      for (int t = 0; t < kSteps; ++t) {
-        ctx.BeginStep(t, spec.train.seed);
-        model.TrainStep(Shard(batches[t], rank, 2), ctx);
-      }
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "rank " << rank << ": " << e.what();
-    }
+    TrainRank(model, reducer, rank, spec.train.seed, batches);
     after[rank] = Snapshot(model);
     stats[rank] = reducer.stats();
   });
@@ -356,16 +363,7 @@ TEST(DataParallelEquivalenceTest, MathieuAdversarialGradientsOfTwoRanksMatchOneP
     dist::GradientReducer reducer(*group.communicator, reducer_options);
     TeacherForcingSync sync(reducer, recording.updates);
     models::Model& model = *rank_models[rank];
-    sync.BroadcastFromFirstRank(State(model));
-    models::StepContext ctx(&sync, rank, 2);
-    try {
-      for (int t = 0; t < kSteps; ++t) {
-        ctx.BeginStep(t, spec.train.seed);
-        model.TrainStep(Shard(batches[t], rank, 2), ctx);
-      }
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "rank " << rank << ": " << e.what();
-    }
+    TrainRank(model, sync, rank, spec.train.seed, batches);
     after[rank] = Snapshot(model);
     updates[rank] = sync.updates();
     worst_reduced[rank] = sync.worst_reduced();
