@@ -204,14 +204,14 @@ void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) 
     }
     WaitAll(plan);
   }
-  const double scale = 1.0 / comm_.world_size();
+  // Sum -> mean while copying back: one pass over each gradient.
   torch::NoGradGuard no_grad;
-  for (auto& bucket : plan.buckets) bucket.flat.mul_(scale);
+  const torch::Tensor scale = torch::scalar_tensor(1.0 / comm_.world_size(), torch::kFloat32);
   for (size_t i = 0; i < plan.params.size(); ++i) {
     torch::Tensor grad = plan.params[i].mutable_grad();
     // Next time, buckets wait only for the parameters that had a gradient.
     plan.slots[i].expected = grad.defined();
-    if (grad.defined()) grad.copy_(plan.SliceOf(i).view_as(grad));
+    if (grad.defined()) torch::mul_out(grad, plan.SliceOf(i).view_as(grad), scale);
   }
 }
 
