@@ -3,18 +3,19 @@
 // separate processes on this machine, over loopback Gloo.
 //
 // For each size (default 1, 25 and 100 MiB of float32 gradients):
-//   bucketed: a dist::GradientReducer (default 25 MiB buckets, overlap off)
-//             reducing a set of parameter tensors totalling that size (the
-//             gradients are set directly, no backward), driven through
-//             BeforeBackward + Synchronize: copy into the buckets, the bucket
-//             all-reduces, scale by 1/N, copy back into the gradients;
+//   bucketed: a dist::GradientReducer (default 25 MiB buckets, first bucket
+//             1 MiB, overlap off) reducing a set of parameter tensors
+//             totalling that size (the gradients are set directly, no
+//             backward), driven through BeforeBackward + Synchronize as
+//             StepContext::Update drives it. The first (warm-up) Synchronize
+//             copies the gradients into the buckets and makes them aliases of
+//             the buckets; from then on the gradients are the buckets, as in
+//             training, and Synchronize is the bucket all-reduces alone;
 //   flat:     Communicator::AllReduceSum of one contiguous tensor of the size.
 // Same process group, same run; repetitions interleaved (the order alternates
 // each repetition), each preceded by a 1-float all-reduce as a barrier. A
 // repetition's time is the slowest rank's; medians over the repetitions after
-// the warm-up. Also timed, on its own: the reducer's local memory passes
-// without communication (gradients into a flat buffer, scale, back), which is
-// what bucketed pays on top of flat. GB/s = size / time (for 2 ranks a ring all-reduce moves
+// the warm-up. GB/s = size / time (for 2 ranks a ring all-reduce moves
 // 2 (N-1)/N = 1 times the size per rank each way, so this is also the bus
 // bandwidth).
 //
@@ -40,7 +41,7 @@ using dfv::bench::Median;
 struct Flags {
   int ranks = 2;
   std::vector<int> sizes_mib = {1, 25, 100};
-  int reps = 10;
+  int reps = 50;
   int warmup = 2;
   int tensor_kib = 1024;
   int bucket_mib = 25;
@@ -102,29 +103,8 @@ int RunChild(const Flags& f) {
       }
       torch::Tensor flat = torch::randn({total});
       const size_t buckets = reducer.BucketCount(params);
-      std::vector<double> bucketed_s, flat_s, local_s;
-      // The reducer's local memory passes alone (no communication): copy
-      // every gradient into a flat buffer, scale, copy back.
-      torch::Tensor scratch = torch::empty({total});
-      auto local_passes = [&] {
-        int64_t offset = 0;
-        for (const torch::Tensor& p : params) {
-          scratch.narrow(0, offset, p.numel()).copy_(p.grad());
-          offset += p.numel();
-        }
-        scratch.mul_(1.0 / f.world);
-        offset = 0;
-        for (torch::Tensor& p : params) {
-          p.mutable_grad().copy_(scratch.narrow(0, offset, p.numel()));
-          offset += p.numel();
-        }
-      };
+      std::vector<double> bucketed_s, flat_s;
       for (int i = 0; i < f.warmup + f.reps; ++i) {
-        {
-          const auto t0 = Clock::now();
-          local_passes();
-          if (i >= f.warmup) local_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-        }
         for (int k = 0; k < 2; ++k) {
           const bool bucketed = (k == 0) == (i % 2 == 0);
           barrier();
@@ -136,7 +116,14 @@ int RunChild(const Flags& f) {
             check(comm.AllReduceSum(flat));
           }
           const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-          if (!bucketed) flat.mul_(0.5);  // keeps the values bounded (untimed)
+          // Keeps the values bounded (untimed); for the gradients this is
+          // what Update's loss / N does.
+          if (bucketed) {
+            torch::NoGradGuard no_grad;
+            for (torch::Tensor& p : params) p.mutable_grad().mul_(1.0 / f.world);
+          } else {
+            flat.mul_(1.0 / f.world);
+          }
           if (i >= f.warmup) (bucketed ? bucketed_s : flat_s).push_back(seconds);
         }
       }
@@ -146,8 +133,7 @@ int RunChild(const Flags& f) {
                                  {"tensors", params.size()},
                                  {"buckets", buckets},
                                  {"bucketed_s", bucketed_s},
-                                 {"flat_s", flat_s},
-                                 {"local_s", local_s}});
+                                 {"flat_s", flat_s}});
     }
     barrier();
   } catch (const std::exception& e) {
@@ -179,32 +165,27 @@ int RunParent(const Flags& f) {
   std::printf("bucketed = GradientReducer (%d MiB buckets, overlap off) over %d KiB tensors; flat = one "
               "Communicator::AllReduceSum\n\n",
               f.bucket_mib, f.tensor_kib);
-  std::printf("copies s = the reducer's local memory passes alone (gradients -> flat buffer, x 1/N, -> gradients), "
-              "no communication\n\n");
-  std::printf("%8s %8s %8s | %12s %8s | %12s %8s | %14s | %12s\n", "size", "tensors", "buckets", "bucketed s", "GB/s",
-              "flat s", "GB/s", "bucketed/flat", "copies s");
-  std::printf("%s\n", std::string(111, '-').c_str());
+  std::printf("%8s %8s %8s | %12s %8s | %12s %8s | %14s\n", "size", "tensors", "buckets", "bucketed s", "GB/s",
+              "flat s", "GB/s", "bucketed/flat");
+  std::printf("%s\n", std::string(96, '-').c_str());
   const nlohmann::json& first = (*results)[0];
   for (size_t s = 0; s < first["sizes"].size(); ++s) {
-    std::vector<double> bucketed, flat, local;
+    std::vector<double> bucketed, flat;
     for (size_t i = 0; i < first["sizes"][s]["bucketed_s"].size(); ++i) {
-      double b = 0, fl = 0, lo = 0;
+      double b = 0, fl = 0;
       for (const nlohmann::json& r : *results) {
         b = std::max(b, r["sizes"][s]["bucketed_s"][i].get<double>());
         fl = std::max(fl, r["sizes"][s]["flat_s"][i].get<double>());
-        lo = std::max(lo, r["sizes"][s]["local_s"][i].get<double>());
       }
       bucketed.push_back(b);
       flat.push_back(fl);
-      local.push_back(lo);
     }
     const double bytes = first["sizes"][s]["bytes"].get<double>();
     const double mb = Median(bucketed), mf = Median(flat);
     const double ratio = mb / mf;
-    const double ml = Median(local);
-    std::printf("%5d MiB %8d %8d | %12.4f %8.3f | %12.4f %8.3f | %14.3f | %12.4f\n", first["sizes"][s]["mib"].get<int>(),
+    std::printf("%5d MiB %8d %8d | %12.4f %8.3f | %12.4f %8.3f | %14.3f\n", first["sizes"][s]["mib"].get<int>(),
                 first["sizes"][s]["tensors"].get<int>(), first["sizes"][s]["buckets"].get<int>(), mb,
-                bytes / mb / 1e9, mf, bytes / mf / 1e9, ratio, ml);
+                bytes / mb / 1e9, mf, bytes / mf / 1e9, ratio);
     out["sizes"].push_back({{"mib", first["sizes"][s]["mib"]},
                             {"tensors", first["sizes"][s]["tensors"]},
                             {"buckets", first["sizes"][s]["buckets"]},
@@ -214,9 +195,7 @@ int RunParent(const Flags& f) {
                             {"flat_gbps", bytes / mf / 1e9},
                             {"ratio_bucketed_over_flat", ratio},
                             {"bucketed_s", bucketed},
-                            {"local_copies_median_s", ml},
-                            {"flat_s", flat},
-                            {"local_s", local}});
+                            {"flat_s", flat}});
   }
   std::printf("\ntarget: bucketed within 10%% of flat (ratio <= 1.10)\n");
   if (f.json) std::printf("%s\n", out.dump().c_str());

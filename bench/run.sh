@@ -8,7 +8,7 @@
 #                        GradientReducer (25 MiB buckets, overlap off, driven
 #                        through BeforeBackward/Synchronize over 1 MiB tensors)
 #                        vs one flat Communicator::AllReduceSum of the same
-#                        size; interleaved, 2 warm-up + 10 reps each; median
+#                        size; interleaved, 2 warm-up + 50 reps each; median
 #                        seconds, GB/s and the ratio bucketed/flat
 #                        (target: <= 1.10).
 #   dfv_bench_scaling    samples/s of cycle_vae (Fashion-MNIST 28x28 when

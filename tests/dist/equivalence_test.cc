@@ -277,8 +277,10 @@ class TeacherForcingSync : public models::GradientSync {
 
   void BeforeBackward(const std::vector<torch::Tensor>& parameters) override { reducer_.BeforeBackward(parameters); }
   void Synchronize(const std::vector<torch::Tensor>& parameters) override {
+    // This rank's own gradient: backward ran on loss / 2 (its share of the
+    // global loss), so twice what it left is the gradient of its own loss.
     std::vector<torch::Tensor> local;
-    for (const torch::Tensor& p : parameters) local.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    for (const torch::Tensor& p : parameters) local.push_back(p.grad().defined() ? 2 * p.grad() : torch::Tensor());
     reducer_.Synchronize(parameters);
     if (updates_ >= reference_.size()) throw std::logic_error("more updates than the single process made");
     const std::vector<torch::Tensor>& ref = reference_[updates_++];

@@ -1,6 +1,11 @@
 #include "worker/dist/reducer.h"
 
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <utility>
 
@@ -15,19 +20,35 @@ void ThrowIfError(const absl::Status& status) {
   if (!status.ok()) throw models::CollectiveError(status);
 }
 
+// Runs `ready` after a parameter's gradient accumulator has run, that is once
+// backward has put this step's gradient into parameter.grad().
+class GradientReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  explicit GradientReadyHook(std::function<void()> ready) : ready_(std::move(ready)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    ready_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> ready_;
+};
+
 }  // namespace
 
 struct GradientReducer::Plan {
   struct Slot {
     size_t bucket = 0;
-    int64_t offset = 0;  // in the bucket's flat buffer, in elements
+    int64_t offset = 0;     // in the bucket's flat buffer, in elements
     bool ready = false;     // this backward's gradient is in the buffer
-    bool expected = true;   // had a gradient last time: its bucket waits for it
+    bool expected = true;   // its hook ran last time: its bucket waits for it
+    bool late = false;      // its gradient came after its bucket was launched
   };
   struct Bucket {
     torch::Tensor flat;
     std::vector<size_t> members;  // indices into params
-    size_t pending = 0;           // members without a gradient yet
+    size_t pending = 0;           // expected members whose hook has not run
     std::unique_ptr<Work> work;   // set once launched
   };
   std::vector<torch::Tensor> params;
@@ -35,20 +56,46 @@ struct GradientReducer::Plan {
   std::vector<Bucket> buckets;
   std::map<const void*, size_t> index;  // parameter -> position in params
   size_t next_launch = 0;
-  // A gradient arrived for a parameter whose bucket had already been started
-  // without it (the graph changed): this step is reduced again after backward.
-  bool late = false;
+  bool any_late = false;
 
-  torch::Tensor SliceOf(size_t i) {
+  torch::Tensor SliceOf(size_t i) const {
     const Slot& s = slots[i];
     return buckets[s.bucket].flat.narrow(0, s.offset, params[i].numel());
   }
+
+  // A tensor shaped like parameter i that shares the memory of its slice.
+  // Made with set_ rather than view(): it is not an autograd view, so
+  // in-place zeroing and detach_ treat it as the plain tensor a gradient is.
+  torch::Tensor AliasOf(size_t i) const {
+    const torch::Tensor& flat = buckets[slots[i].bucket].flat;
+    const torch::IntArrayRef sizes = params[i].sizes();
+    std::vector<int64_t> strides(sizes.size(), 1);
+    for (size_t d = sizes.size(); d-- > 1;) strides[d - 1] = strides[d] * std::max<int64_t>(sizes[d], 1);
+    return torch::empty({0}, flat.options()).set_(flat.storage(), flat.storage_offset() + slots[i].offset, sizes, strides);
+  }
+
+  bool IsAlias(size_t i, const torch::Tensor& grad) const {
+    return grad.defined() && grad.is_contiguous() && grad.data_ptr() == SliceOf(i).data_ptr();
+  }
+
+  // Puts parameter i's gradient into its slice if it is not there already.
+  // An undefined gradient contributes zeros.
+  void Fill(size_t i) {
+    const torch::Tensor& grad = params[i].grad();
+    if (!grad.defined()) {
+      SliceOf(i).zero_();
+    } else if (!IsAlias(i, grad)) {
+      SliceOf(i).copy_(grad.reshape({-1}));
+    }
+  }
+
   void Reset() {
     for (Bucket& b : buckets) {
       b.pending = 0;
       b.work.reset();
       for (size_t i : b.members) {
         slots[i].ready = false;
+        slots[i].late = false;
         if (slots[i].expected) {
           ++b.pending;
         } else {
@@ -57,7 +104,7 @@ struct GradientReducer::Plan {
       }
     }
     next_launch = 0;
-    late = false;
+    any_late = false;
   }
 };
 
@@ -65,13 +112,7 @@ GradientReducer::GradientReducer(Communicator& communicator, ReducerOptions opti
     : comm_(communicator), options_(options) {}
 
 GradientReducer::~GradientReducer() {
-  for (auto& [tensor, handle] : hooks_) {
-    try {
-      tensor.remove_hook(handle);
-    } catch (const std::exception&) {
-      // The tensor no longer requires grad: its hooks went with its graph.
-    }
-  }
+  for (auto& [accumulator, key] : hooks_) accumulator->del_post_hook(key);
 }
 
 GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>& parameters) {
@@ -92,9 +133,11 @@ GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>
       throw models::CollectiveError(absl::InvalidArgumentError(
           absl::StrCat("gradient all-reduce supports float32 parameters only, got ", c10::toString(p.scalar_type()))));
     }
+    const int64_t cap = bucket_elements.size() == 1 ? std::min(options_.first_bucket_bytes, options_.bucket_bytes)
+                                                    : options_.bucket_bytes;
     const int64_t bytes_so_far = bucket_elements.empty() ? 0 : bucket_elements.back() * int64_t{sizeof(float)};
     const int64_t bytes = p.numel() * int64_t{sizeof(float)};
-    if (bucket_elements.empty() || (bytes_so_far > 0 && bytes_so_far + bytes > options_.bucket_bytes)) {
+    if (bucket_elements.empty() || (bytes_so_far > 0 && bytes_so_far + bytes > cap)) {
       plan->buckets.emplace_back();
       bucket_elements.push_back(0);
     }
@@ -116,47 +159,53 @@ size_t GradientReducer::BucketCount(const std::vector<torch::Tensor>& parameters
   return PlanFor(parameters).buckets.size();
 }
 
+void GradientReducer::Hook(const torch::Tensor& parameter) {
+  const void* impl = parameter.unsafeGetTensorImpl();
+  // A frozen parameter has no accumulator; it gets a hook once it trains.
+  if (!parameter.requires_grad() || !parameter.is_leaf() || hooked_.count(impl)) return;
+  std::shared_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(parameter);
+  if (accumulator == nullptr) return;
+  const uintptr_t key =
+      accumulator->add_post_hook(std::make_unique<GradientReadyHook>([this, impl] { OnGradientReady(impl); }));
+  hooks_.emplace_back(std::move(accumulator), key);
+  hooked_.insert(impl);
+}
+
 void GradientReducer::BeforeBackward(const std::vector<torch::Tensor>& parameters) {
   Plan& plan = PlanFor(parameters);
   plan.Reset();
   if (!options_.overlap) return;
-  for (const torch::Tensor& p : parameters) {
-    const void* impl = p.unsafeGetTensorImpl();
-    // A frozen parameter cannot take a hook; it gets one once it trains.
-    if (!p.requires_grad() || hooked_.count(impl)) continue;
-    torch::Tensor handle_owner = p;
-    const unsigned handle =
-        handle_owner.register_hook([this, impl](const torch::Tensor& grad) { OnGradient(impl, grad); });
-    hooks_.emplace_back(std::move(handle_owner), handle);
-    hooked_.insert(impl);
-  }
+  for (const torch::Tensor& p : parameters) Hook(p);
   std::lock_guard<std::mutex> lock(mu_);
   armed_ = &plan;
 }
 
-void GradientReducer::OnGradient(const void* parameter, const torch::Tensor& grad) {
+void GradientReducer::OnGradientReady(const void* parameter) {
   std::lock_guard<std::mutex> lock(mu_);
   if (armed_ == nullptr) return;
-  auto it = armed_->index.find(parameter);
-  if (it == armed_->index.end()) return;  // another optimiser's parameter
+  Plan& plan = *armed_;
+  auto it = plan.index.find(parameter);
+  if (it == plan.index.end()) return;  // another optimiser's parameter
   const size_t i = it->second;
-  Plan::Slot& slot = armed_->slots[i];
+  Plan::Slot& slot = plan.slots[i];
   if (slot.ready) {
     throw std::logic_error("gradient reducer: a parameter received two gradients in one backward");
   }
   slot.ready = true;
   if (!slot.expected) {
-    slot.expected = true;
-    if (armed_->buckets[slot.bucket].work != nullptr) {
-      armed_->late = true;  // its bucket went without it
-      return;
+    // Not waited for. Its gradient is not an alias (Synchronize keeps
+    // unexpected gradients out of the buckets), so it is intact either way.
+    if (plan.buckets[slot.bucket].work != nullptr) {
+      slot.late = true;  // its bucket went without it: reduced on its own
+      plan.any_late = true;
+    } else {
+      plan.Fill(i);
     }
-    armed_->SliceOf(i).copy_(grad.reshape({-1}));
     return;  // not counted in pending
   }
-  armed_->SliceOf(i).copy_(grad.reshape({-1}));
-  --armed_->buckets[slot.bucket].pending;
-  LaunchReadyLocked(*armed_);
+  plan.Fill(i);
+  --plan.buckets[slot.bucket].pending;
+  LaunchReadyLocked(plan);
 }
 
 void GradientReducer::LaunchReadyLocked(Plan& plan) {
@@ -179,7 +228,8 @@ ReducerStats GradientReducer::stats() const {
 
 void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) {
   Plan& plan = PlanFor(parameters);
-  bool redo = false;
+  torch::NoGradGuard no_grad;
+  std::vector<std::unique_ptr<Work>> works;
   {
     std::lock_guard<std::mutex> lock(mu_);
     armed_ = nullptr;
@@ -187,49 +237,56 @@ void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) 
     // a hook (overlap off) and parameters without a gradient (zeros).
     for (size_t b = plan.next_launch; b < plan.buckets.size(); ++b) {
       for (size_t i : plan.buckets[b].members) {
-        if (!plan.slots[i].ready) FillFromGradient(plan, i);
+        if (!plan.slots[i].ready) plan.Fill(i);
       }
       Launch(plan, b, /*in_backward=*/false);
     }
     plan.next_launch = plan.buckets.size();
-    redo = plan.late;
+    for (auto& bucket : plan.buckets) works.push_back(std::move(bucket.work));
   }
-  WaitAll(plan);
-  if (redo) {
-    // Rare: a bucket was reduced before a gradient it now has arrived. Every
-    // rank has the same graph, so every rank redoes this step's reduction.
-    for (size_t b = 0; b < plan.buckets.size(); ++b) {
-      for (size_t i : plan.buckets[b].members) FillFromGradient(plan, i);
-      Launch(plan, b, /*in_backward=*/false);
-    }
-    WaitAll(plan);
-  }
-  // Sum -> mean while copying back: one pass over each gradient.
-  torch::NoGradGuard no_grad;
-  const torch::Tensor scale = torch::scalar_tensor(1.0 / comm_.world_size(), torch::kFloat32);
+  Wait(std::move(works));
+  if (plan.any_late) ReduceLate(plan);
   for (size_t i = 0; i < plan.params.size(); ++i) {
-    torch::Tensor grad = plan.params[i].mutable_grad();
-    // Next time, buckets wait only for the parameters that had a gradient.
-    plan.slots[i].expected = grad.defined();
-    if (grad.defined()) torch::mul_out(grad, plan.SliceOf(i).view_as(grad), scale);
+    Plan::Slot& slot = plan.slots[i];
+    torch::Tensor& grad = plan.params[i].mutable_grad();
+    // With hooks, a bucket next waits only for the parameters whose hook ran.
+    // Without them every gradient is filled in after backward.
+    if (options_.overlap) slot.expected = slot.ready;
+    if (!grad.defined()) continue;  // no gradient: it stays without one
+    if (slot.expected) {
+      if (!plan.IsAlias(i, grad)) grad = plan.AliasOf(i);  // the sum is in the slice
+    } else if (plan.IsAlias(i, grad)) {
+      // Not waited for next time: its gradient must not share a buffer that
+      // may be on the wire when backward writes it.
+      grad = grad.clone();
+    } else {
+      grad.copy_(plan.SliceOf(i).view(grad.sizes()));
+    }
   }
 }
 
-void GradientReducer::FillFromGradient(Plan& plan, size_t i) {
-  const torch::Tensor& grad = plan.params[i].grad();
-  if (grad.defined()) {
-    plan.SliceOf(i).copy_(grad.reshape({-1}));
-  } else {
-    plan.SliceOf(i).zero_();
+void GradientReducer::ReduceLate(Plan& plan) {
+  // Rare: the graph changed and a gradient arrived after its bucket had been
+  // reduced with zeros in its place. Every rank has the same graph, so every
+  // rank reduces the same slices here, in parameter order.
+  std::vector<std::unique_ptr<Work>> works;
+  for (size_t i = 0; i < plan.params.size(); ++i) {
+    if (!plan.slots[i].late) continue;
+    plan.Fill(i);
+    works.push_back(comm_.StartAllReduceSum(plan.SliceOf(i)));
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.late_gradients += static_cast<int64_t>(works.size());
+  }
+  Wait(std::move(works));
 }
 
-void GradientReducer::WaitAll(Plan& plan) {
+void GradientReducer::Wait(std::vector<std::unique_ptr<Work>> works) {
   const auto start = Clock::now();
   absl::Status failure;
-  for (auto& bucket : plan.buckets) {
-    absl::Status s = bucket.work->Wait();
-    bucket.work.reset();
+  for (auto& work : works) {
+    absl::Status s = work->Wait();
     if (!s.ok() && failure.ok()) failure = s;
   }
   blocked_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();

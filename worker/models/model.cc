@@ -19,8 +19,8 @@ StepContext::StepContext(GradientSync* sync, int rank, int world_size)
     : sync_(sync), rank_(rank), world_size_(world_size), generator_(at::detail::createCPUGenerator(0)) {}
 
 void StepContext::Update(const torch::Tensor& loss, torch::optim::Optimizer& optimizer) {
-  optimizer.zero_grad();
   if (sync_ == nullptr) {
+    optimizer.zero_grad();
     loss.backward();
     optimizer.step();
     return;
@@ -29,8 +29,21 @@ void StepContext::Update(const torch::Tensor& loss, torch::optim::Optimizer& opt
   for (const auto& group : optimizer.param_groups()) {
     for (const auto& p : group.params()) params.push_back(p);
   }
+  {
+    // In place, not set to none: the reducer's gradients share its buckets.
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& p : params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+  }
   sync_->BeforeBackward(params);
-  loss.backward();
+  // This rank's share of the global batch's loss (the mean of the ranks'
+  // losses), so that the sum Synchronize makes is the global mean gradient.
+  if (world_size_ > 1) {
+    (loss / world_size_).backward();
+  } else {
+    loss.backward();
+  }
   sync_->Synchronize(params);
   optimizer.step();
 }

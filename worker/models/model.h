@@ -40,7 +40,10 @@ class GradientSync {
   // gradients can be reduced while backward is still producing the rest.
   virtual void BeforeBackward(const std::vector<torch::Tensor>& parameters) {}
   // Called between backward and step with the same parameters: on return
-  // every defined gradient among them is the mean over all ranks.
+  // every defined gradient among them is the sum over all ranks. Update
+  // divides each rank's loss by the world size before backward, so that sum
+  // is the mean gradient of the global batch. Gradients are zeroed in place
+  // before backward (an implementation may keep them in its own buffers).
   virtual void Synchronize(const std::vector<torch::Tensor>& parameters) = 0;
   // Replaces each value by its mean over all ranks.
   virtual void AverageValues(std::vector<double>& values) = 0;
@@ -73,7 +76,8 @@ class StepContext {
   explicit StepContext(GradientSync* sync, int rank = 0, int world_size = 1);
 
   // The one way a model updates parameters: zero `optimizer`'s gradients, run
-  // backward on `loss`, average those gradients across ranks, step.
+  // backward on `loss` (divided by the world size: this rank's share of the
+  // global batch's loss), sum those gradients across ranks, step.
   void Update(const torch::Tensor& loss, torch::optim::Optimizer& optimizer);
 
   // Called by the driver before each step: sets `step` and reseeds the noise
