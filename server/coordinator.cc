@@ -369,22 +369,30 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
       }
       // The rendezvous backstop: the trainers time out their own rendezvous,
       // but a rank that never starts (its trainer cannot be spawned, its
-      // worker never runs it) reports nothing.
+      // worker never runs it) reports nothing. Rank 0 has the limit from
+      // placement to publish; the others, who receive their assignment only
+      // then, have it from the publication.
       if (!ended && job.attempt->ranks.size() > 1) {
+        const LiveAttempt& attempt = *job.attempt;
         const int64_t limit_s = job.rendezvous_timeout_seconds + kRendezvousGraceSeconds;
-        if (now >= job.attempt->placed_ms + limit_s * 1000) {
+        const bool published = !attempt.rendezvous.empty();
+        const int64_t since_ms = published ? attempt.published_ms : attempt.placed_ms;
+        if (now >= since_ms + limit_s * 1000) {
           std::vector<int> missing;
-          for (int r = 0; r < static_cast<int>(job.attempt->ranks.size()); ++r) {
-            const RankState& rank = job.attempt->ranks[r];
+          for (int r = 0; r < static_cast<int>(attempt.ranks.size()); ++r) {
+            const RankState& rank = attempt.ranks[r];
             if (!rank.started && !rank.completed) missing.push_back(r);
           }
-          if (!missing.empty()) {
-            status = RequeueOrFailLocked(
-                job,
-                absl::StrCat("rendezvous: rank(s) ", absl::StrJoin(missing, ", "),
-                             " did not start within ", limit_s, " s"),
-                outbox);
+          std::string reason;
+          if (!published && attempt.ranks[0].started) {
+            reason = absl::StrCat("rendezvous: rank 0 did not publish its address within ", limit_s,
+                                  " s of placement");
+          } else if (!missing.empty()) {
+            reason = absl::StrCat("rendezvous: rank(s) ", absl::StrJoin(missing, ", "),
+                                  " did not start within ", limit_s, " s of ",
+                                  published ? "rank 0's publication" : "placement");
           }
+          if (!reason.empty()) status = RequeueOrFailLocked(job, reason, outbox);
         }
       }
     }
@@ -1009,6 +1017,7 @@ absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequ
     return tx.SetAttemptRendezvous(job_id, number, request.address());
   }));
   attempt.rendezvous = request.address();
+  attempt.published_ms = clock_->NowMs();
   // The other ranks go out in their workers' next heartbeat responses.
   for (int rank = 1; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
     WorkerRecord* holder = registry_.FindAlive(attempt.ranks[rank].worker_id);

@@ -211,7 +211,8 @@ class Coordinator {
   };
   struct LiveAttempt {
     int32_t number = 0;
-    int64_t placed_ms = 0;  // when it was placed (the rendezvous backstop's start)
+    int64_t placed_ms = 0;     // when it was placed
+    int64_t published_ms = 0;  // when rank 0 published its rendezvous
     std::vector<RankState> ranks;
     // Multi-rank: rank 0's published rendezvous; ranks >= 1 are withheld
     // until it is known.

@@ -942,6 +942,57 @@ TEST_F(CoordinatorTest, RankZeroGoesToAReachableHostWhenTheGangSpansHosts) {
   EXPECT_EQ(remote.running()[0].rendezvous(), "10.1.2.3:0");
 }
 
+// Rank 0 may take long to publish (a big data set to load): the other ranks'
+// limit runs from the publication, not from placement. A rank 0 that started
+// but never publishes ends the attempt with that reason.
+TEST_F(CoordinatorTest, TheOtherRanksRendezvousLimitRunsFromRankZerosPublication) {
+  const std::string id = Submit(testing::JobYaml("slow-start", 2, 0, /*max_restarts=*/1),
+                                {"resources.rendezvous_timeout_seconds=10"});
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  for (FakeWorker* w : {&a, &b}) {
+    w->Register();
+    ASSERT_TRUE(w->Beat().ok());
+  }
+  ASSERT_TRUE(a.Beat().ok());
+  FakeWorker& w0 = a.running().empty() ? b : a;
+  FakeWorker& w1 = a.running().empty() ? a : b;
+  const dfv::v1::Assignment rank0 = w0.running().at(0);
+  ASSERT_TRUE(w0.Report(rank0, {Running()}).ok());
+  Advance(35000, {&a, &b});
+  ASSERT_TRUE(w0.Publish(rank0, "127.0.0.1:4242").ok());  // 35 s after placement
+  ASSERT_TRUE(w1.Beat().ok());
+  ASSERT_EQ(w1.running().size(), 1u);
+  Advance(20000, {&a, &b});  // 55 s after placement, 20 s after publication
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED) << Job(id).reason();  // until every rank runs
+  EXPECT_EQ(Job(id).attempt(), 1);
+  ASSERT_TRUE(w1.Report(w1.running().at(0), {Running()}).ok());
+  Advance(60000, {&a, &b});
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING) << "every rank started: no backstop";
+
+  // Attempt 2: rank 0 starts but never publishes.
+  ASSERT_TRUE(w0.Complete(rank0, dfv::v1::OUTCOME_FAILED, "gloo all-reduce: Connection reset by peer",
+                          /*retryable=*/true)
+                  .ok());
+  // Rank 1 is told to stop and confirms; attempt 2 is placed.
+  auto beat = w1.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  const dfv::v1::Assignment rank1 = w1.running().at(0);
+  ASSERT_TRUE(w1.Complete(rank1, dfv::v1::OUTCOME_CANCELLED).ok());
+  for (FakeWorker* w : {&a, &b}) ASSERT_TRUE(w->Beat().ok());
+  ASSERT_EQ(Job(id).attempt(), 2);
+  FakeWorker& v0 = a.running().empty() ? b : a;
+  ASSERT_EQ(v0.running().size(), 1u);
+  ASSERT_EQ(v0.running()[0].attempt(), 2);
+  ASSERT_TRUE(v0.Report(v0.running()[0], {Running()}).ok());
+  Advance(40000, {&a, &b});
+  EXPECT_EQ(Job(id).state(), dfv::v1::FAILED);
+  EXPECT_EQ(Job(id).reason(),
+            "rendezvous: rank 0 did not publish its address within 40 s of placement; no restarts left "
+            "(max_restarts: 1)");
+}
+
 TEST_F(CoordinatorTest, RanksThatNeverStartEndTheAttemptAfterTheRendezvousTimeout) {
   // rendezvous_timeout_seconds 10: the backstop fires 10 + 30 s after placement.
   const std::string id = Submit(testing::JobYaml("stuck", 3, 0, /*max_restarts=*/1),
@@ -970,7 +1021,7 @@ TEST_F(CoordinatorTest, RanksThatNeverStartEndTheAttemptAfterTheRendezvousTimeou
   Advance(1000, {&a, &b, &c});
   dfv::v1::Job requeued = Job(id);
   EXPECT_EQ(requeued.state(), dfv::v1::QUEUED);
-  EXPECT_EQ(requeued.reason(), "rendezvous: rank(s) 2 did not start within 40 s");
+  EXPECT_EQ(requeued.reason(), "rendezvous: rank(s) 2 did not start within 40 s of rank 0's publication");
   EXPECT_EQ(Restarts(id), 1);
   // Every rank is told to stop.
   for (FakeWorker* w : {&a, &b, &c}) {
@@ -994,7 +1045,7 @@ TEST_F(CoordinatorTest, RanksThatNeverStartEndTheAttemptAfterTheRendezvousTimeou
   dfv::v1::Job failed = Job(id);
   EXPECT_EQ(failed.state(), dfv::v1::FAILED);
   EXPECT_EQ(failed.reason(),
-            "rendezvous: rank(s) 0, 1, 2 did not start within 40 s; no restarts left (max_restarts: 1)");
+            "rendezvous: rank(s) 0, 1, 2 did not start within 40 s of placement; no restarts left (max_restarts: 1)");
   // The withheld ranks never ran: their slots are free at once.
   for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
     EXPECT_EQ(info.free_slots(), info.name() == "a" ? 0 : 1) << info.name();
