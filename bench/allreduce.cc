@@ -3,8 +3,8 @@
 // separate processes on this machine, over loopback Gloo.
 //
 // For each size (default 1, 25 and 100 MiB of float32 gradients):
-//   bucketed: a dist::GradientReducer (default 25 MiB buckets, first bucket
-//             1 MiB, overlap off) reducing a set of parameter tensors
+//   bucketed: a dist::GradientReducer (default 25 MiB buckets, overlap off)
+//             reducing a set of parameter tensors
 //             totalling that size (the gradients are set directly, no
 //             backward), driven through BeforeBackward + Synchronize as
 //             StepContext::Update drives it. The first (warm-up) Synchronize

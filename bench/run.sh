@@ -12,16 +12,20 @@
 #                        seconds, GB/s and the ratio bucketed/flat
 #                        (target: <= 1.10).
 #   dfv_bench_scaling    samples/s of cycle_vae (Fashion-MNIST 28x28 when
-#                        installed, else sprites), global batch 64: 1 process
-#                        vs 2 processes of batch 32 (overlap on, overlap off),
-#                        one torch thread per process, 20 warm-up + 200 timed
-#                        steps, 3 rounds (median); speedup (target: >= 1.8x)
-#                        and the share of step time blocked in all-reduce.
+#                        installed, else sprites): 1 process vs 2 processes of
+#                        half the global batch (overlap on, overlap off, and
+#                        no all-reduce at all: the ceiling the machine itself
+#                        sets), one torch thread per process, 3 rounds
+#                        (median); speedup (target: >= 1.8x) and the share of
+#                        step time blocked in all-reduce. Twice: global batch
+#                        64 (the examples' batch; 20 warm-up + 200 timed steps)
+#                        and 256 (10 + 60 steps).
 #
-# Time: about 2.5 minutes of running on the 2-core development machine (the
-# all-reduce bench ~15 s, the scaling bench ~2 minutes), plus the build of the two
-# targets and what they link (a few minutes from a cold ccache, seconds when
-# built). Other work on the machine skews both: check `uptime` first.
+# Time: about 6 minutes of running on the 2-core development machine (the
+# all-reduce bench ~30 s, the scaling benches ~2.5 minutes each), plus the build
+# of the two targets and what they link (a few minutes from a cold ccache,
+# seconds when built). Other work on the machine skews both: check `uptime`
+# first.
 #
 # Environment: BUILD_DIR (default build; configured here when it has no
 # build.ninja). Both programs take flags (sizes, steps, rounds, ranks...):
@@ -39,5 +43,7 @@ cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv_bench_allre
 echo "load before: $(uptime)"
 "$build_dir/bin/dfv_bench_allreduce"
 echo
-"$build_dir/bin/dfv_bench_scaling"
+"$build_dir/bin/dfv_bench_scaling" --batch 64
+echo
+"$build_dir/bin/dfv_bench_scaling" --batch 256 --steps 60 --warmup 10
 echo "load after: $(uptime)"

@@ -179,23 +179,19 @@ TEST(GradientReducerTest, AGradientThatComesBackAfterItsBucketLeftIsStillReduced
   });
 }
 
-TEST(GradientReducerTest, BucketsFollowTheSizeSettings) {
+TEST(GradientReducerTest, BucketsFollowTheSizeSetting) {
   testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
-    // Four 1 MiB parameters. The first bucket (the last parameter, which
-    // backward reaches first) holds at most first_bucket_bytes (1 MiB).
+    // Four 1 MiB parameters.
     std::vector<torch::Tensor> params;
     for (int i = 0; i < 4; ++i) params.push_back(torch::zeros({1 << 18}).requires_grad_());
-    auto buckets = [&](int64_t bucket_bytes, int64_t first_bucket_bytes) {
+    auto buckets = [&](int64_t bucket_bytes) {
       dist::ReducerOptions options;
       options.bucket_bytes = bucket_bytes;
-      options.first_bucket_bytes = first_bucket_bytes;
       return dist::GradientReducer(*group.communicator, options).BucketCount(params);
     };
-    EXPECT_EQ(buckets(2 << 20, 1 << 20), 3u);    // {3} {2, 1} {0}
-    EXPECT_EQ(buckets(25 << 20, 1 << 20), 2u);   // {3} {2, 1, 0}
-    EXPECT_EQ(buckets(25 << 20, 25 << 20), 1u);  // all
-    EXPECT_EQ(buckets(1, 1 << 20), 4u);          // one each
-    EXPECT_EQ(buckets(2 << 20, 4 << 20), 2u);    // the first is capped by bucket_bytes too
+    EXPECT_EQ(buckets(2 << 20), 2u);
+    EXPECT_EQ(buckets(25 << 20), 1u);
+    EXPECT_EQ(buckets(1), 4u);  // one each
   });
 }
 

@@ -133,11 +133,9 @@ GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>
       throw models::CollectiveError(absl::InvalidArgumentError(
           absl::StrCat("gradient all-reduce supports float32 parameters only, got ", c10::toString(p.scalar_type()))));
     }
-    const int64_t cap = bucket_elements.size() == 1 ? std::min(options_.first_bucket_bytes, options_.bucket_bytes)
-                                                    : options_.bucket_bytes;
     const int64_t bytes_so_far = bucket_elements.empty() ? 0 : bucket_elements.back() * int64_t{sizeof(float)};
     const int64_t bytes = p.numel() * int64_t{sizeof(float)};
-    if (bucket_elements.empty() || (bytes_so_far > 0 && bytes_so_far + bytes > cap)) {
+    if (bucket_elements.empty() || (bytes_so_far > 0 && bytes_so_far + bytes > options_.bucket_bytes)) {
       plan->buckets.emplace_back();
       bucket_elements.push_back(0);
     }

@@ -1,6 +1,5 @@
 // GradientReducer: the data-parallel models::GradientSync. Gradients are
-// summed across ranks with an all-reduce in buckets of about `bucket_bytes`
-// (the first, which backward fills first, of at most `first_bucket_bytes`),
+// summed across ranks with an all-reduce in buckets of about `bucket_bytes`,
 // each launched as soon as backward has produced all of its gradients, so
 // communication overlaps the rest of backward (as PyTorch's
 // DistributedDataParallel does).
@@ -64,9 +63,6 @@ struct ReducerStats {
 
 struct ReducerOptions {
   int64_t bucket_bytes = int64_t{25} << 20;
-  // Cap on the first bucket (the last layers), so that communication starts
-  // early in backward (DDP uses 1 MiB too).
-  int64_t first_bucket_bytes = int64_t{1} << 20;
   // false: reduce only after backward has finished (for comparison).
   bool overlap = true;
 };
