@@ -26,7 +26,8 @@
 //
 //   dfv_bench_scaling [--ranks 2] [--batch 64] [--steps 200] [--warmup 20]
 //                     [--rounds 3] [--model cycle_vae] [--dataset auto]
-//                     [--threads 1] [--bucket-mib 25] [--json]
+//                     [--threads 1] [--baseline-threads T] [--bucket-mib 25]
+//                     [--json]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -62,6 +63,7 @@ struct Flags {
   std::string model = "cycle_vae";
   std::string dataset = "auto";
   int threads = 1;
+  int baseline_threads = 0;  // 0: --threads
   int bucket_mib = 25;
   bool json = false;
   // Child only.
@@ -107,10 +109,10 @@ train: {epochs: 100, batch_size: %d, lr: 1.0e-4, seed: 1, threads: %d%s}
   return dfv::jobspec::ParseJobSpec(yaml, options);
 }
 
-std::vector<std::string> ForwardedArgs(const Flags& f, int overlap, int reduce) {
+std::vector<std::string> ForwardedArgs(const Flags& f, int overlap, int reduce, int threads) {
   return {"--batch", std::to_string(f.batch),     "--steps",      std::to_string(f.steps),
           "--warmup", std::to_string(f.warmup),   "--model",      f.model,
-          "--dataset", ResolveDataset(f.dataset), "--threads",    std::to_string(f.threads),
+          "--dataset", ResolveDataset(f.dataset), "--threads",    std::to_string(threads),
           "--bucket-mib", std::to_string(f.bucket_mib), "--overlap", std::to_string(overlap),
           "--reduce", std::to_string(reduce)};
 }
@@ -247,6 +249,7 @@ struct ConfigResult {
   int world = 1;
   int overlap = 0;
   int reduce = 1;
+  int threads = 1;
   std::vector<double> samples_per_s;   // per round
   std::vector<double> blocked_share;   // per round, mean over ranks
   std::vector<double> step_ms;         // per round, mean TrainStep time over ranks
@@ -262,8 +265,11 @@ int RunParent(const Flags& f) {
                "torch thread(s) per process\n",
                f.model.c_str(), dataset.c_str(), f.batch, f.warmup, f.steps, f.rounds, f.threads);
   std::vector<ConfigResult> configs(4);
-  configs[0].name = "1 rank";
+  const int baseline_threads = f.baseline_threads > 0 ? f.baseline_threads : f.threads;
+  configs[0].name = baseline_threads == f.threads ? "1 rank" : absl::StrFormat("1 rank, %d threads", baseline_threads);
   configs[0].world = 1;
+  configs[0].threads = baseline_threads;
+  for (size_t i = 1; i < configs.size(); ++i) configs[i].threads = f.threads;
   configs[1].name = absl::StrFormat("%d ranks, overlap on", f.ranks);
   configs[1].world = f.ranks;
   configs[1].overlap = 1;
@@ -277,7 +283,7 @@ int RunParent(const Flags& f) {
   for (int round = 0; round < f.rounds; ++round) {
     for (ConfigResult& c : configs) {
       std::fprintf(stderr, "  round %d: %s ...\n", round + 1, c.name.c_str());
-      auto results = dfv::bench::LaunchRanks(c.world, ForwardedArgs(f, c.overlap, c.reduce), std::chrono::seconds(600));
+      auto results = dfv::bench::LaunchRanks(c.world, ForwardedArgs(f, c.overlap, c.reduce, c.threads), std::chrono::seconds(600));
       if (!results.ok()) {
         std::fprintf(stderr, "dfv_bench_scaling: %s: %s\n", c.name.c_str(), results.status().ToString().c_str());
         return 1;
@@ -368,6 +374,8 @@ int main(int argc, char** argv) {
   app.add_option("--model", f.model, "catalogue model");
   app.add_option("--dataset", f.dataset, "auto (Fashion-MNIST if installed, else sprites), fashion_mnist, sprites");
   app.add_option("--threads", f.threads, "torch intra-op threads per process")->check(CLI::Range(1, 256));
+  app.add_option("--baseline-threads", f.baseline_threads, "threads of the 1-rank run (default: --threads)")
+      ->check(CLI::Range(1, 256));
   app.add_option("--bucket-mib", f.bucket_mib, "GradientReducer bucket size")->check(CLI::Range(1, 4096));
   app.add_flag("--json", f.json, "also print the results as one JSON line");
   app.add_flag("--child", f.child)->group("");

@@ -1,5 +1,6 @@
 #include "worker/trainer_process.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -82,8 +83,16 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
     reducer_options.bucket_bytes = spec.resources.bucket_mb << 20;
     reducer = std::make_unique<dist::GradientReducer>(*group->communicator, reducer_options);
     trainer_options.gradient_sync = reducer.get();
+    std::string threads;
+    if (spec.train.threads == 0 && group->local_world_size > 1) {
+      // Ranks on one host share its cores: more threads than cores in all
+      // makes lockstep ranks wait on each other's descheduled threads.
+      trainer_options.default_threads = std::max(1, torch::get_num_threads() / group->local_world_size);
+      threads = absl::StrCat("; ", group->local_world_size, " ranks on this host, ",
+                             trainer_options.default_threads, " intra-op thread(s) each");
+    }
     observer.OnMessage(absl::StrCat("rank ", options.rank, " of ", options.world_size, " joined over ",
-                                    group->communicator->backend(), " at ", options.rendezvous));
+                                    group->communicator->backend(), " at ", options.rendezvous, threads));
   }
 
   DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));

@@ -25,6 +25,7 @@ TEST(GlooCommunicatorTest, AllReduceSumsAndBroadcastCopiesFromRoot) {
     EXPECT_EQ(group.communicator->rank(), rank);
     EXPECT_EQ(group.communicator->world_size(), 2);
     EXPECT_EQ(group.communicator->backend(), "gloo");
+    EXPECT_EQ(group.local_world_size, 2) << "both ranks run on this host";
     torch::Tensor t = torch::full({1000}, static_cast<float>(rank + 1));
     ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
     EXPECT_TRUE(torch::allclose(t, torch::full({1000}, 3.0f)));

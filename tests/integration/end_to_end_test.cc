@@ -1,6 +1,7 @@
 // The whole service with real processes on loopback: dfv-coordinator, one or
 // two dfv-worker daemons (each training in its own trainer process) and
 // dfvctl, ports picked by the kernel and read from ready files.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -338,8 +339,12 @@ void StartCoordinatorAndTwoWorkers(Cluster& cluster) {
 TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
   Cluster cluster("two_ranks");
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
-  const std::string id =
-      Submit(cluster, "job.yaml", SmallJob("two-ranks", "cycle_vae", 40) + "resources: {workers: 2}\n");
+  // train.threads 0 (all cores): the two ranks on this host split them.
+  std::string yaml = SmallJob("two-ranks", "cycle_vae", 40) + "resources: {workers: 2}\n";
+  const size_t threads = yaml.find("threads: 1");
+  ASSERT_NE(threads, std::string::npos);
+  yaml.replace(threads, 10, "threads: 0");
+  const std::string id = Submit(cluster, "job.yaml", yaml);
   ASSERT_TRUE(WaitForState(cluster, id, v1::SUCCEEDED, absl::Seconds(240)).ok())
       << cluster.Log("coordinator") << cluster.Log("w1") << cluster.Log("w2");
   const v1::Job job = GetJob(cluster, id);
@@ -351,7 +356,10 @@ TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
   int joined = 0;
   bool per_rank_timings = false;
   for (const auto& e : ParseEvents(watch.out)) {
-    if (e.has_message() && absl::StrContains(e.message().text(), "of 2 joined over gloo")) ++joined;
+    if (e.has_message() && absl::StrContains(e.message().text(), "of 2 joined over gloo")) {
+      ++joined;
+      EXPECT_THAT(e.message().text(), ::testing::HasSubstr("; 2 ranks on this host, "));
+    }
     if (e.has_metrics()) {
       std::set<std::string> names;
       for (const auto& v : e.metrics().values()) names.insert(v.name());

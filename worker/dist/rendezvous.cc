@@ -1,7 +1,9 @@
 #include "worker/dist/rendezvous.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <unistd.h>
 
+#include <climits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,14 @@ std::string Unbracket(const std::string& host) {
 }
 
 double Seconds(std::chrono::milliseconds ms) { return ms.count() / 1000.0; }
+
+// This machine's (or container's) host name; ranks that report the same one
+// share its cores.
+std::string HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
 
 }  // namespace
 
@@ -61,14 +71,20 @@ absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
   }
   if (server && options.on_listening) options.on_listening(bound);
 
-  // Everyone checks in before the backend connects: the backends wait for
-  // peers with their (much longer) collective timeout, the rendezvous must
-  // give up after its own.
+  // Everyone checks in, with its host name, before the backend connects: the
+  // backends wait for peers with their (much longer) collective timeout, the
+  // rendezvous must give up after its own.
   try {
-    group.store->set(absl::StrCat("dfv/arrived/", options.rank), std::vector<uint8_t>{1});
+    const std::string me = HostName();
+    group.store->set(absl::StrCat("dfv/arrived/", options.rank), std::vector<uint8_t>(me.begin(), me.end()));
     std::vector<std::string> keys;
     for (int r = 0; r < options.world_size; ++r) keys.push_back(absl::StrCat("dfv/arrived/", r));
     group.store->wait(keys, options.timeout);
+    group.local_world_size = 0;
+    for (const std::string& key : keys) {
+      const std::vector<uint8_t> host = group.store->get(key);
+      if (std::string(host.begin(), host.end()) == me) ++group.local_world_size;
+    }
   } catch (const std::exception& e) {
     absl::Status s = CollectiveFailure("rendezvous", e.what());
     if (absl::IsDeadlineExceeded(s)) {

@@ -39,6 +39,9 @@ struct RendezvousOptions {
 struct ProcessGroup {
   c10::intrusive_ptr<c10d::Store> store;
   std::unique_ptr<Communicator> communicator;
+  // Ranks of the group on this host (same host name), this one included: they
+  // share its cores.
+  int local_world_size = 1;
 };
 
 // Meets the other ranks and connects the backend. Never throws. Errors:

@@ -139,7 +139,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
     return absl::InvalidArgumentError(absl::StrCat("train.batch_size ", spec.train.batch_size,
                                                    " does not split evenly over ", world, " workers"));
   }
-  if (spec.train.threads > 0) torch::set_num_threads(static_cast<int>(spec.train.threads));
+  const int threads = spec.train.threads > 0 ? static_cast<int>(spec.train.threads) : t->options_.default_threads;
+  if (threads > 0) torch::set_num_threads(threads);
   t->job_yaml_ = jobspec::JobSpecToYaml(spec);
 
   DFV_ASSIGN_OR_RETURN(t->data_, data::LoadDataset(spec.dataset));

@@ -39,6 +39,9 @@ struct TrainerOptions {
   int world_size = 1;
   // Averages gradients across ranks; null for a single process. Not owned.
   models::GradientSync* gradient_sync = nullptr;
+  // Intra-op threads when the job leaves train.threads at 0 (all cores); 0
+  // keeps LibTorch's default. Ranks that share a host set their share.
+  int default_threads = 0;
   // Receives metrics, progress and artifacts; may be null. Not owned.
   TrainingObserver* observer = nullptr;
   // Set by another thread to stop the run after the current step; not owned.
