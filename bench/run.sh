@@ -15,14 +15,15 @@
 #                        installed, else sprites): 1 process vs 2 processes of
 #                        half the global batch (overlap on, overlap off, and
 #                        no all-reduce at all: the ceiling the machine itself
-#                        sets), one torch thread per process, 3 rounds
-#                        (median); speedup (target: >= 1.8x) and the share of
-#                        step time blocked in all-reduce. Twice: global batch
-#                        64 (the examples' batch; 20 warm-up + 200 timed steps)
-#                        and 256 (10 + 60 steps).
+#                        sets), one torch thread per process, 5 rounds;
+#                        speedup (the median of each round's ratio to its own
+#                        1-rank run; target: >= 1.8x) and the share of step
+#                        time blocked in all-reduce. Twice: global batch 64
+#                        (the examples' batch; 20 warm-up + 100 timed steps)
+#                        and 256 (5 + 30 steps).
 #
-# Time: about 6 minutes of running on the 2-core development machine (the
-# all-reduce bench ~30 s, the scaling benches ~2.5 minutes each), plus the build
+# Time: about 5 minutes of running on the 2-core development machine (the
+# all-reduce bench ~30 s, the scaling benches ~2 minutes each), plus the build
 # of the two targets and what they link (a few minutes from a cold ccache,
 # seconds when built). Other work on the machine skews both: check `uptime`
 # first.
@@ -45,5 +46,5 @@ echo "load before: $(uptime)"
 echo
 "$build_dir/bin/dfv_bench_scaling" --batch 64
 echo
-"$build_dir/bin/dfv_bench_scaling" --batch 256 --steps 60 --warmup 10
+"$build_dir/bin/dfv_bench_scaling" --batch 256 --steps 30 --warmup 5
 echo "load after: $(uptime)"
