@@ -2,8 +2,8 @@
 
 #include <tuple>
 
-#include "worker/models/grid.h"
 #include "worker/models/nets.h"
+#include "worker/models/split_codes.h"
 
 namespace dfv::models {
 namespace {
@@ -80,25 +80,15 @@ class CycleVae : public Model {
   }
 
   torch::Tensor Reconstruct(const torch::Tensor& images) override {
-    SplitCodes c = encoder_->forward(images);
-    return decoder_->forward(c.mu, c.s);
+    return ReconstructWithSplitCodes(encoder_, decoder_, images);
   }
 
   std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) override {
-    SplitCodes c = encoder_->forward(images);
-    return {{"s", c.s}, {"z", c.mu}};
+    return EncodeSplitCodes(encoder_, images);
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    torch::Tensor grid = SplitCodeGrid(
-        name, in.images, in.labels,
-        [this](const torch::Tensor& x) {
-          SplitCodes c = encoder_->forward(x);
-          return std::make_pair(c.s, c.mu);
-        },
-        [this](const torch::Tensor& s, const torch::Tensor& z) { return decoder_->forward(z, s); });
-    TORCH_CHECK(grid.defined(), "cycle_vae has no grid named '", name, "'");
-    return grid;
+    return SplitCodesGrid("cycle_vae", name, in, encoder_, decoder_);
   }
 
  private:
