@@ -12,17 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "common/file_util.h"
-#include "common/png.h"
+#include "tests/models/grid_check.h"
 #include "tests/train/test_jobs.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/dataset.h"
 #include "worker/models/registry.h"
 #include "worker/train/checkpoint.h"
-#include "worker/train/image_util.h"
 #include "worker/train/trainer.h"
 
 namespace dfv {
@@ -130,47 +127,13 @@ TEST_P(LordShapesTest, BothStagesEncodeReconstructAndGridsHaveTheRightShapes) {
 
   // Every promised grid, encoded and decoded as PNG, at its size. The
   // learned-code grids show the first 16 training images trained on.
-  models::GridInputs in;
-  in.images = torch::rand({32, channels, size, size});
-  in.labels = torch::arange(32) % 4;
-  in.noise_seed = 1;
-  const std::map<std::string, std::pair<int, int>> cells = {
-      {"reconstruction", {2, 16}}, {"random_class", {9, 9}}, {"noise", {6, 16}}, {"swap", {9, 9}}};
-  ASSERT_EQ(spec.samples.grids.size(), cells.size());
-  for (const std::string& grid : spec.samples.grids) {
-    ASSERT_TRUE(cells.count(grid)) << grid;
-    auto png = EncodePng(train::TensorToImage8(model->RenderGrid(grid, in)));
-    ASSERT_TRUE(png.ok()) << png.status();
-    auto image = DecodePng(*png);
-    ASSERT_TRUE(image.ok()) << image.status();
-    EXPECT_EQ(image->channels, channels) << grid;
-    EXPECT_EQ(image->height, cells.at(grid).first * (size + 2) + 2) << grid;
-    EXPECT_EQ(image->width, cells.at(grid).second * (size + 2) + 2) << grid;
-  }
+  testing::ExpectGridsAtTheirSizes(
+      *model, spec.samples.grids,
+      {{"reconstruction", {2, 16}}, {"random_class", {9, 9}}, {"noise", {6, 16}}, {"swap", {9, 9}}}, channels, size);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, LordShapesTest, ::testing::Values(std::pair{28, 1}, std::pair{64, 3}),
-                         [](const auto& info) {
-                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.first) +
-                                  "x" + std::to_string(info.param.second);
-                         });
-
-std::map<std::string, std::vector<double>> ReadMetrics(const std::string& path) {
-  std::map<std::string, std::vector<double>> columns;
-  auto text = ReadFileToString(path);
-  EXPECT_TRUE(text.ok()) << text.status();
-  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
-  std::vector<std::string> header = absl::StrSplit(lines.at(0), ',');
-  for (size_t i = 1; i < lines.size(); ++i) {
-    std::vector<std::string> row = absl::StrSplit(lines[i], ',');
-    for (size_t c = 0; c < header.size() && c < row.size(); ++c) {
-      double v = 0;
-      EXPECT_TRUE(absl::SimpleAtod(row[c], &v)) << row[c];
-      columns[header[c]].push_back(v);
-    }
-  }
-  return columns;
-}
+                         testing::SizeAndChannelsName);
 
 TEST(LordTest, LossFallsAndStageTwoFollowsThroughTheDriver) {
   jobspec::JobSpec spec = LordJob(28, 3, 100, "encoder_fraction: 0.3");
@@ -184,7 +147,7 @@ TEST(LordTest, LossFallsAndStageTwoFollowsThroughTheDriver) {
   auto summary = (*trainer)->Run();
   ASSERT_TRUE(summary.ok()) << summary.status();
 
-  auto metrics = ReadMetrics(out + "/metrics.csv");
+  auto metrics = testing::ReadMetricsCsv(out + "/metrics.csv");
   EXPECT_EQ(metrics["stage"], (std::vector<double>{1, 1, 1, 1, 1, 1, 1, 2, 2, 2}));
   const auto& rec = metrics["reconstruction"];
   ASSERT_EQ(rec.size(), 10u);

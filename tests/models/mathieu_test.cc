@@ -11,16 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-#include "common/file_util.h"
-#include "common/png.h"
+#include "tests/models/grid_check.h"
 #include "tests/train/test_jobs.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/dataset.h"
 #include "worker/models/registry.h"
 #include "worker/train/checkpoint.h"
-#include "worker/train/image_util.h"
 #include "worker/train/trainer.h"
 
 namespace dfv {
@@ -128,48 +124,13 @@ TEST_P(MathieuShapesTest, TrainStepEncodeReconstructAndGridsHaveTheRightShapes) 
   EXPECT_EQ(codes["z"].sizes(), (std::vector<int64_t>{8, spec.model_params.GetInt("style_dim")}));
 
   // Every promised grid, encoded and decoded as PNG, at its size.
-  models::GridInputs in;
-  in.images = torch::rand({32, channels, size, size});
-  in.labels = torch::arange(32) % 4;
-  in.noise_seed = 1;
-  const std::map<std::string, std::pair<int, int>> cells = {
-      {"reconstruction", {2, 16}}, {"swap", {9, 9}}, {"interpolation", {8, 8}}};
-  ASSERT_EQ(spec.samples.grids.size(), cells.size());
-  for (const std::string& grid : spec.samples.grids) {
-    ASSERT_TRUE(cells.count(grid)) << grid;
-    auto png = EncodePng(train::TensorToImage8(model->RenderGrid(grid, in)));
-    ASSERT_TRUE(png.ok()) << png.status();
-    auto image = DecodePng(*png);
-    ASSERT_TRUE(image.ok()) << image.status();
-    EXPECT_EQ(image->channels, channels) << grid;
-    EXPECT_EQ(image->height, cells.at(grid).first * (size + 2) + 2) << grid;
-    EXPECT_EQ(image->width, cells.at(grid).second * (size + 2) + 2) << grid;
-  }
+  testing::ExpectGridsAtTheirSizes(*model, spec.samples.grids,
+                                   {{"reconstruction", {2, 16}}, {"swap", {9, 9}}, {"interpolation", {8, 8}}},
+                                   channels, size);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, MathieuShapesTest, ::testing::Values(std::pair{28, 1}, std::pair{64, 3}),
-                         [](const auto& info) {
-                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.first) +
-                                  "x" + std::to_string(info.param.second);
-                         });
-
-// metrics.csv as {column -> values}.
-std::map<std::string, std::vector<double>> ReadMetrics(const std::string& path) {
-  std::map<std::string, std::vector<double>> columns;
-  auto text = ReadFileToString(path);
-  EXPECT_TRUE(text.ok()) << text.status();
-  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
-  std::vector<std::string> header = absl::StrSplit(lines.at(0), ',');
-  for (size_t i = 1; i < lines.size(); ++i) {
-    std::vector<std::string> row = absl::StrSplit(lines[i], ',');
-    for (size_t c = 0; c < header.size() && c < row.size(); ++c) {
-      double v = 0;
-      EXPECT_TRUE(absl::SimpleAtod(row[c], &v)) << row[c];
-      columns[header[c]].push_back(v);
-    }
-  }
-  return columns;
-}
+                         testing::SizeAndChannelsName);
 
 TEST(MathieuTest, ReconstructionFallsThroughTheDriverWithAFixedSeed) {
   jobspec::JobSpec spec = testing::SmallSpritesJob("mathieu", 28, 3, 80);
@@ -185,7 +146,7 @@ TEST(MathieuTest, ReconstructionFallsThroughTheDriverWithAFixedSeed) {
   auto summary = (*trainer)->Run();
   ASSERT_TRUE(summary.ok()) << summary.status();
 
-  auto metrics = ReadMetrics(out + "/metrics.csv");
+  auto metrics = testing::ReadMetricsCsv(out + "/metrics.csv");
   const auto& rec = metrics["reconstruction"];
   ASSERT_EQ(rec.size(), 8u);
   EXPECT_LT(rec.back(), 0.6 * rec.front()) << "reconstruction " << rec.front() << " -> " << rec.back();

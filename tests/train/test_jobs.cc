@@ -4,8 +4,11 @@
 
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "common/jobspec/parse.h"
 
 namespace dfv::testing {
@@ -38,6 +41,28 @@ std::string FreshDir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+std::map<std::string, std::vector<double>> ReadMetricsCsv(const std::string& path) {
+  std::map<std::string, std::vector<double>> columns;
+  auto text = ReadFileToString(path);
+  EXPECT_TRUE(text.ok()) << text.status();
+  if (!text.ok()) return columns;
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  if (lines.empty()) {
+    ADD_FAILURE() << path << " is empty";
+    return columns;
+  }
+  std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> row = absl::StrSplit(lines[i], ',');
+    for (size_t c = 0; c < header.size() && c < row.size(); ++c) {
+      double v = 0;
+      EXPECT_TRUE(absl::SimpleAtod(row[c], &v)) << row[c];
+      columns[header[c]].push_back(v);
+    }
+  }
+  return columns;
 }
 
 }  // namespace dfv::testing

@@ -2,7 +2,9 @@
 #ifndef DFV_TESTS_TRAIN_TEST_JOBS_H_
 #define DFV_TESTS_TRAIN_TEST_JOBS_H_
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "common/jobspec/job_spec.h"
 
@@ -18,6 +20,10 @@ jobspec::JobSpec SmallSpritesJob(const std::string& model, int image_size = 28, 
 
 // A fresh, empty folder under the test temp dir.
 std::string FreshDir(const std::string& name);
+
+// A run's metrics.csv as {column -> values}; fails the current test on a
+// file it cannot read or a cell that is not a number.
+std::map<std::string, std::vector<double>> ReadMetricsCsv(const std::string& path);
 
 }  // namespace dfv::testing
 

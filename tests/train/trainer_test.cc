@@ -7,8 +7,6 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/str_split.h"
-#include "absl/strings/numbers.h"
 #include "common/file_util.h"
 #include "common/png.h"
 #include "tests/train/test_jobs.h"
@@ -32,23 +30,6 @@ absl::StatusOr<train::RunSummary> RunJob(const jobspec::JobSpec& spec, const std
 }
 
 // metrics.csv as {column -> values}, in row order.
-std::map<std::string, std::vector<double>> ReadMetrics(const std::string& path) {
-  std::map<std::string, std::vector<double>> columns;
-  auto text = ReadFileToString(path);
-  EXPECT_TRUE(text.ok());
-  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
-  std::vector<std::string> header = absl::StrSplit(lines.at(0), ',');
-  for (size_t i = 1; i < lines.size(); ++i) {
-    std::vector<std::string> cells = absl::StrSplit(lines[i], ',');
-    for (size_t c = 0; c < header.size() && c < cells.size(); ++c) {
-      double v = 0;
-      EXPECT_TRUE(absl::SimpleAtod(cells[c], &v)) << cells[c];
-      columns[header[c]].push_back(v);
-    }
-  }
-  return columns;
-}
-
 TEST(TrainerTest, RunFolderHasMetricsGridsCheckpointsAndReport) {
   jobspec::JobSpec spec = testing::SmallSpritesJob("cycle_vae", 28, 3, 40);
   const std::string out = testing::FreshDir("run_folder");
@@ -56,7 +37,7 @@ TEST(TrainerTest, RunFolderHasMetricsGridsCheckpointsAndReport) {
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->steps, 40);
 
-  auto metrics = ReadMetrics(out + "/metrics.csv");
+  auto metrics = testing::ReadMetricsCsv(out + "/metrics.csv");
   EXPECT_EQ(metrics["step"], (std::vector<double>{10, 20, 30, 40}));
   for (const char* column : {"loss", "reconstruction", "kl", "reverse_cycle", "samples_per_second"}) {
     ASSERT_EQ(metrics[column].size(), 4u) << column;
@@ -91,7 +72,7 @@ TEST(TrainerTest, LossFallsOnSpritesWithAFixedSeed) {
     const std::string out = testing::FreshDir("loss_falls_" + model);
     auto summary = RunJob(spec, out);
     ASSERT_TRUE(summary.ok()) << summary.status();
-    auto rec = ReadMetrics(out + "/metrics.csv")["reconstruction"];
+    auto rec = testing::ReadMetricsCsv(out + "/metrics.csv")["reconstruction"];
     ASSERT_EQ(rec.size(), 6u);
     EXPECT_LT(rec.back(), 0.7 * rec.front()) << model << ": reconstruction " << rec.front() << " -> " << rec.back();
   }
@@ -131,7 +112,7 @@ TEST(TrainerTest, ResumeGivesTheSameParametersAndCurveAsAnUninterruptedRun) {
     }
   }
   // The loss curve carries on from step 20 with the same values.
-  auto ma = ReadMetrics(straight + "/metrics.csv"), mb = ReadMetrics(resumed + "/metrics.csv");
+  auto ma = testing::ReadMetricsCsv(straight + "/metrics.csv"), mb = testing::ReadMetricsCsv(resumed + "/metrics.csv");
   EXPECT_EQ(mb["step"], (std::vector<double>{10, 20, 30, 40}));
   EXPECT_EQ(ma["reconstruction"], mb["reconstruction"]);
   EXPECT_EQ(ma["reverse_cycle"], mb["reverse_cycle"]);
