@@ -18,6 +18,16 @@ void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
   context.set_deadline(std::chrono::system_clock::now() + timeout);
 }
 
+// The fields by which a worker names one rank of one attempt, common to the
+// requests about an assignment.
+template <typename Request>
+void SetAssignment(Request& request, const std::string& worker_id, const AssignmentKey& key) {
+  request.set_worker_id(worker_id);
+  request.set_job_id(key.job_id);
+  request.set_attempt(key.attempt);
+  request.set_rank(key.rank);
+}
+
 }  // namespace
 
 GrpcCoordinatorLink::GrpcCoordinatorLink(std::shared_ptr<grpc::Channel> channel)
@@ -36,10 +46,7 @@ std::string GrpcCoordinatorLink::worker_id() const {
 absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
                                                bool* cancel) {
   v1::ReportEventsRequest request;
-  request.set_worker_id(worker_id());
-  request.set_job_id(key.job_id);
-  request.set_attempt(key.attempt);
-  request.set_rank(key.rank);
+  SetAssignment(request, worker_id(), key);
   for (const v1::JobEvent& event : events) *request.add_events() = event;
   v1::ReportEventsResponse response;
   grpc::ClientContext context;
@@ -84,10 +91,7 @@ absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::A
 
 absl::Status GrpcCoordinatorLink::PublishRendezvous(const AssignmentKey& key, const std::string& address) {
   v1::PublishRendezvousRequest request;
-  request.set_worker_id(worker_id());
-  request.set_job_id(key.job_id);
-  request.set_attempt(key.attempt);
-  request.set_rank(key.rank);
+  SetAssignment(request, worker_id(), key);
   request.set_address(address);
   v1::PublishRendezvousResponse response;
   grpc::ClientContext context;
@@ -98,10 +102,7 @@ absl::Status GrpcCoordinatorLink::PublishRendezvous(const AssignmentKey& key, co
 absl::Status GrpcCoordinatorLink::CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
                                                      const std::string& reason, bool retryable) {
   v1::CompleteAssignmentRequest request;
-  request.set_worker_id(worker_id());
-  request.set_job_id(key.job_id);
-  request.set_attempt(key.attempt);
-  request.set_rank(key.rank);
+  SetAssignment(request, worker_id(), key);
   request.set_outcome(outcome);
   request.set_reason(reason);
   request.set_retryable(retryable);
