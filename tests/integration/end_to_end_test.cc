@@ -78,6 +78,20 @@ absl::StatusOr<absl::Duration> WaitForState(Cluster& cluster, const std::string&
                                                   job.reason(), ") after ", absl::FormatDuration(timeout)));
 }
 
+// Whether a checkpoint of job `id` reached the coordinator within `timeout`.
+bool WaitForCheckpoint(Cluster& cluster, const std::string& id, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    CommandResult r = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+    const auto listed = FromJson<v1::ListArtifactsResponse>(r.out);
+    for (const auto& a : listed.artifacts()) {
+      if (a.kind() == v1::CHECKPOINT) return true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
 std::vector<v1::WorkerInfo> Workers(Cluster& cluster) {
   CommandResult r = cluster.Dfvctl({"workers", "-o", "json"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -290,16 +304,7 @@ TEST(EndToEnd, LostWorkerRequeuesTheJobWhichResumesFromItsCheckpoint) {
   ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
   const std::string id = Submit(cluster, "job.yaml", SmallJob("lost", "vae", 600));
   // Wait until a checkpoint has reached the coordinator.
-  absl::Time deadline = absl::Now() + absl::Seconds(60);
-  bool have_checkpoint = false;
-  while (!have_checkpoint && absl::Now() < deadline) {
-    CommandResult r = cluster.Dfvctl({"artifacts", id, "-o", "json"});
-    const auto listed = FromJson<v1::ListArtifactsResponse>(r.out);
-    for (const auto& a : listed.artifacts()) {
-      if (a.kind() == v1::CHECKPOINT) have_checkpoint = true;
-    }
-    if (!have_checkpoint) absl::SleepFor(absl::Milliseconds(100));
-  }
+  const bool have_checkpoint = WaitForCheckpoint(cluster, id, absl::Seconds(60));
   ASSERT_TRUE(have_checkpoint) << cluster.Log("w1");
   const pid_t trainer = TrainerPid(cluster.Log("w1"));
   ASSERT_GT(trainer, 0);
@@ -420,16 +425,7 @@ TEST(EndToEnd, KilledRankIsRetriedOnceFromItsCheckpoint) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
   const std::string id = Submit(cluster, "job.yaml",
                                 SmallJob("retried", "vae", 400) + "resources: {workers: 2}\nmax_restarts: 1\n");
-  absl::Time deadline = absl::Now() + absl::Seconds(120);
-  bool have_checkpoint = false;
-  while (!have_checkpoint && absl::Now() < deadline) {
-    CommandResult r = cluster.Dfvctl({"artifacts", id, "-o", "json"});
-    const auto listed = FromJson<v1::ListArtifactsResponse>(r.out);
-    for (const auto& a : listed.artifacts()) {
-      if (a.kind() == v1::CHECKPOINT) have_checkpoint = true;
-    }
-    if (!have_checkpoint) absl::SleepFor(absl::Milliseconds(100));
-  }
+  const bool have_checkpoint = WaitForCheckpoint(cluster, id, absl::Seconds(120));
   ASSERT_TRUE(have_checkpoint) << cluster.Log("coordinator") << cluster.Log("w1") << cluster.Log("w2");
   const v1::Job running = GetJob(cluster, id);
   ASSERT_EQ(running.state(), v1::RUNNING) << running.reason();
@@ -438,7 +434,7 @@ TEST(EndToEnd, KilledRankIsRetriedOnceFromItsCheckpoint) {
   cluster.KillWorker(killed);
 
   // Once the killed worker's lease has expired too, a replacement joins.
-  deadline = absl::Now() + absl::Seconds(30);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
   bool lost = false;
   while (!lost && absl::Now() < deadline) {
     for (const v1::WorkerInfo& w : Workers(cluster)) {
