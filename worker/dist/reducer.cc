@@ -74,8 +74,10 @@ struct GradientReducer::Plan {
     return torch::empty({0}, flat.options()).set_(flat.storage(), flat.storage_offset() + slots[i].offset, sizes, strides);
   }
 
+  // Checked for every parameter at every step: pointer arithmetic, no view.
   bool IsAlias(size_t i, const torch::Tensor& grad) const {
-    return grad.defined() && grad.is_contiguous() && grad.data_ptr() == SliceOf(i).data_ptr();
+    const float* slice = buckets[slots[i].bucket].flat.data_ptr<float>() + slots[i].offset;
+    return grad.defined() && grad.is_contiguous() && grad.data_ptr() == slice;
   }
 
   // Puts parameter i's gradient into its slice if it is not there already.
