@@ -25,6 +25,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,7 +82,7 @@ int RunChild(const Flags& f) {
   dfv::dist::GradientReducer reducer(comm, options);
 
   auto check = [&](const absl::Status& s) {
-    if (!s.ok()) throw dfv::models::CollectiveError(s);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
   };
   torch::Tensor one = torch::zeros({1});
   auto barrier = [&] { check(comm.AllReduceSum(one)); };
@@ -102,7 +103,9 @@ int RunChild(const Flags& f) {
         params.push_back(p);
       }
       torch::Tensor flat = torch::randn({total});
-      const size_t buckets = reducer.BucketCount(params);
+      absl::StatusOr<size_t> planned = reducer.BucketCount(params);
+      check(planned.status());
+      const size_t buckets = *planned;
       std::vector<double> bucketed_s, flat_s;
       for (int i = 0; i < f.warmup + f.reps; ++i) {
         for (int k = 0; k < 2; ++k) {
@@ -110,8 +113,8 @@ int RunChild(const Flags& f) {
           barrier();
           const auto t0 = Clock::now();
           if (bucketed) {
-            reducer.BeforeBackward(params);
-            reducer.Synchronize(params);
+            check(reducer.BeforeBackward(params));
+            check(reducer.Synchronize(params));
           } else {
             check(comm.AllReduceSum(flat));
           }

@@ -177,7 +177,8 @@ int RunChild(const Flags& f) {
         for (const torch::Tensor& p : module->parameters()) state.push_back(p);
         for (const torch::Tensor& b : module->buffers()) state.push_back(b);
       }
-      reducer->BroadcastFromFirstRank(std::move(state));
+      absl::Status broadcast = reducer->BroadcastFromFirstRank(std::move(state));
+      if (!broadcast.ok()) throw std::runtime_error(broadcast.ToString());
       torch::manual_seed(spec->train.seed * 1000003ULL + static_cast<uint64_t>(f.rank));
     }
 
@@ -195,7 +196,7 @@ int RunChild(const Flags& f) {
     }
 
     // Without a reducer each process trains on its shard as a world of its own.
-    dfv::models::StepContext ctx(reducer.get(), reducer ? f.rank : 0, reducer ? f.world : 1);
+    dfv::step::StepContext ctx(reducer.get(), reducer ? f.rank : 0, reducer ? f.world : 1);
     double train_step_seconds = 0;
     auto run_step = [&](int64_t step) {
       auto batch = (*loader)->Next();
@@ -210,7 +211,7 @@ int RunChild(const Flags& f) {
     if (group) {
       torch::Tensor one = torch::zeros({1});
       absl::Status s = group->communicator->AllReduceSum(one);  // barrier
-      if (!s.ok()) throw dfv::models::CollectiveError(s);
+      if (!s.ok()) throw std::runtime_error(s.ToString());
     }
     dfv::dist::ReducerStats before;
     if (reducer) {

@@ -28,22 +28,11 @@ std::string FormatTimestamp(int64_t ms, absl::TimeZone zone) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms), zone);
 }
 
-std::string FormatMetricValue(double value) { return absl::StrFormat("%.4g", value); }
-
 std::string PercentOf(int64_t step, int64_t total) {
   return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(step) / static_cast<double>(total));
 }
 
 }  // namespace
-
-std::string FormatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(std::llround(seconds));
-  if (s >= 86400) return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
-  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%ds", s);
-}
 
 std::string FormatBytes(int64_t bytes) {
   if (bytes < 1024) return absl::StrFormat("%d B", bytes);
@@ -62,25 +51,6 @@ std::string JobStateName(v1::JobState state) {
   return v1::JobState_Name(state);
 }
 
-std::string ArtifactKindName(v1::ArtifactKind kind) {
-  switch (kind) {
-    case v1::GRID:
-      return "grid";
-    case v1::CHECKPOINT:
-      return "checkpoint";
-    case v1::REPORT:
-      return "report";
-    case v1::METRICS:
-      return "metrics";
-    case v1::JOB_SPEC:
-      return "job";
-    case v1::LOG:
-      return "log";
-    default:
-      return "artifact";
-  }
-}
-
 std::string WorkerStateName(v1::WorkerState state) {
   switch (state) {
     case v1::WORKER_ALIVE:
@@ -90,10 +60,6 @@ std::string WorkerStateName(v1::WorkerState state) {
     default:
       return "unknown";
   }
-}
-
-bool IsFinalState(v1::JobState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
 std::string FormatTable(const std::vector<std::string>& header,
@@ -162,7 +128,7 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone 
     if (p.samples_per_second() > 0) {
       absl::StrAppendFormat(&progress, ", %.0f samples/s", p.samples_per_second());
     }
-    if (!IsFinalState(job.state()) && p.eta_seconds() > 0) {
+    if (!v1::IsFinalState(job.state()) && p.eta_seconds() > 0) {
       absl::StrAppend(&progress, ", ETA ", FormatDuration(p.eta_seconds()));
     }
   }
@@ -196,7 +162,7 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts) 
   std::vector<std::vector<std::string>> rows;
   rows.reserve(artifacts.size());
   for (const v1::ArtifactInfo& a : artifacts) {
-    rows.push_back({a.name(), ArtifactKindName(a.kind()), absl::StrCat(a.step()),
+    rows.push_back({a.name(), v1::ArtifactKindName(a.kind()), absl::StrCat(a.step()),
                     FormatBytes(a.size()), absl::StrCat(a.attempt())});
   }
   return FormatTable({"NAME", "KIND", "STEP", "SIZE", "ATTEMPT"}, rows);
@@ -252,7 +218,7 @@ std::string FormatEventLine(const v1::JobEvent& event, absl::TimeZone zone) {
     }
     case v1::JobEvent::kArtifact: {
       const v1::ArtifactInfo& a = event.artifact();
-      absl::StrAppend(&line, "artifact ", ArtifactKindName(a.kind()), " ", a.name(), " step ",
+      absl::StrAppend(&line, "artifact ", v1::ArtifactKindName(a.kind()), " ", a.name(), " step ",
                       a.step(), " (", FormatBytes(a.size()), ")");
       break;
     }
@@ -304,7 +270,7 @@ std::string RenderProgressLine(const LiveStatus& status, int width) {
   if (status.samples_per_second > 0) {
     absl::StrAppendFormat(&line, " | %.0f samples/s", status.samples_per_second);
   }
-  if (status.eta_seconds >= 0 && !IsFinalState(status.state)) {
+  if (status.eta_seconds >= 0 && !v1::IsFinalState(status.state)) {
     absl::StrAppend(&line, " | ETA ", FormatDuration(status.eta_seconds));
   }
   if (width > 0 && line.size() > static_cast<size_t>(width)) line.resize(width);

@@ -12,14 +12,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "common/text.h"  // FormatDuration, FormatMetricValue
 #include "proto/dfv.pb.h"
+#include "proto/enums.h"  // ArtifactKindName, IsFinalState
 
 namespace dfv::client {
-
-// "45s", "2m31s", "1h02m", "3d04h"; "?" when negative or not finite. The
-// trainer's console has the same format (worker/train/console_observer.h),
-// but linking dfv_train would pull LibTorch into dfvctl.
-std::string FormatDuration(double seconds);
 
 // "0 B", "512 B", "12.3 KiB", "4.0 MiB", "1.2 GiB".
 std::string FormatBytes(int64_t bytes);
@@ -27,13 +24,8 @@ std::string FormatBytes(int64_t bytes);
 // "QUEUED", "RUNNING", ...; "UNKNOWN" for JOB_STATE_UNSPECIFIED or an
 // unknown number.
 std::string JobStateName(v1::JobState state);
-// "grid", "checkpoint", "report", "metrics", "job", "log"; "artifact" otherwise.
-std::string ArtifactKindName(v1::ArtifactKind kind);
 // "alive", "lost"; "unknown" otherwise.
 std::string WorkerStateName(v1::WorkerState state);
-
-// True for SUCCEEDED, FAILED and CANCELLED.
-bool IsFinalState(v1::JobState state);
 
 // Aligned columns, two spaces apart, header first; the last column is not
 // padded, so lines carry no trailing blanks. Rows shorter than the header

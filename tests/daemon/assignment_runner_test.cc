@@ -230,7 +230,8 @@ TEST(AssignmentRunner, DestroyingAbandonsWithoutReporting) {
   EXPECT_EQ(link.completions_, 0);
 }
 
-// A stand-in trainer: a shell script that prints protocol lines. The runner's
+// A stand-in trainer: a shell script that prints reports (proto/trainer.proto
+// in JSON, code 14 = UNAVAILABLE, 3 = INVALID_ARGUMENT). The runner's
 // flags (--job, --rank, ...) arrive as the script's positional arguments.
 RunnerOptions FakeTrainer(const std::string& name, const std::string& script, RecordingLink* link) {
   RunnerOptions options = Options(name, SpritesJob(10), link);
@@ -241,9 +242,9 @@ RunnerOptions FakeTrainer(const std::string& name, const std::string& script, Re
 TEST(AssignmentRunner, RankZeroPublishesItsRendezvousAndAPeerFailureIsRetryable) {
   RecordingLink link;
   RunnerOptions options = FakeTrainer("rendezvous", R"(
-echo "{\"type\":\"message\",\"text\":\"args: $*\"}"
-echo '{"type":"rendezvous","address":"127.0.0.1:41234"}'
-echo '{"type":"error","code":"UNAVAILABLE","message":"all-reduce: peer rank 1 closed the connection"}'
+echo "{\"message\":{\"text\":\"args: $*\"}}"
+echo '{"rendezvous":{"address":"127.0.0.1:41234"}}'
+echo '{"error":{"code":14,"message":"all-reduce: peer rank 1 closed the connection"}}'
 exit 1
 )",
                                       &link);
@@ -265,8 +266,8 @@ exit 1
 TEST(AssignmentRunner, OtherFailuresAreNotRetryableAndOnlyRankZeroPublishes) {
   RecordingLink link;
   RunnerOptions options = FakeTrainer("not-retryable", R"(
-echo '{"type":"rendezvous","address":"127.0.0.1:41234"}'
-echo '{"type":"error","code":"INVALID_ARGUMENT","message":"model.z_dim: must be > 0"}'
+echo '{"rendezvous":{"address":"127.0.0.1:41234"}}'
+echo '{"error":{"code":3,"message":"model.z_dim: must be > 0"}}'
 exit 1
 )",
                                       &link);

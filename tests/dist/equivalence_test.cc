@@ -127,10 +127,10 @@ data::Batch Shard(const data::Batch& global, int rank, int world) {
 
 // Rank `rank` of 2: starts from rank 0's state, then trains kSteps on its
 // half of each global batch through `sync`.
-void TrainRank(models::Model& model, models::GradientSync& sync, int rank, uint64_t seed,
+void TrainRank(models::Model& model, step::GradientSync& sync, int rank, uint64_t seed,
                const std::vector<data::Batch>& batches) {
-  sync.BroadcastFromFirstRank(State(model));
-  models::StepContext ctx(&sync, rank, 2);
+  ASSERT_TRUE(sync.BroadcastFromFirstRank(State(model)).ok());
+  step::StepContext ctx(&sync, rank, 2);
   try {
     for (int t = 0; t < kSteps; ++t) {
       ctx.BeginStep(t, seed);
@@ -166,7 +166,7 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
 
   // One process, global batch.
   {
-    models::StepContext ctx(nullptr);
+    step::StepContext ctx(nullptr);
     for (int t = 0; t < kSteps; ++t) {
       ctx.BeginStep(t, spec.train.seed);
       single->TrainStep(batches[t], ctx);
@@ -175,7 +175,7 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
   // Rank 0's half on its own, without averaging: how far apart "not
   // equivalent" is, so the tolerance below means something.
   {
-    models::StepContext ctx(nullptr, 0, 2);
+    step::StepContext ctx(nullptr, 0, 2);
     for (int t = 0; t < kSteps; ++t) {
       ctx.BeginStep(t, spec.train.seed);
       alone->TrainStep(Shard(batches[t], 0, 2), ctx);
@@ -244,15 +244,16 @@ TEST(DataParallelEquivalenceTest, MathieuTwoRanksMatchOneProcessOnTheConcatenate
 }
 
 // Records the gradients of every Update of a single process (world size 1).
-class RecordingSync : public models::GradientSync {
+class RecordingSync : public step::GradientSync {
  public:
-  void Synchronize(const std::vector<torch::Tensor>& parameters) override {
+  absl::Status Synchronize(const std::vector<torch::Tensor>& parameters) override {
     std::vector<torch::Tensor> grads;
     for (const torch::Tensor& p : parameters) grads.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
     updates.push_back(std::move(grads));
+    return absl::OkStatus();
   }
-  void AverageValues(std::vector<double>& values) override {}
-  void BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override {}
+  absl::Status AverageValues(std::vector<double>& values) override { return absl::OkStatus(); }
+  absl::Status BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override { return absl::OkStatus(); }
 
   std::vector<std::vector<torch::Tensor>> updates;
 };
@@ -270,26 +271,28 @@ double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
 // is this rank's own gradient before reduction, the "one rank alone"
 // baseline), and then replaced by it, so the ranks follow the single
 // process's trajectory exactly and no rounding difference is amplified.
-class TeacherForcingSync : public models::GradientSync {
+class TeacherForcingSync : public step::GradientSync {
  public:
   TeacherForcingSync(dist::GradientReducer& reducer, const std::vector<std::vector<torch::Tensor>>& reference)
       : reducer_(reducer), reference_(reference) {}
 
-  void BeforeBackward(const std::vector<torch::Tensor>& parameters) override { reducer_.BeforeBackward(parameters); }
-  void Synchronize(const std::vector<torch::Tensor>& parameters) override {
+  absl::Status BeforeBackward(const std::vector<torch::Tensor>& parameters) override {
+    return reducer_.BeforeBackward(parameters);
+  }
+  absl::Status Synchronize(const std::vector<torch::Tensor>& parameters) override {
     // This rank's own gradient: backward ran on loss / 2 (its share of the
     // global loss), so twice what it left is the gradient of its own loss.
     std::vector<torch::Tensor> local;
     for (const torch::Tensor& p : parameters) local.push_back(p.grad().defined() ? 2 * p.grad() : torch::Tensor());
-    reducer_.Synchronize(parameters);
-    if (updates_ >= reference_.size()) throw std::logic_error("more updates than the single process made");
+    if (absl::Status reduced = reducer_.Synchronize(parameters); !reduced.ok()) return reduced;
+    if (updates_ >= reference_.size()) return absl::InternalError("more updates than the single process made");
     const std::vector<torch::Tensor>& ref = reference_[updates_++];
-    if (ref.size() != parameters.size()) throw std::logic_error("a different optimiser than the single process's");
+    if (ref.size() != parameters.size()) return absl::InternalError("a different optimiser than the single process's");
     double worst_reduced = 0, worst_local = 0;
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < parameters.size(); ++i) {
       const torch::Tensor& grad = parameters[i].grad();
-      if (grad.defined() != ref[i].defined()) throw std::logic_error("gradient defined on one side only");
+      if (grad.defined() != ref[i].defined()) return absl::InternalError("gradient defined on one side only");
       if (!grad.defined()) continue;
       worst_reduced = std::max(worst_reduced, RelativeError(grad, ref[i]));
       worst_local = std::max(worst_local, RelativeError(local[i], ref[i]));
@@ -297,10 +300,11 @@ class TeacherForcingSync : public models::GradientSync {
     }
     worst_reduced_ = std::max(worst_reduced_, worst_reduced);
     least_local_ = std::min(least_local_, worst_local);
+    return absl::OkStatus();
   }
-  void AverageValues(std::vector<double>& values) override { reducer_.AverageValues(values); }
-  void BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override {
-    reducer_.BroadcastFromFirstRank(std::move(tensors));
+  absl::Status AverageValues(std::vector<double>& values) override { return reducer_.AverageValues(values); }
+  absl::Status BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override {
+    return reducer_.BroadcastFromFirstRank(std::move(tensors));
   }
 
   size_t updates() const { return updates_; }
@@ -345,7 +349,7 @@ TEST(DataParallelEquivalenceTest, MathieuAdversarialGradientsOfTwoRanksMatchOneP
 
   RecordingSync recording;
   {
-    models::StepContext ctx(&recording, 0, 1);
+    step::StepContext ctx(&recording, 0, 1);
     for (int t = 0; t < kSteps; ++t) {
       ctx.BeginStep(t, spec.train.seed);
       single->TrainStep(batches[t], ctx);

@@ -100,7 +100,7 @@ void ExpectMeanGradients(bool overlap, int64_t bucket_bytes, int64_t expected_bu
     dist::GradientReducer reducer(*group.communicator, options);
     Net& net = replicas.nets[rank];
     std::vector<torch::Tensor> params = net->parameters();
-    EXPECT_EQ(static_cast<int64_t>(reducer.BucketCount(params)), expected_buckets);
+    EXPECT_EQ(static_cast<int64_t>(reducer.BucketCount(params).value()), expected_buckets);
     // The plan is reused. Repeat 0 starts without gradients (backward makes
     // its own, the reducer copies them in); 1 zeroes in place (backward
     // accumulates into the buckets); 2 drops them again.
@@ -110,9 +110,9 @@ void ExpectMeanGradients(bool overlap, int64_t bucket_bytes, int64_t expected_bu
       } else {
         for (auto& p : params) p.mutable_grad() = torch::Tensor();
       }
-      reducer.BeforeBackward(params);
+      ASSERT_TRUE(reducer.BeforeBackward(params).ok());
       RankBackward(net, replicas.inputs[rank]);
-      reducer.Synchronize(params);
+      ASSERT_TRUE(reducer.Synchronize(params).ok());
       ExpectGradients(params, reference,
                       "rank " + std::to_string(rank) + " overlap " + std::to_string(overlap) + " repeat " +
                           std::to_string(repeat));
@@ -164,9 +164,9 @@ TEST(GradientReducerTest, AGradientThatComesBackAfterItsBucketLeftIsStillReduced
     const bool uses_pre[] = {true, false, true, true};
     for (size_t step = 0; step < std::size(uses_pre); ++step) {
       ZeroInPlace(params);
-      reducer.BeforeBackward(params);
+      ASSERT_TRUE(reducer.BeforeBackward(params).ok());
       RankBackward(net, replicas.inputs[rank], uses_pre[step]);
-      reducer.Synchronize(params);
+      ASSERT_TRUE(reducer.Synchronize(params).ok());
       // Without `pre` this step, its gradient is the zeroed one.
       std::vector<torch::Tensor> expected = uses_pre[step] ? with_pre : without_pre;
       if (!uses_pre[step]) {
@@ -187,7 +187,7 @@ TEST(GradientReducerTest, BucketsFollowTheSizeSetting) {
     auto buckets = [&](int64_t bucket_bytes) {
       dist::ReducerOptions options;
       options.bucket_bytes = bucket_bytes;
-      return dist::GradientReducer(*group.communicator, options).BucketCount(params);
+      return dist::GradientReducer(*group.communicator, options).BucketCount(params).value();
     };
     EXPECT_EQ(buckets(2 << 20), 2u);
     EXPECT_EQ(buckets(25 << 20), 1u);
@@ -204,18 +204,18 @@ TEST(GradientReducerTest, OptimisersKeepSeparatePlansAndLeaveOthersGradientsAlon
     std::vector<torch::Tensor> first = net->a->parameters();
     std::vector<torch::Tensor> rest = net->c->parameters();
     // Backward reaches a, b and c, but only `first` is reduced.
-    reducer.BeforeBackward(first);
+    ASSERT_TRUE(reducer.BeforeBackward(first).ok());
     RankBackward(net, replicas.inputs[rank]);
-    reducer.Synchronize(first);
+    ASSERT_TRUE(reducer.Synchronize(first).ok());
     EXPECT_TRUE(torch::allclose(net->a->weight.grad(), reference[0], 1e-5, 1e-7));
     const torch::Tensor local_c = 2 * net->c->weight.grad();
     // c's gradient is still this rank's own (the two ranks' inputs differ).
     EXPECT_FALSE(torch::allclose(local_c, reference[4], 1e-5, 1e-7));
     // Now c on its own plan.
     for (auto& p : rest) p.mutable_grad() = torch::Tensor();
-    reducer.BeforeBackward(rest);
+    ASSERT_TRUE(reducer.BeforeBackward(rest).ok());
     RankBackward(net, replicas.inputs[rank]);
-    reducer.Synchronize(rest);
+    ASSERT_TRUE(reducer.Synchronize(rest).ok());
     EXPECT_TRUE(torch::allclose(net->c->weight.grad(), reference[4], 1e-5, 1e-7));
   });
 }
@@ -224,11 +224,11 @@ TEST(GradientReducerTest, AveragesValuesAndBroadcastsFromRankZero) {
   testing::RunRanks(2, [](int rank, dist::ProcessGroup& group) {
     dist::GradientReducer reducer(*group.communicator, {});
     std::vector<double> values{static_cast<double>(rank), 0.25 + rank};
-    reducer.AverageValues(values);
+    ASSERT_TRUE(reducer.AverageValues(values).ok());
     EXPECT_DOUBLE_EQ(values[0], 0.5);
     EXPECT_DOUBLE_EQ(values[1], 0.75);
     torch::Tensor w = torch::full({3, 3}, static_cast<float>(rank + 5));
-    reducer.BroadcastFromFirstRank({w});
+    ASSERT_TRUE(reducer.BroadcastFromFirstRank({w}).ok());
     EXPECT_TRUE(torch::equal(w, torch::full({3, 3}, 5.0f)));
   });
 }

@@ -115,7 +115,7 @@ TEST_P(GanShapesTest, TrainStepMetricsAndGridsHaveTheRightShapes) {
   auto model = Build(spec, p.size, p.channels, 4, 0);
   ASSERT_NE(model, nullptr);
 
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   models::Metrics metrics = model->TrainStep(RandomBatch(8, p.channels, p.size, 4), step);
   std::vector<std::string> names;
   for (const auto& [name, value] : metrics) {
@@ -191,7 +191,7 @@ TEST_P(GanTest, UpdateRatioIsDStepsToGSteps) {
   jobspec::JobSpec spec = GanJob(model_name, 28, 1, 6, ", d_steps: 3, g_steps: 2");
   auto model = Build(spec, 28, 1, 4, 0);
   ASSERT_NE(model, nullptr);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   model->TrainStep(RandomBatch(4, 1, 28, 4), step);
   model->TrainStep(RandomBatch(4, 1, 28, 4), step);
   for (auto& [name, optimizer] : model->Optimizers()) {
@@ -254,7 +254,7 @@ TEST_P(GanTest, LearnsOnSpritesWithAFixedSeed) {
 
   constexpr int kSteps = 200;
   std::map<std::string, std::vector<double>> history;
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   for (int i = 0; i < kSteps; ++i) {
     step.step = i;
     for (const auto& [name, value] : model->TrainStep(batch, step)) history[name].push_back(value);
@@ -301,7 +301,7 @@ TEST_P(GanTest, CheckpointRoundTripGivesIdenticalGridsAndUpdates) {
   jobspec::JobSpec spec = GanJob(model_name, 28, 3);
   auto a = Build(spec, 28, 3, 4, 1);
   ASSERT_NE(a, nullptr);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   const data::Batch batch = RandomBatch(8, 3, 28, 4);
   a->TrainStep(batch, step);  // optimiser state and batch-norm statistics
   a->TrainStep(batch, step);

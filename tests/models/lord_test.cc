@@ -98,7 +98,7 @@ TEST_P(LordShapesTest, BothStagesEncodeReconstructAndGridsHaveTheRightShapes) {
   batch.images = torch::rand({8, channels, size, size});
   batch.labels = torch::arange(8) % 4;
   batch.indices = torch::arange(8) * 7;
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   for (int64_t s : {int64_t{0}, Controls(*model).AmortizationStartStep()}) {
     step.step = s;
     if (s > 0) batch.indices += 100;  // other training images in the second batch
@@ -170,7 +170,7 @@ TEST(LordTest, CheckpointRoundTripGivesIdenticalOutputs) {
   auto loader = Loader(set, spec);
   torch::manual_seed(1);
   auto trained = Build(spec, 3, 28);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   for (int i = 0; i < 14; ++i) {  // into stage 2 (from step 10)
     step.step = i;
     trained->TrainStep(*loader->Next(), step);
@@ -211,7 +211,7 @@ TEST(LordTest, LossKindsAreL1L2AndTheirSum) {
     jobspec::JobSpec spec = LordJob(28, 1, 40, "reconstruction_loss: " + kind);
     torch::manual_seed(7);  // same weights, codes and noise for every kind
     auto model = Build(spec, 1, 28);
-    models::StepContext step(nullptr);
+    step::StepContext step(nullptr);
     first_loss[kind] = AsMap(model->TrainStep(batch, step))["reconstruction"];
   }
   EXPECT_GT(first_loss["l1"], first_loss["l2"]);  // errors below 1 per pixel
@@ -228,7 +228,7 @@ TEST(LordTest, CosineScheduleDecaysEachStageToMinLr) {
   batch.images = torch::rand({4, 1, 28, 28});
   batch.labels = torch::arange(4);
   batch.indices = torch::arange(4);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   std::vector<double> lr;
   for (int i = 0; i < 20; ++i) {
     step.step = i;
@@ -299,7 +299,7 @@ TEST(LordTest, LargeContentNoiseMakesSameClassReconstructionsConverge) {
     auto loader = Loader(set, spec);
     torch::manual_seed(11);
     auto model = Build(spec, 1, 28);
-    models::StepContext step(nullptr);
+    step::StepContext step(nullptr);
     for (int i = 0; i < 150; ++i) {
       step.step = i;
       model->TrainStep(*loader->Next(), step);

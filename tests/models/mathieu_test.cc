@@ -101,7 +101,7 @@ TEST_P(MathieuShapesTest, TrainStepEncodeReconstructAndGridsHaveTheRightShapes) 
   batch.same_images = torch::rand({8, channels, size, size});
   batch.other_images = torch::rand({8, channels, size, size});
   batch.other_labels = (torch::arange(8) + 1) % 4;
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   auto metrics = AsMap(model->TrainStep(batch, step));
   for (const char* name : {"reconstruction", "kl", "g_loss", "d_loss", "d_acc", "d_updates", "g_updates"}) {
     ASSERT_TRUE(metrics.count(name)) << name;
@@ -164,7 +164,7 @@ TEST(MathieuTest, CheckpointRoundTripGivesIdenticalOutputsAndGateState) {
   torch::manual_seed(1);
   auto trained = Build(spec, 3, 28);
   auto loader = SpritesLoader(spec);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   for (int i = 0; i < 5; ++i) {
     step.step = i;
     trained->TrainStep(*loader->Next(), step);
@@ -199,7 +199,7 @@ TEST(MathieuTest, CheckpointRoundTripGivesIdenticalOutputsAndGateState) {
 // `forced` >= 0, and returns the counts.
 models::MathieuControls::UpdateCounts RunForced(models::Model& model, data::BatchLoader& loader, int steps,
                                                 double forced) {
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   for (int i = 0; i < steps; ++i) {
     if (forced >= 0) Controls(model).SetPreviousAccuracy(forced);
     step.step = i;
@@ -245,7 +245,7 @@ TEST(MathieuTest, DiscriminatorTrainsOnlyWhileItsPreviousAccuracyIsBelowTheLimit
 TEST(MathieuTest, GateFollowsTheMeasuredAccuracyAndTheSettingsChangeIt) {
   jobspec::JobSpec spec = testing::SmallSpritesJob("mathieu", 28, 1);
   auto loader = SpritesLoader(spec);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
 
   // Unforced: after each iteration the previous accuracy is the accuracy the
   // iteration reported, and the next iteration's update follows from it.

@@ -45,7 +45,7 @@ TEST(CheckpointTest, SaveLoadRestoresParametersOptimiserStepAndRng) {
   batch.images = torch::rand({4, 3, 28, 28});
   batch.same_images = torch::rand({4, 3, 28, 28});
   batch.other_images = torch::rand({4, 3, 28, 28});
-  models::StepContext ctx(nullptr);
+  step::StepContext ctx(nullptr);
   a->TrainStep(batch, ctx);
 
   const std::string path = testing::FreshDir("ckpt_roundtrip") + "/a.ckpt";

@@ -46,7 +46,7 @@ TEST_P(ModelShapesTest, ForwardTrainStepEncodeAndGridsHaveTheRightShapes) {
   ASSERT_TRUE(model.ok()) << model.status();
 
   data::Batch batch = RandomBatch(8, p.channels, p.size);
-  models::StepContext step(nullptr);
+  step::StepContext step(nullptr);
   models::Metrics metrics = (*model)->TrainStep(batch, step);
   ASSERT_FALSE(metrics.empty());
   for (const auto& [name, value] : metrics) EXPECT_TRUE(std::isfinite(value)) << name;

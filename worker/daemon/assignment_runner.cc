@@ -10,7 +10,7 @@
 #include "common/file_util.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/subprocess.h"
-#include "worker/daemon/trainer_protocol.h"
+#include "worker/protocol/trainer_report.h"
 
 namespace dfv::daemon {
 namespace {
@@ -116,9 +116,8 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   argv.insert(argv.end(), {"--job", (work / "job.yaml").string(), "--out", run_dir_, "--rank",
                            std::to_string(a.rank()), "--world-size", std::to_string(a.world_size())});
   if (!a.resume_artifact().empty()) {
-    if (!IsSafeRelativePath(a.resume_artifact())) {
-      return failed(absl::StrCat("unsafe resume artifact name '", a.resume_artifact(), "'"));
-    }
+    status = ValidateRelativePath(a.resume_artifact(), "resume artifact");
+    if (!status.ok()) return failed(std::string(status.message()));
     const std::string local = (work / "resume" / std::filesystem::path(a.resume_artifact()).filename()).string();
     status = MakeDirs((work / "resume").string());
     if (status.ok()) {
@@ -200,36 +199,49 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
 }
 
 void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEvent>* events) {
-  auto decoded = DecodeTrainerLine(line);
+  absl::StatusOr<v1::TrainerReport> decoded = protocol::DecodeReport(line);
   if (!decoded.ok()) {
     // A stray print from a library: keep it in the daemon log, do not fail.
     spdlog::warn("{}: {}", key_.job_id, std::string(decoded.status().message()));
     return;
   }
-  switch (decoded->type) {
-    case TrainerLine::Type::kStarted:
-    case TrainerLine::Type::kMetrics:
-    case TrainerLine::Type::kProgress:
-    case TrainerLine::Type::kMessage:
-      events->push_back(std::move(decoded->event));
+  v1::TrainerReport& report = *decoded;
+  switch (report.report_case()) {
+    case v1::TrainerReport::kStarted: {
+      // "This rank is training": the coordinator turns the job RUNNING once
+      // every rank has said so.
+      v1::StateChange* running = events->emplace_back().mutable_state();
+      running->set_state(v1::RUNNING);
+      running->set_reason(absl::StrCat("training from step ", report.started().step(), " of ",
+                                       report.started().total_steps()));
       break;
-    case TrainerLine::Type::kArtifact:
+    }
+    case v1::TrainerReport::kMetrics:
+      events->emplace_back().mutable_metrics()->Swap(report.mutable_metrics());
+      break;
+    case v1::TrainerReport::kProgress:
+      events->emplace_back().mutable_progress()->Swap(report.mutable_progress()->mutable_progress());
+      break;
+    case v1::TrainerReport::kMessage:
+      events->emplace_back().mutable_message()->Swap(report.mutable_message());
+      break;
+    case v1::TrainerReport::kArtifact:
       // Events first, so the artifact event follows the metrics before it.
       FlushEvents(events);
-      if (key_.rank == 0) Upload(decoded->artifact_kind, decoded->artifact_path, decoded->step);
+      if (key_.rank == 0) Upload(report.artifact().kind(), report.artifact().path(), report.artifact().step());
       break;
-    case TrainerLine::Type::kFinished:
+    case v1::TrainerReport::kFinished:
       saw_finished_ = true;
       break;
-    case TrainerLine::Type::kRendezvous: {
+    case v1::TrainerReport::kRendezvous: {
       if (key_.rank != 0 || options_.assignment.world_size() < 2) {
-        spdlog::warn("{} attempt {} rank {}/{}: ignoring a rendezvous line (only rank 0 of a multi-rank job "
+        spdlog::warn("{} attempt {} rank {}/{}: ignoring a rendezvous report (only rank 0 of a multi-rank job "
                      "publishes one): {}",
                      key_.job_id, key_.attempt, key_.rank, options_.assignment.world_size(), line);
         break;
       }
       AssignmentKey key = key_;
-      const std::string address = decoded->rendezvous_address;
+      const std::string address = report.rendezvous().address();
       spdlog::info("{} attempt {}: rank 0's rendezvous listens at {}", key_.job_id, key_.attempt, address);
       // Logged by Retry. Without it the other ranks never start; the
       // trainer's own rendezvous timeout (or the coordinator's backstop)
@@ -238,9 +250,11 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
           .IgnoreError();
       break;
     }
-    case TrainerLine::Type::kError:
-      trainer_error_ = decoded->error;
+    case v1::TrainerReport::kError:
+      trainer_error_ = protocol::StatusFromError(report.error());
       break;
+    case v1::TrainerReport::REPORT_NOT_SET:
+      break;  // DecodeReport refuses it
   }
 }
 

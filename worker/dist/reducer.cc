@@ -16,10 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void ThrowIfError(const absl::Status& status) {
-  if (!status.ok()) throw models::CollectiveError(status);
-}
-
 // Runs `ready` after a parameter's gradient accumulator has run, that is once
 // backward has put this step's gradient into parameter.grad().
 class GradientReadyHook final : public torch::autograd::FunctionPostHook {
@@ -117,12 +113,12 @@ GradientReducer::~GradientReducer() {
   for (auto& [accumulator, key] : hooks_) accumulator->del_post_hook(key);
 }
 
-GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>& parameters) {
+absl::StatusOr<GradientReducer::Plan*> GradientReducer::PlanFor(const std::vector<torch::Tensor>& parameters) {
   std::vector<const void*> key;
   key.reserve(parameters.size());
   for (const torch::Tensor& p : parameters) key.push_back(p.unsafeGetTensorImpl());
   auto it = plans_.find(key);
-  if (it != plans_.end()) return *it->second;
+  if (it != plans_.end()) return it->second.get();
 
   auto plan = std::make_unique<Plan>();
   plan->params = parameters;
@@ -132,8 +128,8 @@ GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>
   for (size_t k = parameters.size(); k-- > 0;) {
     const torch::Tensor& p = parameters[k];
     if (p.scalar_type() != torch::kFloat32) {
-      throw models::CollectiveError(absl::InvalidArgumentError(
-          absl::StrCat("gradient all-reduce supports float32 parameters only, got ", c10::toString(p.scalar_type()))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("gradient all-reduce supports float32 parameters only, got ", c10::toString(p.scalar_type())));
     }
     const int64_t bytes_so_far = bucket_elements.empty() ? 0 : bucket_elements.back() * int64_t{sizeof(float)};
     const int64_t bytes = p.numel() * int64_t{sizeof(float)};
@@ -152,11 +148,13 @@ GradientReducer::Plan& GradientReducer::PlanFor(const std::vector<torch::Tensor>
     plan->buckets[b].flat = torch::zeros({bucket_elements[b]}, first.options().requires_grad(false));
   }
   plan->Reset();
-  return *plans_.emplace(std::move(key), std::move(plan)).first->second;
+  return plans_.emplace(std::move(key), std::move(plan)).first->second.get();
 }
 
-size_t GradientReducer::BucketCount(const std::vector<torch::Tensor>& parameters) {
-  return PlanFor(parameters).buckets.size();
+absl::StatusOr<size_t> GradientReducer::BucketCount(const std::vector<torch::Tensor>& parameters) {
+  absl::StatusOr<Plan*> plan = PlanFor(parameters);
+  if (!plan.ok()) return plan.status();
+  return (*plan)->buckets.size();
 }
 
 void GradientReducer::Hook(const torch::Tensor& parameter) {
@@ -171,13 +169,15 @@ void GradientReducer::Hook(const torch::Tensor& parameter) {
   hooked_.insert(impl);
 }
 
-void GradientReducer::BeforeBackward(const std::vector<torch::Tensor>& parameters) {
-  Plan& plan = PlanFor(parameters);
-  plan.Reset();
-  if (!options_.overlap) return;
+absl::Status GradientReducer::BeforeBackward(const std::vector<torch::Tensor>& parameters) {
+  absl::StatusOr<Plan*> plan = PlanFor(parameters);
+  if (!plan.ok()) return plan.status();
+  (*plan)->Reset();
+  if (!options_.overlap) return absl::OkStatus();
   for (const torch::Tensor& p : parameters) Hook(p);
   std::lock_guard<std::mutex> lock(mu_);
-  armed_ = &plan;
+  armed_ = *plan;
+  return absl::OkStatus();
 }
 
 void GradientReducer::OnGradientReady(const void* parameter) {
@@ -226,8 +226,10 @@ ReducerStats GradientReducer::stats() const {
   return stats_;
 }
 
-void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) {
-  Plan& plan = PlanFor(parameters);
+absl::Status GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) {
+  absl::StatusOr<Plan*> planned = PlanFor(parameters);
+  if (!planned.ok()) return planned.status();
+  Plan& plan = **planned;
   torch::NoGradGuard no_grad;
   std::vector<std::unique_ptr<Work>> works;
   {
@@ -244,8 +246,10 @@ void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) 
     plan.next_launch = plan.buckets.size();
     for (auto& bucket : plan.buckets) works.push_back(std::move(bucket.work));
   }
-  Wait(std::move(works));
-  if (plan.any_late) ReduceLate(plan);
+  if (absl::Status waited = Wait(std::move(works)); !waited.ok()) return waited;
+  if (plan.any_late) {
+    if (absl::Status late = ReduceLate(plan); !late.ok()) return late;
+  }
   for (size_t i = 0; i < plan.params.size(); ++i) {
     Plan::Slot& slot = plan.slots[i];
     torch::Tensor& grad = plan.params[i].mutable_grad();
@@ -263,9 +267,10 @@ void GradientReducer::Synchronize(const std::vector<torch::Tensor>& parameters) 
       grad.copy_(plan.SliceOf(i).view(grad.sizes()));
     }
   }
+  return absl::OkStatus();
 }
 
-void GradientReducer::ReduceLate(Plan& plan) {
+absl::Status GradientReducer::ReduceLate(Plan& plan) {
   // Rare: the graph changed and a gradient arrived after its bucket had been
   // reduced with zeros in its place. Every rank has the same graph, so every
   // rank reduces the same slices here, in parameter order.
@@ -279,10 +284,10 @@ void GradientReducer::ReduceLate(Plan& plan) {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.late_gradients += static_cast<int64_t>(works.size());
   }
-  Wait(std::move(works));
+  return Wait(std::move(works));
 }
 
-void GradientReducer::Wait(std::vector<std::unique_ptr<Work>> works) {
+absl::Status GradientReducer::Wait(std::vector<std::unique_ptr<Work>> works) {
   const auto start = Clock::now();
   absl::Status failure;
   for (auto& work : works) {
@@ -290,20 +295,21 @@ void GradientReducer::Wait(std::vector<std::unique_ptr<Work>> works) {
     if (!s.ok() && failure.ok()) failure = s;
   }
   blocked_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-  ThrowIfError(failure);
+  return failure;
 }
 
-void GradientReducer::AverageValues(std::vector<double>& values) {
-  if (values.empty()) return;
+absl::Status GradientReducer::AverageValues(std::vector<double>& values) {
+  if (values.empty()) return absl::OkStatus();
   torch::Tensor t = torch::tensor(values, torch::kFloat64);
-  ThrowIfError(comm_.AllReduceSum(t));
+  if (absl::Status summed = comm_.AllReduceSum(t); !summed.ok()) return summed;
   t.div_(comm_.world_size());
   for (size_t i = 0; i < values.size(); ++i) values[i] = t[static_cast<int64_t>(i)].item<double>();
+  return absl::OkStatus();
 }
 
-void GradientReducer::BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) {
+absl::Status GradientReducer::BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) {
   torch::NoGradGuard no_grad;
-  ThrowIfError(comm_.Broadcast(std::move(tensors), 0));
+  return comm_.Broadcast(std::move(tensors), 0);
 }
 
 double GradientReducer::TakeBlockedSeconds() {

@@ -1,4 +1,4 @@
-// GradientReducer: the data-parallel models::GradientSync. Gradients are
+// GradientReducer: the data-parallel step::GradientSync. Gradients are
 // summed across ranks with an all-reduce in buckets of about `bucket_bytes`,
 // each launched as soon as backward has produced all of its gradients, so
 // communication overlaps the rest of backward (as PyTorch's
@@ -49,8 +49,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/dist/communicator.h"
-#include "worker/models/model.h"
+#include "worker/step/step_context.h"
 
 namespace dfv::dist {
 
@@ -67,7 +68,7 @@ struct ReducerOptions {
   bool overlap = true;
 };
 
-class GradientReducer final : public models::GradientSync {
+class GradientReducer final : public step::GradientSync {
  public:
   // `communicator` must outlive the reducer.
   GradientReducer(Communicator& communicator, ReducerOptions options);
@@ -76,30 +77,31 @@ class GradientReducer final : public models::GradientSync {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
-  // models::GradientSync. Throw models::CollectiveError on failure.
-  // Synchronize leaves each defined gradient the sum over ranks.
-  void BeforeBackward(const std::vector<torch::Tensor>& parameters) override;
-  void Synchronize(const std::vector<torch::Tensor>& parameters) override;
-  void AverageValues(std::vector<double>& values) override;
-  void BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override;
+  // step::GradientSync. The communicator's error when a collective fails;
+  // INVALID_ARGUMENT for a parameter that is not float32. Synchronize leaves
+  // each defined gradient the sum over ranks.
+  absl::Status BeforeBackward(const std::vector<torch::Tensor>& parameters) override;
+  absl::Status Synchronize(const std::vector<torch::Tensor>& parameters) override;
+  absl::Status AverageValues(std::vector<double>& values) override;
+  absl::Status BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override;
   double TakeBlockedSeconds() override;
 
   ReducerStats stats() const;
 
   // Buckets of the plan for `parameters` (for tests and the benchmark);
-  // builds the plan if needed.
-  size_t BucketCount(const std::vector<torch::Tensor>& parameters);
+  // builds the plan if needed. Errors as BeforeBackward.
+  absl::StatusOr<size_t> BucketCount(const std::vector<torch::Tensor>& parameters);
 
  private:
   struct Plan;
 
-  Plan& PlanFor(const std::vector<torch::Tensor>& parameters);
+  absl::StatusOr<Plan*> PlanFor(const std::vector<torch::Tensor>& parameters);
   void Hook(const torch::Tensor& parameter);
   void OnGradientReady(const void* parameter);
   void LaunchReadyLocked(Plan& plan);
   void Launch(Plan& plan, size_t bucket, bool in_backward);
-  void ReduceLate(Plan& plan);
-  void Wait(std::vector<std::unique_ptr<Work>> works);
+  absl::Status ReduceLate(Plan& plan);
+  absl::Status Wait(std::vector<std::unique_ptr<Work>> works);
 
   Communicator& comm_;
   ReducerOptions options_;

@@ -1,36 +1,20 @@
 #include "worker/train/console_observer.h"
 
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/text.h"
+#include "proto/enums.h"
 
 namespace dfv::train {
 
-const char* ArtifactKindName(ArtifactKind kind) {
-  switch (kind) {
-    case ArtifactKind::kGrid: return "grid";
-    case ArtifactKind::kCheckpoint: return "checkpoint";
-    case ArtifactKind::kReport: return "report";
-    case ArtifactKind::kMetrics: return "metrics";
-    case ArtifactKind::kJobSpec: return "job";
+std::string FormatProgressLine(const v1::TrainerProgress& progress) {
+  const v1::Progress& p = progress.progress();
+  const double pct = p.total_steps() > 0 ? 100.0 * p.step() / p.total_steps() : 0.0;
+  std::string line = absl::StrFormat("step %d/%d (%.1f%%) epoch %d |", p.step(), p.total_steps(), pct, p.epoch());
+  for (const v1::MetricValue& metric : progress.metrics()) {
+    absl::StrAppend(&line, " ", metric.name(), " ", FormatMetricValue(metric.value()));
   }
-  return "artifact";
-}
-
-std::string FormatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(std::llround(seconds));
-  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%ds", s);
-}
-
-std::string FormatProgressLine(const Progress& p) {
-  const double pct = p.total_steps > 0 ? 100.0 * p.step / p.total_steps : 0.0;
-  std::string line = absl::StrFormat("step %d/%d (%.1f%%) epoch %d |", p.step, p.total_steps, pct, p.epoch);
-  for (const auto& [name, value] : p.metrics) absl::StrAppendFormat(&line, " %s %.4g", name, value);
-  absl::StrAppendFormat(&line, " | %.0f samples/s | ETA %s", p.samples_per_second, FormatDuration(p.eta_seconds));
+  absl::StrAppendFormat(&line, " | %.0f samples/s | ETA %s", p.samples_per_second(), FormatDuration(p.eta_seconds()));
   return line;
 }
 
@@ -43,44 +27,54 @@ void ConsoleObserver::EndLiveLine() {
   }
 }
 
-void ConsoleObserver::OnProgress(const Progress& progress) {
-  last_ = progress;
-  if (!interactive_) return;
-  // \r and "erase to end of line" redraw one line in place.
-  std::fprintf(out_, "\r%s\x1b[K", FormatProgressLine(progress).c_str());
+void ConsoleObserver::PrintLine(const std::string& text) {
+  EndLiveLine();
+  std::fprintf(out_, "%s\n", text.c_str());
   std::fflush(out_);
-  live_line_open_ = true;
 }
 
-void ConsoleObserver::OnMetrics(int64_t step, int64_t epoch, const models::Metrics& metrics) {
+void ConsoleObserver::ShowMetrics(const v1::MetricsRow& row) {
   if (interactive_) return;  // the live line shows the same figures
-  Progress p = last_;
-  p.step = step;
-  p.epoch = epoch;
-  p.metrics.clear();
-  for (const auto& [name, value] : metrics) {
-    if (name == "samples_per_second") {
-      p.samples_per_second = value;
-    } else if (name != "step_time_seconds") {
-      p.metrics.emplace_back(name, value);
+  v1::TrainerProgress shown = last_;
+  shown.mutable_progress()->set_step(row.step());
+  shown.mutable_progress()->set_epoch(row.epoch());
+  shown.clear_metrics();
+  for (const v1::MetricValue& metric : row.values()) {
+    if (metric.name() == "samples_per_second") {
+      shown.mutable_progress()->set_samples_per_second(metric.value());
+    } else if (metric.name() != "step_time_seconds") {
+      *shown.add_metrics() = metric;
     }
   }
-  std::fprintf(out_, "%s\n", FormatProgressLine(p).c_str());
-  std::fflush(out_);
+  PrintLine(FormatProgressLine(shown));
 }
 
-void ConsoleObserver::OnArtifact(ArtifactKind kind, const std::string& relative_path, int64_t step) {
-  if (kind == ArtifactKind::kGrid) return;  // frequent; listed at the end of the run
-  EndLiveLine();
-  std::fprintf(out_, "%s at step %lld: %s\n", ArtifactKindName(kind), static_cast<long long>(step),
-               relative_path.c_str());
-  std::fflush(out_);
-}
-
-void ConsoleObserver::OnMessage(const std::string& message) {
-  EndLiveLine();
-  std::fprintf(out_, "%s\n", message.c_str());
-  std::fflush(out_);
+void ConsoleObserver::OnReport(const v1::TrainerReport& report) {
+  switch (report.report_case()) {
+    case v1::TrainerReport::kProgress:
+      last_ = report.progress();
+      if (!interactive_) return;
+      // \r and "erase to end of line" redraw one line in place.
+      std::fprintf(out_, "\r%s\x1b[K", FormatProgressLine(last_).c_str());
+      std::fflush(out_);
+      live_line_open_ = true;
+      return;
+    case v1::TrainerReport::kMetrics:
+      ShowMetrics(report.metrics());
+      return;
+    case v1::TrainerReport::kArtifact: {
+      const v1::TrainerArtifact& artifact = report.artifact();
+      if (artifact.kind() == v1::GRID) return;  // frequent; listed at the end of the run
+      PrintLine(absl::StrCat(v1::ArtifactKindName(artifact.kind()), " at step ", artifact.step(), ": ",
+                             artifact.path()));
+      return;
+    }
+    case v1::TrainerReport::kMessage:
+      PrintLine(report.message().text());
+      return;
+    default:
+      return;  // started, rendezvous, finished, error: a trainer process's, for its daemon
+  }
 }
 
 }  // namespace dfv::train

@@ -1,6 +1,7 @@
-// Prints a run's progress for a person: on a terminal one live line redrawn
+// Prints a run's reports for a person: on a terminal one live line redrawn
 // in place (step/total, loss terms, samples/s, ETA), otherwise one plain line
-// per metrics row.
+// per metrics row; messages, errors and every artifact but grids on lines
+// of their own.
 #ifndef DFV_WORKER_TRAIN_CONSOLE_OBSERVER_H_
 #define DFV_WORKER_TRAIN_CONSOLE_OBSERVER_H_
 
@@ -12,10 +13,7 @@
 namespace dfv::train {
 
 // "step 1200/4685 (25.6%) epoch 1 | loss 0.0512 reconstruction 0.0123 ... | 1450 samples/s | ETA 2m31s"
-std::string FormatProgressLine(const Progress& progress);
-
-// "2m31s", "1h02m", "45s".
-std::string FormatDuration(double seconds);
+std::string FormatProgressLine(const v1::TrainerProgress& progress);
 
 class ConsoleObserver : public TrainingObserver {
  public:
@@ -23,17 +21,18 @@ class ConsoleObserver : public TrainingObserver {
   ConsoleObserver(std::FILE* out, bool interactive) : out_(out), interactive_(interactive) {}
   ~ConsoleObserver() override;
 
-  void OnMetrics(int64_t step, int64_t epoch, const models::Metrics& metrics) override;
-  void OnProgress(const Progress& progress) override;
-  void OnArtifact(ArtifactKind kind, const std::string& relative_path, int64_t step) override;
-  void OnMessage(const std::string& message) override;
+  void OnReport(const v1::TrainerReport& report) override;
+
+  // A line of its own (ends the live line first).
+  void PrintLine(const std::string& text);
 
  private:
   void EndLiveLine();
+  void ShowMetrics(const v1::MetricsRow& row);
   std::FILE* out_;
   bool interactive_;
   bool live_line_open_ = false;
-  Progress last_;
+  v1::TrainerProgress last_;
 };
 
 }  // namespace dfv::train

@@ -31,6 +31,15 @@ constexpr double kProgressIntervalSeconds = 1.0;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+void AddMetricValues(const models::Metrics& metrics,
+                     google::protobuf::RepeatedPtrField<v1::MetricValue>* values) {
+  for (const auto& [name, value] : metrics) {
+    v1::MetricValue* added = values->Add();
+    added->set_name(name);
+    added->set_value(value);
+  }
+}
+
 void SetTrainMode(models::Model& model, bool on) {
   for (auto& [name, module] : model.Modules()) module->train(on);
 }
@@ -70,7 +79,7 @@ class MetricsWindow {
 // One log row for the whole job: every model metric averaged over the ranks
 // (each rank saw its own shard), then the mean step time and all-reduce wait,
 // then each rank's own. One collective, made by every rank at the same steps.
-absl::StatusOr<models::Metrics> AcrossRanks(models::GradientSync& sync, models::Metrics row, double step_seconds,
+absl::StatusOr<models::Metrics> AcrossRanks(step::GradientSync& sync, models::Metrics row, double step_seconds,
                                             double allreduce_seconds, int rank, int world) {
   std::vector<double> values;
   for (const auto& [name, value] : row) values.push_back(value);
@@ -79,11 +88,7 @@ absl::StatusOr<models::Metrics> AcrossRanks(models::GradientSync& sync, models::
   // Mean over ranks of (W * own value in own slot, zeros elsewhere) = the value.
   values[per_rank_at + 2 * rank] = world * step_seconds;
   values[per_rank_at + 2 * rank + 1] = world * allreduce_seconds;
-  try {
-    sync.AverageValues(values);
-  } catch (const models::CollectiveError& e) {
-    return e.status();
-  }
+  if (absl::Status averaged = sync.AverageValues(values); !averaged.ok()) return averaged;
   models::Metrics out;
   for (size_t i = 0; i < per_rank_at; ++i) out.emplace_back(row[i].first, values[i]);
   double step_sum = 0, allreduce_sum = 0;
@@ -127,6 +132,16 @@ absl::StatusOr<std::string> ResolveResumePath(const std::string& resume_from) {
 Trainer::~Trainer() = default;
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options) {
+  // LibTorch throws (a bad tensor operation, a device error); nothing escapes
+  // this adapter.
+  try {
+    return Build(std::move(options));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("setting up training failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(TrainerOptions options) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->options_ = std::move(options);
   const jobspec::JobSpec& spec = t->options_.spec;
@@ -202,9 +217,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
     }
     t->start_step_ = loaded.state.step;
     t->loader_->Seek(t->start_step_);
-    if (t->options_.observer) {
-      t->options_.observer->OnMessage(absl::StrCat("resumed from ", path, " at step ", t->start_step_));
-    }
+    v1::TrainerReport resumed;
+    resumed.mutable_message()->set_text(absl::StrCat("resumed from ", path, " at step ", t->start_step_));
+    t->Report(resumed);
   }
   if (t->options_.gradient_sync != nullptr) {
     // Every rank starts from rank 0's parameters and buffers.
@@ -213,17 +228,22 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options)
       for (const torch::Tensor& p : module->parameters()) state.push_back(p);
       for (const torch::Tensor& b : module->buffers()) state.push_back(b);
     }
-    try {
-      t->options_.gradient_sync->BroadcastFromFirstRank(std::move(state));
-    } catch (const models::CollectiveError& e) {
-      return e.status();
-    }
+    DFV_RETURN_IF_ERROR(t->options_.gradient_sync->BroadcastFromFirstRank(std::move(state)));
   }
   return t;
 }
 
-void Trainer::Notify(ArtifactKind kind, const std::string& relative_path, int64_t step) {
-  if (options_.observer) options_.observer->OnArtifact(kind, relative_path, step);
+void Trainer::Report(const v1::TrainerReport& report) {
+  if (options_.observer) options_.observer->OnReport(report);
+}
+
+void Trainer::ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step) {
+  v1::TrainerReport report;
+  v1::TrainerArtifact* artifact = report.mutable_artifact();
+  artifact->set_kind(kind);
+  artifact->set_path(relative_path);
+  artifact->set_step(step);
+  Report(report);
 }
 
 absl::Status Trainer::WriteGrids(int64_t step) {
@@ -237,7 +257,7 @@ absl::Status Trainer::WriteGrids(int64_t step) {
       std::string rel = absl::StrFormat("grids/%s-step%08d.png", name, step);
       status = WritePngFile((std::filesystem::path(options_.out_dir) / rel).string(), image);
       if (!status.ok()) break;
-      Notify(ArtifactKind::kGrid, rel, step);
+      ReportArtifact(v1::GRID, rel, step);
     }
   }
   SetTrainMode(*model_, true);
@@ -251,7 +271,7 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
   DFV_RETURN_IF_ERROR(SaveCheckpoint((std::filesystem::path(options_.out_dir) / rel).string(), *model_,
                                      TrainState{step, epoch}, job_yaml_));
   DFV_RETURN_IF_ERROR(PruneCheckpoints(dir, options_.spec.checkpoint.keep_last));
-  Notify(ArtifactKind::kCheckpoint, rel, step);
+  ReportArtifact(v1::CHECKPOINT, rel, step);
   return absl::OkStatus();
 }
 
@@ -261,7 +281,7 @@ absl::Status Trainer::WriteReport(const RunSummary& summary) {
                              options_.out_dir);
   SetTrainMode(*model_, true);
   if (!evaluation.ok()) return evaluation.status();
-  for (const std::string& file : evaluation->files) Notify(ArtifactKind::kReport, file, summary.steps);
+  for (const std::string& file : evaluation->files) ReportArtifact(v1::REPORT, file, summary.steps);
   nlohmann::json report;
   report["job"] = options_.spec.name;
   report["model"] = options_.spec.model;
@@ -274,7 +294,7 @@ absl::Status Trainer::WriteReport(const RunSummary& summary) {
   report["evaluation"] = evaluation->report;
   DFV_RETURN_IF_ERROR(WriteFileAtomically((std::filesystem::path(options_.out_dir) / "report.json").string(),
                                           report.dump(2) + "\n"));
-  Notify(ArtifactKind::kReport, "report.json", summary.steps);
+  ReportArtifact(v1::REPORT, "report.json", summary.steps);
   return absl::OkStatus();
 }
 
@@ -295,15 +315,15 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     DFV_RETURN_IF_ERROR(MakeDirs((out / "grids").string()));
     DFV_RETURN_IF_ERROR(MakeDirs((out / "checkpoints").string()));
     DFV_RETURN_IF_ERROR(WriteFileAtomically((out / "job.yaml").string(), job_yaml_));
-    Notify(ArtifactKind::kJobSpec, "job.yaml", start_step_);
+    ReportArtifact(v1::JOB_SPEC, "job.yaml", start_step_);
     DFV_ASSIGN_OR_RETURN(MetricsLog log, MetricsLog::Open((out / "metrics.csv").string(),
                                                           start_step_ > 0 ? start_step_ : -1));
     metrics_log.emplace(std::move(log));
   }
 
   RunSummary summary;
-  models::StepContext context(options_.gradient_sync, options_.rank, options_.world_size);
-  models::GradientSync* const sync = options_.gradient_sync;
+  step::StepContext context(options_.gradient_sync, options_.rank, options_.world_size);
+  step::GradientSync* const sync = options_.gradient_sync;
   const int world = options_.world_size;
   MetricsWindow window;
   MetricsWindow progress_window;
@@ -328,7 +348,7 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     models::Metrics metrics;
     try {
       metrics = model_->TrainStep(batch, context);
-    } catch (const models::CollectiveError& e) {
+    } catch (const step::CollectiveError& e) {
       return absl::Status(e.status().code(), absl::StrCat("training step ", step, ": ", e.status().message()));
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("training step ", step, " failed: ", e.what()));
@@ -357,7 +377,14 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
       }
       row.emplace_back("samples_per_second", elapsed > 0 ? global_batch * window.count() / elapsed : 0.0);
       if (metrics_log) DFV_RETURN_IF_ERROR(metrics_log->Append(done, epoch, row));
-      if (options_.observer) options_.observer->OnMetrics(done, epoch, row);
+      if (options_.observer) {
+        v1::TrainerReport report;
+        v1::MetricsRow* metrics = report.mutable_metrics();
+        metrics->set_step(done);
+        metrics->set_epoch(epoch);
+        AddMetricValues(row, metrics->mutable_values());
+        Report(report);
+      }
       summary.final_metrics.assign(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(window.Means().size()));
       window.Reset();
       step_seconds_in_window = 0;
@@ -371,14 +398,15 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
       smoothed_steps_per_second =
           smoothed_steps_per_second == 0 ? rate : 0.7 * smoothed_steps_per_second + 0.3 * rate;
       if (options_.observer) {
-        Progress p;
-        p.step = done;
-        p.total_steps = total_steps_;
-        p.epoch = epoch;
-        p.samples_per_second = smoothed_steps_per_second * global_batch;
-        p.eta_seconds = (total_steps_ - done) / std::max(smoothed_steps_per_second, 1e-9);
-        p.metrics = progress_window.Means();
-        options_.observer->OnProgress(p);
+        v1::TrainerReport report;
+        v1::Progress* p = report.mutable_progress()->mutable_progress();
+        p->set_step(done);
+        p->set_total_steps(total_steps_);
+        p->set_epoch(epoch);
+        p->set_samples_per_second(smoothed_steps_per_second * global_batch);
+        p->set_eta_seconds((total_steps_ - done) / std::max(smoothed_steps_per_second, 1e-9));
+        AddMetricValues(progress_window.Means(), report.mutable_progress()->mutable_metrics());
+        Report(report);
       }
       progress_window.Reset();
       last_progress = now;

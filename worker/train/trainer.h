@@ -38,7 +38,7 @@ struct TrainerOptions {
   int rank = 0;
   int world_size = 1;
   // Averages gradients across ranks; null for a single process. Not owned.
-  models::GradientSync* gradient_sync = nullptr;
+  step::GradientSync* gradient_sync = nullptr;
   // Intra-op threads when the job leaves train.threads at 0 (all cores); 0
   // keeps LibTorch's default. Ranks that share a host set their share.
   int default_threads = 0;
@@ -60,7 +60,8 @@ class Trainer {
  public:
   // Loads the data set, builds the model, and restores a checkpoint when
   // asked. INVALID_ARGUMENT / NOT_FOUND / DATA_LOSS name what was wrong (a
-  // missing data file, a corrupt checkpoint, a checkpoint of another model).
+  // missing data file, a corrupt checkpoint, a checkpoint of another model);
+  // INTERNAL when LibTorch fails while setting up. Never throws.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(TrainerOptions options);
 
   ~Trainer();
@@ -75,11 +76,15 @@ class Trainer {
 
  private:
   Trainer() = default;
+  // Create's work; may throw what LibTorch throws.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Build(TrainerOptions options);
   absl::StatusOr<RunSummary> RunLoop();
   absl::Status WriteGrids(int64_t step);
   absl::Status WriteCheckpoint(int64_t step, int64_t epoch);
   absl::Status WriteReport(const RunSummary& summary);
-  void Notify(ArtifactKind kind, const std::string& relative_path, int64_t step);
+  // Tells the observer, if there is one.
+  void Report(const v1::TrainerReport& report);
+  void ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step);
 
   TrainerOptions options_;
   std::string job_yaml_;
