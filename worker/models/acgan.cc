@@ -44,13 +44,11 @@ class Acgan : public Model {
  public:
   explicit Acgan(const ModelContext& ctx)
       : num_classes_(CheckedClasses(ctx)),
-        noise_dim_(ctx.spec->model_params.GetInt("noise_dim")),
-        d_steps_(ctx.spec->model_params.GetInt("d_steps")),
-        g_steps_(ctx.spec->model_params.GetInt("g_steps")),
+        settings_(GanSettings::From(ctx.spec->model_params)),
+        input_(settings_.noise_dim, num_classes_),
         class_weight_(ctx.spec->train.loss.GetDouble("class")),
-        generator_(noise_dim_ + num_classes_, ctx.channels, ctx.image_size,
-                   ctx.spec->model_params.GetInt("feature_maps")),
-        discriminator_(ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps"), num_classes_),
+        generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
+        discriminator_(ctx.channels, ctx.image_size, settings_.feature_maps, num_classes_),
         g_opt_(generator_->parameters(), AdamFrom(ctx.spec->train)),
         d_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)) {
     InitDcgan(*generator_);
@@ -65,44 +63,39 @@ class Acgan : public Model {
     TORCH_CHECK(labels.defined() && labels.max().item<int64_t>() < num_classes_ && labels.min().item<int64_t>() >= 0,
                 "acgan: batch labels must lie in [0, ", num_classes_, ")");
     const int64_t n = real.size(0);
-    double d_loss = 0, class_loss = 0, acc_real = 0, acc_fake = 0, class_acc_real = 0;
-    for (int64_t i = 0; i < d_steps_; ++i) {
-      torch::Tensor wanted = ctx.RandInt(num_classes_, n, labels.device());
+    auto d_update = [&]() -> Metrics {
+      GeneratorInput::Draw wanted;
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;
-        fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), wanted);
+        wanted = input_.Sample(ctx, n, real.device());
+        fake = generator_->forward(wanted.input);
       }
       Heads on_real = discriminator_->forward(real);
       Heads on_fake = discriminator_->forward(fake);
       torch::Tensor real_class = torch::nn::functional::cross_entropy(on_real.classes, labels);
-      torch::Tensor loss = BceWithLogits(on_real.real_fake, 1.0) + BceWithLogits(on_fake.real_fake, 0.0) +
-                           class_weight_ * (real_class + torch::nn::functional::cross_entropy(on_fake.classes, wanted));
+      torch::Tensor loss =
+          BceWithLogits(on_real.real_fake, 1.0) + BceWithLogits(on_fake.real_fake, 0.0) +
+          class_weight_ * (real_class + torch::nn::functional::cross_entropy(on_fake.classes, wanted.codes));
       ctx.Update(loss, d_opt_);
-      d_loss += loss.item<double>();
-      class_loss += real_class.item<double>();
-      acc_real += DiscriminatorAccuracy(on_real.real_fake, true);
-      acc_fake += DiscriminatorAccuracy(on_fake.real_fake, false);
-      class_acc_real += ClassAccuracy(on_real.classes, labels);
-    }
-    double g_loss = 0, class_acc_fake = 0;
-    {
+      return {{"d_loss", loss.item<double>()},
+              {"class_loss", real_class.item<double>()},
+              {"d_acc_real", DiscriminatorAccuracy(on_real.real_fake, true)},
+              {"d_acc_fake", DiscriminatorAccuracy(on_fake.real_fake, false)},
+              {"class_acc_real", ClassAccuracy(on_real.classes, labels)}};
+    };
+    auto g_update = [&]() -> Metrics {
       FrozenParameters frozen(*discriminator_);
-      for (int64_t i = 0; i < g_steps_; ++i) {
-        torch::Tensor wanted = ctx.RandInt(num_classes_, n, labels.device());
-        Heads on_fake = discriminator_->forward(Generate(ctx.Normal(n, {noise_dim_}, real.device()), wanted));
-        torch::Tensor loss = BceWithLogits(on_fake.real_fake, 1.0) +
-                             class_weight_ * torch::nn::functional::cross_entropy(on_fake.classes, wanted);
-        ctx.Update(loss, g_opt_);
-        g_loss += loss.item<double>();
-        class_acc_fake += ClassAccuracy(on_fake.classes, wanted);
-      }
-    }
-    const double d = static_cast<double>(d_steps_), g = static_cast<double>(g_steps_);
-    return {{"d_loss", d_loss / d},         {"g_loss", g_loss / g},
-            {"class_loss", class_loss / d}, {"d_acc_real", acc_real / d},
-            {"d_acc_fake", acc_fake / d},   {"class_acc_real", class_acc_real / d},
-            {"class_acc_fake", class_acc_fake / g}};
+      GeneratorInput::Draw wanted = input_.Sample(ctx, n, real.device());
+      Heads on_fake = discriminator_->forward(generator_->forward(wanted.input));
+      torch::Tensor loss = BceWithLogits(on_fake.real_fake, 1.0) +
+                           class_weight_ * torch::nn::functional::cross_entropy(on_fake.classes, wanted.codes);
+      ctx.Update(loss, g_opt_);
+      return {{"g_loss", loss.item<double>()}, {"class_acc_fake", ClassAccuracy(on_fake.classes, wanted.codes)}};
+    };
+    return AlternateUpdates(settings_, d_update, g_update,
+                            {"d_loss", "g_loss", "class_loss", "d_acc_real", "d_acc_fake", "class_acc_real",
+                             "class_acc_fake"});
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -115,22 +108,20 @@ class Acgan : public Model {
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     if (name == "pairs") {
       const torch::Device device = in.images.device();
-      torch::Tensor z = SeededNoise(in.noise_seed, kPairs, noise_dim_, device);
+      torch::Tensor z = input_.FixedNoise(in.noise_seed, kPairs, device);
       torch::Tensor top = torch::arange(kPairs, torch::TensorOptions().dtype(torch::kLong).device(device))
                               .remainder(num_classes_);
       torch::Tensor bottom = (top + 1).remainder(num_classes_);
-      torch::Tensor images = Generate(torch::cat({z, z}, 0), torch::cat({top, bottom}, 0));
+      torch::Tensor images = generator_->forward(input_.Join(torch::cat({z, z}, 0), torch::cat({top, bottom}, 0)));
       return TileBatch(FromTanhRange(images), 2, kPairs);
     }
     TORCH_CHECK(false, "acgan has no grid named '", name, "'");
   }
 
  private:
-  torch::Tensor Generate(const torch::Tensor& noise, const torch::Tensor& classes) {
-    return generator_->forward(torch::cat({noise, OneHot(classes, num_classes_)}, 1));
-  }
-
-  int64_t num_classes_, noise_dim_, d_steps_, g_steps_;
+  int64_t num_classes_;
+  GanSettings settings_;
+  GeneratorInput input_;
   double class_weight_;
   GanGenerator generator_;
   AcganDiscriminator discriminator_;

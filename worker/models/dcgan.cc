@@ -28,11 +28,10 @@ TORCH_MODULE(DcganDiscriminator);
 class Dcgan : public Model {
  public:
   explicit Dcgan(const ModelContext& ctx)
-      : noise_dim_(ctx.spec->model_params.GetInt("noise_dim")),
-        d_steps_(ctx.spec->model_params.GetInt("d_steps")),
-        g_steps_(ctx.spec->model_params.GetInt("g_steps")),
-        generator_(noise_dim_, ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps")),
-        discriminator_(ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps")),
+      : settings_(GanSettings::From(ctx.spec->model_params)),
+        input_(settings_.noise_dim, /*num_codes=*/0),
+        generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
+        discriminator_(ctx.channels, ctx.image_size, settings_.feature_maps),
         g_opt_(generator_->parameters(), AdamFrom(ctx.spec->train)),
         d_opt_(discriminator_->parameters(), AdamFrom(ctx.spec->train)) {
     InitDcgan(*generator_);
@@ -44,12 +43,11 @@ class Dcgan : public Model {
   Metrics TrainStep(const data::Batch& batch, StepContext& ctx) override {
     const torch::Tensor real = ToTanhRange(batch.images);
     const int64_t n = real.size(0);
-    double d_loss = 0, acc_real = 0, acc_fake = 0;
-    for (int64_t i = 0; i < d_steps_; ++i) {
+    auto d_update = [&]() -> Metrics {
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;  // the discriminator's update needs no generator gradients
-        fake = generator_->forward(ctx.Normal(n, {noise_dim_}, real.device()));
+        fake = generator_->forward(input_.Sample(ctx, n, real.device()).input);
       }
       // Real and fake go through separately, so batch norm never mixes them
       // (DCGAN's practice).
@@ -57,25 +55,18 @@ class Dcgan : public Model {
       torch::Tensor logits_fake = discriminator_->forward(fake);
       torch::Tensor loss = BceWithLogits(logits_real, 1.0) + BceWithLogits(logits_fake, 0.0);
       ctx.Update(loss, d_opt_);
-      d_loss += loss.item<double>();
-      acc_real += DiscriminatorAccuracy(logits_real, true);
-      acc_fake += DiscriminatorAccuracy(logits_fake, false);
-    }
-    double g_loss = 0;
-    {
+      return {{"d_loss", loss.item<double>()},
+              {"d_acc_real", DiscriminatorAccuracy(logits_real, true)},
+              {"d_acc_fake", DiscriminatorAccuracy(logits_fake, false)}};
+    };
+    auto g_update = [&]() -> Metrics {
       FrozenParameters frozen(*discriminator_);
-      for (int64_t i = 0; i < g_steps_; ++i) {
-        torch::Tensor fake = generator_->forward(ctx.Normal(n, {noise_dim_}, real.device()));
-        torch::Tensor loss = BceWithLogits(discriminator_->forward(fake), 1.0);
-        ctx.Update(loss, g_opt_);
-        g_loss += loss.item<double>();
-      }
-    }
-    const double d = static_cast<double>(d_steps_), g = static_cast<double>(g_steps_);
-    return {{"d_loss", d_loss / d},
-            {"g_loss", g_loss / g},
-            {"d_acc_real", acc_real / d},
-            {"d_acc_fake", acc_fake / d}};
+      torch::Tensor fake = generator_->forward(input_.Sample(ctx, n, real.device()).input);
+      torch::Tensor loss = BceWithLogits(discriminator_->forward(fake), 1.0);
+      ctx.Update(loss, g_opt_);
+      return {{"g_loss", loss.item<double>()}};
+    };
+    return AlternateUpdates(settings_, d_update, g_update, {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"});
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -87,14 +78,15 @@ class Dcgan : public Model {
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     if (name == "random") {
-      torch::Tensor z = SeededNoise(in.noise_seed, 32, noise_dim_, in.images.device());
+      torch::Tensor z = input_.FixedNoise(in.noise_seed, 32, in.images.device());
       return TileBatch(FromTanhRange(generator_->forward(z)), 4, 8);
     }
     TORCH_CHECK(false, "dcgan has no grid named '", name, "'");
   }
 
  private:
-  int64_t noise_dim_, d_steps_, g_steps_;
+  GanSettings settings_;
+  GeneratorInput input_;
   GanGenerator generator_;
   DcganDiscriminator discriminator_;
   torch::optim::Adam g_opt_;

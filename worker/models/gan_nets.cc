@@ -2,6 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <map>
+#include <utility>
+
 #include "worker/models/nets.h"
 
 namespace dfv::models {
@@ -107,6 +110,52 @@ torch::Tensor OneHot(const torch::Tensor& labels, int64_t num_classes) {
 torch::Tensor SeededNoise(uint64_t seed, int64_t n, int64_t dim, torch::Device device) {
   auto gen = at::detail::createCPUGenerator(seed);
   return torch::randn({n, dim}, gen).to(device);
+}
+
+GanSettings GanSettings::From(const jobspec::ParamMap& params) {
+  return GanSettings{params.GetInt("noise_dim"), params.GetInt("d_steps"), params.GetInt("g_steps"),
+                     params.GetInt("feature_maps")};
+}
+
+GeneratorInput::Draw GeneratorInput::Sample(StepContext& ctx, int64_t n, torch::Device device) const {
+  Draw draw;
+  if (num_codes_ > 0) draw.codes = ctx.RandInt(num_codes_, n, device);
+  draw.input = Join(ctx.Normal(n, {noise_dim_}, device), draw.codes);
+  return draw;
+}
+
+torch::Tensor GeneratorInput::Join(const torch::Tensor& noise, const torch::Tensor& codes) const {
+  if (num_codes_ == 0) return noise;
+  return torch::cat({noise, OneHot(codes, num_codes_)}, 1);
+}
+
+torch::Tensor GeneratorInput::FixedNoise(uint64_t seed, int64_t n, torch::Device device) const {
+  return SeededNoise(seed, n, noise_dim_, device);
+}
+
+Metrics AlternateUpdates(const GanSettings& settings, const std::function<Metrics()>& d_update,
+                         const std::function<Metrics()>& g_update, const std::vector<std::string>& order) {
+  std::map<std::string, std::pair<double, int64_t>> sums;  // name -> (sum, updates)
+  auto run = [&](int64_t times, const std::function<Metrics()>& update) {
+    for (int64_t i = 0; i < times; ++i) {
+      for (const auto& [name, value] : update()) {
+        auto& [sum, count] = sums[name];
+        sum += value;
+        ++count;
+      }
+    }
+  };
+  run(settings.d_steps, d_update);
+  run(settings.g_steps, g_update);
+  Metrics means;
+  for (const std::string& name : order) {
+    auto it = sums.find(name);
+    TORCH_CHECK(it != sums.end(), "no update reported the metric '", name, "'");
+    means.emplace_back(name, it->second.first / static_cast<double>(it->second.second));
+  }
+  TORCH_CHECK(means.size() == sums.size(), "the updates reported ", sums.size(), " metrics, the order names ",
+              means.size());
+  return means;
 }
 
 FrozenParameters::FrozenParameters(torch::nn::Module& module) {

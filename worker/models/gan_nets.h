@@ -17,7 +17,12 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
+
+#include "common/jobspec/job_spec.h"
+#include "worker/models/model.h"
 
 namespace dfv::models {
 
@@ -95,6 +100,49 @@ torch::Tensor OneHot(const torch::Tensor& labels, int64_t num_classes);
 // Fixed noise for grids: [n, dim] N(0, 1) from a generator seeded with
 // `seed`, on `device`. The same seed gives the same noise at every call.
 torch::Tensor SeededNoise(uint64_t seed, int64_t n, int64_t dim, torch::Device device);
+
+// The settings every GAN of the family reads from model_params (see the
+// catalogue): noise size, the D:G update ratio and the network width.
+struct GanSettings {
+  int64_t noise_dim = 100;
+  int64_t d_steps = 1;
+  int64_t g_steps = 1;
+  int64_t feature_maps = 64;
+  static GanSettings From(const jobspec::ParamMap& params);
+};
+
+// The generator's input: `noise_dim` N(0, 1) values, followed by the one-hot
+// row of a categorical code when the model has one (acgan: the class to
+// draw; infogan: the latent code; dcgan: none).
+class GeneratorInput {
+ public:
+  GeneratorInput(int64_t noise_dim, int64_t num_codes) : noise_dim_(noise_dim), num_codes_(num_codes) {}
+  int64_t dim() const { return noise_dim_ + num_codes_; }
+
+  struct Draw {
+    torch::Tensor input;  // [n, dim()]
+    torch::Tensor codes;  // [n] int64; undefined without codes
+  };
+  // A training draw for `n` items from the step's noise (the codes first,
+  // then the noise), on `device`.
+  Draw Sample(StepContext& ctx, int64_t n, torch::Device device) const;
+  // The input for `noise` [n, noise_dim] and `codes` [n] int64 (ignored
+  // without codes).
+  torch::Tensor Join(const torch::Tensor& noise, const torch::Tensor& codes) const;
+  // Fixed noise for grids: SeededNoise(seed, n, noise_dim, device).
+  torch::Tensor FixedNoise(uint64_t seed, int64_t n, torch::Device device) const;
+
+ private:
+  int64_t noise_dim_;
+  int64_t num_codes_;
+};
+
+// The family's training step schedule: `d_update` d_steps times, then
+// `g_update` g_steps times. Each call returns the metrics of one update (the
+// same names every time); the result is each metric's mean over the updates
+// that reported it, in `order`, which names every metric of both sides once.
+Metrics AlternateUpdates(const GanSettings& settings, const std::function<Metrics()>& d_update,
+                         const std::function<Metrics()>& g_update, const std::vector<std::string>& order);
 
 // While alive, the parameters of `module` that required gradients do not,
 // so a generator update neither computes nor accumulates the discriminator's

@@ -48,13 +48,11 @@ class Infogan : public Model {
  public:
   explicit Infogan(const ModelContext& ctx)
       : categories_(ctx.spec->model_params.GetInt("categories")),
-        noise_dim_(ctx.spec->model_params.GetInt("noise_dim")),
-        d_steps_(ctx.spec->model_params.GetInt("d_steps")),
-        g_steps_(ctx.spec->model_params.GetInt("g_steps")),
+        settings_(GanSettings::From(ctx.spec->model_params)),
+        input_(settings_.noise_dim, categories_),
         info_weight_(ctx.spec->train.loss.GetDouble("info")),
-        generator_(noise_dim_ + categories_, ctx.channels, ctx.image_size,
-                   ctx.spec->model_params.GetInt("feature_maps")),
-        discriminator_(ctx.channels, ctx.image_size, ctx.spec->model_params.GetInt("feature_maps"), categories_),
+        generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
+        discriminator_(ctx.channels, ctx.image_size, settings_.feature_maps, categories_),
         g_opt_(generator_->parameters(), AdamFrom(ctx.spec->train)),
         d_opt_(discriminator_->DParameters(), AdamFrom(ctx.spec->train)),
         q_opt_(discriminator_->QParameters(), AdamFrom(ctx.spec->train)) {
@@ -67,45 +65,41 @@ class Infogan : public Model {
   Metrics TrainStep(const data::Batch& batch, StepContext& ctx) override {
     const torch::Tensor real = ToTanhRange(batch.images);
     const int64_t n = real.size(0);
-    const torch::Device device = real.device();
-    double d_loss = 0, acc_real = 0, acc_fake = 0;
-    for (int64_t i = 0; i < d_steps_; ++i) {
+    auto d_update = [&]() -> Metrics {
       torch::Tensor fake;
       {
         torch::NoGradGuard no_grad;
-        fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), ctx.RandInt(categories_, n, device));
+        fake = generator_->forward(input_.Sample(ctx, n, real.device()).input);
       }
       torch::Tensor logits_real = discriminator_->RealFake(discriminator_->Features(real));
       torch::Tensor logits_fake = discriminator_->RealFake(discriminator_->Features(fake));
       torch::Tensor loss = BceWithLogits(logits_real, 1.0) + BceWithLogits(logits_fake, 0.0);
       ctx.Update(loss, d_opt_);
-      d_loss += loss.item<double>();
-      acc_real += DiscriminatorAccuracy(logits_real, true);
-      acc_fake += DiscriminatorAccuracy(logits_fake, false);
-    }
-    double g_loss = 0, q_loss = 0, q_acc = 0;
-    for (int64_t i = 0; i < g_steps_; ++i) {
-      torch::Tensor codes = ctx.RandInt(categories_, n, device);
-      torch::Tensor fake = Generate(ctx.Normal(n, {noise_dim_}, real.device()), codes);
+      return {{"d_loss", loss.item<double>()},
+              {"d_acc_real", DiscriminatorAccuracy(logits_real, true)},
+              {"d_acc_fake", DiscriminatorAccuracy(logits_fake, false)}};
+    };
+    auto g_update = [&]() -> Metrics {
+      GeneratorInput::Draw drawn = input_.Sample(ctx, n, real.device());
+      torch::Tensor fake = generator_->forward(drawn.input);
+      double g_loss = 0;
       {
         FrozenParameters frozen(*discriminator_);
         torch::Tensor h = discriminator_->Features(fake);
         torch::Tensor loss = BceWithLogits(discriminator_->RealFake(h), 1.0) +
-                             info_weight_ * torch::nn::functional::cross_entropy(discriminator_->Code(h), codes);
+                             info_weight_ * torch::nn::functional::cross_entropy(discriminator_->Code(h), drawn.codes);
         ctx.Update(loss, g_opt_);
-        g_loss += loss.item<double>();
+        g_loss = loss.item<double>();
       }
       // Q's own update on the same images, detached: only the trunk and the
       // Q head learn from it (G already had its share of the info term).
       torch::Tensor code_logits = discriminator_->Code(discriminator_->Features(fake.detach()));
-      torch::Tensor info = torch::nn::functional::cross_entropy(code_logits, codes);
+      torch::Tensor info = torch::nn::functional::cross_entropy(code_logits, drawn.codes);
       ctx.Update(info_weight_ * info, q_opt_);
-      q_loss += info.item<double>();
-      q_acc += ClassAccuracy(code_logits, codes);
-    }
-    const double d = static_cast<double>(d_steps_), g = static_cast<double>(g_steps_);
-    return {{"d_loss", d_loss / d},         {"g_loss", g_loss / g},     {"q_loss", q_loss / g},
-            {"d_acc_real", acc_real / d},   {"d_acc_fake", acc_fake / d}, {"q_acc", q_acc / g}};
+      return {{"g_loss", g_loss}, {"q_loss", info.item<double>()}, {"q_acc", ClassAccuracy(code_logits, drawn.codes)}};
+    };
+    return AlternateUpdates(settings_, d_update, g_update,
+                            {"d_loss", "g_loss", "q_loss", "d_acc_real", "d_acc_fake", "q_acc"});
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -120,25 +114,23 @@ class Infogan : public Model {
     const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
     if (name == "categorical") {
       // Row-major: noise fixed along a row, the code fixed down a column.
-      torch::Tensor z = SeededNoise(in.noise_seed, kCategoricalRows, noise_dim_, device);
+      torch::Tensor z = input_.FixedNoise(in.noise_seed, kCategoricalRows, device);
       torch::Tensor codes = torch::arange(categories_, long_options).repeat({kCategoricalRows});
-      torch::Tensor images = Generate(z.repeat_interleave(categories_, 0), codes);
+      torch::Tensor images = generator_->forward(input_.Join(z.repeat_interleave(categories_, 0), codes));
       return TileBatch(FromTanhRange(images), kCategoricalRows, categories_);
     }
     if (name == "random") {
-      torch::Tensor z = SeededNoise(in.noise_seed, 32, noise_dim_, device);
+      torch::Tensor z = input_.FixedNoise(in.noise_seed, 32, device);
       torch::Tensor codes = torch::arange(32, long_options).remainder(categories_);
-      return TileBatch(FromTanhRange(Generate(z, codes)), 4, 8);
+      return TileBatch(FromTanhRange(generator_->forward(input_.Join(z, codes))), 4, 8);
     }
     TORCH_CHECK(false, "infogan has no grid named '", name, "'");
   }
 
  private:
-  torch::Tensor Generate(const torch::Tensor& noise, const torch::Tensor& codes) {
-    return generator_->forward(torch::cat({noise, OneHot(codes, categories_)}, 1));
-  }
-
-  int64_t categories_, noise_dim_, d_steps_, g_steps_;
+  int64_t categories_;
+  GanSettings settings_;
+  GeneratorInput input_;
   double info_weight_;
   GanGenerator generator_;
   InfoganDiscriminator discriminator_;
