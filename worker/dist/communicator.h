@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +28,17 @@ class Work {
   // Blocks until the collective has finished (for NCCL: until its result is
   // ordered before later work on the tensor's device). Call once.
   virtual absl::Status Wait() = 0;
+};
+
+// A Work whose result is known when it is made: a call refused before it
+// started, a collective with nothing to do, or one that failed to launch.
+class CompletedWork final : public Work {
+ public:
+  explicit CompletedWork(absl::Status status) : status_(std::move(status)) {}
+  absl::Status Wait() override { return status_; }
+
+ private:
+  absl::Status status_;
 };
 
 class Communicator {

@@ -36,15 +36,6 @@ class GlooWork final : public Work {
   std::vector<at::Tensor> tensors_;  // alive until the collective is done
 };
 
-class FailedWork final : public Work {
- public:
-  explicit FailedWork(absl::Status status) : status_(std::move(status)) {}
-  absl::Status Wait() override { return status_; }
-
- private:
-  absl::Status status_;
-};
-
 class GlooCommunicator final : public Communicator {
  public:
   explicit GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> group) : group_(std::move(group)) {}
@@ -55,7 +46,7 @@ class GlooCommunicator final : public Communicator {
 
   std::unique_ptr<Work> StartAllReduceSum(torch::Tensor tensor) override {
     if (!tensor.is_contiguous() || tensor.is_cuda()) {
-      return std::make_unique<FailedWork>(
+      return std::make_unique<CompletedWork>(
           absl::InvalidArgumentError("gloo all-reduce: the tensor must be a contiguous CPU tensor"));
     }
     std::vector<at::Tensor> tensors{std::move(tensor)};
@@ -63,7 +54,7 @@ class GlooCommunicator final : public Communicator {
       c10::intrusive_ptr<c10d::Work> work = group_->allreduce(tensors);
       return std::make_unique<GlooWork>(std::move(work), std::move(tensors));
     } catch (const std::exception& e) {
-      return std::make_unique<FailedWork>(CollectiveFailure("gloo all-reduce", e.what()));
+      return std::make_unique<CompletedWork>(CollectiveFailure("gloo all-reduce", e.what()));
     }
   }
 

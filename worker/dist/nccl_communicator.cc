@@ -330,16 +330,6 @@ struct NcclCommunicator::State {
 
 namespace {
 
-// A Work whose result is known at once (a rejected call, or nothing to do).
-class CompletedWork final : public Work {
- public:
-  explicit CompletedWork(absl::Status status) : status_(std::move(status)) {}
-  absl::Status Wait() override { return status_; }
-
- private:
-  absl::Status status_;
-};
-
 class NcclWork final : public Work {
  public:
   NcclWork(std::shared_ptr<NcclCommunicator::State> state, cudaEvent_t done, std::string what, torch::Tensor keep)
