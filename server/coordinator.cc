@@ -46,6 +46,34 @@ const std::string& StateName(JobState state) { return dfv::v1::JobState_Name(sta
 
 absl::Status NoOp(JobStore::Tx&) { return absl::OkStatus(); }
 
+// What a worker may report: RUNNING state changes and metrics, progress and
+// messages. (Artifacts are uploaded; final states come with
+// CompleteAssignment.)
+absl::Status CheckReportedEvents(const dfv::v1::ReportEventsRequest& request) {
+  for (int i = 0; i < request.events_size(); ++i) {
+    const JobEvent& event = request.events(i);
+    switch (event.payload_case()) {
+      case JobEvent::kState:
+        if (event.state().state() != dfv::v1::RUNNING) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "events[", i, "].state.state: a worker may only report RUNNING, got ",
+              StateName(event.state().state())));
+        }
+        break;
+      case JobEvent::kMetrics:
+      case JobEvent::kProgress:
+      case JobEvent::kMessage:
+        break;
+      case JobEvent::kArtifact:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "events[", i, "]: artifact events come from UploadArtifact, not ReportEvents"));
+      case JobEvent::PAYLOAD_NOT_SET:
+        return absl::InvalidArgumentError(absl::StrCat("events[", i, "]: has no payload"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Coordinator::DirLock::~DirLock() {
@@ -627,6 +655,9 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
 
 absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsRequest& request) {
   const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
+  // Refused whatever the session and the attempt, so a worker learns of its
+  // bad report at once.
+  DFV_RETURN_IF_ERROR(CheckReportedEvents(request));
   Outbox outbox;
   {
     absl::MutexLock lock(&mu_);
@@ -652,12 +683,7 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
       payload.clear_seq();
       payload.clear_time_ms();
       switch (event.payload_case()) {
-        case JobEvent::kState:
-          if (event.state().state() != dfv::v1::RUNNING) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "events[", i, "].state.state: a worker may only report RUNNING, got ",
-                StateName(event.state().state())));
-          }
+        case JobEvent::kState:  // RUNNING (CheckReportedEvents)
           rank_started = true;
           if (tracker_.AllOtherRanksStarted(key) && next.job.state() == dfv::v1::SCHEDULED) {
             next.job.set_state(dfv::v1::RUNNING);
@@ -681,10 +707,8 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
           payloads.push_back(std::move(payload));
           break;
         case JobEvent::kArtifact:
-          return absl::InvalidArgumentError(absl::StrCat(
-              "events[", i, "]: artifact events come from UploadArtifact, not ReportEvents"));
         case JobEvent::PAYLOAD_NOT_SET:
-          return absl::InvalidArgumentError(absl::StrCat("events[", i, "]: the event has no payload"));
+          break;  // refused by CheckReportedEvents
       }
     }
     if (!payloads.empty() || next.job.state() != job.record.job.state()) {

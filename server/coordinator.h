@@ -150,7 +150,8 @@ class Coordinator {
   std::unique_ptr<EventLog::Subscription> SubscribeEvents(const std::string& job_id,
                                                           EventLog::Callback callback);
 
-  // ---- Workers (requests already validated field by field)
+  // ---- Workers (the requests' shape already checked: ids, sizes, counts,
+  // attempt >= 1)
 
   absl::StatusOr<dfv::v1::RegisterWorkerResponse> RegisterWorker(
       const dfv::v1::RegisterWorkerRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
@@ -158,7 +159,10 @@ class Coordinator {
   absl::StatusOr<dfv::v1::HeartbeatResponse> Heartbeat(const dfv::v1::HeartbeatRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Returns `cancel`: true when the attempt is over (not an error).
-  // NOT_FOUND for an unknown session or job.
+  // INVALID_ARGUMENT, whatever the session, for an event a worker may not
+  // report ("events[2].state.state: a worker may only report RUNNING, got
+  // FAILED"; artifact events; events without a payload). NOT_FOUND for an
+  // unknown session or job.
   absl::StatusOr<bool> ReportEvents(const dfv::v1::ReportEventsRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Starts an upload by rank 0's worker (or, for its own
@@ -181,7 +185,9 @@ class Coordinator {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Idempotent: completing a rank of an attempt that is over only frees its
-  // slot. NOT_FOUND for an unknown session. A retryable FAILED (a peer rank
+  // slot. INVALID_ARGUMENT ("outcome: ...") for an outcome other than
+  // SUCCEEDED, FAILED or CANCELLED, whatever the session; NOT_FOUND for an
+  // unknown session. A retryable FAILED (a peer rank
   // or the rendezvous failed) requeues the job like a lost worker.
   absl::Status CompleteAssignment(const dfv::v1::CompleteAssignmentRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
