@@ -16,7 +16,6 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
-#include "common/rpc/rpc.h"
 #include "common/status_macros.h"
 #include "server/scheduler.h"
 
@@ -45,14 +44,35 @@ JobEvent MessageEvent(const std::string& text) {
 
 const std::string& StateName(JobState state) { return dfv::v1::JobState_Name(state); }
 
-// The host part of a worker's "HOST:PORT" address, for the rendezvous.
-std::string HostOf(const WorkerRecord& worker) {
-  if (worker.address.empty()) return worker.name;
-  absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort(worker.address, "address");
-  return parsed.ok() ? parsed->host : worker.name;
-}
-
 absl::Status NoOp(JobStore::Tx&) { return absl::OkStatus(); }
+
+// What a worker may report: RUNNING state changes and metrics, progress and
+// messages. (Artifacts are uploaded; final states come with
+// CompleteAssignment.)
+absl::Status CheckReportedEvents(const dfv::v1::ReportEventsRequest& request) {
+  for (int i = 0; i < request.events_size(); ++i) {
+    const JobEvent& event = request.events(i);
+    switch (event.payload_case()) {
+      case JobEvent::kState:
+        if (event.state().state() != dfv::v1::RUNNING) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "events[", i, "].state.state: a worker may only report RUNNING, got ",
+              StateName(event.state().state())));
+        }
+        break;
+      case JobEvent::kMetrics:
+      case JobEvent::kProgress:
+      case JobEvent::kMessage:
+        break;
+      case JobEvent::kArtifact:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "events[", i, "]: artifact events come from UploadArtifact, not ReportEvents"));
+      case JobEvent::PAYLOAD_NOT_SET:
+        return absl::InvalidArgumentError(absl::StrCat("events[", i, "]: has no payload"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -113,7 +133,8 @@ Coordinator::Coordinator(CoordinatorOptions options, const Clock* clock,
       events_(std::move(events)),
       artifacts_(std::move(artifacts)),
       registry_(clock, WorkerRegistryOptions{options_.lease_ttl_ms, options_.heartbeat_interval_ms,
-                                             options_.lost_worker_retention_ms}) {}
+                                             options_.lost_worker_retention_ms}),
+      tracker_(&registry_) {}
 
 Coordinator::~Coordinator() = default;
 
@@ -214,7 +235,8 @@ absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcom
                                            JobState next_state, std::string reason,
                                            bool count_restart, Outbox* outbox) {
   const std::string id = job.record.job.id();
-  const int32_t number = job.attempt ? job.attempt->number : job.record.job.attempt();
+  const LiveAttempt* live = tracker_.Find(id);
+  const int32_t number = live != nullptr ? live->number : job.record.job.attempt();
   const JobState previous = job.record.job.state();
   JobRecord next = job.record;
   next.job.set_state(next_state);
@@ -228,21 +250,7 @@ absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcom
       [&](JobStore::Tx& tx) { return tx.EndAttempt(id, number, now, outcome, reason); }));
   spdlog::info("job {} attempt {}: {} -> {}{}{}", id, number, StateName(previous),
                StateName(next_state), reason.empty() ? "" : ": ", reason);
-  // Ranks never delivered (ranks >= 1 waiting for the rendezvous) never
-  // started: their slots are free at once. Delivered ranks keep theirs until
-  // their workers stop reporting them.
-  if (job.attempt) {
-    for (int rank = 0; rank < static_cast<int>(job.attempt->ranks.size()); ++rank) {
-      WorkerRecord* worker = registry_.FindAlive(job.attempt->ranks[rank].worker_id);
-      if (worker == nullptr) continue;
-      auto held = worker->assignments.find(AssignmentKey{id, number, rank});
-      if (held != worker->assignments.end() && !held->second.delivered) {
-        worker->assignments.erase(held);
-      }
-    }
-  }
-  job.attempt.reset();
-  job.cancel_deadline_ms = 0;
+  tracker_.End(id);
   if (IsFinal(next_state)) active_.erase(id);
   return absl::OkStatus();
 }
@@ -294,28 +302,10 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
   DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {event}, outbox,
                                       [&](JobStore::Tx& tx) { return tx.InsertAttempt(attempt); }));
 
-  const int world_size = static_cast<int>(workers.size());
-  // Rank 0 binds a free port on its host and publishes it (PublishRendezvous);
-  // the other ranks get the address then.
-  const std::string rendezvous = world_size > 1 ? absl::StrCat(HostOf(*workers[0]), ":0") : "";
-  LiveAttempt live;
-  live.number = number;
-  live.placed_ms = attempt.started_ms;
-  for (int rank = 0; rank < world_size; ++rank) {
-    WorkerRecord& worker = *workers[rank];
-    live.ranks.push_back(RankState{worker.id, worker.name});
-    HeldAssignment held;
-    dfv::v1::Assignment& assignment = held.assignment;
-    assignment.set_job_id(id);
-    assignment.set_attempt(number);
-    assignment.set_rank(rank);
-    assignment.set_world_size(world_size);
-    assignment.set_spec_yaml(job.record.job.spec_yaml());
-    assignment.set_resume_artifact(resume);
-    if (rank == 0) assignment.set_rendezvous(rendezvous);
-    worker.assignments[AssignmentKey{id, number, rank}] = std::move(held);
-  }
-  job.attempt = std::move(live);
+  dfv::v1::Assignment base;
+  base.set_spec_yaml(job.record.job.spec_yaml());
+  base.set_resume_artifact(resume);
+  tracker_.Place(id, number, attempt.started_ms, job.rendezvous_timeout_seconds, workers, base);
   spdlog::info("job {} attempt {}: SCHEDULED on {}{}{}", id, number,
                absl::StrJoin(job.record.job.workers(), ","), resume.empty() ? "" : ", resuming from ",
                resume);
@@ -331,22 +321,19 @@ void Coordinator::Publish(const Outbox& outbox) {
 
 void Coordinator::ReconcileLocked(Outbox* outbox) {
   const int64_t now = clock_->NowMs();
-  std::vector<std::string> placed;
-  for (const auto& [id, job] : active_) {
-    if (job.attempt) placed.push_back(id);
-  }
-  for (const std::string& id : placed) {
+  for (const std::string& id : tracker_.JobIds()) {
     auto it = active_.find(id);
-    if (it == active_.end() || !it->second.attempt) continue;
+    const LiveAttempt* attempt = tracker_.Find(id);
+    if (it == active_.end() || attempt == nullptr) continue;
     ActiveJob& job = it->second;
     absl::Status status;
-    if (job.record.cancel_requested) {
+    if (attempt->cancelling) {
       // A rank on a worker that is gone will never confirm; it counts as stopped.
       bool all_stopped = std::all_of(
-          job.attempt->ranks.begin(), job.attempt->ranks.end(), [&](const RankState& rank) {
+          attempt->ranks.begin(), attempt->ranks.end(), [&](const RankState& rank) {
             return rank.completed || registry_.FindAlive(rank.worker_id) == nullptr;
           });
-      if (all_stopped || now >= job.cancel_deadline_ms) {
+      if (all_stopped || now >= attempt->cancel_deadline_ms) {
         if (!all_stopped) {
           spdlog::warn("job {}: not every worker confirmed the cancel within {} ms", id,
                        options_.cancel_grace_ms);
@@ -356,7 +343,7 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
       }
     } else {
       bool ended = false;
-      for (const RankState& rank : job.attempt->ranks) {
+      for (const RankState& rank : attempt->ranks) {
         if (rank.completed || registry_.FindAlive(rank.worker_id) != nullptr) continue;
         const WorkerRecord* old = registry_.Find(rank.worker_id);
         std::string reason = old != nullptr
@@ -367,33 +354,11 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
         ended = true;
         break;
       }
-      // The rendezvous backstop: the trainers time out their own rendezvous,
-      // but a rank that never starts (its trainer cannot be spawned, its
-      // worker never runs it) reports nothing. Rank 0 has the limit from
-      // placement to publish; the others, who receive their assignment only
-      // then, have it from the publication.
-      if (!ended && job.attempt->ranks.size() > 1) {
-        const LiveAttempt& attempt = *job.attempt;
-        const int64_t limit_s = job.rendezvous_timeout_seconds + kRendezvousGraceSeconds;
-        const bool published = !attempt.rendezvous.empty();
-        const int64_t since_ms = published ? attempt.published_ms : attempt.placed_ms;
-        if (now >= since_ms + limit_s * 1000) {
-          std::vector<int> missing;
-          for (int r = 0; r < static_cast<int>(attempt.ranks.size()); ++r) {
-            const RankState& rank = attempt.ranks[r];
-            if (!rank.started && !rank.completed) missing.push_back(r);
-          }
-          std::string reason;
-          if (!published && attempt.ranks[0].started) {
-            reason = absl::StrCat("rendezvous: rank 0 did not publish its address within ", limit_s,
-                                  " s of placement");
-          } else if (!missing.empty()) {
-            reason = absl::StrCat("rendezvous: rank(s) ", absl::StrJoin(missing, ", "),
-                                  " did not start within ", limit_s, " s of ",
-                                  published ? "rank 0's publication" : "placement");
-          }
-          if (!reason.empty()) status = RequeueOrFailLocked(job, reason, outbox);
-        }
+      // Ranks that never start (a trainer that cannot be spawned, a worker
+      // that never runs it) report nothing: the rendezvous backstop.
+      if (!ended) {
+        const std::string reason = tracker_.BackstopReason(id, now);
+        if (!reason.empty()) status = RequeueOrFailLocked(job, reason, outbox);
       }
     }
     if (!status.ok()) spdlog::error("job {}: cannot record its new state: {}", id, status.ToString());
@@ -427,49 +392,13 @@ void Coordinator::ScheduleLocked(Outbox* outbox) {
   }
 }
 
-Coordinator::RankState* Coordinator::LiveRankLocked(const AssignmentKey& key,
-                                                    const std::string& worker_id) {
-  auto it = active_.find(key.job_id);
-  if (it == active_.end() || !it->second.attempt) return nullptr;
-  LiveAttempt& attempt = *it->second.attempt;
-  if (attempt.number != key.attempt || key.rank < 0 ||
-      key.rank >= static_cast<int32_t>(attempt.ranks.size())) {
-    return nullptr;
-  }
-  RankState& rank = attempt.ranks[key.rank];
-  if (rank.worker_id != worker_id || rank.completed) return nullptr;
-  return &rank;
-}
-
-bool Coordinator::WantedLocked(const AssignmentKey& key, const std::string& worker_id) {
-  return LiveRankLocked(key, worker_id) != nullptr && !active_.at(key.job_id).record.cancel_requested;
-}
-
 std::string Coordinator::StopReasonLocked(const AssignmentKey& key) {
-  auto it = active_.find(key.job_id);
-  if (it == active_.end()) {
-    absl::StatusOr<JobRecord> stored = store_->GetJob(key.job_id);
-    if (!stored.ok()) return absl::StrCat("job ", key.job_id, " is unknown");
-    const dfv::v1::Job& job = stored->job;
-    return absl::StrCat("job ", key.job_id, " is ", StateName(job.state()),
-                        job.reason().empty() ? "" : ": ", job.reason());
-  }
-  const ActiveJob& job = it->second;
-  if (job.record.cancel_requested) {
-    return absl::StrCat("job ", key.job_id, " is being cancelled: ", job.record.job.reason());
-  }
-  if (!job.attempt || job.attempt->number != key.attempt) {
-    return absl::StrCat("attempt ", key.attempt, " of job ", key.job_id, " is over");
-  }
-  return absl::StrCat("rank ", key.rank, " of job ", key.job_id, " attempt ", key.attempt,
-                      " does not run on this worker");
-}
-
-void Coordinator::ReleaseLocked(WorkerRecord& worker, const AssignmentKey& key) {
-  worker.assignments.erase(key);
-  auto it = active_.find(key.job_id);
-  if (it == active_.end() || !it->second.record.cancel_requested) return;
-  if (RankState* rank = LiveRankLocked(key, worker.id)) rank->completed = true;
+  if (active_.count(key.job_id) > 0) return tracker_.StopReason(key);
+  absl::StatusOr<JobRecord> stored = store_->GetJob(key.job_id);
+  if (!stored.ok()) return absl::StrCat("job ", key.job_id, " is unknown");
+  const dfv::v1::Job& job = stored->job;
+  return absl::StrCat("job ", key.job_id, " is ", StateName(job.state()),
+                      job.reason().empty() ? "" : ": ", job.reason());
 }
 
 absl::Status Coordinator::InactiveJobStatus(const std::string& job_id) const {
@@ -593,26 +522,15 @@ absl::StatusOr<dfv::v1::Job> Coordinator::CancelJob(const std::string& job_id,
           &outbox));
       spdlog::info("job {}: QUEUED -> CANCELLED: {}", job_id, why);
       active_.erase(it);
-    } else if (!job.record.cancel_requested) {
+    } else if (!tracker_.Cancelling(job_id)) {
       JobRecord next = job.record;
       next.cancel_requested = true;
       next.job.set_reason(why);
       DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next),
                                           {MessageEvent(absl::StrCat("cancel requested: ", why))},
                                           &outbox));
-      job.cancel_deadline_ms = clock_->NowMs() + options_.cancel_grace_ms;
       spdlog::info("job {}: cancel requested: {}", job_id, why);
-      // Ranks not yet delivered never start; they are stopped already.
-      const LiveAttempt& attempt = *job.attempt;
-      for (int rank = 0; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
-        WorkerRecord* worker = registry_.FindAlive(attempt.ranks[rank].worker_id);
-        if (worker == nullptr) continue;
-        AssignmentKey key{job_id, attempt.number, rank};
-        auto held = worker->assignments.find(key);
-        if (held != worker->assignments.end() && !held->second.delivered) {
-          ReleaseLocked(*worker, key);
-        }
-      }
+      tracker_.BeginCancel(job_id, why, clock_->NowMs() + options_.cancel_grace_ms);
       ReconcileLocked(&outbox);
     }
   }
@@ -693,14 +611,14 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
       const AssignmentKey key = it->first;
       auto next = std::next(it);
       if (reported.count(key) == 0) {
-        const bool wanted = WantedLocked(key, worker_id);
+        const bool wanted = tracker_.Wanted(key, worker_id);
         if (wanted && it->second.delivered) {
           // The response that carried it was lost: deliver it again.
           spdlog::warn("worker {} does not report job {} attempt {} rank {}; delivering it again",
                        worker->name, key.job_id, key.attempt, key.rank);
           it->second.delivered = false;
         } else if (!wanted) {
-          ReleaseLocked(*worker, key);  // stopped, or never started
+          tracker_.Release(*worker, key);  // stopped, or never started
         }
       }
       it = next;
@@ -709,7 +627,7 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
     // Running assignments that should stop. They keep their slot until the
     // worker stops reporting them.
     for (const AssignmentKey& key : reported) {
-      if (WantedLocked(key, worker_id)) continue;
+      if (tracker_.Wanted(key, worker_id)) continue;
       dfv::v1::CancelAssignment* cancel = response.add_cancels();
       cancel->set_job_id(key.job_id);
       cancel->set_attempt(key.attempt);
@@ -726,13 +644,8 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
 
     ReconcileLocked(&outbox);
 
-    for (auto& [key, held] : worker->assignments) {
-      if (held.delivered || !WantedLocked(key, worker_id)) continue;
-      // Ranks >= 1 wait for rank 0's rendezvous address (PublishRendezvous
-      // copies it into their held assignments).
-      if (key.rank > 0 && held.assignment.rendezvous().empty()) continue;
-      *response.add_assignments() = held.assignment;
-      held.delivered = true;
+    for (dfv::v1::Assignment& assignment : tracker_.TakeDeliverable(*worker)) {
+      *response.add_assignments() = std::move(assignment);
     }
     response.set_lease_ttl_ms(options_.lease_ttl_ms);
   }
@@ -742,14 +655,14 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
 
 absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsRequest& request) {
   const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
+  // Refused whatever the session and the attempt, so a worker learns of its
+  // bad report at once.
+  DFV_RETURN_IF_ERROR(CheckReportedEvents(request));
   Outbox outbox;
   {
     absl::MutexLock lock(&mu_);
-    if (registry_.FindAlive(request.worker_id()) == nullptr) {
-      return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
-                                              " is unknown or its lease expired; register again"));
-    }
-    RankState* rank = LiveRankLocked(key, request.worker_id());
+    DFV_RETURN_IF_ERROR(registry_.FindSession(request.worker_id()).status());
+    RankState* rank = tracker_.LiveRank(key, request.worker_id());
     if (rank == nullptr) {
       if (active_.count(key.job_id) == 0) {
         absl::Status inactive = InactiveJobStatus(key.job_id);
@@ -758,7 +671,7 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
       return true;
     }
     ActiveJob& job = active_.at(key.job_id);
-    if (job.record.cancel_requested) return true;
+    if (tracker_.Cancelling(key.job_id)) return true;
 
     JobRecord next = job.record;
     std::vector<JobEvent> payloads;
@@ -770,24 +683,13 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
       payload.clear_seq();
       payload.clear_time_ms();
       switch (event.payload_case()) {
-        case JobEvent::kState: {
-          if (event.state().state() != dfv::v1::RUNNING) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "events[", i, "].state.state: a worker may only report RUNNING, got ",
-                StateName(event.state().state())));
-          }
+        case JobEvent::kState:  // RUNNING (CheckReportedEvents)
           rank_started = true;
-          bool all_started = true;
-          for (int r = 0; r < static_cast<int>(job.attempt->ranks.size()); ++r) {
-            if (r != key.rank && !job.attempt->ranks[r].started) all_started = false;
-          }
-          if (all_started && next.job.state() == dfv::v1::SCHEDULED) {
+          if (tracker_.AllOtherRanksStarted(key) && next.job.state() == dfv::v1::SCHEDULED) {
             next.job.set_state(dfv::v1::RUNNING);
-            payloads.push_back(
-                StateEvent(dfv::v1::RUNNING, job.attempt->number, "", next.job.workers()));
+            payloads.push_back(StateEvent(dfv::v1::RUNNING, key.attempt, "", next.job.workers()));
           }
           break;
-        }
         case JobEvent::kMetrics:
           if (key.rank == 0) payloads.push_back(std::move(payload));
           break;
@@ -805,10 +707,8 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
           payloads.push_back(std::move(payload));
           break;
         case JobEvent::kArtifact:
-          return absl::InvalidArgumentError(absl::StrCat(
-              "events[", i, "]: artifact events come from UploadArtifact, not ReportEvents"));
         case JobEvent::PAYLOAD_NOT_SET:
-          return absl::InvalidArgumentError(absl::StrCat("events[", i, "]: the event has no payload"));
+          break;  // refused by CheckReportedEvents
       }
     }
     if (!payloads.empty() || next.job.state() != job.record.job.state()) {
@@ -828,11 +728,7 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
 absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
                                               const std::string& job_id, int32_t attempt,
                                               const dfv::v1::ArtifactInfo& info) {
-  WorkerRecord* worker = registry_.FindAlive(worker_id);
-  if (worker == nullptr) {
-    return absl::NotFoundError(absl::StrCat("worker session ", worker_id,
-                                            " is unknown or its lease expired; register again"));
-  }
+  DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(worker_id));
   if (active_.count(job_id) == 0) {
     absl::Status inactive = InactiveJobStatus(job_id);
     if (absl::IsNotFound(inactive)) return inactive;
@@ -909,13 +805,9 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
   absl::Status result;
   {
     absl::MutexLock lock(&mu_);
-    WorkerRecord* worker = registry_.FindAlive(request.worker_id());
-    if (worker == nullptr) {
-      return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
-                                              " is unknown or its lease expired; register again"));
-    }
+    DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(request.worker_id()));
     worker->assignments.erase(key);  // the slot is free either way
-    RankState* rank = LiveRankLocked(key, request.worker_id());
+    RankState* rank = tracker_.LiveRank(key, request.worker_id());
     if (rank == nullptr) {
       // An attempt that is over: completing one of its ranks only frees the slot.
       if (active_.count(key.job_id) == 0) {
@@ -926,7 +818,7 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
       ActiveJob& job = active_.at(key.job_id);
       rank->completed = true;
       const std::string where = absl::StrCat("rank ", key.rank, " on worker ", worker->name);
-      if (!job.record.cancel_requested) {
+      if (!tracker_.Cancelling(key.job_id)) {
         switch (request.outcome()) {
           case dfv::v1::OUTCOME_FAILED:
             if (request.retryable()) {
@@ -947,8 +839,7 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
                 &outbox);
             break;
           case dfv::v1::OUTCOME_SUCCEEDED:
-            if (std::all_of(job.attempt->ranks.begin(), job.attempt->ranks.end(),
-                            [](const RankState& r) { return r.completed; })) {
+            if (tracker_.AllRanksCompleted(key.job_id)) {
               result = EndAttemptLocked(job, AttemptOutcome::kSucceeded, dfv::v1::SUCCEEDED, "",
                                         /*count_restart=*/false, &outbox);
             }
@@ -968,65 +859,26 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
 }
 
 absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequest& request) {
-  const std::string& job_id = request.job_id();
-  const int32_t number = request.attempt();
+  const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
+  const std::string& job_id = key.job_id;
   absl::MutexLock lock(&mu_);
-  WorkerRecord* worker = registry_.FindAlive(request.worker_id());
-  if (worker == nullptr) {
-    return absl::NotFoundError(absl::StrCat("worker session ", request.worker_id(),
-                                            " is unknown or its lease expired; register again"));
-  }
-  auto it = active_.find(job_id);
-  if (it == active_.end()) {
+  DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(request.worker_id()));
+  if (active_.count(job_id) == 0) {
     absl::Status inactive = InactiveJobStatus(job_id);
     if (absl::IsNotFound(inactive)) return inactive;
     return absl::FailedPreconditionError(
         absl::StrCat(inactive.message(), "; its attempts need no rendezvous"));
   }
-  ActiveJob& job = it->second;
-  if (!job.attempt || job.attempt->number != number) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "attempt ", number, " is not the current attempt of job ", job_id,
-        "; its rendezvous is not needed"));
-  }
-  LiveAttempt& attempt = *job.attempt;
-  if (attempt.ranks.size() < 2) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " runs on one rank; it has no rendezvous"));
-  }
-  if (request.rank() != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("rank: only rank 0 publishes the rendezvous, got rank ", request.rank()));
-  }
-  if (attempt.ranks[0].worker_id != worker->id || attempt.ranks[0].completed) {
-    return absl::FailedPreconditionError(absl::StrCat("worker ", worker->name,
-                                                      " does not run rank 0 of attempt ", number,
-                                                      " of job ", job_id));
-  }
-  if (job.record.cancel_requested) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " is being cancelled; its rendezvous is not needed"));
-  }
-  if (!attempt.rendezvous.empty()) {
-    if (attempt.rendezvous == request.address()) return absl::OkStatus();  // a retry
-    return absl::FailedPreconditionError(absl::StrCat(
-        "address: attempt ", number, " of job ", job_id, " already has its rendezvous at ",
-        attempt.rendezvous, "; got ", request.address()));
-  }
+  DFV_ASSIGN_OR_RETURN(AttemptTracker::Publication publication,
+                       tracker_.CheckPublish(key, *worker, request.address()));
+  if (publication == AttemptTracker::Publication::kRepeat) return absl::OkStatus();
   DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) {
-    return tx.SetAttemptRendezvous(job_id, number, request.address());
+    return tx.SetAttemptRendezvous(job_id, key.attempt, request.address());
   }));
-  attempt.rendezvous = request.address();
-  attempt.published_ms = clock_->NowMs();
-  // The other ranks go out in their workers' next heartbeat responses.
-  for (int rank = 1; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
-    WorkerRecord* holder = registry_.FindAlive(attempt.ranks[rank].worker_id);
-    if (holder == nullptr) continue;  // lost: reconciling ends the attempt
-    auto held = holder->assignments.find(AssignmentKey{job_id, number, rank});
-    if (held != holder->assignments.end()) held->second.assignment.set_rendezvous(request.address());
-  }
+  tracker_.SetRendezvous(job_id, request.address(), clock_->NowMs());
   spdlog::info("job {} attempt {}: rank 0 on {} published its rendezvous at {}; releasing the other {} rank(s)",
-               job_id, number, worker->name, request.address(), attempt.ranks.size() - 1);
+               job_id, key.attempt, worker->name, request.address(),
+               tracker_.Find(job_id)->ranks.size() - 1);
   return absl::OkStatus();
 }
 

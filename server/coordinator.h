@@ -63,7 +63,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +73,7 @@
 #include "common/jobspec/job_spec.h"
 #include "proto/dfv.pb.h"
 #include "server/artifact_store.h"
+#include "server/attempt_tracker.h"
 #include "server/clock.h"
 #include "server/event_log.h"
 #include "server/job_store.h"
@@ -96,12 +96,6 @@ struct CoordinatorOptions {
   // How long a lost worker stays listed.
   int64_t lost_worker_retention_ms = 10 * 60 * 1000;
 };
-
-// The rendezvous backstop: a multi-rank attempt whose ranks have not all
-// reported RUNNING within resources.rendezvous_timeout_seconds plus this
-// many seconds of placement is ended (the trainers enforce the timeout
-// itself; this catches ranks that never start).
-inline constexpr int64_t kRendezvousGraceSeconds = 30;
 
 class Coordinator {
  public:
@@ -156,7 +150,8 @@ class Coordinator {
   std::unique_ptr<EventLog::Subscription> SubscribeEvents(const std::string& job_id,
                                                           EventLog::Callback callback);
 
-  // ---- Workers (requests already validated field by field)
+  // ---- Workers (the requests' shape already checked: ids, sizes, counts,
+  // attempt >= 1)
 
   absl::StatusOr<dfv::v1::RegisterWorkerResponse> RegisterWorker(
       const dfv::v1::RegisterWorkerRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
@@ -164,7 +159,10 @@ class Coordinator {
   absl::StatusOr<dfv::v1::HeartbeatResponse> Heartbeat(const dfv::v1::HeartbeatRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Returns `cancel`: true when the attempt is over (not an error).
-  // NOT_FOUND for an unknown session or job.
+  // INVALID_ARGUMENT, whatever the session, for an event a worker may not
+  // report ("events[2].state.state: a worker may only report RUNNING, got
+  // FAILED"; artifact events; events without a payload). NOT_FOUND for an
+  // unknown session or job.
   absl::StatusOr<bool> ReportEvents(const dfv::v1::ReportEventsRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Starts an upload by rank 0's worker (or, for its own
@@ -187,7 +185,9 @@ class Coordinator {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Idempotent: completing a rank of an attempt that is over only frees its
-  // slot. NOT_FOUND for an unknown session. A retryable FAILED (a peer rank
+  // slot. INVALID_ARGUMENT ("outcome: ...") for an outcome other than
+  // SUCCEEDED, FAILED or CANCELLED, whatever the session; NOT_FOUND for an
+  // unknown session. A retryable FAILED (a peer rank
   // or the rendezvous failed) requeues the job like a lost worker.
   absl::Status CompleteAssignment(const dfv::v1::CompleteAssignmentRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -203,28 +203,12 @@ class Coordinator {
   JobStore* job_store() const { return store_.get(); }
 
  private:
-  struct RankState {
-    std::string worker_id;
-    std::string worker_name;
-    bool started = false;    // reported StateChange{RUNNING}
-    bool completed = false;  // CompleteAssignment arrived, or it never ran
-  };
-  struct LiveAttempt {
-    int32_t number = 0;
-    int64_t placed_ms = 0;     // when it was placed
-    int64_t published_ms = 0;  // when rank 0 published its rendezvous
-    std::vector<RankState> ranks;
-    // Multi-rank: rank 0's published rendezvous; ranks >= 1 are withheld
-    // until it is known.
-    std::string rendezvous;
-  };
-  // A job that is not final.
+  // A job that is not final. While it is SCHEDULED or RUNNING, tracker_
+  // has its live attempt.
   struct ActiveJob {
     JobRecord record;                  // as last committed
     std::string device;                // resources.device
     int64_t rendezvous_timeout_seconds = 60;  // resources.rendezvous_timeout_seconds
-    std::optional<LiveAttempt> attempt;  // while SCHEDULED or RUNNING
-    int64_t cancel_deadline_ms = 0;    // when cancel_requested
   };
   using Outbox = std::vector<dfv::v1::JobEvent>;
 
@@ -282,19 +266,9 @@ class Coordinator {
   void ReconcileLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // The rank state when `key` is a rank of its job's live attempt placed on
-  // `worker_id` and not completed; nullptr when that rank is over.
-  RankState* LiveRankLocked(const AssignmentKey& key, const std::string& worker_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether the worker should be running `key` right now.
-  bool WantedLocked(const AssignmentKey& key, const std::string& worker_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why `key` should stop, for a CancelAssignment.
+  // Why `key` should stop, for a CancelAssignment: the stored state of a
+  // final job, else the tracker's answer.
   std::string StopReasonLocked(const AssignmentKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Drops a held assignment from a worker; when it belongs to a live attempt
-  // being cancelled, that rank counts as completed.
-  void ReleaseLocked(WorkerRecord& worker, const AssignmentKey& key)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FAILED_PRECONDITION unless the job is not final and `worker_id` holds
   // rank 0 of the attempt, or rank r >= 1 and `info` is its
   // trainer-rank<r>.log.
@@ -317,6 +291,7 @@ class Coordinator {
 
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  AttemptTracker tracker_ ABSL_GUARDED_BY(mu_);  // changes registry_'s held assignments
   std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // by job id
 };
 

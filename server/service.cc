@@ -619,30 +619,16 @@ grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
     for (int i = 0; i < request->events_size(); ++i) {
       const dfv::v1::JobEvent& event = request->events(i);
       const std::string field = absl::StrCat("events[", i, "]");
-      switch (event.payload_case()) {
-        case dfv::v1::JobEvent::kState:
-          if (event.state().state() != dfv::v1::RUNNING) {
-            return Invalid(field + ".state.state", "a worker may only report RUNNING");
-          }
-          break;
-        case dfv::v1::JobEvent::kMessage:
-          DFV_RETURN_IF_ERROR(
-              CheckMaxBytes(field + ".message.text", event.message().text(), kMaxMessageBytes));
-          break;
-        case dfv::v1::JobEvent::kMetrics:
-          for (int k = 0; k < event.metrics().values_size(); ++k) {
-            if (event.metrics().values(k).name().empty()) {
-              return Invalid(absl::StrCat(field, ".metrics.values[", k, "].name"),
-                             "must not be empty");
-            }
-          }
-          break;
-        case dfv::v1::JobEvent::kProgress:
-          break;
-        case dfv::v1::JobEvent::kArtifact:
-          return Invalid(field, "artifact events come from UploadArtifact, not ReportEvents");
-        case dfv::v1::JobEvent::PAYLOAD_NOT_SET:
-          return Invalid(field, "has no payload");
+      // Sizes and names only; which events a worker may report at all is the
+      // Coordinator's decision.
+      if (event.has_message()) {
+        DFV_RETURN_IF_ERROR(
+            CheckMaxBytes(field + ".message.text", event.message().text(), kMaxMessageBytes));
+      }
+      for (int k = 0; k < event.metrics().values_size(); ++k) {
+        if (event.metrics().values(k).name().empty()) {
+          return Invalid(absl::StrCat(field, ".metrics.values[", k, "].name"), "must not be empty");
+        }
       }
     }
     DFV_ASSIGN_OR_RETURN(bool cancel, coordinator_->ReportEvents(*request));
@@ -663,11 +649,6 @@ grpc::ServerUnaryReactor* WorkerGatewayService::CompleteAssignment(
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
-    if (request->outcome() != dfv::v1::OUTCOME_SUCCEEDED &&
-        request->outcome() != dfv::v1::OUTCOME_FAILED &&
-        request->outcome() != dfv::v1::OUTCOME_CANCELLED) {
-      return Invalid("outcome", "must be OUTCOME_SUCCEEDED, OUTCOME_FAILED or OUTCOME_CANCELLED");
-    }
     DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
     return coordinator_->CompleteAssignment(*request);
   });

@@ -2,9 +2,11 @@
 // (worker daemons) services on gRPC's callback API, and CoordinatorServer,
 // which runs them.
 //
-// The services validate every request field (INVALID_ARGUMENT naming the
-// field), call the Coordinator, and turn its absl::Status into a
-// grpc::Status with rpc::ToGrpcStatus. They make no decisions of their own.
+// The services check each request's shape (ids, sizes, counts, attempt >= 1;
+// INVALID_ARGUMENT naming the field), call the Coordinator, and turn its
+// absl::Status into a grpc::Status with rpc::ToGrpcStatus. They make no
+// decisions of their own: what a worker may report or how it may complete
+// is the Coordinator's to refuse.
 // No handler blocks waiting: streams are reactors that never wait for an
 // event, artifact file work (writes, fsync, reads) runs on an IoExecutor,
 // and no exception leaves a handler (it becomes INTERNAL). Database work

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/rpc/rpc.h"
+#include "common/status_macros.h"
 
 namespace dfv::server {
 
@@ -50,12 +52,17 @@ WorkerRegistry::Registration WorkerRegistry::Register(const std::string& name, i
   return result;
 }
 
-absl::Status WorkerRegistry::Renew(const std::string& worker_id) {
+absl::StatusOr<WorkerRecord*> WorkerRegistry::FindSession(const std::string& worker_id) {
   WorkerRecord* worker = FindAlive(worker_id);
   if (worker == nullptr) {
     return absl::NotFoundError(absl::StrCat("worker session ", worker_id,
                                             " is unknown or its lease expired; register again"));
   }
+  return worker;
+}
+
+absl::Status WorkerRegistry::Renew(const std::string& worker_id) {
+  DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, FindSession(worker_id));
   const int64_t now = clock_->NowMs();
   worker->last_heartbeat_ms = now;
   worker->lease_expires_ms = now + options_.lease_ttl_ms;
@@ -125,6 +132,12 @@ std::vector<dfv::v1::WorkerInfo> WorkerRegistry::List() const {
               return std::tie(a.name(), a.id()) < std::tie(b.name(), b.id());
             });
   return infos;
+}
+
+std::string HostOf(const WorkerRecord& worker) {
+  if (worker.address.empty()) return worker.name;
+  absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort(worker.address, "address");
+  return parsed.ok() ? parsed->host : worker.name;
 }
 
 }  // namespace dfv::server

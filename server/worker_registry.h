@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "proto/dfv.pb.h"
 #include "server/clock.h"
 
@@ -104,6 +105,9 @@ class WorkerRegistry {
 
   // A live session, or nullptr.
   WorkerRecord* FindAlive(const std::string& worker_id);
+  // A live session, or NOT_FOUND ("worker session ID is unknown or its lease
+  // expired; register again") telling the worker to register again.
+  absl::StatusOr<WorkerRecord*> FindSession(const std::string& worker_id);
   // Any session, live or lost, or nullptr.
   const WorkerRecord* Find(const std::string& worker_id) const;
   std::vector<WorkerRecord*> AliveWorkers();
@@ -120,6 +124,10 @@ class WorkerRegistry {
   const WorkerRegistryOptions options_;
   std::map<std::string, WorkerRecord> workers_;  // by session id
 };
+
+// The host part of the worker's "HOST:PORT" address (its name when it gave
+// none): where its ranks are reached, e.g. rank 0's rendezvous.
+std::string HostOf(const WorkerRecord& worker);
 
 }  // namespace dfv::server
 

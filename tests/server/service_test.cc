@@ -323,6 +323,36 @@ TEST_F(ServiceTest, EveryRequestFieldIsValidated) {
   EXPECT_THAT(status.error_message(), StartsWith("name:"));
 }
 
+// The Coordinator refuses what a worker may not report; a gRPC client sees
+// INVALID_ARGUMENT naming the event, even from an unknown session.
+TEST_F(ServiceTest, EventsAWorkerMayNotReportAreInvalidArgument) {
+  dfv::v1::Assignment unknown;
+  unknown.set_job_id("j-000001");
+  unknown.set_attempt(1);
+  dfv::v1::JobEvent failed;
+  failed.mutable_state()->set_state(dfv::v1::FAILED);
+  grpc::Status status = Report("w-0000000000000000", unknown, {Text("hello"), failed});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "events[1].state.state: a worker may only report RUNNING, got FAILED");
+
+  dfv::v1::JobEvent artifact;
+  artifact.mutable_artifact()->set_name("model.pt");
+  status = Report("w-0000000000000000", unknown, {artifact});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "events[0]: artifact events come from UploadArtifact, not ReportEvents");
+
+  status = Report("w-0000000000000000", unknown, {dfv::v1::JobEvent()});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "events[0]: has no payload");
+
+  // Well-formed events from an unknown session: register again.
+  status = Report("w-0000000000000000", unknown, {StateRunning()});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("register again"));
+}
+
 TEST_F(ServiceTest, WatchJobReplaysThenFollowsUntilTheJobIsFinal) {
   const std::string id = Submit(testing::JobYaml("watched"));
   std::string worker_id;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "server/clock.h"
 
 namespace dfv::server {
@@ -77,6 +78,28 @@ TEST_F(WorkerRegistryTest, UnknownSessionIsNotFound) {
   absl::Status status = registry_.Renew("w-nobody");
   EXPECT_TRUE(absl::IsNotFound(status));
   EXPECT_NE(status.message().find("register again"), std::string::npos);
+}
+
+TEST_F(WorkerRegistryTest, FindSessionTellsAnUnknownOrLostWorkerToRegisterAgain) {
+  std::string id = registry_.Register("w1", 1, "cpu", "").worker_id;
+  absl::StatusOr<WorkerRecord*> found = registry_.FindSession(id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ((*found)->name, "w1");
+  clock_.AdvanceMs(6000);
+  registry_.ExpireLeases();
+  found = registry_.FindSession(id);
+  EXPECT_TRUE(absl::IsNotFound(found.status()));
+  EXPECT_EQ(found.status().message(),
+            absl::StrCat("worker session ", id, " is unknown or its lease expired; register again"));
+}
+
+TEST_F(WorkerRegistryTest, HostOfIsTheAddressHostOrTheName) {
+  WorkerRecord worker;
+  worker.name = "w1";
+  worker.address = "10.1.2.3:7000";
+  EXPECT_EQ(HostOf(worker), "10.1.2.3");
+  worker.address = "";
+  EXPECT_EQ(HostOf(worker), "w1");
 }
 
 TEST_F(WorkerRegistryTest, ListReportsSlotsAndJobs) {
