@@ -4,11 +4,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -30,7 +26,7 @@ bool SameFileThere(const std::string& path, const v1::ArtifactInfo& info) {
   if (!std::filesystem::is_regular_file(path, ec)) return false;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec || static_cast<int64_t>(size) != info.size()) return false;
-  absl::StatusOr<uint32_t> expected = ParseCrc32Checksum(info.checksum());
+  absl::StatusOr<uint32_t> expected = ParseCrc32Hex(info.checksum());
   if (!expected.ok()) return false;
   absl::StatusOr<std::string> contents = ReadFileToString(path);
   return contents.ok() && Crc32(*contents) == *expected;
@@ -45,43 +41,6 @@ absl::Status CheckServerName(const std::string& name) {
 }
 
 }  // namespace
-
-absl::Status ValidateArtifactName(const std::string& name) {
-  auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("artifact name '", name, "' ", why));
-  };
-  if (name.empty()) return absl::InvalidArgumentError("artifact name is empty");
-  if (name.size() > kMaxArtifactNameBytes) {
-    return bad(absl::StrCat("is longer than ", kMaxArtifactNameBytes, " bytes"));
-  }
-  if (name.front() == '/') return bad("is an absolute path");
-  for (absl::string_view part : absl::StrSplit(name, '/')) {
-    if (part.empty()) return bad("has an empty path component");
-    if (!IsSafePathComponent(std::string(part))) {
-      return bad(absl::StrCat("has the unsafe component '", part,
-                              "' (allowed: letters, digits, '.', '_', '-', not starting with "
-                              "'.', at most 128 characters)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<uint32_t> ParseCrc32Checksum(const std::string& checksum) {
-  constexpr absl::string_view kPrefix = "crc32:";
-  auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checksum '", checksum, "' is not crc32:<8 hex digits>"));
-  };
-  if (!absl::StartsWith(checksum, kPrefix)) return bad();
-  const std::string hex = checksum.substr(kPrefix.size());
-  if (hex.size() != 8) return bad();
-  for (char c : hex) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return bad();
-  }
-  uint32_t value = 0;
-  if (!absl::SimpleHexAtoi(hex, &value)) return bad();
-  return value;
-}
 
 absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
                                                     const std::string& job_id,
@@ -110,7 +69,7 @@ absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
     return DataLoss(name, absl::StrCat("the coordinator sent '", info.name(), "' instead"));
   }
   if (info.size() < 0) return DataLoss(name, absl::StrCat("negative size ", info.size()));
-  absl::StatusOr<uint32_t> expected_crc = ParseCrc32Checksum(info.checksum());
+  absl::StatusOr<uint32_t> expected_crc = ParseCrc32Hex(info.checksum());
   if (!expected_crc.ok()) return DataLoss(name, std::string(expected_crc.status().message()));
 
   std::string data;

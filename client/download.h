@@ -13,22 +13,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/coordinator.h"
+#include "common/file_util.h"  // ValidateArtifactName
 #include "proto/dfv.pb.h"
 
 namespace dfv::client {
-
-// Longest artifact name accepted.
-inline constexpr size_t kMaxArtifactNameBytes = 512;
-
-// OK when `name` is a relative path of one or more components joined by
-// single '/', each passing IsSafePathComponent (so no "..", no absolute path,
-// no hidden file, no backslash), at most kMaxArtifactNameBytes long.
-// INVALID_ARGUMENT naming the artifact and the rule otherwise.
-absl::Status ValidateArtifactName(const std::string& name);
-
-// Parses "crc32:xxxxxxxx" (eight hex digits, either case). INVALID_ARGUMENT
-// otherwise.
-absl::StatusOr<uint32_t> ParseCrc32Checksum(const std::string& checksum);
 
 struct DownloadedArtifact {
   std::string path;              // dir/name

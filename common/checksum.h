@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
+
 namespace dfv {
 
 uint32_t Crc32(std::string_view data);
@@ -16,6 +18,10 @@ uint32_t Crc32Update(uint32_t crc, std::string_view data);
 
 // "crc32:xxxxxxxx", the form checksums take in manifests and events.
 std::string Crc32Hex(uint32_t crc);
+
+// The CRC a Crc32Hex string holds ("crc32:" and eight hex digits, either
+// case). INVALID_ARGUMENT naming the text otherwise.
+absl::StatusOr<uint32_t> ParseCrc32Hex(const std::string& checksum);
 
 }  // namespace dfv
 

@@ -46,6 +46,13 @@ inline constexpr int kMaxRelativePathDepth = 8;
 // component '..' ...").
 absl::Status ValidateRelativePath(absl::string_view path, absl::string_view what);
 
+// ValidateRelativePath for the name of one of a job's artifacts
+// ("grids/swap-step00000500.png"): the coordinator stores it below the job's
+// folder, dfvctl writes it below the download folder.
+inline absl::Status ValidateArtifactName(absl::string_view name) {
+  return ValidateRelativePath(name, "artifact name");
+}
+
 }  // namespace dfv
 
 #endif  // DFV_COMMON_FILE_UTIL_H_

@@ -12,10 +12,8 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -35,12 +33,6 @@ absl::Status ErrnoError(const std::string& what, const std::string& path, int er
   return absl::InternalError(message);
 }
 
-bool IsChecksum(const std::string& text) {
-  if (text.size() != 14 || !absl::StartsWith(text, "crc32:")) return false;
-  return std::all_of(text.begin() + 6, text.end(),
-                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); });
-}
-
 void SyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -55,37 +47,6 @@ std::string RandomSuffix() {
 }
 
 }  // namespace
-
-absl::Status ValidateArtifactName(const std::string& name) {
-  if (name.empty()) return absl::InvalidArgumentError("artifact name must not be empty");
-  if (name.size() > kMaxArtifactNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("artifact name is ", name.size(),
-                                                   " bytes; at most ", kMaxArtifactNameBytes,
-                                                   " are allowed"));
-  }
-  if (name.front() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("artifact name '", name, "' must be a relative path, not an absolute one"));
-  }
-  std::vector<std::string> parts = absl::StrSplit(name, '/');
-  if (static_cast<int>(parts.size()) > kMaxArtifactNameDepth) {
-    return absl::InvalidArgumentError(absl::StrCat("artifact name '", name, "' has ", parts.size(),
-                                                   " components; at most ",
-                                                   kMaxArtifactNameDepth, " are allowed"));
-  }
-  for (const std::string& part : parts) {
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("artifact name '", name, "' must not contain '..'"));
-    }
-    if (!IsSafePathComponent(part)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "artifact name '", name, "' has the component '", part,
-          "'; each component must be 1-128 of [A-Za-z0-9._-] and not start with '.'"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // ---------------------------------------------------------------------------
 // ArtifactUpload
@@ -256,7 +217,7 @@ absl::StatusOr<std::unique_ptr<ArtifactUpload>> ArtifactStore::BeginUpload(
     return absl::InvalidArgumentError(
         absl::StrCat("artifact ", declared.name(), ": size must be >= 0, got ", declared.size()));
   }
-  if (!IsChecksum(declared.checksum())) {
+  if (!ParseCrc32Hex(declared.checksum()).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("artifact ", declared.name(),
                                                    ": checksum must look like crc32:0123abcd, got '",
                                                    declared.checksum(), "'"));

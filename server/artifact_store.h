@@ -21,22 +21,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/file_util.h"  // ValidateArtifactName
 #include "proto/dfv.pb.h"
 #include "server/clock.h"
 #include "server/job_store.h"
 
 namespace dfv::server {
-
-// Longest artifact name, and most '/'-separated components in one.
-inline constexpr size_t kMaxArtifactNameBytes = 512;
-inline constexpr int kMaxArtifactNameDepth = 8;
-
-// OK when `name` is a relative path of safe components (IsSafePathComponent:
-// letters, digits, '.', '_', '-', not starting with '.'), so no "..", no
-// absolute path, no empty component, at most kMaxArtifactNameDepth
-// components and kMaxArtifactNameBytes bytes. INVALID_ARGUMENT saying what
-// is wrong otherwise.
-absl::Status ValidateArtifactName(const std::string& name);
 
 // An upload in progress. Destroying it before Commit removes its temporary
 // file.

@@ -17,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
+#include "proto/enums.h"
 #include "server/scheduler.h"
 
 namespace dfv::server {
@@ -78,10 +79,6 @@ absl::Status CheckReportedEvents(const dfv::v1::ReportEventsRequest& request) {
 
 Coordinator::DirLock::~DirLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the flock
-}
-
-bool Coordinator::IsFinal(JobState state) {
-  return state == dfv::v1::SUCCEEDED || state == dfv::v1::FAILED || state == dfv::v1::CANCELLED;
 }
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOptions& options) {
@@ -192,7 +189,7 @@ absl::Status Coordinator::Recover() {
     DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox, end_attempt));
     spdlog::info("recovered job {}: {} -> {} ({})", id, StateName(state),
                  StateName(job.record.job.state()), job.record.job.reason());
-    if (!IsFinal(job.record.job.state())) {
+    if (!dfv::v1::IsFinalState(job.record.job.state())) {
       AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
     }
@@ -251,7 +248,7 @@ absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcom
   spdlog::info("job {} attempt {}: {} -> {}{}{}", id, number, StateName(previous),
                StateName(next_state), reason.empty() ? "" : ": ", reason);
   tracker_.End(id);
-  if (IsFinal(next_state)) active_.erase(id);
+  if (dfv::v1::IsFinalState(next_state)) active_.erase(id);
   return absl::OkStatus();
 }
 

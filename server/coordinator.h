@@ -28,7 +28,7 @@
 //   heartbeat is delivered again.
 // - Multi-rank attempts (world_size > 1): rank 0 is delivered at once with
 //   rendezvous "HOST:0" (HOST from its worker's address). Its trainer binds a
-//   free port there and prints {"type":"rendezvous","address":"HOST:PORT"};
+//   free port there and reports it (proto/trainer.proto TrainerRendezvous);
 //   the worker sends PublishRendezvous (accepted only from rank 0 of the
 //   current attempt; the address is stored with the attempt row). Ranks >= 1
 //   hold their slots from placement on but are delivered only after that,
@@ -109,7 +109,6 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
-  static bool IsFinal(dfv::v1::JobState state);
 
   // ---- Clients
 

@@ -17,6 +17,7 @@
 #include "common/jobspec/parse.h"
 #include "common/rpc/rpc.h"
 #include "common/status_macros.h"
+#include "proto/enums.h"
 #include "server/artifact_store.h"
 
 namespace dfv::server {
@@ -78,7 +79,7 @@ absl::Status CheckArtifactName(const std::string& field, const std::string& name
 }
 
 bool IsFinalStateEvent(const dfv::v1::JobEvent& event) {
-  return event.has_state() && Coordinator::IsFinal(event.state().state());
+  return event.has_state() && dfv::v1::IsFinalState(event.state().state());
 }
 
 // Runs `body`, turning an escaping exception into INTERNAL: no exception may
@@ -300,7 +301,7 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<dfv::v1::JobEvent>
       return;
     }
     known_seq_ = std::max(known_seq_, job->last_seq());
-    if (Coordinator::IsFinal(job->state())) final_seq_ = job->last_seq();
+    if (dfv::v1::IsFinalState(job->state())) final_seq_ = job->last_seq();
     PumpLocked();
   }
 

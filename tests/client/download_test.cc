@@ -83,13 +83,13 @@ TEST(ValidateArtifactNameTest, RefusesAnythingThatCouldEscapeTheFolder) {
 }
 
 TEST(ParseCrc32ChecksumTest, EightHexDigitsAfterThePrefix) {
-  EXPECT_EQ(ParseCrc32Checksum("crc32:0000beef").value(), 0xbeefu);
-  EXPECT_EQ(ParseCrc32Checksum("crc32:DEADBEEF").value(), 0xdeadbeefu);
-  EXPECT_EQ(ParseCrc32Checksum(Crc32Hex(Crc32("hello"))).value(), Crc32("hello"));
+  EXPECT_EQ(ParseCrc32Hex("crc32:0000beef").value(), 0xbeefu);
+  EXPECT_EQ(ParseCrc32Hex("crc32:DEADBEEF").value(), 0xdeadbeefu);
+  EXPECT_EQ(ParseCrc32Hex(Crc32Hex(Crc32("hello"))).value(), Crc32("hello"));
   for (const std::string& bad :
        std::vector<std::string>{"", "crc32:", "crc32:beef", "crc32:deadbeef0", "crc32:xyzxyzxy",
                                 "md5:deadbeef", "crc32:+eadbeef", "deadbeef"}) {
-    EXPECT_TRUE(absl::IsInvalidArgument(ParseCrc32Checksum(bad).status())) << bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(ParseCrc32Hex(bad).status())) << bad;
   }
 }
 
