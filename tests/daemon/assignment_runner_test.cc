@@ -11,75 +11,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/match.h"
 #include "common/file_util.h"
+#include "tests/daemon/fake_link.h"
 
 namespace dfv::daemon {
 namespace {
-
-class RecordingLink : public CoordinatorLink {
- public:
-  absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
-                            bool* cancel) override {
-    absl::MutexLock lock(&mu_);
-    for (const auto& e : events) events_.push_back(e);
-    *cancel = answer_cancel_;
-    return absl::OkStatus();
-  }
-  absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override {
-    auto contents = ReadFileToString(path);
-    if (!contents.ok()) return contents.status();
-    absl::MutexLock lock(&mu_);
-    uploads_[info.name()] = {info, *contents};
-    return absl::OkStatus();
-  }
-  absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome, const std::string& reason,
-                                  bool retryable) override {
-    absl::MutexLock lock(&mu_);
-    outcome_ = outcome;
-    reason_ = reason;
-    retryable_ = retryable;
-    completions_++;
-    return absl::OkStatus();
-  }
-  absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) override {
-    absl::MutexLock lock(&mu_);
-    rendezvous_.push_back(address);
-    return absl::OkStatus();
-  }
-  absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
-                                const std::string& dest_path) override {
-    absl::MutexLock lock(&mu_);
-    auto it = downloadable_.find(name);
-    if (it == downloadable_.end()) return absl::NotFoundError(absl::StrCat("no artifact ", name));
-    return WriteFileAtomically(dest_path, it->second);
-  }
-
-  bool WaitFor(std::function<bool()> done, absl::Duration timeout) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return done();
-  }
-  bool SawState(v1::JobState state) {
-    absl::MutexLock lock(&mu_);
-    for (const auto& e : events_) {
-      if (e.has_state() && e.state().state() == state) return true;
-    }
-    return false;
-  }
-
-  absl::Mutex mu_;
-  std::vector<v1::JobEvent> events_;
-  std::map<std::string, std::pair<v1::ArtifactInfo, std::string>> uploads_;
-  std::map<std::string, std::string> downloadable_;
-  bool answer_cancel_ = false;
-  v1::Outcome outcome_ = v1::OUTCOME_UNSPECIFIED;
-  std::string reason_;
-  bool retryable_ = false;
-  std::vector<std::string> rendezvous_;
-  int completions_ = 0;
-};
 
 std::string SpritesJob(int max_steps) {
   return absl::StrFormat(R"(

@@ -13,6 +13,9 @@ namespace {
 
 // Unary calls give up after this; the runner retries what matters.
 constexpr auto kCallTimeout = std::chrono::seconds(20);
+// Register and heartbeat give up sooner: the daemon retries them on its own
+// schedule, and a heartbeat stuck for long would let the lease expire unseen.
+constexpr auto kSessionCallTimeout = std::chrono::seconds(5);
 
 void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
   context.set_deadline(std::chrono::system_clock::now() + timeout);
@@ -33,14 +36,32 @@ void SetAssignment(Request& request, const std::string& worker_id, const Assignm
 GrpcCoordinatorLink::GrpcCoordinatorLink(std::shared_ptr<grpc::Channel> channel)
     : gateway_(v1::WorkerGateway::NewStub(channel)), coordinator_(v1::Coordinator::NewStub(channel)) {}
 
-void GrpcCoordinatorLink::set_worker_id(const std::string& id) {
-  absl::MutexLock lock(&mu_);
-  worker_id_ = id;
-}
-
 std::string GrpcCoordinatorLink::worker_id() const {
   absl::MutexLock lock(&mu_);
   return worker_id_;
+}
+
+absl::StatusOr<v1::RegisterWorkerResponse> GrpcCoordinatorLink::RegisterWorker(
+    const v1::RegisterWorkerRequest& request) {
+  v1::RegisterWorkerResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, kSessionCallTimeout);
+  absl::Status status = rpc::FromGrpcStatus(gateway_->RegisterWorker(&context, request, &response));
+  if (!status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  worker_id_ = response.worker_id();
+  return response;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> GrpcCoordinatorLink::Heartbeat(const v1::HeartbeatRequest& request) {
+  v1::HeartbeatRequest with_id = request;
+  with_id.set_worker_id(worker_id());
+  v1::HeartbeatResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, kSessionCallTimeout);
+  absl::Status status = rpc::FromGrpcStatus(gateway_->Heartbeat(&context, with_id, &response));
+  if (!status.ok()) return status;
+  return response;
 }
 
 absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,

@@ -1,6 +1,6 @@
-// What an assignment runner needs from the coordinator, behind a small
-// interface so the runner is tested without gRPC. GrpcCoordinatorLink is the
-// real one over WorkerGateway / Coordinator.
+// What the worker daemon and its assignment runners need from the
+// coordinator, behind a small interface so both are tested without gRPC.
+// GrpcCoordinatorLink is the real one over WorkerGateway / Coordinator.
 #ifndef DFV_WORKER_DAEMON_COORDINATOR_LINK_H_
 #define DFV_WORKER_DAEMON_COORDINATOR_LINK_H_
 
@@ -23,10 +23,24 @@ struct AssignmentKey {
   int rank = 0;
 };
 
-// Thread-safe: several runners call it at once.
+// The link owns the session: RegisterWorker starts one and the link quotes
+// its worker id in every later call that names the worker (the daemon never
+// handles the id), so after a re-registration the runners' calls carry the
+// new id too.
+//
+// Thread-safe: the daemon's thread and several runners call it at once.
+// Errors are the coordinator's status (UNAVAILABLE or DEADLINE_EXCEEDED when
+// it cannot be reached).
 class CoordinatorLink {
  public:
   virtual ~CoordinatorLink() = default;
+  // Registers this worker and starts a new session with the worker id of
+  // the response, which the link keeps for every later call.
+  virtual absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request) = 0;
+  // Renews the session's lease: `request` lists the running assignments;
+  // the link sets its worker_id. The response carries assignments to start
+  // and cancels. NOT_FOUND when the session has expired (register again).
+  virtual absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) = 0;
   // Forwards events (payload only). Sets *cancel when the coordinator says
   // the attempt is over and the rank must stop.
   virtual absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
@@ -53,11 +67,8 @@ class GrpcCoordinatorLink : public CoordinatorLink {
  public:
   explicit GrpcCoordinatorLink(std::shared_ptr<grpc::Channel> channel);
 
-  void set_worker_id(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
-  std::string worker_id() const ABSL_LOCKS_EXCLUDED(mu_);
-
-  v1::WorkerGateway::Stub& gateway() { return *gateway_; }
-
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override;
   absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
                             bool* cancel) override;
   absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override;
@@ -68,6 +79,8 @@ class GrpcCoordinatorLink : public CoordinatorLink {
                                 const std::string& dest_path) override;
 
  private:
+  std::string worker_id() const ABSL_LOCKS_EXCLUDED(mu_);
+
   std::unique_ptr<v1::WorkerGateway::Stub> gateway_;
   std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   mutable absl::Mutex mu_;

@@ -25,6 +25,13 @@ std::string DefaultName() {
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonOptions options) {
   if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator: required");
   DFV_RETURN_IF_ERROR(rpc::ParseHostPort(options.coordinator, "--coordinator").status());
+  auto link = std::make_unique<GrpcCoordinatorLink>(rpc::MakeChannel(options.coordinator));
+  return Create(std::move(options), std::move(link));
+}
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonOptions options,
+                                                                   std::unique_ptr<CoordinatorLink> link) {
+  if (link == nullptr) return absl::InvalidArgumentError("no coordinator link");
   DFV_ASSIGN_OR_RETURN(rpc::HostPort listen, rpc::ParseHostPort(options.listen, "--listen"));
   if (!rpc::IsLoopbackHost(listen.host)) {
     // Without TLS, nothing but this machine may talk to the daemon.
@@ -43,10 +50,13 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
         absl::StrCat("--name: '", options.name, "' must be 1-64 letters, digits, '.', '_' or '-'"));
   }
   if (options.trainer_command.empty()) return absl::InvalidArgumentError("no trainer command");
+  if (options.register_retry <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("register_retry: must be positive");
+  }
   if (options.work_dir.empty()) options.work_dir = (std::filesystem::path("dfv-work") / options.name).string();
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
-  auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options)));
+  auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), std::move(link)));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   rpc::ConfigureServerBuilder(builder);
@@ -61,11 +71,11 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   }
   daemon->health_server_->GetHealthCheckService()->SetServingStatus(true);
   daemon->address_ = absl::StrCat(listen.host, ":", port);
-  daemon->link_ = std::make_unique<GrpcCoordinatorLink>(rpc::MakeChannel(daemon->options_.coordinator));
   return daemon;
 }
 
-WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options) : options_(std::move(options)) {}
+WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link)
+    : options_(std::move(options)), link_(std::move(link)) {}
 
 WorkerDaemon::~WorkerDaemon() {
   runners_.clear();  // abandons and joins
@@ -90,11 +100,7 @@ absl::Status WorkerDaemon::Register() {
   request.set_slots(options_.slots);
   request.set_device(options_.device);
   request.set_address(address_);
-  v1::RegisterWorkerResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  DFV_RETURN_IF_ERROR(rpc::FromGrpcStatus(link_->gateway().RegisterWorker(&context, request, &response)));
-  link_->set_worker_id(response.worker_id());
+  DFV_ASSIGN_OR_RETURN(const v1::RegisterWorkerResponse response, link_->RegisterWorker(request));
   if (response.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
   }
@@ -132,18 +138,14 @@ absl::Status WorkerDaemon::Heartbeat() {
   // Reap runners that reported their outcome.
   runners_.erase(std::remove_if(runners_.begin(), runners_.end(), [](const auto& r) { return r->finished(); }),
                  runners_.end());
-  v1::HeartbeatRequest request;
-  request.set_worker_id(link_->worker_id());
+  v1::HeartbeatRequest request;  // the link quotes the session's worker id
   for (const auto& runner : runners_) {
     auto* running = request.add_running();
     running->set_job_id(runner->key().job_id);
     running->set_attempt(runner->key().attempt);
     running->set_rank(runner->key().rank);
   }
-  v1::HeartbeatResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  DFV_RETURN_IF_ERROR(rpc::FromGrpcStatus(link_->gateway().Heartbeat(&context, request, &response)));
+  DFV_ASSIGN_OR_RETURN(const v1::HeartbeatResponse response, link_->Heartbeat(request));
   for (const v1::CancelAssignment& cancel : response.cancels()) {
     for (const auto& runner : runners_) {
       if (runner->key().job_id == cancel.job_id() && runner->key().attempt == cancel.attempt()) {
@@ -165,7 +167,7 @@ absl::Status WorkerDaemon::Run() {
       absl::Status status = Register();
       if (!status.ok()) {
         spdlog::warn("cannot register with {}: {}", options_.coordinator, status.ToString());
-        if (WaitForStop(absl::Seconds(1))) break;
+        if (WaitForStop(options_.register_retry)) break;
         continue;
       }
       registered = true;

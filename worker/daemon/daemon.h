@@ -1,7 +1,8 @@
 // The worker daemon: registers with the coordinator, renews its lease with
 // heartbeats, starts an AssignmentRunner (one trainer process) per
 // assignment it is given, cancels the ones it is told to, and serves gRPC
-// health checking on its own address.
+// health checking on its own address. Every call to the coordinator goes
+// through a CoordinatorLink, so tests drive the daemon with a fake one.
 #ifndef DFV_WORKER_DAEMON_DAEMON_H_
 #define DFV_WORKER_DAEMON_DAEMON_H_
 
@@ -22,7 +23,8 @@
 namespace dfv::daemon {
 
 struct WorkerDaemonOptions {
-  // The coordinator's HOST:PORT.
+  // The coordinator's HOST:PORT. Create(options) connects to it; with an
+  // injected link it only names the coordinator in log lines.
   std::string coordinator;
   // Where this daemon's health service listens; port 0 picks a free port.
   std::string listen = "127.0.0.1:0";
@@ -40,20 +42,32 @@ struct WorkerDaemonOptions {
   std::string ready_file;
   // Trainer SIGTERM -> SIGKILL grace on cancel.
   absl::Duration cancel_grace = absl::Seconds(3);
+  // The wait between registration attempts while the coordinator is
+  // unreachable.
+  absl::Duration register_retry = absl::Seconds(1);
 };
 
 class WorkerDaemon {
  public:
-  // Validates the options and starts the health server. INVALID_ARGUMENT
-  // names a bad option; UNAVAILABLE when the address cannot be bound.
+  // Validates the options, starts the health server and talks to the
+  // coordinator at options.coordinator over gRPC. INVALID_ARGUMENT names a
+  // bad option; UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(WorkerDaemonOptions options);
+
+  // The same over `link` (not null), which the daemon owns and which owns
+  // the session (the worker id); options.coordinator may be empty.
+  static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(WorkerDaemonOptions options,
+                                                              std::unique_ptr<CoordinatorLink> link);
 
   ~WorkerDaemon();
 
   // Registers (retrying while the coordinator is unreachable), writes the
-  // ready file, then heartbeats and runs assignments until Stop(). On stop,
-  // running trainers are killed; the coordinator reschedules their jobs when
-  // this worker's lease expires.
+  // ready file once, then heartbeats and runs assignments until Stop().
+  // When a heartbeat answers NOT_FOUND (the session expired) the running
+  // trainers are killed without reporting and the daemon registers again.
+  // On stop, running trainers are killed; the coordinator reschedules their
+  // jobs when this worker's lease expires. Call from one thread at a time;
+  // errors only when the ready file cannot be written.
   absl::Status Run();
 
   // Makes Run() return soon. Thread-safe.
@@ -63,7 +77,7 @@ class WorkerDaemon {
   const std::string& address() const { return address_; }
 
  private:
-  explicit WorkerDaemon(WorkerDaemonOptions options);
+  WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link);
   absl::Status Register();
   // One heartbeat round; NOT_FOUND when the session has expired.
   absl::Status Heartbeat();
@@ -75,7 +89,8 @@ class WorkerDaemon {
   std::string address_;
   grpc::CallbackGenericService unimplemented_;
   std::unique_ptr<grpc::Server> health_server_;
-  std::unique_ptr<GrpcCoordinatorLink> link_;
+  // Outlives runners_ (declared after it), whose runners call it.
+  std::unique_ptr<CoordinatorLink> link_;
   absl::Duration heartbeat_interval_ = absl::Milliseconds(500);
 
   absl::Mutex mu_;

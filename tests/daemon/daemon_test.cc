@@ -1,0 +1,323 @@
+// WorkerDaemon over a fake CoordinatorLink: registration and its retries,
+// heartbeats, session expiry, duplicate deliveries, cancels and Stop(). The
+// trainer is a shell that records its pid and arguments, then sleeps: it
+// prints nothing, so these tests do not depend on the trainer's protocol.
+#include "worker/daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "tests/daemon/fake_link.h"
+
+namespace dfv::daemon {
+namespace {
+
+// Generous: a loaded CI machine may be slow. The tests finish as soon as the
+// condition holds.
+constexpr absl::Duration kTimeout = absl::Seconds(10);
+
+v1::Assignment MakeAssignment(const std::string& job_id, int attempt, int rank) {
+  v1::Assignment a;
+  a.set_job_id(job_id);
+  a.set_attempt(attempt);
+  a.set_rank(rank);
+  a.set_world_size(1);
+  a.set_spec_yaml("name: daemon-test\n");  // read by no one: the trainer is a shell
+  return a;
+}
+
+v1::HeartbeatResponse Deliver(const std::vector<v1::Assignment>& assignments) {
+  v1::HeartbeatResponse response;
+  for (const auto& a : assignments) *response.add_assignments() = a;
+  return response;
+}
+
+// "job/attempt/rank" of each running assignment a heartbeat lists, sorted.
+std::vector<std::string> Running(const v1::HeartbeatRequest& request) {
+  std::vector<std::string> running;
+  for (const auto& r : request.running()) running.push_back(absl::StrCat(r.job_id(), "/", r.attempt(), "/", r.rank()));
+  std::sort(running.begin(), running.end());
+  return running;
+}
+
+bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (run_thread_.joinable()) {
+      daemon_->Stop();
+      run_thread_.join();
+    }
+    daemon_.reset();
+  }
+
+  // Creates the daemon over a new RecordingLink and runs it on a thread.
+  // `script` prepares the link before the daemon's first call.
+  void StartDaemon(const std::function<void(RecordingLink&)>& script = nullptr) {
+    dir_ = std::filesystem::path(::testing::TempDir()) / "daemon_test" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto link = std::make_unique<RecordingLink>();
+    link_ = link.get();
+    if (script) {
+      absl::MutexLock lock(&link_->mu_);
+      script(*link_);
+    }
+    WorkerDaemonOptions options;
+    options.coordinator = "fake-coordinator";
+    options.name = "test-worker";
+    options.slots = 2;
+    options.work_dir = (dir_ / "work").string();
+    options.ready_file = ReadyFile();
+    // The runner's flags become the shell's positional parameters.
+    options.trainer_command = {"/bin/sh", "-c",
+                               absl::StrCat("echo $$ \"$@\" >> '", (dir_ / "starts").string(), "'; exec sleep 30"),
+                               "fake-trainer"};
+    options.cancel_grace = absl::Seconds(1);
+    options.register_retry = absl::Milliseconds(20);
+    auto daemon = WorkerDaemon::Create(std::move(options), std::move(link));
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = std::move(daemon).value();
+    run_thread_ = std::thread([this] { run_status_ = daemon_->Run(); });
+  }
+
+  std::string ReadyFile() const { return (dir_ / "ready").string(); }
+
+  // One line per trainer started: its pid, then its arguments.
+  std::vector<std::string> TrainerStarts() const {
+    std::vector<std::string> lines;
+    std::ifstream in(dir_ / "starts");
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+  pid_t TrainerPid(size_t i) const { return std::stoi(TrainerStarts().at(i)); }
+  bool WaitForTrainers(size_t n) {
+    return link_->WaitFor([&] { return TrainerStarts().size() >= n; }, kTimeout);
+  }
+
+  // Waits for a heartbeat sent after the first `after` ones that satisfies
+  // `match`, and returns its index (-1 on timeout).
+  int WaitForHeartbeat(size_t after, const std::function<bool(const v1::HeartbeatRequest&)>& match) {
+    int found = -1;
+    link_->WaitFor(
+        [&] {
+          absl::MutexLock lock(&link_->mu_);
+          for (size_t i = after; i < link_->heartbeat_requests_.size(); ++i) {
+            if (match(link_->heartbeat_requests_[i])) {
+              found = static_cast<int>(i);
+              return true;
+            }
+          }
+          return false;
+        },
+        kTimeout);
+    return found;
+  }
+  int WaitForRunning(size_t after, const std::vector<std::string>& running) {
+    return WaitForHeartbeat(after, [&](const v1::HeartbeatRequest& r) { return Running(r) == running; });
+  }
+  size_t Heartbeats() {
+    absl::MutexLock lock(&link_->mu_);
+    return link_->heartbeat_requests_.size();
+  }
+
+  void Answer(absl::StatusOr<v1::HeartbeatResponse> answer) {
+    absl::MutexLock lock(&link_->mu_);
+    link_->heartbeat_answers_.push_back(std::move(answer));
+  }
+
+  std::filesystem::path dir_;
+  RecordingLink* link_ = nullptr;  // owned by daemon_
+  std::unique_ptr<WorkerDaemon> daemon_;
+  std::thread run_thread_;
+  absl::Status run_status_;
+};
+
+TEST_F(DaemonTest, RetriesRegistrationUntilTheCoordinatorAnswersThenWritesTheReadyFile) {
+  StartDaemon([](RecordingLink& link) {
+    for (int i = 0; i < 3; ++i) link.register_failures_.push_back(absl::UnavailableError("connection refused"));
+  });
+  ASSERT_TRUE(link_->WaitFor([&] { return std::filesystem::exists(ReadyFile()); }, kTimeout));
+  auto ready = ReadFileToString(ReadyFile());
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(*ready, daemon_->address() + "\n");
+  {
+    absl::MutexLock lock(&link_->mu_);
+    ASSERT_EQ(link_->register_requests_.size(), 4u) << "three refused, then the one that wrote the ready file";
+    for (const v1::RegisterWorkerRequest& r : link_->register_requests_) {
+      EXPECT_EQ(r.name(), "test-worker");
+      EXPECT_EQ(r.slots(), 2);
+      EXPECT_EQ(r.device(), "cpu");
+      EXPECT_EQ(r.address(), daemon_->address());
+    }
+  }
+  // Heartbeats follow, in the session the registration started.
+  EXPECT_GE(WaitForHeartbeat(0, [](const v1::HeartbeatRequest& r) { return r.worker_id() == "w-1"; }), 0);
+}
+
+TEST_F(DaemonTest, HeartbeatsListRunningAssignmentsAndADuplicateDeliveryStartsOnce) {
+  StartDaemon();
+  const v1::Assignment a = MakeAssignment("j-1", 1, 0);
+  const v1::Assignment b = MakeAssignment("j-2", 3, 0);
+  Answer(Deliver({a, a}));  // twice in one response
+  ASSERT_GE(WaitForRunning(0, {"j-1/1/0"}), 0);
+  Answer(Deliver({a, b}));  // and again in the next
+  int both = WaitForRunning(0, {"j-1/1/0", "j-2/3/0"});
+  ASSERT_GE(both, 0);
+  // Later heartbeats keep listing exactly the two.
+  ASSERT_GE(WaitForHeartbeat(both + 3, [](const v1::HeartbeatRequest&) { return true; }), 0);
+  {
+    absl::MutexLock lock(&link_->mu_);
+    for (size_t i = both; i < link_->heartbeat_requests_.size(); ++i) {
+      EXPECT_EQ(Running(link_->heartbeat_requests_[i]), (std::vector<std::string>{"j-1/1/0", "j-2/3/0"})) << i;
+    }
+  }
+  std::vector<std::string> starts = TrainerStarts();
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(starts[0], "/j-1-a1-r0/run --rank 0 --world-size 1")) << starts[0];
+  EXPECT_TRUE(absl::StrContains(starts[1], "/j-2-a3-r0/run --rank 0 --world-size 1")) << starts[1];
+}
+
+TEST_F(DaemonTest, AFailedHeartbeatKeepsTheSessionAndTheTrainers) {
+  StartDaemon();
+  Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+  ASSERT_GE(WaitForRunning(0, {"j-1/1/0"}), 0);
+  ASSERT_TRUE(WaitForTrainers(1));
+  size_t failing = 0;  // the index of the first heartbeat to fail
+  {
+    absl::MutexLock lock(&link_->mu_);
+    link_->heartbeat_answers_.push_back(absl::UnavailableError("connection refused"));
+    link_->heartbeat_answers_.push_back(absl::DeadlineExceededError("deadline exceeded"));
+    failing = link_->heartbeat_requests_.size();
+  }
+  // Two failures, then a heartbeat that still lists the assignment.
+  ASSERT_GE(WaitForRunning(failing + 2, {"j-1/1/0"}), 0);
+  EXPECT_TRUE(Alive(TrainerPid(0)));
+  absl::MutexLock lock(&link_->mu_);
+  EXPECT_TRUE(link_->heartbeat_answers_.empty());
+  EXPECT_EQ(link_->register_requests_.size(), 1u);
+  EXPECT_EQ(link_->heartbeat_requests_.back().worker_id(), "w-1");
+  EXPECT_EQ(link_->completions_, 0);
+}
+
+TEST_F(DaemonTest, SessionExpiryAbandonsTrainersAndRegistersAgainOnceTheCoordinatorAnswers) {
+  StartDaemon();
+  Answer(Deliver({MakeAssignment("j-1", 1, 0), MakeAssignment("j-1", 1, 1)}));
+  ASSERT_GE(WaitForRunning(0, {"j-1/1/0", "j-1/1/1"}), 0);
+  ASSERT_TRUE(WaitForTrainers(2));
+  const pid_t first = TrainerPid(0), second = TrainerPid(1);
+  EXPECT_TRUE(Alive(first));
+  EXPECT_TRUE(Alive(second));
+  // Written once, at the first registration; a second one must not rewrite it.
+  ASSERT_TRUE(std::filesystem::remove(ReadyFile()));
+  const size_t before = Heartbeats();
+  {
+    absl::MutexLock lock(&link_->mu_);
+    link_->heartbeat_answers_.push_back(absl::NotFoundError("no worker w-1 (lease expired)"));
+    for (int i = 0; i < 2; ++i) link_->register_failures_.push_back(absl::UnavailableError("connection refused"));
+  }
+  int renewed = WaitForHeartbeat(before, [](const v1::HeartbeatRequest& r) { return r.worker_id() == "w-2"; });
+  ASSERT_GE(renewed, 0);
+  EXPECT_FALSE(Alive(first));
+  EXPECT_FALSE(Alive(second));
+  {
+    absl::MutexLock lock(&link_->mu_);
+    EXPECT_TRUE(Running(link_->heartbeat_requests_[renewed]).empty());
+    EXPECT_EQ(link_->register_requests_.size(), 4u) << "the first, two refused, the second session";
+    EXPECT_EQ(link_->completions_, 0) << "an abandoned trainer reports nothing";
+    EXPECT_TRUE(link_->uploads_.empty());
+  }
+  EXPECT_EQ(TrainerStarts().size(), 2u);
+  EXPECT_FALSE(std::filesystem::exists(ReadyFile()));
+}
+
+TEST_F(DaemonTest, ACancelInAHeartbeatResponseStopsTheTrainerAndReportsCancelled) {
+  StartDaemon();
+  Answer(Deliver({MakeAssignment("j-1", 2, 0), MakeAssignment("j-2", 1, 0)}));
+  ASSERT_GE(WaitForRunning(0, {"j-1/2/0", "j-2/1/0"}), 0);
+  ASSERT_TRUE(WaitForTrainers(2));
+  std::vector<std::string> starts = TrainerStarts();
+  const bool j1_first = absl::StrContains(starts[0], "/j-1-a2-r0/");
+  const pid_t cancelled = TrainerPid(j1_first ? 0 : 1), kept = TrainerPid(j1_first ? 1 : 0);
+  const size_t before = Heartbeats();
+  v1::HeartbeatResponse cancel;
+  cancel.add_cancels()->set_job_id("j-1");
+  cancel.mutable_cancels(0)->set_attempt(2);
+  cancel.mutable_cancels(0)->set_reason("cancelled by the user");
+  Answer(cancel);
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        absl::MutexLock lock(&link_->mu_);
+        return link_->completions_ > 0;
+      },
+      kTimeout));
+  {
+    absl::MutexLock lock(&link_->mu_);
+    EXPECT_EQ(link_->completions_, 1);
+    ASSERT_EQ(link_->completed_keys_.size(), 1u);
+    EXPECT_EQ(link_->completed_keys_[0].job_id, "j-1");
+    EXPECT_EQ(link_->completed_keys_[0].attempt, 2);
+    EXPECT_EQ(link_->outcome_, v1::OUTCOME_CANCELLED);
+    EXPECT_EQ(link_->reason_, "cancelled by the user");
+    EXPECT_FALSE(link_->retryable_);
+  }
+  EXPECT_FALSE(Alive(cancelled));
+  EXPECT_TRUE(Alive(kept));
+  // The finished runner is reaped: later heartbeats list only the other.
+  EXPECT_GE(WaitForRunning(before, {"j-2/1/0"}), 0);
+}
+
+TEST_F(DaemonTest, StopAbandonsRunningTrainersAndRunReturns) {
+  StartDaemon();
+  Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+  ASSERT_GE(WaitForRunning(0, {"j-1/1/0"}), 0);
+  ASSERT_TRUE(WaitForTrainers(1));
+  const pid_t trainer = TrainerPid(0);
+  absl::Time start = absl::Now();
+  daemon_->Stop();
+  run_thread_.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  EXPECT_FALSE(Alive(trainer));
+  absl::MutexLock lock(&link_->mu_);
+  EXPECT_EQ(link_->completions_, 0);
+}
+
+TEST_F(DaemonTest, StopEndsRegistrationRetries) {
+  StartDaemon([](RecordingLink& link) {
+    for (int i = 0; i < 1000; ++i) link.register_failures_.push_back(absl::UnavailableError("connection refused"));
+  });
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        absl::MutexLock lock(&link_->mu_);
+        return link_->register_requests_.size() >= 2;
+      },
+      kTimeout));
+  absl::Time start = absl::Now();
+  daemon_->Stop();
+  run_thread_.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  EXPECT_FALSE(std::filesystem::exists(ReadyFile()));
+  EXPECT_EQ(Heartbeats(), 0u);
+}
+
+}  // namespace
+}  // namespace dfv::daemon
