@@ -15,11 +15,11 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/assignment_key.h"  // one rank of one attempt, as placed on a worker
 #include "proto/dfv.pb.h"
 #include "server/clock.h"
 
@@ -33,19 +33,6 @@ struct WorkerRegistryOptions {
   int64_t heartbeat_interval_ms = 500;
   // How long a lost worker stays listed (WORKER_LOST) before it is forgotten.
   int64_t lost_retention_ms = 10 * 60 * 1000;
-};
-
-// One rank of one attempt, as placed on a worker.
-struct AssignmentKey {
-  std::string job_id;
-  int32_t attempt = 0;
-  int32_t rank = 0;
-  bool operator<(const AssignmentKey& other) const {
-    return std::tie(job_id, attempt, rank) < std::tie(other.job_id, other.attempt, other.rank);
-  }
-  bool operator==(const AssignmentKey& other) const {
-    return job_id == other.job_id && attempt == other.attempt && rank == other.rank;
-  }
 };
 
 // An assignment that occupies one of a worker's slots until the worker

@@ -12,16 +12,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/assignment_key.h"  // which rank of which attempt a call is about
 #include "proto/dfv.grpc.pb.h"
 
 namespace dfv::daemon {
-
-// Which rank of which attempt a call is about.
-struct AssignmentKey {
-  std::string job_id;
-  int attempt = 0;
-  int rank = 0;
-};
 
 // The link owns the session: RegisterWorker starts one and the link quotes
 // its worker id in every later call that names the worker (the daemon never

@@ -120,9 +120,9 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
     spdlog::error("refusing assignment with unsafe job id '{}'", a.job_id());
     return;
   }
+  const AssignmentKey key{a.job_id(), a.attempt(), a.rank()};
   for (const auto& runner : runners_) {
-    const AssignmentKey& k = runner->key();
-    if (k.job_id == a.job_id() && k.attempt == a.attempt() && k.rank == a.rank()) return;  // duplicate
+    if (runner->key() == key) return;  // delivered again
   }
   RunnerOptions options;
   options.assignment = a;
