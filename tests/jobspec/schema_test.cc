@@ -122,6 +122,26 @@ TEST(SchemaDocumentationTest, DescribesEachModel) {
   EXPECT_THAT(doc, HasSubstr("grids: [reconstruction, random]"));
 }
 
+TEST(SchemaFieldTest, OtherVariantKeysGetTheirReasonOrAreIgnored) {
+  using F = FieldSchema;
+  F root = F::Section("", "", {F::Section("s", "", {F::Int("a", "").Default(int64_t{1})})});
+  EXPECT_FALSE(CheckFieldPath(root, "s.a").has_value());
+  std::optional<SpecError> unknown = CheckFieldPath(root, "s.b");
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->field, "s.b");
+  EXPECT_EQ(unknown->message, "unknown key; did you mean 'a'?");
+  std::optional<SpecError> below_leaf = CheckFieldPath(root, "s.a.x");
+  ASSERT_TRUE(below_leaf.has_value());
+  EXPECT_EQ(below_leaf->field, "s.a.x");
+
+  F variant = F::Section("s", "", {F::Int("a", "")});
+  variant.OtherVariantKey("b", "b belongs to the other variant");
+  EXPECT_EQ(UnknownKeyMessage(variant, "b"), "unknown key; b belongs to the other variant");
+  EXPECT_EQ(UnknownKeyMessage(variant, "zzz"), "unknown key; allowed keys: a");
+  F variant_root = F::Section("", "", {variant});
+  EXPECT_FALSE(CheckFieldPath(variant_root, "s.b").has_value());
+}
+
 TEST(SchemaJobTest, EveryLeafOfEachModelSchemaHasADefaultOrIsRequired) {
   // Walks the schema tree: a leaf with neither would leave a JobSpec member
   // unset, which ToJobSpec treats as a bug.
