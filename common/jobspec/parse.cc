@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "common/jobspec/job_schema.h"
 #include "common/status_macros.h"
 
@@ -136,13 +137,19 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
     for (SpecError& error : override_errors) ranked.emplace_back(1 + i, std::move(error));
   }
 
-  // `model` decides part of the schema; when it is missing or unknown the
-  // rest is still checked (and the validator reports the model itself).
+  // `model` and `dataset.kind` decide part of the schema; when one is missing
+  // or unknown the rest is still checked (and the validator reports it).
   const YAML::Node& const_doc = doc;
   const YAML::Node model_node = const_doc["model"];
   const ModelInfo* model =
       model_node.IsDefined() && model_node.IsScalar() ? FindModel(model_node.Scalar()) : nullptr;
-  const JobSchema schema(model);
+  const DatasetInfo* dataset = nullptr;
+  if (const YAML::Node dataset_node = const_doc["dataset"];
+      dataset_node.IsDefined() && dataset_node.IsMap()) {
+    const YAML::Node kind_node = dataset_node["kind"];
+    if (kind_node.IsDefined() && kind_node.IsScalar()) dataset = FindDataset(kind_node.Scalar());
+  }
+  const JobSchema schema(model, dataset);
   ResolvedValues values;
   std::vector<SpecError> found;
   ValidateDocument(schema.root(), doc, &values, &found);
@@ -208,13 +215,13 @@ absl::Status SpecErrorsToStatus(const std::vector<SpecError>& errors) {
 }
 
 std::string JobSpecToYaml(const JobSpec& spec) {
-  const JobSchema schema(FindModel(spec.model));
+  const JobSchema schema(FindModel(spec.model), FindDataset(spec.dataset.kind));
   return EmitYaml(schema.root(), schema.FromJobSpec(spec));
 }
 
 bool SpecsEqual(const JobSpec& a, const JobSpec& b) {
-  if (a.model != b.model) return false;
-  const JobSchema schema(FindModel(a.model));
+  if (a.model != b.model || a.dataset.kind != b.dataset.kind) return false;
+  const JobSchema schema(FindModel(a.model), FindDataset(a.dataset.kind));
   const ResolvedValues va = schema.FromJobSpec(a);
   const ResolvedValues vb = schema.FromJobSpec(b);
   return std::equal(va.begin(), va.end(), vb.begin(), vb.end(), [](const auto& x, const auto& y) {

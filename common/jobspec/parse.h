@@ -5,9 +5,9 @@
 //   options.overrides = {"train.lr=1e-4"};   // from --set
 //   absl::StatusOr<JobSpec> spec = dfv::jobspec::ParseJobSpec(text, options);
 //
-// A job file is YAML, checked against the schema (job_schema.h, catalogue.h):
-// types, ranges, allowed values, required fields, unknown keys, and the rules
-// that span fields. Every problem is reported, not only the first. All
+// A job file is YAML, checked against the schema (job_schema.h, catalogue.h,
+// dataset_catalogue.h): types, ranges, allowed values, required fields,
+// unknown keys, and the rules that span fields. Every problem is reported, not only the first. All
 // functions here are thread-safe and never throw.
 #ifndef DFV_COMMON_JOBSPEC_PARSE_H_
 #define DFV_COMMON_JOBSPEC_PARSE_H_

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "common/jobspec/job_schema.h"
 
 namespace dfv::jobspec {
@@ -122,6 +123,18 @@ TEST(SchemaDocumentationTest, DescribesEachModel) {
   EXPECT_THAT(doc, HasSubstr("grids: [reconstruction, random]"));
 }
 
+TEST(SchemaDocumentationTest, DescribesEachDataSet) {
+  const std::string doc = SchemaDocumentation();
+  for (const DatasetInfo& dataset : DatasetCatalogue()) {
+    EXPECT_THAT(doc, HasSubstr("# dataset.kind: " + dataset.name + "  " + dataset.summary)) << dataset.name;
+    for (const FieldSchema& field : dataset.fields) EXPECT_THAT(doc, HasSubstr(field.name() + ":"));
+  }
+  EXPECT_THAT(doc, HasSubstr("sprites_train: 20000"));
+  EXPECT_THAT(doc, HasSubstr("attr_file: list_attr_celeba.txt"));
+  EXPECT_THAT(doc, HasSubstr("path: data/mnist"));
+  EXPECT_THAT(doc, HasSubstr("none, required when dataset.kind is image_folder"));
+}
+
 TEST(SchemaFieldTest, OtherVariantKeysGetTheirReasonOrAreIgnored) {
   using F = FieldSchema;
   F root = F::Section("", "", {F::Section("s", "", {F::Int("a", "").Default(int64_t{1})})});
@@ -157,7 +170,12 @@ TEST(SchemaJobTest, EveryLeafOfEachModelSchemaHasADefaultOrIsRequired) {
       }
     }
   };
-  for (const ModelInfo& model : ModelCatalogue()) Walker::Walk(JobSchema(&model).root(), "");
+  for (const ModelInfo& model : ModelCatalogue()) {
+    for (const DatasetInfo& dataset : DatasetCatalogue()) {
+      SCOPED_TRACE(model.name + " on " + dataset.name);
+      Walker::Walk(JobSchema(&model, &dataset).root(), "");
+    }
+  }
 }
 
 }  // namespace
