@@ -447,7 +447,8 @@ std::string SchemaDocumentation() {
   std::string out =
       "# dfv job file schema: every field, its default, what is allowed.\n"
       "# A field with nothing after the colon has no fixed default (see its comment).\n"
-      "# Any field can also be set with --set key.path=value.\n";
+      "# Any field can also be set with --set key.path=value, or removed (so its\n"
+      "# default applies) with --set key.path=null.\n";
   absl::StrAppend(&out, DocumentSchema(JobSchema(nullptr, nullptr).root()));
   absl::StrAppend(&out,
                   "\n# Models. `model` decides the fields of model_params and train.loss, the\n"

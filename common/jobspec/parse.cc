@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -23,16 +24,23 @@ namespace {
 int LineOf(const YAML::Mark& mark) { return mark.line >= 0 ? mark.line + 1 : 0; }
 
 // Which override put each path into the document: path -> index into the
-// override list. Covers the leaf each override sets and the sections it had
-// to create, so an error at (or under) such a path is the override's.
+// override list. Covers the leaf each override sets or removes and the
+// sections it had to create, so an error at (or under) such a path is the
+// override's.
 using OverrideOrigins = std::map<std::string, size_t>;
 
 std::string OverrideSource(const std::string& text) { return "--set " + text; }
 
-// Applies override `index`, "key.path=value", to `doc` (a mapping). Appends
-// an error (with its source) when it cannot be applied.
+// The keys overrides removed ("key.path=null"), each with its override's
+// index. Checked against the schema once the document is complete, since the
+// schema depends on model and dataset.kind, which overrides may change.
+using RemovedKeys = std::vector<std::pair<std::string, size_t>>;
+
+// Applies override `index`, "key.path=value", to `doc` (a mapping); a null
+// value ("null" or "~") removes the key instead. Appends an error (with its
+// source) when it cannot be applied.
 void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
-                   OverrideOrigins* origins, std::vector<SpecError>* errors) {
+                   OverrideOrigins* origins, RemovedKeys* removed, std::vector<SpecError>* errors) {
   const std::string source = OverrideSource(text);
   const size_t eq = text.find('=');
   const std::string key(absl::StripAsciiWhitespace(text.substr(0, eq)));
@@ -44,9 +52,17 @@ void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
                        source});
     return;
   }
+  const std::string raw_value = text.substr(eq + 1);
+  if (absl::StripAsciiWhitespace(raw_value).empty()) {
+    errors->push_back({key, 0,
+                       absl::StrCat("no value; write ", key, "=null to remove the key, or ", key,
+                                    "=\"\" for an empty string"),
+                       source});
+    return;
+  }
   YAML::Node value;
   try {
-    value = YAML::Load(text.substr(eq + 1));
+    value = YAML::Load(raw_value);
   } catch (const YAML::Exception& e) {
     errors->push_back({key, 0, "the value is not valid YAML: " + e.msg, source});
     return;
@@ -57,19 +73,35 @@ void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
     return;
   }
 
-  // Walk down, creating missing sections; `current` is rebound with reset()
-  // because assigning one yaml-cpp node to another writes through.
+  // Walk down, creating missing sections when setting; `current` is rebound
+  // with reset() because assigning one yaml-cpp node to another writes
+  // through.
   YAML::Node current;
   current.reset(*doc);
   std::string path;
   for (size_t i = 0; i < parts.size(); ++i) {
     if (current.IsDefined() && !current.IsMap() && !current.IsNull()) {
       errors->push_back({path, 0,
-                         absl::StrCat("cannot set ", key, ": ", path, " is not a section"),
+                         absl::StrCat(value.IsNull() ? "cannot remove " : "cannot set ", key, ": ", path,
+                                      " is not a section"),
                          source});
       return;
     }
     path = path.empty() ? parts[i] : absl::StrCat(path, ".", parts[i]);
+    if (value.IsNull()) {
+      // Removing: walk without creating anything; a key that is not there is
+      // already removed.
+      const YAML::Node& const_current = current;
+      const bool present = const_current.IsMap() && const_current[parts[i]].IsDefined();
+      if (i + 1 == parts.size() || !present) {
+        if (present) current.remove(parts[i]);
+        (*origins)[key] = index;
+        removed->emplace_back(key, index);
+        return;
+      }
+      current.reset(const_current[parts[i]]);
+      continue;
+    }
     YAML::Node child = current[parts[i]];
     if (i + 1 == parts.size()) {
       current[parts[i]] = value;
@@ -131,9 +163,10 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
   // Each error with its rank: 0 for the file, 1 + i for override i.
   std::vector<std::pair<size_t, SpecError>> ranked;
   OverrideOrigins origins;
+  RemovedKeys removed;
   for (size_t i = 0; i < options.overrides.size(); ++i) {
     std::vector<SpecError> override_errors;
-    ApplyOverride(options.overrides[i], i, &doc, &origins, &override_errors);
+    ApplyOverride(options.overrides[i], i, &doc, &origins, &removed, &override_errors);
     for (SpecError& error : override_errors) ranked.emplace_back(1 + i, std::move(error));
   }
 
@@ -154,6 +187,13 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
   std::vector<SpecError> found;
   ValidateDocument(schema.root(), doc, &values, &found);
   schema.ApplyRules(&values, &found);
+  // A removed key must be one the schema knows, like a key that is set.
+  for (const auto& [key, index] : removed) {
+    if (std::optional<SpecError> error = CheckFieldPath(schema.root(), key)) {
+      error->source = OverrideSource(options.overrides[index]);
+      ranked.emplace_back(1 + index, std::move(*error));
+    }
+  }
 
   // Locate each error: in the file, or in the override that put it there.
   for (SpecError& error : found) {

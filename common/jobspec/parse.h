@@ -32,6 +32,10 @@ struct ParseOptions {
   // "key.path=value" strings (from --set), applied in order to the document
   // before validation. The value is read as YAML: a scalar or a flow list
   // such as "train.betas=[0.5,0.999]". Intermediate sections are created.
+  // "key.path=null" (or ~) removes the key, so its default applies (or, for
+  // a required key, the usual "required" error); the key must still be one
+  // the schema knows. An empty value is an error (write "" for an empty
+  // string).
   std::vector<std::string> overrides;
 };
 
