@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
   auto* submit_cmd = app.add_subcommand("submit", "validate a job file and submit it");
   submit_cmd->add_option("file", submit.file, "job file (YAML)")->required();
   submit_cmd->add_option("--set", submit.overrides,
-                         "override a job field: key.path=value (repeatable)");
+                         "override a job field: key.path=value, or key.path=null to remove it so "
+                         "its default applies (repeatable, applied in order)");
   submit_cmd->add_flag("--wait", submit.wait_for_workers,
                        "queue the job even if the live workers have fewer slots of its device than "
                        "resources.workers (it waits until workers join); without it such a job is "

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -103,50 +104,106 @@ Decl ModelSection(FieldSchema section, JobSchema::ParamAccess params) {
   return Decl{std::move(section), {}, std::move(params), {}};
 }
 
-// Where each data set comes from; nullptr: generated, so it takes no path;
-// "": no default, the job must give one.
-struct DatasetKind {
-  const char* name;
-  const char* default_path;
-};
-constexpr DatasetKind kDatasetKinds[] = {
-    {"fashion_mnist", "/usr/share/datasets/fashion-mnist"},
-    {"mnist", "data/mnist"},
-    {"sprites", nullptr},
-    {"image_folder", ""},
-};
-
-const DatasetKind* FindDatasetKind(const std::string& name) {
-  for (const DatasetKind& kind : kDatasetKinds) {
-    if (name == kind.name) return &kind;
-  }
-  return nullptr;
-}
-
-std::vector<std::string> DatasetKindNames() {
-  std::vector<std::string> names;
-  for (const DatasetKind& kind : kDatasetKinds) names.push_back(kind.name);
-  return names;
-}
-
+// dataset.path's default or rule for each kind, for the documentation of the
+// kind-independent schema.
 std::string DatasetPathNote() {
   std::vector<std::string> parts;
-  for (const DatasetKind& kind : kDatasetKinds) {
-    if (kind.default_path == nullptr) {
-      parts.push_back(absl::StrCat(kind.name, ": none (generated; a path is an error)"));
-    } else if (*kind.default_path == '\0') {
-      parts.push_back(absl::StrCat(kind.name, ": required"));
-    } else {
-      parts.push_back(absl::StrCat(kind.name, ": ", kind.default_path));
+  for (const DatasetInfo& kind : DatasetCatalogue()) {
+    switch (kind.path.type) {
+      case DatasetPathRule::Type::kGenerated:
+        parts.push_back(absl::StrCat(kind.name, ": none (generated; a path is an error)"));
+        break;
+      case DatasetPathRule::Type::kRequired:
+        parts.push_back(absl::StrCat(kind.name, ": required"));
+        break;
+      case DatasetPathRule::Type::kDefault:
+        parts.push_back(absl::StrCat(kind.name, ": ", kind.path.default_path));
+        break;
     }
   }
   return absl::StrCat("by dataset.kind (", absl::StrJoin(parts, ", "), ")");
 }
 
+// dataset.path as `dataset` (nullptr: unknown kind) declares it.
+FieldSchema DatasetPathField(const DatasetInfo* dataset) {
+  if (dataset == nullptr) {
+    return F::String("path", "the data set's folder (see Data sets below)").DefaultNote(DatasetPathNote());
+  }
+  const DatasetPathRule& rule = dataset->path;
+  switch (rule.type) {
+    case DatasetPathRule::Type::kDefault:
+      return F::String("path", rule.what).Default(rule.default_path);
+    case DatasetPathRule::Type::kRequired:
+      return F::String("path", rule.what)
+          .DefaultNote(absl::StrCat("none, required when dataset.kind is ", dataset->name));
+    case DatasetPathRule::Type::kGenerated:
+      break;
+  }
+  return F::String("path", "none: the data set is generated, so a path is an error")
+      .Default(std::string(""));
+}
+
+// A field of the chosen kind's own, kept in DatasetSpec::params.
+JobSchema::Binding BindDatasetParam(const std::string& name) {
+  return {[name](const JobSpec& spec) {
+            auto it = spec.dataset.params.values().find(name);
+            if (it == spec.dataset.params.values().end()) {
+              BindingBug("dataset.params of kind " + spec.dataset.kind + " has no " + name);
+            }
+            return FromParamValue(it->second);
+          },
+          [name](const Value& value, JobSpec* spec) { spec->dataset.params.Set(name, ToParamValue(value)); }};
+}
+
+// The `dataset` section for `dataset` (nullptr: the kind is missing or
+// unknown): the fields every kind shares, then the kind's own fields. The
+// fields of the other kinds are known keys of another variant: an error that
+// names their kinds, or (kind unknown) accepted unchecked, as model_params is
+// while the model is unknown.
+Decl DeclareDataset(const DatasetInfo* dataset) {
+  F section = F::Section("dataset", "the training data");
+  if (dataset == nullptr) section.DefaultNote("its other fields depend on kind; see Data sets below");
+  std::map<std::string, std::vector<std::string>> owners;  // field -> kinds that have it
+  for (const DatasetInfo& kind : DatasetCatalogue()) {
+    for (const FieldSchema& field : kind.fields) owners[field.name()].push_back(kind.name);
+  }
+  std::vector<Decl> children = {
+      Leaf(F::Enum("kind", DatasetKinds(), "which data set").Required(),
+           Bind(&JobSpec::dataset, &DatasetSpec::kind)),
+      Leaf(DatasetPathField(dataset), Bind(&JobSpec::dataset, &DatasetSpec::path)),
+      Leaf(F::Int("image_size", "images are resized to image_size x image_size")
+               .Default(int64_t{28}).Range(16, 128),
+           Bind(&JobSpec::dataset, &DatasetSpec::image_size)),
+      Leaf(F::Int("channels", "image channels; 0 means the data set's own")
+               .Default(int64_t{0}).OneOf({0, 1, 3}),
+           Bind(&JobSpec::dataset, &DatasetSpec::channels)),
+      Leaf(F::Int("train_limit", "use only the first N training images (0 = all)")
+               .Default(int64_t{0}).Min(0),
+           Bind(&JobSpec::dataset, &DatasetSpec::train_limit)),
+      Leaf(F::Int("test_limit", "use only the first N test images (0 = all)")
+               .Default(int64_t{0}).Min(0),
+           Bind(&JobSpec::dataset, &DatasetSpec::test_limit)),
+  };
+  if (dataset != nullptr) {
+    for (const FieldSchema& field : dataset->fields) {
+      children.push_back(Leaf(field, BindDatasetParam(field.name())));
+      owners.erase(field.name());
+    }
+  }
+  for (const auto& [name, kinds] : owners) {
+    section.OtherVariantKey(
+        name, dataset == nullptr ? ""
+                                 : absl::StrCat("it is a field of dataset.kind ", absl::StrJoin(kinds, " and "),
+                                                ", not of ", dataset->name));
+  }
+  return Decl{std::move(section), {}, {}, std::move(children)};
+}
+
 constexpr char kJobNameRule[] = "1 to 64 characters from [A-Za-z0-9_.-], not starting with '.' or '-'";
 
-// The job file, in document order. `model` may be nullptr (unknown model).
-Decl DeclareJob(const ModelInfo* model) {
+// The job file, in document order. `model` and `dataset` may be nullptr
+// (missing or unknown).
+Decl DeclareJob(const ModelInfo* model, const DatasetInfo* dataset) {
   const bool known = model != nullptr;
 
   F model_params = F::Section("model_params", "settings of the chosen model",
@@ -178,43 +235,7 @@ Decl DeclareJob(const ModelInfo* model) {
            Bind(&JobSpec::name)),
       Leaf(F::Enum("model", ModelNames(), "which model to train").Required(),
            Bind(&JobSpec::model)),
-      Section("dataset", "the training data", {
-          Leaf(F::Enum("kind", DatasetKindNames(), "which data set").Required(),
-               Bind(&JobSpec::dataset, &DatasetSpec::kind)),
-          Leaf(F::String("path", "folder of the IDX files, or of the images and attribute file")
-                   .DefaultNote(DatasetPathNote()),
-               Bind(&JobSpec::dataset, &DatasetSpec::path)),
-          Leaf(F::Int("image_size", "images are resized to image_size x image_size")
-                   .Default(int64_t{28}).Range(16, 128),
-               Bind(&JobSpec::dataset, &DatasetSpec::image_size)),
-          Leaf(F::Int("channels", "image channels; 0 means the data set's own")
-                   .Default(int64_t{0}).OneOf({0, 1, 3}),
-               Bind(&JobSpec::dataset, &DatasetSpec::channels)),
-          Leaf(F::Int("train_limit", "use only the first N training images (0 = all)")
-                   .Default(int64_t{0}).Min(0),
-               Bind(&JobSpec::dataset, &DatasetSpec::train_limit)),
-          Leaf(F::Int("test_limit", "use only the first N test images (0 = all)")
-                   .Default(int64_t{0}).Min(0),
-               Bind(&JobSpec::dataset, &DatasetSpec::test_limit)),
-          Leaf(F::Int("seed", "sprites: generator seed; image_folder: seed of the 90/10 train/test "
-                              "split when there is no list_eval_partition.txt")
-                   .Default(int64_t{1}).Min(0),
-               Bind(&JobSpec::dataset, &DatasetSpec::seed)),
-          Leaf(F::Int("sprites_train", "sprites: training images generated")
-                   .Default(int64_t{20000}).Range(1, 1000000),
-               Bind(&JobSpec::dataset, &DatasetSpec::sprites_train)),
-          Leaf(F::Int("sprites_test", "sprites: test images generated")
-                   .Default(int64_t{2000}).Range(1, 1000000),
-               Bind(&JobSpec::dataset, &DatasetSpec::sprites_test)),
-          Leaf(F::String("attr_file", "image_folder: the attribute file (CelebA's list_attr_celeba.txt "
-                                      "layout), relative to path unless absolute")
-                   .Default(std::string("list_attr_celeba.txt")),
-               Bind(&JobSpec::dataset, &DatasetSpec::attr_file)),
-          Leaf(F::String("attribute", "image_folder: the attribute file's column whose values are the "
-                                      "classes, e.g. Eyeglasses (required for image_folder)")
-                   .Default(std::string("")),
-               Bind(&JobSpec::dataset, &DatasetSpec::attribute)),
-      }),
+      DeclareDataset(dataset),
       ModelSection(model_params,
                    {[](const JobSpec& spec) -> const ParamMap& { return spec.model_params; },
                     [](JobSpec* spec) { return &spec->model_params; }}),
@@ -293,7 +314,8 @@ std::string JoinPath(const std::string& parent, const std::string& name) {
 
 }  // namespace
 
-JobSchema::JobSchema(const ModelInfo* model) : model_(model), root_(F::Section("", "")) {
+JobSchema::JobSchema(const ModelInfo* model, const DatasetInfo* dataset)
+    : model_(model), dataset_(dataset), root_(F::Section("", "")) {
   // Turns the Decl tree into the schema tree and the binding tables.
   struct Builder {
     JobSchema* schema;
@@ -315,7 +337,7 @@ JobSchema::JobSchema(const ModelInfo* model) : model_(model), root_(F::Section("
       return section;
     }
   };
-  Decl root = DeclareJob(model);
+  Decl root = DeclareJob(model, dataset);
   root_ = Builder{this}.Build(root, "");
 }
 
@@ -325,49 +347,31 @@ void JobSchema::ApplyRules(ResolvedValues* values, std::vector<SpecError>* error
     return it == values->end() ? nullptr : std::get_if<std::string>(&it->second.value);
   };
 
-  // dataset.path follows dataset.kind.
-  if (const std::string* kind_name = string_at("dataset.kind")) {
-    const DatasetKind* kind = FindDatasetKind(*kind_name);
+  // dataset.path follows the kind's rule; its default, if any, is in the schema.
+  if (dataset_ != nullptr) {
+    const DatasetPathRule& rule = dataset_->path;
+    const std::string& kind = dataset_->name;
     auto path = values->find("dataset.path");
-    if (kind == nullptr) BindingBug("dataset kind " + *kind_name + " has no entry");
     if (path == values->end()) {
-      if (kind->default_path != nullptr && *kind->default_path == '\0') {
-        errors->push_back({"dataset.path", values->at("dataset.kind").line,
-                           absl::StrCat("is required when dataset.kind is ", kind->name,
-                                        " (the folder of the images and the attribute file)"),
+      if (rule.type == DatasetPathRule::Type::kRequired) {
+        auto kind_value = values->find("dataset.kind");
+        errors->push_back({"dataset.path", kind_value == values->end() ? 0 : kind_value->second.line,
+                           absl::StrCat("is required when dataset.kind is ", kind, " (", rule.what, ")"),
                            ""});
       }
-      (*values)["dataset.path"] = ResolvedField{
-          std::string(kind->default_path == nullptr ? "" : kind->default_path), false, 0};
     } else {
       const std::string& given = std::get<std::string>(path->second.value);
-      if (kind->default_path == nullptr && !given.empty()) {
+      if (rule.type == DatasetPathRule::Type::kGenerated && !given.empty()) {
         errors->push_back({"dataset.path", path->second.line,
-                           absl::StrCat("must not be set when dataset.kind is ", kind->name,
+                           absl::StrCat("must not be set when dataset.kind is ", kind,
                                         " (the data set is generated), got \"", given, "\""),
                            ""});
-      } else if (kind->default_path != nullptr && given.empty()) {
+      } else if (rule.type != DatasetPathRule::Type::kGenerated && given.empty()) {
         errors->push_back({"dataset.path", path->second.line,
-                           *kind->default_path == '\0'
-                               ? absl::StrCat("must not be empty when dataset.kind is ", kind->name)
-                               : absl::StrCat("must not be empty when dataset.kind is ", kind->name,
-                                              " (leave it out for ", kind->default_path, ")"),
-                           ""});
-      }
-    }
-    // dataset.attribute names the class of image_folder and of nothing else.
-    auto attribute = values->find("dataset.attribute");
-    if (attribute != values->end()) {
-      const std::string& name = std::get<std::string>(attribute->second.value);
-      if (*kind_name == "image_folder" && name.empty()) {
-        errors->push_back({"dataset.attribute", attribute->second.line,
-                           "is required when dataset.kind is image_folder: the attribute file's column "
-                           "that is the class (e.g. Eyeglasses)",
-                           ""});
-      } else if (*kind_name != "image_folder" && !name.empty()) {
-        errors->push_back({"dataset.attribute", attribute->second.line,
-                           absl::StrCat("must not be set when dataset.kind is ", *kind_name,
-                                        " (only image_folder has attributes), got \"", name, "\""),
+                           rule.type == DatasetPathRule::Type::kRequired
+                               ? absl::StrCat("must not be empty when dataset.kind is ", kind)
+                               : absl::StrCat("must not be empty when dataset.kind is ", kind,
+                                              " (leave it out for ", rule.default_path, ")"),
                            ""});
       }
     }
@@ -396,7 +400,9 @@ void JobSchema::ApplyRules(ResolvedValues* values, std::vector<SpecError>* error
 }
 
 JobSpec JobSchema::ToJobSpec(const ResolvedValues& values) const {
-  if (model_ == nullptr) BindingBug("ToJobSpec needs a schema built for a model");
+  if (model_ == nullptr || dataset_ == nullptr) {
+    BindingBug("ToJobSpec needs a schema built for a model and a data set kind");
+  }
   JobSpec spec;
   for (const auto& [path, binding] : leaves_) {
     auto it = values.find(path);
@@ -441,14 +447,15 @@ std::string SchemaDocumentation() {
   std::string out =
       "# dfv job file schema: every field, its default, what is allowed.\n"
       "# A field with nothing after the colon has no fixed default (see its comment).\n"
-      "# Any field can also be set with --set key.path=value.\n";
-  absl::StrAppend(&out, DocumentSchema(JobSchema(nullptr).root()));
+      "# Any field can also be set with --set key.path=value, or removed (so its\n"
+      "# default applies) with --set key.path=null.\n";
+  absl::StrAppend(&out, DocumentSchema(JobSchema(nullptr, nullptr).root()));
   absl::StrAppend(&out,
                   "\n# Models. `model` decides the fields of model_params and train.loss, the\n"
                   "# defaults of train.lr, train.betas and train.batch_size, and the allowed\n"
                   "# samples.grids (all of them by default).\n");
   for (const ModelInfo& model : ModelCatalogue()) {
-    const JobSchema schema(&model);
+    const JobSchema schema(&model, nullptr);
     const FieldSchema& train = *schema.root().FindChild("train");
     const FieldSchema& samples = *schema.root().FindChild("samples");
     FieldSchema view = F::Section("", "");
@@ -459,6 +466,21 @@ std::string SchemaDocumentation() {
     view.Add(F::Section("samples", samples.doc(), {*samples.FindChild("grids")}));
     absl::StrAppend(&out, "#\n# model: ", model.name, "  (", model.source, ") ", model.summary,
                     "\n");
+    for (absl::string_view line : absl::StrSplit(DocumentSchema(view, 2), '\n', absl::SkipEmpty())) {
+      absl::StrAppend(&out, "#", line, "\n");
+    }
+  }
+  absl::StrAppend(&out,
+                  "\n# Data sets. `dataset.kind` decides the rule and default of dataset.path and\n"
+                  "# the kind's own fields, written in the dataset section beside the others\n"
+                  "# (a field of another kind is an error).\n");
+  for (const DatasetInfo& kind : DatasetCatalogue()) {
+    const JobSchema schema(nullptr, &kind);
+    const FieldSchema& dataset = *schema.root().FindChild("dataset");
+    F section = F::Section("dataset", dataset.doc(), {*dataset.FindChild("path")});
+    for (const FieldSchema& field : kind.fields) section.Add(field);
+    FieldSchema view = F::Section("", "", {section});
+    absl::StrAppend(&out, "#\n# dataset.kind: ", kind.name, "  ", kind.summary, "\n");
     for (absl::string_view line : absl::StrSplit(DocumentSchema(view, 2), '\n', absl::SkipEmpty())) {
       absl::StrAppend(&out, "#", line, "\n");
     }

@@ -1,7 +1,9 @@
 // The job file's schema: every JobSpec field declared once, in job_schema.cc,
 // as data (type, default, allowed values, doc line) together with the JobSpec
 // member it fills. The model-specific parts (model_params, train.loss, some
-// train defaults, samples.grids) come from the catalogue (catalogue.h).
+// train defaults, samples.grids) come from the model catalogue (catalogue.h);
+// the data-set-specific parts (dataset.path's rule, the kind's own fields of
+// the dataset section) from the data set catalogue (dataset_catalogue.h).
 //
 // Most callers want parse.h; this header is for the parser, the printers and
 // tests. A JobSchema is immutable after construction and thread-safe.
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "common/jobspec/job_spec.h"
 #include "common/jobspec/schema.h"
 
@@ -21,27 +24,32 @@ namespace dfv::jobspec {
 
 class JobSchema {
  public:
-  // The schema for jobs of `model`. With nullptr (the model is missing or
-  // unknown) the model-specific parts are left unchecked and the per-model
-  // defaults are absent; the documentation is printed from this form.
-  explicit JobSchema(const ModelInfo* model);
+  // The schema for jobs of `model` on the data set kind `dataset`. With a
+  // nullptr model (missing or unknown) the model-specific parts are left
+  // unchecked and the per-model defaults are absent; with a nullptr dataset
+  // the dataset section takes only the fields every kind shares and accepts
+  // the fields of every kind unchecked. The documentation is printed from
+  // these forms.
+  JobSchema(const ModelInfo* model, const DatasetInfo* dataset);
 
   const FieldSchema& root() const { return root_; }
   const ModelInfo* model() const { return model_; }
+  const DatasetInfo* dataset() const { return dataset_; }
 
   // The rules that span fields, run on the output of ValidateDocument:
-  // fills the defaults that depend on other fields (dataset.path from
-  // dataset.kind, resources.gpus_per_worker from resources.device) and checks
-  // the combinations (no path for sprites, GPUs only with device cuda).
-  // Appends errors (without source) to `errors`.
+  // fills the defaults that depend on other fields (resources.gpus_per_worker
+  // from resources.device) and checks the combinations (dataset.path against
+  // the kind's path rule, GPUs only with device cuda). Appends errors
+  // (without source) to `errors`.
   void ApplyRules(ResolvedValues* values, std::vector<SpecError>* errors) const;
 
   // Fills a JobSpec from `values` that passed ValidateDocument and ApplyRules
-  // without errors, for a schema built with a model. A leaf without a value
-  // is a programming error and aborts.
+  // without errors, for a schema built with a model and a data set kind. A
+  // leaf without a value is a programming error and aborts.
   JobSpec ToJobSpec(const ResolvedValues& values) const;
 
-  // The inverse of ToJobSpec: every field of `spec` keyed by its path.
+  // The inverse of ToJobSpec: every field of `spec` keyed by its path. The
+  // kind's own fields must all be in spec.dataset.params (aborts otherwise).
   ResolvedValues FromJobSpec(const JobSpec& spec) const;
 
   // How a leaf reads and writes its JobSpec member.
@@ -57,6 +65,7 @@ class JobSchema {
 
  private:
   const ModelInfo* model_;
+  const DatasetInfo* dataset_;
   FieldSchema root_;
   std::map<std::string, Binding> leaves_;            // by dotted path
   std::map<std::string, ParamAccess> param_sections_;  // by dotted path
@@ -68,7 +77,8 @@ bool IsValidJobName(const std::string& name);
 
 // The whole schema as commented YAML: every field with its type, default,
 // allowed values and doc line, then each model's model_params, train.loss,
-// train defaults and grids. `dfv-worker schema` prints this.
+// train defaults and grids, then each data set kind's path rule and own
+// fields. `dfv-worker schema` prints this.
 std::string SchemaDocumentation();
 
 }  // namespace dfv::jobspec

@@ -12,11 +12,13 @@
 
 namespace dfv::jobspec {
 
-// A model-specific value (model_params and train.loss hold these).
+// A value of a section whose fields depend on a choice: the model's
+// (model_params, train.loss) or the data set kind's (dataset.params).
 using ParamValue = std::variant<int64_t, double, bool, std::string, std::vector<double>>;
 
-// Model-specific settings, already validated against the model's schema, so
-// lookups of declared names cannot fail. Asking for an undeclared name or the
+// Model- or data-set-specific settings, already validated against the
+// model's or kind's schema (catalogue.cc, dataset_catalogue.cc), so lookups
+// of declared names cannot fail. Asking for an undeclared name or the
 // wrong type is a programming error and aborts.
 class ParamMap {
  public:
@@ -35,19 +37,16 @@ class ParamMap {
 };
 
 struct DatasetSpec {
-  std::string kind;          // fashion_mnist | mnist | sprites | image_folder
-  std::string path;          // folder of IDX files or images (empty for sprites)
+  std::string kind;          // a kind of dataset_catalogue.cc, e.g. fashion_mnist or sprites
+  std::string path;          // the data set's folder; empty for a generated kind (sprites)
   int64_t image_size = 28;   // images are resized to image_size x image_size
   int64_t channels = 0;      // 1 or 3; 0 in a job file means "the data set's own"
   int64_t train_limit = 0;   // use only the first N training images (0 = all)
   int64_t test_limit = 0;    // use only the first N test images (0 = all)
-  uint64_t seed = 1;         // sprites: generator seed; image_folder: split seed
-  int64_t sprites_train = 20000;  // sprites: training images generated
-  int64_t sprites_test = 2000;    // sprites: test images generated
-  // image_folder: the attribute file (relative to path unless absolute) and
-  // the column of it whose values are the classes.
-  std::string attr_file = "list_attr_celeba.txt";
-  std::string attribute;
+  // The kind's own fields (written beside the ones above in the job file's
+  // dataset section), exactly those its catalogue entry declares, e.g.
+  // sprites: seed, sprites_train, sprites_test.
+  ParamMap params;
 };
 
 struct TrainSpec {

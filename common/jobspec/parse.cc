@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "common/jobspec/job_schema.h"
 #include "common/status_macros.h"
 
@@ -22,16 +24,23 @@ namespace {
 int LineOf(const YAML::Mark& mark) { return mark.line >= 0 ? mark.line + 1 : 0; }
 
 // Which override put each path into the document: path -> index into the
-// override list. Covers the leaf each override sets and the sections it had
-// to create, so an error at (or under) such a path is the override's.
+// override list. Covers the leaf each override sets or removes and the
+// sections it had to create, so an error at (or under) such a path is the
+// override's.
 using OverrideOrigins = std::map<std::string, size_t>;
 
 std::string OverrideSource(const std::string& text) { return "--set " + text; }
 
-// Applies override `index`, "key.path=value", to `doc` (a mapping). Appends
-// an error (with its source) when it cannot be applied.
+// The keys overrides removed ("key.path=null"), each with its override's
+// index. Checked against the schema once the document is complete, since the
+// schema depends on model and dataset.kind, which overrides may change.
+using RemovedKeys = std::vector<std::pair<std::string, size_t>>;
+
+// Applies override `index`, "key.path=value", to `doc` (a mapping); a null
+// value ("null" or "~") removes the key instead. Appends an error (with its
+// source) when it cannot be applied.
 void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
-                   OverrideOrigins* origins, std::vector<SpecError>* errors) {
+                   OverrideOrigins* origins, RemovedKeys* removed, std::vector<SpecError>* errors) {
   const std::string source = OverrideSource(text);
   const size_t eq = text.find('=');
   const std::string key(absl::StripAsciiWhitespace(text.substr(0, eq)));
@@ -43,9 +52,17 @@ void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
                        source});
     return;
   }
+  const std::string raw_value = text.substr(eq + 1);
+  if (absl::StripAsciiWhitespace(raw_value).empty()) {
+    errors->push_back({key, 0,
+                       absl::StrCat("no value; write ", key, "=null to remove the key, or ", key,
+                                    "=\"\" for an empty string"),
+                       source});
+    return;
+  }
   YAML::Node value;
   try {
-    value = YAML::Load(text.substr(eq + 1));
+    value = YAML::Load(raw_value);
   } catch (const YAML::Exception& e) {
     errors->push_back({key, 0, "the value is not valid YAML: " + e.msg, source});
     return;
@@ -56,19 +73,35 @@ void ApplyOverride(const std::string& text, size_t index, YAML::Node* doc,
     return;
   }
 
-  // Walk down, creating missing sections; `current` is rebound with reset()
-  // because assigning one yaml-cpp node to another writes through.
+  // Walk down, creating missing sections when setting; `current` is rebound
+  // with reset() because assigning one yaml-cpp node to another writes
+  // through.
   YAML::Node current;
   current.reset(*doc);
   std::string path;
   for (size_t i = 0; i < parts.size(); ++i) {
     if (current.IsDefined() && !current.IsMap() && !current.IsNull()) {
       errors->push_back({path, 0,
-                         absl::StrCat("cannot set ", key, ": ", path, " is not a section"),
+                         absl::StrCat(value.IsNull() ? "cannot remove " : "cannot set ", key, ": ", path,
+                                      " is not a section"),
                          source});
       return;
     }
     path = path.empty() ? parts[i] : absl::StrCat(path, ".", parts[i]);
+    if (value.IsNull()) {
+      // Removing: walk without creating anything; a key that is not there is
+      // already removed.
+      const YAML::Node& const_current = current;
+      const bool present = const_current.IsMap() && const_current[parts[i]].IsDefined();
+      if (i + 1 == parts.size() || !present) {
+        if (present) current.remove(parts[i]);
+        (*origins)[key] = index;
+        removed->emplace_back(key, index);
+        return;
+      }
+      current.reset(const_current[parts[i]]);
+      continue;
+    }
     YAML::Node child = current[parts[i]];
     if (i + 1 == parts.size()) {
       current[parts[i]] = value;
@@ -130,23 +163,37 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
   // Each error with its rank: 0 for the file, 1 + i for override i.
   std::vector<std::pair<size_t, SpecError>> ranked;
   OverrideOrigins origins;
+  RemovedKeys removed;
   for (size_t i = 0; i < options.overrides.size(); ++i) {
     std::vector<SpecError> override_errors;
-    ApplyOverride(options.overrides[i], i, &doc, &origins, &override_errors);
+    ApplyOverride(options.overrides[i], i, &doc, &origins, &removed, &override_errors);
     for (SpecError& error : override_errors) ranked.emplace_back(1 + i, std::move(error));
   }
 
-  // `model` decides part of the schema; when it is missing or unknown the
-  // rest is still checked (and the validator reports the model itself).
+  // `model` and `dataset.kind` decide part of the schema; when one is missing
+  // or unknown the rest is still checked (and the validator reports it).
   const YAML::Node& const_doc = doc;
   const YAML::Node model_node = const_doc["model"];
   const ModelInfo* model =
       model_node.IsDefined() && model_node.IsScalar() ? FindModel(model_node.Scalar()) : nullptr;
-  const JobSchema schema(model);
+  const DatasetInfo* dataset = nullptr;
+  if (const YAML::Node dataset_node = const_doc["dataset"];
+      dataset_node.IsDefined() && dataset_node.IsMap()) {
+    const YAML::Node kind_node = dataset_node["kind"];
+    if (kind_node.IsDefined() && kind_node.IsScalar()) dataset = FindDataset(kind_node.Scalar());
+  }
+  const JobSchema schema(model, dataset);
   ResolvedValues values;
   std::vector<SpecError> found;
   ValidateDocument(schema.root(), doc, &values, &found);
   schema.ApplyRules(&values, &found);
+  // A removed key must be one the schema knows, like a key that is set.
+  for (const auto& [key, index] : removed) {
+    if (std::optional<SpecError> error = CheckFieldPath(schema.root(), key)) {
+      error->source = OverrideSource(options.overrides[index]);
+      ranked.emplace_back(1 + index, std::move(*error));
+    }
+  }
 
   // Locate each error: in the file, or in the override that put it there.
   for (SpecError& error : found) {
@@ -208,13 +255,13 @@ absl::Status SpecErrorsToStatus(const std::vector<SpecError>& errors) {
 }
 
 std::string JobSpecToYaml(const JobSpec& spec) {
-  const JobSchema schema(FindModel(spec.model));
+  const JobSchema schema(FindModel(spec.model), FindDataset(spec.dataset.kind));
   return EmitYaml(schema.root(), schema.FromJobSpec(spec));
 }
 
 bool SpecsEqual(const JobSpec& a, const JobSpec& b) {
-  if (a.model != b.model) return false;
-  const JobSchema schema(FindModel(a.model));
+  if (a.model != b.model || a.dataset.kind != b.dataset.kind) return false;
+  const JobSchema schema(FindModel(a.model), FindDataset(a.dataset.kind));
   const ResolvedValues va = schema.FromJobSpec(a);
   const ResolvedValues vb = schema.FromJobSpec(b);
   return std::equal(va.begin(), va.end(), vb.begin(), vb.end(), [](const auto& x, const auto& y) {

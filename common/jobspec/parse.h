@@ -5,9 +5,9 @@
 //   options.overrides = {"train.lr=1e-4"};   // from --set
 //   absl::StatusOr<JobSpec> spec = dfv::jobspec::ParseJobSpec(text, options);
 //
-// A job file is YAML, checked against the schema (job_schema.h, catalogue.h):
-// types, ranges, allowed values, required fields, unknown keys, and the rules
-// that span fields. Every problem is reported, not only the first. All
+// A job file is YAML, checked against the schema (job_schema.h, catalogue.h,
+// dataset_catalogue.h): types, ranges, allowed values, required fields,
+// unknown keys, and the rules that span fields. Every problem is reported, not only the first. All
 // functions here are thread-safe and never throw.
 #ifndef DFV_COMMON_JOBSPEC_PARSE_H_
 #define DFV_COMMON_JOBSPEC_PARSE_H_
@@ -32,6 +32,10 @@ struct ParseOptions {
   // "key.path=value" strings (from --set), applied in order to the document
   // before validation. The value is read as YAML: a scalar or a flow list
   // such as "train.betas=[0.5,0.999]". Intermediate sections are created.
+  // "key.path=null" (or ~) removes the key, so its default applies (or, for
+  // a required key, the usual "required" error); the key must still be one
+  // the schema knows. An empty value is an error (write "" for an empty
+  // string).
   std::vector<std::string> overrides;
 };
 

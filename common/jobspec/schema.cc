@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace dfv::jobspec {
 namespace {
@@ -149,7 +150,10 @@ class Validator {
         }
         const FieldSchema* child = section.FindChild(name);
         if (child == nullptr) {
-          AddError(child_path, key_line, UnknownKeyMessage(section, name));
+          const std::string* other = section.FindOtherVariantKey(name);
+          if (other == nullptr || !other->empty()) {
+            AddError(child_path, key_line, UnknownKeyMessage(section, name));
+          }
           continue;
         }
         CheckField(*child, it->second, child_path, key_line);
@@ -167,15 +171,6 @@ class Validator {
 
   void AddValue(const std::string& path, Value value, bool given, int line) {
     (*values_)[path] = ResolvedField{std::move(value), given, line};
-  }
-
-  static std::string UnknownKeyMessage(const FieldSchema& section, const std::string& name) {
-    std::vector<std::string> known;
-    for (const FieldSchema& child : section.children()) known.push_back(child.name());
-    if (known.empty()) return "unknown key; this section takes no keys";
-    std::string best = ClosestName(name, known);
-    if (!best.empty()) return absl::StrCat("unknown key; did you mean '", best, "'?");
-    return absl::StrCat("unknown key; allowed keys: ", absl::StrJoin(known, ", "));
   }
 
   void CheckAbsent(const FieldSchema& field, const std::string& path, int section_line) {
@@ -493,9 +488,23 @@ FieldSchema& FieldSchema::Unchecked() {
 
 FieldSchema& FieldSchema::Add(FieldSchema child) {
   if (type_ != FieldType::kSection) SchemaBug(name_, "only a section has children");
-  if (FindChild(child.name()) != nullptr) SchemaBug(child.name(), "declared twice");
+  if (FindChild(child.name()) != nullptr || FindOtherVariantKey(child.name()) != nullptr) {
+    SchemaBug(child.name(), "declared twice");
+  }
   children_.push_back(std::move(child));
   return *this;
+}
+
+FieldSchema& FieldSchema::OtherVariantKey(std::string name, std::string reason) {
+  if (type_ != FieldType::kSection) SchemaBug(name_, "only a section has keys");
+  if (FindChild(name) != nullptr) SchemaBug(name, "is a child, not another variant's key");
+  other_variant_keys_[std::move(name)] = std::move(reason);
+  return *this;
+}
+
+const std::string* FieldSchema::FindOtherVariantKey(std::string_view name) const {
+  auto it = other_variant_keys_.find(name);
+  return it == other_variant_keys_.end() ? nullptr : &it->second;
 }
 
 const FieldSchema* FieldSchema::FindChild(std::string_view name) const {
@@ -611,6 +620,38 @@ std::optional<std::string> FieldSchema::CheckValue(const Value& value) const {
     }
     case FieldType::kSection:
       return got("a value");
+  }
+  return std::nullopt;
+}
+
+std::string UnknownKeyMessage(const FieldSchema& section, std::string_view name) {
+  if (const std::string* reason = section.FindOtherVariantKey(name); reason && !reason->empty()) {
+    return absl::StrCat("unknown key; ", *reason);
+  }
+  std::vector<std::string> known;
+  for (const FieldSchema& child : section.children()) known.push_back(child.name());
+  if (known.empty()) return "unknown key; this section takes no keys";
+  std::string best = ClosestName(name, known);
+  if (!best.empty()) return absl::StrCat("unknown key; did you mean '", best, "'?");
+  return absl::StrCat("unknown key; allowed keys: ", absl::StrJoin(known, ", "));
+}
+
+std::optional<SpecError> CheckFieldPath(const FieldSchema& root, const std::string& path) {
+  const FieldSchema* field = &root;
+  std::string walked;
+  for (const std::string& part : std::vector<std::string>(absl::StrSplit(path, '.'))) {
+    if (field->unchecked()) return std::nullopt;
+    const std::string next = JoinPath(walked, part);
+    if (field->type() != FieldType::kSection) {
+      return SpecError{next, 0, absl::StrCat("unknown key; ", walked, " is a value, not a section"), ""};
+    }
+    const FieldSchema* child = field->FindChild(part);
+    if (child == nullptr) {
+      if (field->FindOtherVariantKey(part) != nullptr) return std::nullopt;
+      return SpecError{next, 0, UnknownKeyMessage(*field, part), ""};
+    }
+    field = child;
+    walked = next;
   }
   return std::nullopt;
 }

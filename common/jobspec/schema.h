@@ -9,6 +9,7 @@
 #define DFV_COMMON_JOBSPEC_SCHEMA_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -94,6 +95,13 @@ class FieldSchema {
   FieldSchema& Unchecked();
   // kSection: appends a child. Names must be unique.
   FieldSchema& Add(FieldSchema child);
+  // kSection: `name` is not a child of this section but is one of another
+  // variant of it (e.g. a field of another dataset.kind). The unknown-key
+  // error for it is "unknown key; <reason>" instead of a suggestion; with an
+  // empty reason the key is accepted and produces no value (used while the
+  // field that picks the variant is itself missing or wrong, an error
+  // reported once). Not listed by the printers.
+  FieldSchema& OtherVariantKey(std::string name, std::string reason);
 
   const std::string& name() const { return name_; }
   FieldType type() const { return type_; }
@@ -106,6 +114,8 @@ class FieldSchema {
   const std::vector<FieldSchema>& children() const { return children_; }
   // The child named `name`, or nullptr.
   const FieldSchema* FindChild(std::string_view name) const;
+  // The reason given to OtherVariantKey for `name`, or nullptr.
+  const std::string* FindOtherVariantKey(std::string_view name) const;
 
   // What the field accepts, as a phrase that completes "must be ...", e.g.
   // "an integer in [1, 100000]" or "one of cpu, cuda".
@@ -142,6 +152,7 @@ class FieldSchema {
   std::string check_rule_;
   bool unchecked_ = false;
   std::vector<FieldSchema> children_;
+  std::map<std::string, std::string, std::less<>> other_variant_keys_;
 };
 
 // A value after validation, keyed by its dotted path in ResolvedValues.
@@ -159,6 +170,18 @@ using ResolvedValues = std::map<std::string, ResolvedField>;
 // "did you mean" suggestion. Never throws.
 void ValidateDocument(const FieldSchema& root, const YAML::Node& node, ResolvedValues* values,
                       std::vector<SpecError>* errors);
+
+// The error for key `name`, which `section` does not declare, completing
+// "<field>: ...": the OtherVariantKey reason, a "did you mean" suggestion, or
+// the section's keys. What ValidateDocument reports for an unknown key.
+std::string UnknownKeyMessage(const FieldSchema& section, std::string_view name);
+
+// Checks that the dotted `path` names a field under `root` (a section): each
+// part a child, a key of another variant (OtherVariantKey), or anything under
+// an unchecked section. Otherwise the error (without line or source) for the
+// first part that is not, e.g. {"train.batchsize", "unknown key; did you mean
+// 'batch_size'?"}. Used for overrides that remove a key.
+std::optional<SpecError> CheckFieldPath(const FieldSchema& root, const std::string& path);
 
 // Prints `values` as block YAML in the order of the schema tree, two spaces
 // per level, lists in flow style. Leaves without a value are left out. For an

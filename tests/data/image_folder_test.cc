@@ -282,7 +282,7 @@ dataset: {kind: image_folder, path: )", dir, R"(, attribute: Eyeglasses, image_s
 )"),
                                 &error);
   ASSERT_TRUE(error.empty()) << error;
-  EXPECT_EQ(spec.dataset.attr_file, "list_attr_celeba.txt");
+  EXPECT_EQ(spec.dataset.params.GetString("attr_file"), "list_attr_celeba.txt");
   auto splits = LoadDataset(spec.dataset);
   ASSERT_TRUE(splits.ok()) << splits.status();
   EXPECT_EQ(splits->train->channels, 1);

@@ -106,6 +106,113 @@ TEST(OverrideTest, FileAndOverrideErrorsTogetherFileFirst) {
   EXPECT_EQ(r.errors[2].source, "--set resources.workers=x");
 }
 
+TEST(OverrideTest, NullRemovesAKeySoItsDefaultApplies) {
+  ParseResult r = Parse(MinimalJob("vae") + "  image_size: 64\ntrain: {lr: 0.5, epochs: 3}\npriority: 9\n",
+                        {"dataset.image_size=null", "train.lr=~", "priority=null", "checkpoint.keep_last=null"});
+  ASSERT_TRUE(r.ok()) << Message(r);
+  EXPECT_EQ(r.spec.dataset.image_size, 28);
+  EXPECT_DOUBLE_EQ(r.spec.train.lr, 1e-3);
+  EXPECT_EQ(r.spec.train.epochs, 3);  // its neighbour stays
+  EXPECT_EQ(r.spec.priority, 0);
+  EXPECT_EQ(r.spec.checkpoint.keep_last, 3);  // not in the file: nothing to remove
+
+  // A whole section, and the quoted word is a string, not a removal.
+  ParseResult section = Parse(MinimalJob("vae") + "train: {lr: 0.5, epochs: 3}\n", {"train=null"});
+  ASSERT_TRUE(section.ok()) << Message(section);
+  EXPECT_EQ(section.spec.train.epochs, 1);
+  ParseResult quoted = Parse(MinimalJob("vae"), {"name=\"null\""});
+  ASSERT_TRUE(quoted.ok()) << Message(quoted);
+  EXPECT_EQ(quoted.spec.name, "null");
+}
+
+TEST(OverrideTest, NullThenSetAndSetThenNullFollowTheOrder) {
+  ParseResult set_last = Parse(MinimalJob("vae") + "priority: 9\n", {"priority=null", "priority=4"});
+  ASSERT_TRUE(set_last.ok()) << Message(set_last);
+  EXPECT_EQ(set_last.spec.priority, 4);
+  ParseResult removed_last = Parse(MinimalJob("vae"), {"priority=4", "priority=null"});
+  ASSERT_TRUE(removed_last.ok()) << Message(removed_last);
+  EXPECT_EQ(removed_last.spec.priority, 0);
+}
+
+TEST(OverrideTest, RetargetsTheFashionExampleToSprites) {
+  const std::string path = std::string(DFV_SOURCE_DIR) + "/examples/cycle_vae_fashion.yaml";
+  // Changing the kind alone leaves the example's path behind.
+  absl::StatusOr<JobSpec> kind_only = LoadJobSpecFile(path, {"dataset.kind=sprites"});
+  ASSERT_FALSE(kind_only.ok());
+  EXPECT_THAT(std::string(kind_only.status().message()),
+              HasSubstr("dataset.path: must not be set when dataset.kind is sprites"));
+
+  absl::StatusOr<JobSpec> spec = LoadJobSpecFile(path, {"dataset.kind=sprites", "dataset.path=null"});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->dataset.kind, "sprites");
+  EXPECT_EQ(spec->dataset.path, "");
+  EXPECT_EQ(spec->dataset.params.GetInt("sprites_train"), 20000);
+  EXPECT_EQ(spec->model, "cycle_vae");
+}
+
+TEST(OverrideTest, NullOnAnotherKindsFieldRetargetsBack) {
+  const std::string sprites_job =
+      "name: a\nmodel: vae\ndataset: {kind: sprites, sprites_train: 64, seed: 3}\n";
+  ParseResult kind_only = Parse(sprites_job, {"dataset.kind=mnist"});
+  ASSERT_EQ(kind_only.errors.size(), 2u) << Message(kind_only);
+  EXPECT_THAT(Message(kind_only), HasSubstr("dataset.sprites_train: unknown key; it is a field of "
+                                            "dataset.kind sprites, not of mnist"));
+
+  ParseResult r = Parse(sprites_job,
+                        {"dataset.kind=mnist", "dataset.sprites_train=null", "dataset.seed=null",
+                         "dataset.sprites_test=null"});
+  ASSERT_TRUE(r.ok()) << Message(r);
+  EXPECT_EQ(r.spec.dataset.path, "data/mnist");
+  EXPECT_TRUE(r.spec.dataset.params.values().empty());
+}
+
+TEST(OverrideTest, RemovingARequiredKeyIsTheUsualRequiredError) {
+  ParseResult r = Parse(MinimalJob("vae"), {"dataset.kind=null"});
+  ASSERT_EQ(r.errors.size(), 1u) << Message(r);
+  EXPECT_EQ(r.errors[0].field, "dataset.kind");
+  EXPECT_EQ(r.errors[0].source, "--set dataset.kind=null");
+  EXPECT_THAT(r.errors[0].message, HasSubstr("required field is missing"));
+
+  ParseResult name = Parse(MinimalJob("vae"), {"name=null"});
+  ASSERT_EQ(name.errors.size(), 1u) << Message(name);
+  EXPECT_EQ(FormatSpecError(name.errors[0]),
+            "--set name=null: name: required field is missing; must be a string of 1 to 64 characters "
+            "from [A-Za-z0-9_.-], not starting with '.' or '-'");
+
+  ParseResult path = Parse("name: a\nmodel: vae\ndataset: {kind: image_folder, path: /x, attribute: Young}\n",
+                           {"dataset.path=null"});
+  ASSERT_EQ(path.errors.size(), 1u) << Message(path);
+  EXPECT_EQ(path.errors[0].source, "--set dataset.path=null");
+  EXPECT_THAT(path.errors[0].message, HasSubstr("required when dataset.kind is image_folder"));
+}
+
+TEST(OverrideTest, RemovingAnUnknownKeyIsAnErrorNamingIt) {
+  ParseResult typo = Parse(MinimalJob("vae"), {"train.batchsize=null"});
+  ASSERT_EQ(typo.errors.size(), 1u) << Message(typo);
+  EXPECT_EQ(Message(typo),
+            "--set train.batchsize=null: train.batchsize: unknown key; did you mean 'batch_size'?");
+
+  ParseResult top = Parse(MinimalJob("vae"), {"optimiser.kind=null"});
+  ASSERT_EQ(top.errors.size(), 1u) << Message(top);
+  EXPECT_EQ(top.errors[0].field, "optimiser");
+
+  ParseResult model_param = Parse(MinimalJob("vae"), {"model_params.style_dim=null"});
+  ASSERT_EQ(model_param.errors.size(), 1u) << Message(model_param);
+  EXPECT_EQ(model_param.errors[0].field, "model_params.style_dim");
+
+  ParseResult below_value = Parse(MinimalJob("vae"), {"dataset.kind.x=null"});
+  ASSERT_EQ(below_value.errors.size(), 1u) << Message(below_value);
+  EXPECT_THAT(below_value.errors[0].message, HasSubstr("cannot remove dataset.kind.x"));
+}
+
+TEST(OverrideTest, EmptyValueSaysHowToRemoveOrEmpty) {
+  ParseResult r = Parse(MinimalJob("vae"), {"dataset.path="});
+  ASSERT_EQ(r.errors.size(), 1u) << Message(r);
+  EXPECT_EQ(Message(r),
+            "--set dataset.path=: dataset.path: no value; write dataset.path=null to remove the key, "
+            "or dataset.path=\"\" for an empty string");
+}
+
 TEST(OverrideTest, NameWithSlashFromOverrideRejected) {
   ParseResult r = Parse(MinimalJob("vae"), {"name=../../etc"});
   const SpecError* e = ErrorFor(r, "name");

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "tests/jobspec/test_util.h"
 
 namespace dfv::jobspec {
@@ -34,9 +35,7 @@ TEST(JobSpecParseTest, MinimalVaeFillsEveryDefault) {
   EXPECT_EQ(s.dataset.channels, 0);
   EXPECT_EQ(s.dataset.train_limit, 0);
   EXPECT_EQ(s.dataset.test_limit, 0);
-  EXPECT_EQ(s.dataset.seed, 1u);
-  EXPECT_EQ(s.dataset.sprites_train, 20000);
-  EXPECT_EQ(s.dataset.sprites_test, 2000);
+  EXPECT_TRUE(s.dataset.params.values().empty());  // fashion_mnist has no fields of its own
   EXPECT_EQ(s.model_params.GetInt("latent_dim"), 100);
   EXPECT_EQ(s.model_params.values().size(), 1u);
   EXPECT_EQ(s.train.epochs, 1);
@@ -98,9 +97,6 @@ dataset:
   channels: 3
   train_limit: 1000
   test_limit: 200
-  seed: 7
-  sprites_train: 500
-  sprites_test: 50
 model_params: {style_dim: 8, class_dim: 24}
 train:
   epochs: 20
@@ -132,9 +128,7 @@ TEST(JobSpecParseTest, FullFileSetsEveryField) {
   EXPECT_EQ(s.dataset.channels, 3);
   EXPECT_EQ(s.dataset.train_limit, 1000);
   EXPECT_EQ(s.dataset.test_limit, 200);
-  EXPECT_EQ(s.dataset.seed, 7u);
-  EXPECT_EQ(s.dataset.sprites_train, 500);
-  EXPECT_EQ(s.dataset.sprites_test, 50);
+  EXPECT_TRUE(s.dataset.params.values().empty());
   EXPECT_EQ(s.model_params.GetInt("style_dim"), 8);
   EXPECT_EQ(s.model_params.GetInt("class_dim"), 24);
   EXPECT_EQ(s.train.epochs, 20);
@@ -377,6 +371,83 @@ TEST(JobSpecParseTest, DatasetPathDependsOnKind) {
   ASSERT_NE(ErrorFor(empty_path, "dataset.path"), nullptr) << Message(empty_path);
 }
 
+TEST(JobSpecParseTest, EachKindHasItsOwnFieldsWithDefaults) {
+  ParseResult sprites = Parse("name: a\nmodel: vae\ndataset: {kind: sprites}\n");
+  ASSERT_TRUE(sprites.ok()) << Message(sprites);
+  EXPECT_EQ(sprites.spec.dataset.params.GetInt("seed"), 1);
+  EXPECT_EQ(sprites.spec.dataset.params.GetInt("sprites_train"), 20000);
+  EXPECT_EQ(sprites.spec.dataset.params.GetInt("sprites_test"), 2000);
+  EXPECT_EQ(sprites.spec.dataset.params.values().size(), 3u);
+
+  ParseResult set = Parse(
+      "name: a\nmodel: vae\ndataset:\n  kind: sprites\n  seed: 7\n  sprites_train: 500\n"
+      "  sprites_test: 50\n");
+  ASSERT_TRUE(set.ok()) << Message(set);
+  EXPECT_EQ(set.spec.dataset.params.GetInt("seed"), 7);
+  EXPECT_EQ(set.spec.dataset.params.GetInt("sprites_train"), 500);
+  EXPECT_EQ(set.spec.dataset.params.GetInt("sprites_test"), 50);
+
+  ParseResult folder = Parse(
+      "name: a\nmodel: vae\ndataset: {kind: image_folder, path: /faces, attribute: Smiling, seed: 4}\n");
+  ASSERT_TRUE(folder.ok()) << Message(folder);
+  EXPECT_EQ(folder.spec.dataset.params.GetString("attr_file"), "list_attr_celeba.txt");
+  EXPECT_EQ(folder.spec.dataset.params.GetString("attribute"), "Smiling");
+  EXPECT_EQ(folder.spec.dataset.params.GetInt("seed"), 4);
+  EXPECT_EQ(folder.spec.dataset.params.values().size(), 3u);
+}
+
+TEST(JobSpecParseTest, FieldOfAnotherKindNamesFieldLineAndKind) {
+  ParseResult r = Parse("name: a\nmodel: vae\ndataset:\n  kind: fashion_mnist\n  sprites_train: 64\n"
+                        "  seed: 3\n");
+  ASSERT_EQ(r.errors.size(), 2u) << Message(r);
+  EXPECT_EQ(Message(r),
+            "job.yaml:5: dataset.sprites_train: unknown key; it is a field of dataset.kind sprites, "
+            "not of fashion_mnist\n"
+            "job.yaml:6: dataset.seed: unknown key; it is a field of dataset.kind sprites and "
+            "image_folder, not of fashion_mnist");
+
+  ParseResult folder_field = Parse("name: a\nmodel: vae\ndataset: {kind: sprites, attr_file: x.txt}\n");
+  ASSERT_EQ(folder_field.errors.size(), 1u) << Message(folder_field);
+  EXPECT_EQ(folder_field.errors[0].field, "dataset.attr_file");
+  EXPECT_EQ(folder_field.errors[0].line, 3);
+  EXPECT_THAT(folder_field.errors[0].message, HasSubstr("dataset.kind image_folder, not of sprites"));
+
+  // A key no kind has gets the usual suggestion.
+  ParseResult typo = Parse("name: a\nmodel: vae\ndataset: {kind: sprites, sprites_tset: 5}\n");
+  ASSERT_EQ(typo.errors.size(), 1u) << Message(typo);
+  EXPECT_EQ(typo.errors[0].message, "unknown key; did you mean 'sprites_test'?");
+
+  // While the kind is missing or unknown, that is the one error.
+  ParseResult unknown = Parse("name: a\nmodel: vae\ndataset: {kind: cifar, sprites_train: 5}\n");
+  ASSERT_EQ(unknown.errors.size(), 1u) << Message(unknown);
+  EXPECT_EQ(unknown.errors[0].field, "dataset.kind");
+}
+
+TEST(JobSpecParseTest, OwnFieldsAreValidatedByTheirKindsSchema) {
+  ParseResult r = Parse("name: a\nmodel: vae\ndataset: {kind: sprites, sprites_train: 0, seed: -1}\n");
+  ASSERT_EQ(r.errors.size(), 2u) << Message(r);
+  ASSERT_NE(ErrorFor(r, "dataset.sprites_train"), nullptr) << Message(r);
+  EXPECT_EQ(ErrorFor(r, "dataset.sprites_train")->message,
+            "must be an integer in [1, 1000000], got \"0\"");
+  ASSERT_NE(ErrorFor(r, "dataset.seed"), nullptr) << Message(r);
+
+  ParseResult no_attribute = Parse("name: a\nmodel: vae\ndataset: {kind: image_folder, path: /x}\n");
+  ASSERT_EQ(no_attribute.errors.size(), 1u) << Message(no_attribute);
+  EXPECT_EQ(no_attribute.errors[0].field, "dataset.attribute");
+  EXPECT_THAT(no_attribute.errors[0].message, HasSubstr("required"));
+
+  ParseResult empty_attribute =
+      Parse("name: a\nmodel: vae\ndataset: {kind: image_folder, path: /x, attribute: \"\"}\n");
+  ASSERT_EQ(empty_attribute.errors.size(), 1u) << Message(empty_attribute);
+  EXPECT_EQ(empty_attribute.errors[0].field, "dataset.attribute");
+
+  ParseResult no_path = Parse("name: a\nmodel: vae\ndataset: {kind: image_folder, attribute: Young}\n");
+  ASSERT_EQ(no_path.errors.size(), 1u) << Message(no_path);
+  EXPECT_EQ(no_path.errors[0].field, "dataset.path");
+  EXPECT_EQ(no_path.errors[0].line, 3);
+  EXPECT_THAT(no_path.errors[0].message, HasSubstr("required when dataset.kind is image_folder"));
+}
+
 TEST(JobSpecParseTest, NameMustBeASafeIdentifier) {
   for (const char* bad : {"a/b", "../up", ".hidden", "-dash", "\"\"", "sp ace", "\"x\\ty\""}) {
     ParseResult r = Parse(std::string("name: ") + bad + "\nmodel: vae\ndataset: {kind: mnist}\n");
@@ -457,6 +528,24 @@ TEST(JobSpecParseTest, LoadFileUsesPathInMessagesAndKeepsReadErrors) {
 
   EXPECT_EQ(LoadJobSpecFile(path + ".missing").status().code(), absl::StatusCode::kNotFound);
   std::filesystem::remove(path);
+}
+
+TEST(JobSpecParseTest, EveryExampleParses) {
+  int examples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(DFV_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++examples;
+    absl::StatusOr<JobSpec> spec = LoadJobSpecFile(entry.path().string());
+    EXPECT_TRUE(spec.ok()) << spec.status();
+  }
+  EXPECT_GE(examples, 7);
+}
+
+TEST(JobSpecCatalogueTest, HasTheFourDataSets) {
+  EXPECT_EQ(DatasetKinds(), (std::vector<std::string>{"fashion_mnist", "mnist", "sprites", "image_folder"}));
+  EXPECT_EQ(FindDataset("cifar"), nullptr);
+  ASSERT_NE(FindDataset("sprites"), nullptr);
+  EXPECT_EQ(FindDataset("sprites")->path.type, DatasetPathRule::Type::kGenerated);
 }
 
 TEST(JobSpecCatalogueTest, HasTheSevenModelsOfTheSeeds) {

@@ -23,9 +23,7 @@ void ExpectSameSpec(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.dataset.channels, b.dataset.channels);
   EXPECT_EQ(a.dataset.train_limit, b.dataset.train_limit);
   EXPECT_EQ(a.dataset.test_limit, b.dataset.test_limit);
-  EXPECT_EQ(a.dataset.seed, b.dataset.seed);
-  EXPECT_EQ(a.dataset.sprites_train, b.dataset.sprites_train);
-  EXPECT_EQ(a.dataset.sprites_test, b.dataset.sprites_test);
+  EXPECT_TRUE(a.dataset.params == b.dataset.params);
   EXPECT_TRUE(a.model_params == b.model_params);
   EXPECT_EQ(a.train.epochs, b.train.epochs);
   EXPECT_EQ(a.train.max_steps, b.train.max_steps);
@@ -76,11 +74,6 @@ TEST(JobSpecRoundTripTest, CanonicalYamlOfMinimalVae) {
             "  channels: 0\n"
             "  train_limit: 0\n"
             "  test_limit: 0\n"
-            "  seed: 1\n"
-            "  sprites_train: 20000\n"
-            "  sprites_test: 2000\n"
-            "  attr_file: list_attr_celeba.txt\n"
-            "  attribute: \"\"\n"
             "model_params:\n"
             "  latent_dim: 100\n"
             "train:\n"
@@ -136,9 +129,6 @@ TEST(JobSpecRoundTripTest, EditedSpecsOfBothModelsWithAwkwardValues) {
     spec.dataset.channels = 3;
     spec.dataset.train_limit = 123;
     spec.dataset.test_limit = 45;
-    spec.dataset.seed = 9;
-    spec.dataset.sprites_train = 77;
-    spec.dataset.sprites_test = 7;
     spec.train.epochs = 3;
     spec.train.max_steps = 11;
     spec.train.batch_size = 17;
@@ -157,6 +147,51 @@ TEST(JobSpecRoundTripTest, EditedSpecsOfBothModelsWithAwkwardValues) {
     spec.evaluate = {{"mlp", "linear_svm"}, true};
     spec.priority = -100;
     spec.max_restarts = 100;
+    ExpectSameSpec(RoundTrip(spec), spec);
+  }
+}
+
+TEST(JobSpecRoundTripTest, CanonicalDatasetListsOnlyTheKindsOwnFields) {
+  ParseResult sprites = Parse("name: s\nmodel: vae\ndataset: {kind: sprites, sprites_test: 7}\n");
+  ASSERT_TRUE(sprites.ok()) << Message(sprites);
+  EXPECT_THAT(JobSpecToYaml(sprites.spec),
+              ::testing::HasSubstr("dataset:\n"
+                                   "  kind: sprites\n"
+                                   "  path: \"\"\n"
+                                   "  image_size: 28\n"
+                                   "  channels: 0\n"
+                                   "  train_limit: 0\n"
+                                   "  test_limit: 0\n"
+                                   "  seed: 1\n"
+                                   "  sprites_train: 20000\n"
+                                   "  sprites_test: 7\n"
+                                   "model_params:\n"));
+
+  ParseResult folder =
+      Parse("name: f\nmodel: vae\ndataset: {kind: image_folder, path: /faces, attribute: Smiling}\n");
+  ASSERT_TRUE(folder.ok()) << Message(folder);
+  EXPECT_THAT(JobSpecToYaml(folder.spec),
+              ::testing::HasSubstr("  test_limit: 0\n"
+                                   "  seed: 1\n"
+                                   "  attr_file: list_attr_celeba.txt\n"
+                                   "  attribute: Smiling\n"
+                                   "model_params:\n"));
+}
+
+TEST(JobSpecRoundTripTest, EditedOwnFieldsOfEachKindRoundTrip) {
+  for (const char* dataset : {"{kind: sprites}", "{kind: image_folder, path: /x, attribute: Young}"}) {
+    SCOPED_TRACE(dataset);
+    ParseResult r = Parse(std::string("name: k\nmodel: cycle_vae\ndataset: ") + dataset + "\n");
+    ASSERT_TRUE(r.ok()) << Message(r);
+    JobSpec spec = r.spec;
+    spec.dataset.params.Set("seed", int64_t{9});
+    if (spec.dataset.kind == "sprites") {
+      spec.dataset.params.Set("sprites_train", int64_t{77});
+      spec.dataset.params.Set("sprites_test", int64_t{7});
+    } else {
+      spec.dataset.params.Set("attr_file", std::string("/abs/labels: \"x\".txt"));
+      spec.dataset.params.Set("attribute", std::string("true"));
+    }
     ExpectSameSpec(RoundTrip(spec), spec);
   }
 }

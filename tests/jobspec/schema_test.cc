@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "common/jobspec/catalogue.h"
+#include "common/jobspec/dataset_catalogue.h"
 #include "common/jobspec/job_schema.h"
 
 namespace dfv::jobspec {
@@ -122,6 +123,38 @@ TEST(SchemaDocumentationTest, DescribesEachModel) {
   EXPECT_THAT(doc, HasSubstr("grids: [reconstruction, random]"));
 }
 
+TEST(SchemaDocumentationTest, DescribesEachDataSet) {
+  const std::string doc = SchemaDocumentation();
+  for (const DatasetInfo& dataset : DatasetCatalogue()) {
+    EXPECT_THAT(doc, HasSubstr("# dataset.kind: " + dataset.name + "  " + dataset.summary)) << dataset.name;
+    for (const FieldSchema& field : dataset.fields) EXPECT_THAT(doc, HasSubstr(field.name() + ":"));
+  }
+  EXPECT_THAT(doc, HasSubstr("sprites_train: 20000"));
+  EXPECT_THAT(doc, HasSubstr("attr_file: list_attr_celeba.txt"));
+  EXPECT_THAT(doc, HasSubstr("path: data/mnist"));
+  EXPECT_THAT(doc, HasSubstr("none, required when dataset.kind is image_folder"));
+}
+
+TEST(SchemaFieldTest, OtherVariantKeysGetTheirReasonOrAreIgnored) {
+  using F = FieldSchema;
+  F root = F::Section("", "", {F::Section("s", "", {F::Int("a", "").Default(int64_t{1})})});
+  EXPECT_FALSE(CheckFieldPath(root, "s.a").has_value());
+  std::optional<SpecError> unknown = CheckFieldPath(root, "s.b");
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->field, "s.b");
+  EXPECT_EQ(unknown->message, "unknown key; did you mean 'a'?");
+  std::optional<SpecError> below_leaf = CheckFieldPath(root, "s.a.x");
+  ASSERT_TRUE(below_leaf.has_value());
+  EXPECT_EQ(below_leaf->field, "s.a.x");
+
+  F variant = F::Section("s", "", {F::Int("a", "")});
+  variant.OtherVariantKey("b", "b belongs to the other variant");
+  EXPECT_EQ(UnknownKeyMessage(variant, "b"), "unknown key; b belongs to the other variant");
+  EXPECT_EQ(UnknownKeyMessage(variant, "zzz"), "unknown key; allowed keys: a");
+  F variant_root = F::Section("", "", {variant});
+  EXPECT_FALSE(CheckFieldPath(variant_root, "s.b").has_value());
+}
+
 TEST(SchemaJobTest, EveryLeafOfEachModelSchemaHasADefaultOrIsRequired) {
   // Walks the schema tree: a leaf with neither would leave a JobSpec member
   // unset, which ToJobSpec treats as a bug.
@@ -137,7 +170,12 @@ TEST(SchemaJobTest, EveryLeafOfEachModelSchemaHasADefaultOrIsRequired) {
       }
     }
   };
-  for (const ModelInfo& model : ModelCatalogue()) Walker::Walk(JobSchema(&model).root(), "");
+  for (const ModelInfo& model : ModelCatalogue()) {
+    for (const DatasetInfo& dataset : DatasetCatalogue()) {
+      SCOPED_TRACE(model.name + " on " + dataset.name);
+      Walker::Walk(JobSchema(&model, &dataset).root(), "");
+    }
+  }
 }
 
 }  // namespace

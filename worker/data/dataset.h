@@ -1,10 +1,12 @@
 // LoadDataset: from a resolved DatasetSpec to the train and test ImageSets a
-// trainer uses, with limits, resizing and channel conversion applied.
+// trainer uses, with limits, resizing and channel conversion applied; and the
+// interface every data set's loader implements.
+//
+// Adding a data set = one new file pair with its DatasetLoader, one line in
+// registry.cc, its entry in the job schema's data set catalogue
+// (common/jobspec/dataset_catalogue.cc) and its tests.
 #ifndef DFV_WORKER_DATA_DATASET_H_
 #define DFV_WORKER_DATA_DATASET_H_
-
-#include <string>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/jobspec/job_spec.h"
@@ -12,26 +14,35 @@
 
 namespace dfv::data {
 
-// The garment names of Fashion-MNIST, by label.
-const std::vector<std::string>& FashionMnistClassNames();
+// A data set's own train and test images, before LoadDataset finishes them.
+struct LoadedSplits {
+  ImageSet train;
+  ImageSet test;
+};
 
-// Loads the data set `spec` names:
-//   fashion_mnist, mnist: the four IDX files in spec.path, each either
-//     gzipped (`train-images-idx3-ubyte.gz`) or plain (`train-images-idx3-ubyte`,
-//     also `train-images.idx3-ubyte`); labels must be 0..9. Class names are
-//     the garment names or "0".."9".
-//   sprites: GenerateSprites(spec.seed, ...) with spec.sprites_train and
-//     spec.sprites_test images at spec.image_size.
-// Then: keep the first train_limit / test_limit images (when > 0), resize to
-// spec.image_size square (when different) and convert to spec.channels (when
-// non-zero and different; done before resizing when it drops channels, after
-// when it adds them, so fewer planes are resampled). Sprites outside the
-// generator's 16..128 are generated at the nearest size and resized.
+// Reads (or generates) the data set of one kind. `spec` passed the job
+// schema: spec.kind is the loader's kind, every range is checked, and
+// spec.params holds exactly the fields of the kind's catalogue entry, so the
+// loader re-checks none of them; it checks the data itself (missing or
+// corrupt files, labels out of range). The images may have any size and 1 or
+// 3 channels, with labels and class names set. A loader may apply
+// spec.train_limit / spec.test_limit and spec.image_size itself when that
+// saves work (LoadDataset applies them anyway). Blocking I/O and CPU work on
+// the calling thread; errors as absl::Status, never exceptions.
+using DatasetLoader = absl::StatusOr<LoadedSplits> (*)(const jobspec::DatasetSpec& spec);
+
+// Loads the data set `spec` names with the loader registered for spec.kind
+// (registry.h; each kind's header says what it reads). Then, in one place for
+// every kind: keep the first train_limit / test_limit images (when > 0),
+// resize to spec.image_size square (when different) and convert to
+// spec.channels (when non-zero and different; done before resizing when it
+// drops channels, after when it adds them, so fewer planes are resampled).
 //
-// Errors: INVALID_ARGUMENT for an unknown kind or out-of-range setting;
-// NOT_FOUND naming the missing file; DATA_LOSS / INVALID_ARGUMENT naming a
-// corrupt file (see idx.h). Blocking file I/O and CPU work on the calling
-// thread (about a second for Fashion-MNIST); thread-compatible.
+// `spec` must have passed the job schema (ranges are not re-checked).
+// Errors: INVALID_ARGUMENT for a kind with no loader; the loader's errors
+// (NOT_FOUND naming a missing file, DATA_LOSS / INVALID_ARGUMENT naming a
+// corrupt one). Blocking file I/O and CPU work on the calling thread (about a
+// second for Fashion-MNIST); thread-compatible.
 absl::StatusOr<DatasetSplits> LoadDataset(const jobspec::DatasetSpec& spec);
 
 }  // namespace dfv::data

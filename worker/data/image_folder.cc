@@ -398,4 +398,17 @@ absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& opti
   return ImageFolderSplits{std::move(sets[0]), std::move(sets[1])};
 }
 
+absl::StatusOr<LoadedSplits> LoadImageFolderDataset(const jobspec::DatasetSpec& spec) {
+  ImageFolderOptions folder;
+  folder.folder = spec.path;
+  folder.attr_file = spec.params.GetString("attr_file");
+  folder.attribute = spec.params.GetString("attribute");
+  folder.image_size = static_cast<int>(spec.image_size);  // decoded at the target size
+  folder.split_seed = static_cast<uint64_t>(spec.params.GetInt("seed"));
+  folder.train_limit = spec.train_limit;
+  folder.test_limit = spec.test_limit;
+  DFV_ASSIGN_OR_RETURN(ImageFolderSplits loaded, LoadImageFolder(folder));
+  return LoadedSplits{std::move(loaded.train), std::move(loaded.test)};
+}
+
 }  // namespace dfv::data

@@ -35,6 +35,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/jobspec/job_spec.h"
+#include "worker/data/dataset.h"
 #include "worker/data/image_set.h"
 
 namespace dfv::data {
@@ -82,6 +84,12 @@ struct ImageFolderSplits {
 // a missing folder, attribute file or image. Blocking I/O and CPU work; the
 // decoding threads are joined before it returns. Thread-compatible.
 absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& options);
+
+// The `image_folder` DatasetLoader (dataset.h): LoadImageFolder of spec.path
+// with the kind's own fields attr_file, attribute and seed (the split seed;
+// spec.params), decoding at spec.image_size and only the first train_limit /
+// test_limit images.
+absl::StatusOr<LoadedSplits> LoadImageFolderDataset(const jobspec::DatasetSpec& spec);
 
 }  // namespace dfv::data
 

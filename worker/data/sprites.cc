@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/data/random.h"
 
 namespace dfv::data {
@@ -168,6 +169,20 @@ absl::StatusOr<ImageSet> GenerateSprites(uint64_t seed, SpriteSplit split, int64
     row[5] = static_cast<float>(f.rotation);
   }
   return set;
+}
+
+absl::StatusOr<LoadedSplits> LoadSpritesDataset(const jobspec::DatasetSpec& spec) {
+  const auto seed = static_cast<uint64_t>(spec.params.GetInt("seed"));
+  // Generate at the target size directly (sharper than resampling).
+  const int size = static_cast<int>(std::clamp<int64_t>(spec.image_size, kSpriteMinImageSize, kSpriteMaxImageSize));
+  // Image i depends only on (seed, split, i), so a limit just generates fewer.
+  auto count = [](int64_t n, int64_t limit) { return limit > 0 ? std::min(n, limit) : n; };
+  LoadedSplits splits;
+  DFV_ASSIGN_OR_RETURN(splits.train, GenerateSprites(seed, SpriteSplit::kTrain,
+                                                     count(spec.params.GetInt("sprites_train"), spec.train_limit), size));
+  DFV_ASSIGN_OR_RETURN(splits.test, GenerateSprites(seed, SpriteSplit::kTest,
+                                                    count(spec.params.GetInt("sprites_test"), spec.test_limit), size));
+  return splits;
 }
 
 }  // namespace dfv::data

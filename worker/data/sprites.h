@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/jobspec/job_spec.h"
+#include "worker/data/dataset.h"
 #include "worker/data/image_set.h"
 
 namespace dfv::data {
@@ -80,6 +82,13 @@ std::vector<std::string> SpriteClassNames();
 // calling thread. INVALID_ARGUMENT when count < 0 or image_size is outside
 // [kSpriteMinImageSize, kSpriteMaxImageSize].
 absl::StatusOr<ImageSet> GenerateSprites(uint64_t seed, SpriteSplit split, int64_t count, int image_size);
+
+// The `sprites` DatasetLoader (dataset.h): GenerateSprites with the kind's own
+// fields seed, sprites_train and sprites_test (spec.params), generating only
+// the first train_limit / test_limit images when those are set, at
+// spec.image_size clamped to the generator's range (LoadDataset resizes the
+// rest). Takes no path.
+absl::StatusOr<LoadedSplits> LoadSpritesDataset(const jobspec::DatasetSpec& spec);
 
 }  // namespace dfv::data
 
