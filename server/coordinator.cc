@@ -159,10 +159,22 @@ absl::Status Coordinator::Recover() {
     // it, and then the job cannot run.
     jobspec::ParseOptions parse_options;
     parse_options.source_name = absl::StrCat(id, "/job.yaml");
+    // Jobs stored before each data set kind had its own fields list every
+    // kind's fields; those of other kinds are dropped.
+    parse_options.drop_other_kind_fields = true;
     jobspec::ParseResult parsed =
         jobspec::ParseJobSpecWithErrors(job.record.job.spec_yaml(), parse_options);
     JobRecord next = job.record;
     next.cancel_requested = false;
+    if (parsed.ok()) {
+      // Workers parse the stored form strictly: keep it in this version's
+      // canonical form.
+      const std::string canonical = jobspec::JobSpecToYaml(parsed.spec);
+      if (canonical != next.job.spec_yaml()) {
+        next.job.set_spec_yaml(canonical);
+        spdlog::info("job {}: stored job file rewritten in this version's canonical form", id);
+      }
+    }
     std::vector<JobEvent> payloads;
     AttemptOutcome outcome = AttemptOutcome::kInterrupted;
     if (!parsed.ok()) {
@@ -171,6 +183,9 @@ absl::Status Coordinator::Recover() {
                                        jobspec::SpecErrorsToStatus(parsed.errors).message()));
       outcome = AttemptOutcome::kFailed;
     } else if (!was_placed) {
+      if (next.job.spec_yaml() != job.record.job.spec_yaml()) {
+        DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {}, &outbox));
+      }
       AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
       continue;

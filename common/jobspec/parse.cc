@@ -183,6 +183,17 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
     if (kind_node.IsDefined() && kind_node.IsScalar()) dataset = FindDataset(kind_node.Scalar());
   }
   const JobSchema schema(model, dataset);
+  if (options.drop_other_kind_fields && dataset != nullptr) {
+    const FieldSchema& section = *schema.root().FindChild("dataset");
+    YAML::Node dataset_node = doc["dataset"];
+    std::vector<std::string> others;
+    for (YAML::const_iterator it = dataset_node.begin(); it != dataset_node.end(); ++it) {
+      if (it->first.IsScalar() && section.FindOtherVariantKey(it->first.Scalar()) != nullptr) {
+        others.push_back(it->first.Scalar());
+      }
+    }
+    for (const std::string& key : others) dataset_node.remove(key);
+  }
   ResolvedValues values;
   std::vector<SpecError> found;
   ValidateDocument(schema.root(), doc, &values, &found);

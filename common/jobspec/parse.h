@@ -37,6 +37,12 @@ struct ParseOptions {
   // the schema knows. An empty value is an error (write "" for an empty
   // string).
   std::vector<std::string> overrides;
+  // Drops the keys of the `dataset` section that are fields of another
+  // dataset.kind instead of refusing them. Only for job files dfv itself
+  // stored before each kind had its own fields, whose canonical form listed
+  // every kind's fields (the coordinator's recovery of stored jobs); a job
+  // file a person wrote never gets this.
+  bool drop_other_kind_fields = false;
 };
 
 // The outcome of parsing with the problems as data. `spec` is meaningful

@@ -703,6 +703,33 @@ TEST_F(CoordinatorTest, RestartRequeuesPlacedJobsAndKeepsEverything) {
   EXPECT_EQ(Submit(testing::JobYaml("next")), "j-000004");
 }
 
+// Before each data set kind had its own fields, the canonical job file
+// listed every kind's fields; a restarted coordinator still runs such jobs,
+// stored in the canonical form workers now parse.
+TEST_F(CoordinatorTest, RestartKeepsAJobStoredWithEveryKindsFields) {
+  const std::string id = Submit(testing::JobYaml("stored-long-ago"));
+  absl::StatusOr<JobRecord> record = coordinator_->job_store()->GetJob(id);
+  ASSERT_TRUE(record.ok()) << record.status();
+  const std::string canonical = record->job.spec_yaml();
+  const std::string anchor = "  sprites_test: 16\n";
+  ASSERT_NE(canonical.find(anchor), std::string::npos) << canonical;
+  std::string old_form = canonical;
+  old_form.insert(old_form.find(anchor) + anchor.size(), "  attr_file: list_attr_celeba.txt\n  attribute: \"\"\n");
+  record->job.set_spec_yaml(old_form);
+  ASSERT_TRUE(coordinator_->job_store()
+                  ->RunInTransaction([&](JobStore::Tx& tx) { return tx.UpdateJob(*record); })
+                  .ok());
+  Open();
+  dfv::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(job.spec_yaml(), canonical);
+  FakeWorker worker(coordinator_.get(), "w1");
+  worker.Register();
+  ASSERT_TRUE(worker.Beat().ok());
+  ASSERT_EQ(worker.running().size(), 1u);
+  EXPECT_EQ(worker.running()[0].spec_yaml(), canonical);
+}
+
 TEST_F(CoordinatorTest, RestartFinishesAPendingCancel) {
   const std::string id = Submit(testing::JobYaml("cancel-then-crash"));
   FakeWorker worker(coordinator_.get(), "w1");
