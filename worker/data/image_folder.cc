@@ -199,15 +199,6 @@ absl::Status DecodeAll(const std::vector<std::string>& files, int threads, Image
   return absl::OkStatus();
 }
 
-// A file name from the attribute file as a path below the image folder.
-bool IsSafeRelativePath(const std::string& name) {
-  if (name.empty()) return false;
-  for (absl::string_view part : absl::StrSplit(name, '/')) {
-    if (!IsSafePathComponent(std::string(part))) return false;
-  }
-  return true;
-}
-
 // CelebA's partition file, if there is one: file name -> partition.
 absl::StatusOr<std::map<std::string, int64_t>> ReadPartitions(const std::string& path) {
   DFV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
@@ -335,9 +326,10 @@ absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& opti
 
   // Where the images are.
   for (const std::string& file : table.files) {
-    if (!IsSafeRelativePath(file)) {
-      return absl::InvalidArgumentError(absl::StrCat(attr_path.string(), ": image name \"", file,
-                                                     "\" is not a safe relative path"));
+    absl::Status safe = ValidateRelativePath(file, "image name");
+    if (!safe.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(attr_path.string(), ": image name \"", file, "\" is not a safe relative path: ", safe.message()));
     }
   }
   fs::path image_dir = options.folder;
