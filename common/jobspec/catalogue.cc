@@ -21,7 +21,8 @@ std::vector<ModelInfo> BuildCatalogue() {
       {Coefficient("reconstruction", 1.0, "weight of the summed MSE reconstruction term"),
        Coefficient("kl", 1.0, "weight of the summed KL divergence term")},
       TrainDefaults{1e-3, {0.9, 0.999}, 64},
-      {"reconstruction", "random"},
+      {grid::kReconstruction, grid::kRandom},
+      {"loss", "reconstruction", "kl", "mse"},
   });
 
   models.push_back(ModelInfo{
@@ -35,7 +36,8 @@ std::vector<ModelInfo> BuildCatalogue() {
        Coefficient("reverse_cycle", 10.0, "weight of the reverse-cycle L1 term on z"),
        Coefficient("kl", 3.0, "weight of the KL terms on z")},
       TrainDefaults{1e-4, {0.9, 0.999}, 64},
-      {"reconstruction", "swap", "interpolation"},
+      {grid::kReconstruction, grid::kSwap, grid::kInterpolation},
+      {"loss", "reconstruction", "kl", "reverse_cycle"},
   });
 
   // The GAN family (seed 001): 2e-4, betas (0.5, 0.999) and batch 64 for
@@ -64,7 +66,8 @@ std::vector<ModelInfo> BuildCatalogue() {
       gan_params(100, {}),
       {},
       gan_train,
-      {"random"},
+      {grid::kRandom},
+      {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
   });
 
   models.push_back(ModelInfo{
@@ -76,7 +79,8 @@ std::vector<ModelInfo> BuildCatalogue() {
       gan_params(100, {}),
       {Coefficient("class", 1.0, "weight of the class cross-entropy terms (real and fake for D, fake for G)")},
       gan_train,
-      {"pairs"},
+      {grid::kPairs},
+      {"d_loss", "g_loss", "class_loss", "d_acc_real", "d_acc_fake", "class_acc_real", "class_acc_fake"},
   });
 
   models.push_back(ModelInfo{
@@ -88,7 +92,8 @@ std::vector<ModelInfo> BuildCatalogue() {
       gan_params(62, {F::Int("categories", "values of the categorical code c").Default(int64_t{10}).Range(2, 100)}),
       {Coefficient("info", 1.0, "weight of the cross-entropy (mutual information) term for G and Q")},
       gan_train,
-      {"categorical", "random"},
+      {grid::kCategorical, grid::kRandom},
+      {"d_loss", "g_loss", "q_loss", "d_acc_real", "d_acc_fake", "q_acc"},
   });
 
   models.push_back(ModelInfo{
@@ -109,7 +114,8 @@ std::vector<ModelInfo> BuildCatalogue() {
        Coefficient("kl", 1.0, "weight of the KL term on z (divided by batch x pixels)"),
        Coefficient("adversarial", 1.0, "weight of the generator's two cross-entropy terms")},
       TrainDefaults{1e-4, {0.5, 0.999}, 64},
-      {"reconstruction", "swap", "interpolation"},
+      {grid::kReconstruction, grid::kSwap, grid::kInterpolation},
+      {"reconstruction", "kl", "g_loss", "d_loss", "d_acc", "d_updates", "g_updates"},
   });
 
   models.push_back(ModelInfo{
@@ -137,7 +143,8 @@ std::vector<ModelInfo> BuildCatalogue() {
        Coefficient("content_l2", 1e-4, "weight of the content codes' squared L2 norm (stage 1)"),
        Coefficient("code_regression", 10.0, "weight of the encoders' MSE to the learned codes (stage 2)")},
       TrainDefaults{1e-3, {0.9, 0.999}, 32},
-      {"reconstruction", "random_class", "noise", "swap"},
+      {grid::kReconstruction, grid::kRandomClass, grid::kNoise, grid::kSwap},
+      {"loss", "reconstruction", "content_l2", "code_regression", "stage", "lr"},
   });
 
   return models;

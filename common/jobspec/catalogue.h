@@ -4,7 +4,9 @@
 // LibTorch), so the coordinator can validate jobs without linking models.
 //
 // Adding a model = one entry in catalogue.cc (plus its code under
-// worker/models/, registered in worker/models/registry.cc).
+// worker/models/, registered in worker/models/registry.cc);
+// tests/models/catalogue_test fails until the registry, the grids and the
+// metrics agree with the entry.
 #ifndef DFV_COMMON_JOBSPEC_CATALOGUE_H_
 #define DFV_COMMON_JOBSPEC_CATALOGUE_H_
 
@@ -16,6 +18,19 @@
 #include "common/jobspec/schema.h"
 
 namespace dfv::jobspec {
+
+// The names of the sample grids: one home for the catalogue (which grids a
+// model draws) and the models (which grid RenderGrid is asked for).
+namespace grid {
+inline constexpr char kReconstruction[] = "reconstruction";
+inline constexpr char kRandom[] = "random";
+inline constexpr char kSwap[] = "swap";
+inline constexpr char kInterpolation[] = "interpolation";
+inline constexpr char kPairs[] = "pairs";
+inline constexpr char kCategorical[] = "categorical";
+inline constexpr char kRandomClass[] = "random_class";
+inline constexpr char kNoise[] = "noise";
+}  // namespace grid
 
 // Per-model defaults for general `train` fields.
 struct TrainDefaults {
@@ -32,6 +47,10 @@ struct ModelInfo {
   std::vector<FieldSchema> loss;    // the fields of `train.loss` (coefficients)
   TrainDefaults train;              // defaults for train.lr, train.betas, train.batch_size
   std::vector<std::string> grids;   // allowed `samples.grids`; all of them by default
+  // The metrics the model's TrainStep reports, in its order (the trainer
+  // adds step_time_seconds, samples_per_second and, with several ranks, the
+  // all-reduce figures). tests/models/catalogue_test checks them.
+  std::vector<std::string> metrics;
 };
 
 // Every model, in documentation order. Built once; thread-safe.

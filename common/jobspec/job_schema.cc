@@ -469,6 +469,7 @@ std::string SchemaDocumentation() {
     for (absl::string_view line : absl::StrSplit(DocumentSchema(view, 2), '\n', absl::SkipEmpty())) {
       absl::StrAppend(&out, "#", line, "\n");
     }
+    absl::StrAppend(&out, "#   metrics: ", absl::StrJoin(model.metrics, ", "), "\n");
   }
   absl::StrAppend(&out,
                   "\n# Data sets. `dataset.kind` decides the rule and default of dataset.path and\n"

@@ -1,5 +1,6 @@
 #include "worker/models/acgan.h"
 
+#include "common/jobspec/catalogue.h"
 #include "worker/models/gan_nets.h"
 #include "worker/models/grid.h"
 
@@ -45,6 +46,7 @@ class Acgan : public Model {
   explicit Acgan(const ModelContext& ctx)
       : num_classes_(CheckedClasses(ctx)),
         settings_(GanSettings::From(ctx.spec->model_params)),
+        metrics_(CatalogueEntry(ctx).metrics),
         input_(settings_.noise_dim, num_classes_),
         class_weight_(ctx.spec->train.loss.GetDouble("class")),
         generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
@@ -93,9 +95,7 @@ class Acgan : public Model {
       ctx.Update(loss, g_opt_);
       return {{"g_loss", loss.item<double>()}, {"class_acc_fake", ClassAccuracy(on_fake.classes, wanted.codes)}};
     };
-    return AlternateUpdates(settings_, d_update, g_update,
-                            {"d_loss", "g_loss", "class_loss", "d_acc_real", "d_acc_fake", "class_acc_real",
-                             "class_acc_fake"});
+    return AlternateUpdates(settings_, d_update, g_update, metrics_);
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -106,7 +106,7 @@ class Acgan : public Model {
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "pairs") {
+    if (name == jobspec::grid::kPairs) {
       const torch::Device device = in.images.device();
       torch::Tensor z = input_.FixedNoise(in.noise_seed, kPairs, device);
       torch::Tensor top = torch::arange(kPairs, torch::TensorOptions().dtype(torch::kLong).device(device))
@@ -121,6 +121,7 @@ class Acgan : public Model {
  private:
   int64_t num_classes_;
   GanSettings settings_;
+  std::vector<std::string> metrics_;  // the catalogue's order
   GeneratorInput input_;
   double class_weight_;
   GanGenerator generator_;

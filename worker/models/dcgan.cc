@@ -1,5 +1,6 @@
 #include "worker/models/dcgan.h"
 
+#include "common/jobspec/catalogue.h"
 #include "worker/models/gan_nets.h"
 #include "worker/models/grid.h"
 
@@ -29,6 +30,7 @@ class Dcgan : public Model {
  public:
   explicit Dcgan(const ModelContext& ctx)
       : settings_(GanSettings::From(ctx.spec->model_params)),
+        metrics_(CatalogueEntry(ctx).metrics),
         input_(settings_.noise_dim, /*num_codes=*/0),
         generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
         discriminator_(ctx.channels, ctx.image_size, settings_.feature_maps),
@@ -66,7 +68,7 @@ class Dcgan : public Model {
       ctx.Update(loss, g_opt_);
       return {{"g_loss", loss.item<double>()}};
     };
-    return AlternateUpdates(settings_, d_update, g_update, {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"});
+    return AlternateUpdates(settings_, d_update, g_update, metrics_);
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -77,7 +79,7 @@ class Dcgan : public Model {
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "random") {
+    if (name == jobspec::grid::kRandom) {
       torch::Tensor z = input_.FixedNoise(in.noise_seed, 32, in.images.device());
       return TileBatch(FromTanhRange(generator_->forward(z)), 4, 8);
     }
@@ -86,6 +88,7 @@ class Dcgan : public Model {
 
  private:
   GanSettings settings_;
+  std::vector<std::string> metrics_;  // the catalogue's order
   GeneratorInput input_;
   GanGenerator generator_;
   DcganDiscriminator discriminator_;

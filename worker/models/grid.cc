@@ -1,5 +1,7 @@
 #include "worker/models/grid.h"
 
+#include "common/jobspec/catalogue.h"
+
 namespace dfv::models {
 namespace {
 constexpr int64_t kPad = 2;
@@ -68,19 +70,19 @@ torch::Tensor InterpolationWeights(int64_t n) {
 
 torch::Tensor SplitCodeGrid(const std::string& name, const torch::Tensor& images, const torch::Tensor& labels,
                             const SplitEncodeFn& encode, const SplitDecodeFn& decode) {
-  if (name == "reconstruction") {
+  if (name == jobspec::grid::kReconstruction) {
     torch::Tensor x = images.slice(0, 0, 16);
     auto [s, z] = encode(x);
     return ReconstructionGrid(x, decode(s, z));
   }
-  if (name == "swap") {
+  if (name == jobspec::grid::kSwap) {
     const int64_t k = 8;
     torch::Tensor rows = images.slice(0, 0, k), cols = images.slice(0, k, 2 * k);
     torch::Tensor s = encode(rows).first.repeat_interleave(k, 0);  // row-major: s fixed along a row
     torch::Tensor z = encode(cols).second.repeat({k, 1});          // z fixed down a column
     return SwapGrid(rows, cols, decode(s, z));
   }
-  if (name == "interpolation") {
+  if (name == jobspec::grid::kInterpolation) {
     int64_t other = 1;
     while (other < labels.size(0) - 1 && labels[other].item<int64_t>() == labels[0].item<int64_t>()) ++other;
     auto [s_a, z_a] = encode(images.slice(0, 0, 1));

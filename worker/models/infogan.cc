@@ -1,5 +1,6 @@
 #include "worker/models/infogan.h"
 
+#include "common/jobspec/catalogue.h"
 #include "worker/models/gan_nets.h"
 #include "worker/models/grid.h"
 
@@ -49,6 +50,7 @@ class Infogan : public Model {
   explicit Infogan(const ModelContext& ctx)
       : categories_(ctx.spec->model_params.GetInt("categories")),
         settings_(GanSettings::From(ctx.spec->model_params)),
+        metrics_(CatalogueEntry(ctx).metrics),
         input_(settings_.noise_dim, categories_),
         info_weight_(ctx.spec->train.loss.GetDouble("info")),
         generator_(input_.dim(), ctx.channels, ctx.image_size, settings_.feature_maps),
@@ -98,8 +100,7 @@ class Infogan : public Model {
       ctx.Update(info_weight_ * info, q_opt_);
       return {{"g_loss", g_loss}, {"q_loss", info.item<double>()}, {"q_acc", ClassAccuracy(code_logits, drawn.codes)}};
     };
-    return AlternateUpdates(settings_, d_update, g_update,
-                            {"d_loss", "g_loss", "q_loss", "d_acc_real", "d_acc_fake", "q_acc"});
+    return AlternateUpdates(settings_, d_update, g_update, metrics_);
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -112,14 +113,14 @@ class Infogan : public Model {
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     const torch::Device device = in.images.device();
     const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
-    if (name == "categorical") {
+    if (name == jobspec::grid::kCategorical) {
       // Row-major: noise fixed along a row, the code fixed down a column.
       torch::Tensor z = input_.FixedNoise(in.noise_seed, kCategoricalRows, device);
       torch::Tensor codes = torch::arange(categories_, long_options).repeat({kCategoricalRows});
       torch::Tensor images = generator_->forward(input_.Join(z.repeat_interleave(categories_, 0), codes));
       return TileBatch(FromTanhRange(images), kCategoricalRows, categories_);
     }
-    if (name == "random") {
+    if (name == jobspec::grid::kRandom) {
       torch::Tensor z = input_.FixedNoise(in.noise_seed, 32, device);
       torch::Tensor codes = torch::arange(32, long_options).remainder(categories_);
       return TileBatch(FromTanhRange(generator_->forward(input_.Join(z, codes))), 4, 8);
@@ -130,6 +131,7 @@ class Infogan : public Model {
  private:
   int64_t categories_;
   GanSettings settings_;
+  std::vector<std::string> metrics_;  // the catalogue's order
   GeneratorInput input_;
   double info_weight_;
   GanGenerator generator_;

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/jobspec/catalogue.h"
 #include "worker/models/grid.h"
 #include "worker/models/nets.h"
 
@@ -201,7 +202,7 @@ class Lord : public Model, public LordControls {
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "swap") {
+    if (name == jobspec::grid::kSwap) {
       // Rows take s (class encoder) from the left column, columns take z
       // (content encoder) from the top row.
       torch::Tensor rows = in.images.slice(0, 0, kSwapSide), cols = in.images.slice(0, kSwapSide, 2 * kSwapSide);
@@ -220,21 +221,21 @@ class Lord : public Model, public LordControls {
       labels = state_->grid_labels.slice(0, 0, shown).to(device_);
     }
     auto gen = at::detail::createCPUGenerator(in.noise_seed);
-    if (name == "reconstruction") {
+    if (name == jobspec::grid::kReconstruction) {
       if (shown == 0) {
         torch::Tensor x = in.images.slice(0, 0, kGridImages);
         return ReconstructionGrid(x, Reconstruct(x));
       }
       return ReconstructionGrid(images, Decode(indices, labels, torch::Tensor()));
     }
-    if (name == "noise") {
+    if (name == jobspec::grid::kNoise) {
       TORCH_CHECK(shown > 0, "lord: the noise grid needs a training step first");
       torch::Tensor eps = torch::randn({shown, content_dim_}, gen).to(device_);
       std::vector<torch::Tensor> rows = {images};
       for (double sigma : kNoiseGridSigmas) rows.push_back(Decode(indices, labels, eps * sigma));
       return TileBatch(torch::cat(rows, 0), static_cast<int64_t>(rows.size()), shown);
     }
-    if (name == "random_class") {
+    if (name == jobspec::grid::kRandomClass) {
       TORCH_CHECK(shown > 0, "lord: the random_class grid needs a training step first");
       return RandomClassGrid(images, indices, labels, gen);
     }

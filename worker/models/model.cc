@@ -11,4 +11,10 @@ std::vector<torch::Tensor> ConcatParameters(std::vector<torch::Tensor> a, const 
   return a;
 }
 
+const jobspec::ModelInfo& CatalogueEntry(const ModelContext& context) {
+  const jobspec::ModelInfo* info = jobspec::FindModel(context.spec->model);
+  TORCH_CHECK(info != nullptr, "model '", context.spec->model, "' is not in the catalogue");
+  return *info;
+}
+
 }  // namespace dfv::models

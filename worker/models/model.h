@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/jobspec/catalogue.h"
 #include "common/jobspec/job_spec.h"
 #include "worker/data/batch_loader.h"
 #include "worker/step/step_context.h"
@@ -47,6 +48,11 @@ struct ModelContext {
   int64_t train_size = 0;    // training images (per-sample codes need it)
   torch::Device device = torch::kCPU;
 };
+
+// The catalogue entry of context.spec->model (common/jobspec/catalogue.h):
+// its grids and the metrics it reports. The job schema accepts only
+// catalogued models; throws (c10::Error) for another name.
+const jobspec::ModelInfo& CatalogueEntry(const ModelContext& context);
 
 // Inputs the driver gives RenderGrid: a fixed set of test images (the same at
 // every call, so grids are comparable across steps) and a seeded generator

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "common/jobspec/catalogue.h"
 #include "worker/models/grid.h"
 #include "worker/models/nets.h"
 
@@ -82,11 +83,11 @@ class Vae : public Model {
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
-    if (name == "reconstruction") {
+    if (name == jobspec::grid::kReconstruction) {
       torch::Tensor x = in.images.slice(0, 0, 16);
       return ReconstructionGrid(x, Reconstruct(x));
     }
-    if (name == "random") {
+    if (name == jobspec::grid::kRandom) {
       auto gen = at::detail::createCPUGenerator(in.noise_seed);
       torch::Tensor z = torch::randn({32, net_->latent_dim()}, gen).to(in.images.device());
       return TileBatch(net_->Decode(z), 4, 8);
