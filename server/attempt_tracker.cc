@@ -7,6 +7,23 @@
 #include "absl/strings/str_join.h"
 
 namespace dfv::server {
+namespace {
+
+// Calls visit(worker, key, held) for each rank >= first_rank of `attempt`
+// whose worker is alive and still holds that rank's assignment.
+template <typename Visit>
+void ForEachHeld(WorkerRegistry& registry, const std::string& job_id, const LiveAttempt& attempt, int first_rank,
+                 Visit visit) {
+  for (int rank = first_rank; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
+    WorkerRecord* worker = registry.FindAlive(attempt.ranks[rank].worker_id);
+    if (worker == nullptr) continue;  // lost: reconciling ends the attempt
+    const AssignmentKey key{job_id, attempt.number, rank};
+    auto held = worker->assignments.find(key);
+    if (held != worker->assignments.end()) visit(*worker, key, held->second);
+  }
+}
+
+}  // namespace
 
 AttemptTracker::AttemptTracker(WorkerRegistry* registry) : registry_(registry) {}
 
@@ -61,15 +78,10 @@ std::vector<std::string> AttemptTracker::JobIds() const {
 void AttemptTracker::End(const std::string& job_id) {
   auto it = attempts_.find(job_id);
   if (it == attempts_.end()) return;
-  const LiveAttempt& attempt = it->second;
-  for (int rank = 0; rank < static_cast<int>(attempt.ranks.size()); ++rank) {
-    WorkerRecord* worker = registry_->FindAlive(attempt.ranks[rank].worker_id);
-    if (worker == nullptr) continue;
-    auto held = worker->assignments.find(AssignmentKey{job_id, attempt.number, rank});
-    if (held != worker->assignments.end() && !held->second.delivered) {
-      worker->assignments.erase(held);
-    }
-  }
+  ForEachHeld(*registry_, job_id, it->second, 0,
+              [](WorkerRecord& worker, const AssignmentKey& key, const HeldAssignment& held) {
+                if (!held.delivered) worker.assignments.erase(key);
+              });
   attempts_.erase(it);
 }
 
@@ -154,13 +166,10 @@ void AttemptTracker::BeginCancel(const std::string& job_id, const std::string& r
   attempt->cancelling = true;
   attempt->cancel_reason = reason;
   attempt->cancel_deadline_ms = deadline_ms;
-  for (int rank = 0; rank < static_cast<int>(attempt->ranks.size()); ++rank) {
-    WorkerRecord* worker = registry_->FindAlive(attempt->ranks[rank].worker_id);
-    if (worker == nullptr) continue;
-    const AssignmentKey key{job_id, attempt->number, rank};
-    auto held = worker->assignments.find(key);
-    if (held != worker->assignments.end() && !held->second.delivered) Release(*worker, key);
-  }
+  ForEachHeld(*registry_, job_id, *attempt, 0,
+              [this](WorkerRecord& worker, const AssignmentKey& key, const HeldAssignment& held) {
+                if (!held.delivered) Release(worker, key);
+              });
 }
 
 bool AttemptTracker::Cancelling(const std::string& job_id) const {
@@ -210,12 +219,10 @@ void AttemptTracker::SetRendezvous(const std::string& job_id, const std::string&
   attempt->rendezvous = address;
   attempt->published_ms = now_ms;
   // The other ranks go out in their workers' next heartbeat responses.
-  for (int rank = 1; rank < static_cast<int>(attempt->ranks.size()); ++rank) {
-    WorkerRecord* holder = registry_->FindAlive(attempt->ranks[rank].worker_id);
-    if (holder == nullptr) continue;  // lost: reconciling ends the attempt
-    auto held = holder->assignments.find(AssignmentKey{job_id, attempt->number, rank});
-    if (held != holder->assignments.end()) held->second.assignment.set_rendezvous(address);
-  }
+  ForEachHeld(*registry_, job_id, *attempt, 1,
+              [&address](WorkerRecord&, const AssignmentKey&, HeldAssignment& held) {
+                held.assignment.set_rendezvous(address);
+              });
 }
 
 std::string AttemptTracker::BackstopReason(const std::string& job_id, int64_t now_ms) const {

@@ -40,14 +40,7 @@ TEST_P(CatalogueEntryTest, ReportsTheCataloguedMetricsAndDrawsTheCataloguedGrids
   absl::StatusOr<std::unique_ptr<models::Model>> model = models::CreateModel(ctx);
   ASSERT_TRUE(model.ok()) << model.status();
 
-  const int64_t n = 8;
-  data::Batch batch;
-  batch.images = torch::rand({n, channels, size, size});
-  batch.labels = torch::arange(n) % 4;
-  batch.indices = torch::arange(n);
-  batch.same_images = torch::rand({n, channels, size, size});
-  batch.other_images = torch::rand({n, channels, size, size});
-  batch.other_labels = (torch::arange(n) + 1) % 4;
+  data::Batch batch = testing::RandomBatch(8, channels, size);
   step::StepContext step(nullptr);
   std::vector<std::string> reported;
   for (const auto& [name, value] : (*model)->TrainStep(batch, step)) reported.push_back(name);

@@ -57,14 +57,6 @@ std::unique_ptr<models::Model> Build(const jobspec::JobSpec& spec, int size, int
   return model.ok() ? std::move(*model) : nullptr;
 }
 
-data::Batch RandomBatch(int64_t n, int channels, int size, int classes) {
-  data::Batch b;
-  b.images = torch::rand({n, channels, size, size});
-  b.labels = torch::arange(n) % classes;
-  b.indices = torch::arange(n);
-  return b;
-}
-
 // The metric names each model reports, in order.
 std::vector<std::string> ExpectedMetrics(const std::string& model) {
   if (model == "acgan") {
@@ -116,7 +108,7 @@ TEST_P(GanShapesTest, TrainStepMetricsAndGridsHaveTheRightShapes) {
   ASSERT_NE(model, nullptr);
 
   step::StepContext step(nullptr);
-  models::Metrics metrics = model->TrainStep(RandomBatch(8, p.channels, p.size, 4), step);
+  models::Metrics metrics = model->TrainStep(testing::RandomBatch(8, p.channels, p.size), step);
   std::vector<std::string> names;
   for (const auto& [name, value] : metrics) {
     names.push_back(name);
@@ -192,8 +184,8 @@ TEST_P(GanTest, UpdateRatioIsDStepsToGSteps) {
   auto model = Build(spec, 28, 1, 4, 0);
   ASSERT_NE(model, nullptr);
   step::StepContext step(nullptr);
-  model->TrainStep(RandomBatch(4, 1, 28, 4), step);
-  model->TrainStep(RandomBatch(4, 1, 28, 4), step);
+  model->TrainStep(testing::RandomBatch(4, 1, 28), step);
+  model->TrainStep(testing::RandomBatch(4, 1, 28), step);
   for (auto& [name, optimizer] : model->Optimizers()) {
     // Two training steps: 2 x 3 discriminator updates, 2 x 2 generator (and
     // Q) updates.
@@ -302,7 +294,7 @@ TEST_P(GanTest, CheckpointRoundTripGivesIdenticalGridsAndUpdates) {
   auto a = Build(spec, 28, 3, 4, 1);
   ASSERT_NE(a, nullptr);
   step::StepContext step(nullptr);
-  const data::Batch batch = RandomBatch(8, 3, 28, 4);
+  const data::Batch batch = testing::RandomBatch(8, 3, 28);
   a->TrainStep(batch, step);  // optimiser state and batch-norm statistics
   a->TrainStep(batch, step);
 

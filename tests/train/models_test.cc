@@ -21,17 +21,6 @@ void PrintTo(const Shape& s, std::ostream* os) {
 
 class ModelShapesTest : public ::testing::TestWithParam<Shape> {};
 
-data::Batch RandomBatch(int64_t n, int channels, int size) {
-  data::Batch b;
-  b.images = torch::rand({n, channels, size, size});
-  b.labels = torch::arange(n) % 4;
-  b.indices = torch::arange(n);
-  b.same_images = torch::rand({n, channels, size, size});
-  b.other_images = torch::rand({n, channels, size, size});
-  b.other_labels = (torch::arange(n) + 1) % 4;
-  return b;
-}
-
 TEST_P(ModelShapesTest, ForwardTrainStepEncodeAndGridsHaveTheRightShapes) {
   const Shape& p = GetParam();
   torch::manual_seed(0);
@@ -45,7 +34,7 @@ TEST_P(ModelShapesTest, ForwardTrainStepEncodeAndGridsHaveTheRightShapes) {
   auto model = models::CreateModel(ctx);
   ASSERT_TRUE(model.ok()) << model.status();
 
-  data::Batch batch = RandomBatch(8, p.channels, p.size);
+  data::Batch batch = testing::RandomBatch(8, p.channels, p.size);
   step::StepContext step(nullptr);
   models::Metrics metrics = (*model)->TrainStep(batch, step);
   ASSERT_FALSE(metrics.empty());

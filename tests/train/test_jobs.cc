@@ -36,6 +36,17 @@ samples: {every_steps: 20}
                                     model, model, image_size, channels, max_steps));
 }
 
+data::Batch RandomBatch(int64_t n, int channels, int size) {
+  data::Batch b;
+  b.images = torch::rand({n, channels, size, size});
+  b.labels = torch::arange(n) % 4;
+  b.indices = torch::arange(n);
+  b.same_images = torch::rand({n, channels, size, size});
+  b.other_images = torch::rand({n, channels, size, size});
+  b.other_labels = (torch::arange(n) + 1) % 4;
+  return b;
+}
+
 std::string FreshDir(const std::string& name) {
   std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "dfv_train_test" / name;
   std::filesystem::remove_all(dir);

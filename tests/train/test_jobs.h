@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/jobspec/job_spec.h"
+#include "worker/data/batch_loader.h"
 
 namespace dfv::testing {
 
@@ -17,6 +18,11 @@ jobspec::JobSpec ParseOrDie(const std::string& yaml);
 // `channels` channels, a few hundred images, one thread.
 jobspec::JobSpec SmallSpritesJob(const std::string& model, int image_size = 28, int channels = 3,
                                  int max_steps = 40);
+
+// A batch of `n` random images (channels x size x size, values in [0, 1])
+// with every field a model may read: labels i % 4, indices i, same-class
+// and other-class images, other labels (i + 1) % 4.
+data::Batch RandomBatch(int64_t n, int channels, int size);
 
 // A fresh, empty folder under the test temp dir.
 std::string FreshDir(const std::string& name);
