@@ -10,6 +10,9 @@ build_dir=${BUILD_DIR:-build}
 # ccache with precompiled headers needs these sloppiness settings.
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# Paths relative to the checkout, so another clone of the project (a fresh CI
+# checkout, a git worktree) reuses the cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 
 # DFV_BUILD_TESTS=ON makes sure the tests are configured, also in a build
 # folder an earlier `DFV_BUILD_TESTS=OFF` run (the quickstart) configured
