@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
-#include "worker/protocol/trainer_report.h"
 #include "worker/dist/reducer.h"
 #include "worker/dist/rendezvous.h"
+#include "worker/protocol/trainer_report.h"
 #include "worker/train/trainer.h"
 
 namespace dfv::worker {
