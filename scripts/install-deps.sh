@@ -16,6 +16,7 @@ packages=(
   libjpeg-dev                                   # image_folder: JPEG decoding (libjpeg-turbo)
   libspdlog-dev nlohmann-json3-dev libcli11-dev libstb-dev
   dataset-fashion-mnist                         # real Fashion-MNIST at /usr/share/datasets
+  prometheus                                    # the server and promtool, for the metrics tests
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 

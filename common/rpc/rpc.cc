@@ -53,8 +53,11 @@ bool IsLoopbackHost(const std::string& host) {
   return false;
 }
 
-absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
-  return WriteFileAtomically(path, absl::StrCat(address, "\n"));
+absl::Status WriteReadyFile(const std::string& path, const std::string& address,
+                            const std::string& metrics_address) {
+  std::string text = absl::StrCat(address, "\n");
+  if (!metrics_address.empty()) absl::StrAppend(&text, "metrics ", metrics_address, "\n");
+  return WriteFileAtomically(path, text);
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {

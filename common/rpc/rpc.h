@@ -32,8 +32,10 @@ absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::strin
 bool IsLoopbackHost(const std::string& host);
 
 // Writes "<address>\n" to `path` atomically, so a reader never sees half a
-// line. Scripts and tests read the bound address from the first line.
-absl::Status WriteReadyFile(const std::string& path, const std::string& address);
+// line; with a `metrics_address` a second line "metrics <HOST:PORT>" follows.
+// Scripts and tests read the bound address from the first line.
+absl::Status WriteReadyFile(const std::string& path, const std::string& address,
+                            const std::string& metrics_address = "");
 
 // An insecure channel to `address` (plaintext is only used on loopback; see
 // README "Security"), with keepalive pings so a dead peer is noticed.
