@@ -278,6 +278,27 @@ absl::Status RunWorkers(Coordinator& coordinator, const WorkersOptions& options,
   return absl::OkStatus();
 }
 
+absl::Status RunTop(Coordinator& coordinator, const TopOptions& options, const Console& console) {
+  v1::ListJobsRequest not_final;
+  for (v1::JobState state : {v1::QUEUED, v1::SCHEDULED, v1::RUNNING}) not_final.add_states(state);
+  for (int shown = 0; options.iterations == 0 || shown < options.iterations; ++shown) {
+    if (shown > 0) options.sleep(options.interval);
+    DFV_ASSIGN_OR_RETURN(v1::ListWorkersResponse workers, coordinator.ListWorkers());
+    DFV_ASSIGN_OR_RETURN(v1::ListJobsResponse jobs, coordinator.ListJobs(not_final));
+    const std::string screen =
+        FormatTop({workers.workers().begin(), workers.workers().end()}, {jobs.jobs().begin(), jobs.jobs().end()},
+                  console.now_ms(), console.zone);
+    if (console.out_is_tty) {
+      // Home, clear the screen, draw.
+      std::fprintf(console.out, "\x1b[H\x1b[2J%s", screen.c_str());
+    } else {
+      std::fprintf(console.out, "%s%s", shown > 0 ? "\n" : "", screen.c_str());
+    }
+    std::fflush(console.out);
+  }
+  return absl::OkStatus();
+}
+
 int ExitCode(const absl::Status& status) {
   if (status.ok()) return 0;
   return absl::IsInvalidArgument(status) ? 2 : 1;

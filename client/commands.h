@@ -112,6 +112,19 @@ struct WorkersOptions {
 absl::Status RunWorkers(Coordinator& coordinator, const WorkersOptions& options,
                         const Console& console);
 
+struct TopOptions {
+  absl::Duration interval = absl::Seconds(2);  // between refreshes
+  int iterations = 0;                          // screens to show; 0: until interrupted
+  // Waits between screens (tests replace it).
+  std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
+};
+
+// Shows FormatTop's screen of the workers and the jobs that are not final,
+// refreshed every `interval`: redrawn in place when Console::out is a
+// terminal, otherwise one plain screen after another, separated by a blank
+// line. Returns the first error talking to the coordinator.
+absl::Status RunTop(Coordinator& coordinator, const TopOptions& options, const Console& console);
+
 // 0 for OK, 2 for INVALID_ARGUMENT (a bad command line or job file), 1 for
 // anything else.
 int ExitCode(const absl::Status& status);

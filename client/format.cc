@@ -181,6 +181,49 @@ std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_
                      rows);
 }
 
+std::string FormatTop(const std::vector<v1::WorkerInfo>& workers, const std::vector<v1::Job>& jobs,
+                      int64_t now_ms, absl::TimeZone zone) {
+  int alive = 0, slots = 0, busy = 0;
+  std::vector<std::vector<std::string>> worker_rows;
+  for (const v1::WorkerInfo& w : workers) {
+    const bool is_alive = w.state() == v1::WORKER_ALIVE;
+    if (is_alive) {
+      ++alive;
+      slots += w.slots();
+      busy += w.slots() - w.free_slots();
+    }
+    worker_rows.push_back({w.name(), w.device(), absl::StrCat(w.slots() - w.free_slots(), "/", w.slots()),
+                           WorkerStateName(w.state()),
+                           w.last_heartbeat_ms() > 0 ? Age(w.last_heartbeat_ms(), now_ms) + " ago" : "-",
+                           w.job_ids().empty() ? "-" : absl::StrJoin(w.job_ids(), ",")});
+  }
+  int running = 0, queued = 0;
+  std::vector<std::vector<std::string>> job_rows;
+  for (const v1::Job& job : jobs) {
+    if (v1::IsFinalState(job.state())) continue;
+    if (job.state() == v1::RUNNING) ++running;
+    if (job.state() == v1::QUEUED) ++queued;
+    const v1::Progress& p = job.progress();
+    const bool live = job.state() == v1::RUNNING && p.step() > 0;
+    job_rows.push_back({job.id(), job.name(), job.model(), JobStateName(job.state()), absl::StrCat(job.world_size()),
+                        FormatStepProgress(p), live ? absl::StrFormat("%.0f", p.samples_per_second()) : "-",
+                        live && p.step_seconds() > 0 ? absl::StrFormat("%.3f s", p.step_seconds()) : "-",
+                        live && p.eta_seconds() > 0 ? FormatDuration(p.eta_seconds()) : "-"});
+  }
+  std::string out = absl::StrCat(
+      "dfv top  ", absl::FormatTime("%H:%M:%S", absl::FromUnixMillis(now_ms), zone), "  workers ", alive, " alive of ",
+      workers.size(), ", slots ", busy, "/", slots, " busy  jobs ", running, " running, ", queued, " queued\n\n");
+  absl::StrAppend(&out, worker_rows.empty() ? "no workers\n"
+                                             : FormatTable({"WORKER", "DEVICE", "BUSY", "STATE", "HEARTBEAT", "JOBS"},
+                                                           worker_rows));
+  absl::StrAppend(&out, "\n");
+  absl::StrAppend(&out, job_rows.empty() ? "no queued or running jobs\n"
+                                          : FormatTable({"JOB", "NAME", "MODEL", "STATE", "RANKS", "STEP", "SAMPLES/S",
+                                                         "STEP TIME", "ETA"},
+                                                        job_rows));
+  return out;
+}
+
 std::string FormatEventLine(const v1::JobEvent& event, absl::TimeZone zone) {
   std::string line;
   if (event.time_ms() > 0) {

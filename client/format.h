@@ -51,6 +51,14 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts);
 // `workers`: ID NAME DEVICE SLOTS(free/total) STATE ADDRESS HEARTBEAT JOBS.
 std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_t now_ms);
 
+// dfvctl top's screen: a summary line, the workers (name, device, busy/total
+// slots, state, last heartbeat, jobs) and the jobs that are not final (id,
+// name, model, state, ranks, steps, samples/s, mean step time, ETA), from
+// the coordinator's job records (rank 0's progress reports). Every line ends
+// in '\n'.
+std::string FormatTop(const std::vector<v1::WorkerInfo>& workers, const std::vector<v1::Job>& jobs,
+                      int64_t now_ms, absl::TimeZone zone);
+
 // One event as one line (no '\n'): "12:03:04 #42 " then, by payload,
 //   state RUNNING attempt 1 on w1,w2
 //   state QUEUED attempt 2: worker w1 lost

@@ -6,6 +6,7 @@
 //   cancel JOB [--reason TEXT]
 //   artifacts JOB [--download DIR] [-o json]
 //   workers [-o json]
+//   top [--interval SECONDS] [-n ITERATIONS]
 // The coordinator's address comes from --coordinator or $DFV_COORDINATOR.
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -110,6 +111,16 @@ int main(int argc, char** argv) {
   auto* workers_cmd = app.add_subcommand("workers", "list worker daemons");
   AddOutputOption(workers_cmd, &workers_output);
 
+  dfv::client::TopOptions top;
+  double top_interval_seconds = 2;
+  auto* top_cmd = app.add_subcommand("top", "workers and unfinished jobs (steps, samples/s, step time), refreshed");
+  top_cmd->add_option("--interval", top_interval_seconds, "seconds between refreshes")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  top_cmd->add_option("-n,--iterations", top.iterations, "screens to show, then exit (0: until Ctrl-C)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -150,6 +161,10 @@ int main(int argc, char** argv) {
     if (*artifacts_cmd) {
       artifacts.format = format(artifacts_output);
       return dfv::client::RunArtifacts(c, artifacts, console);
+    }
+    if (*top_cmd) {
+      top.interval = absl::Seconds(top_interval_seconds);
+      return dfv::client::RunTop(c, top, console);
     }
     workers.format = format(workers_output);
     return dfv::client::RunWorkers(c, workers, console);

@@ -359,6 +359,55 @@ TEST_F(CommandsTest, WorkersTable) {
             "wk-1  cpu-a  cpu     2/2    alive  127.0.0.1:7071  1s ago     -\n");
 }
 
+TEST_F(CommandsTest, TopShowsWorkersAndUnfinishedJobsScreenAfterScreen) {
+  v1::WorkerInfo* w = coordinator_.workers.add_workers();
+  w->set_name("cpu-a");
+  w->set_device("cpu");
+  w->set_slots(2);
+  w->set_free_slots(1);
+  w->set_state(v1::WORKER_ALIVE);
+  w->set_last_heartbeat_ms(1714564800000 - 1000);
+  w->add_job_ids("j-000007");
+  v1::Job* job = coordinator_.jobs.add_jobs();
+  job->set_id("j-000007");
+  job->set_name("cyclevae");
+  job->set_model("cycle_vae");
+  job->set_state(v1::RUNNING);
+  job->set_world_size(1);
+  job->mutable_progress()->set_step(1200);
+  job->mutable_progress()->set_total_steps(5622);
+  job->mutable_progress()->set_samples_per_second(1450.4);
+  job->mutable_progress()->set_step_seconds(0.0441);
+  job->mutable_progress()->set_eta_seconds(151);
+  std::vector<absl::Duration> slept;
+  TopOptions options;
+  options.iterations = 2;
+  options.interval = absl::Seconds(3);
+  options.sleep = [&](absl::Duration d) { slept.push_back(d); };
+  ASSERT_TRUE(RunTop(coordinator_, options, console_).ok());
+  const std::string screen =
+      "dfv top  12:00:00  workers 1 alive of 1, slots 1/2 busy  jobs 1 running, 0 queued\n"
+      "\n"
+      "WORKER  DEVICE  BUSY  STATE  HEARTBEAT  JOBS\n"
+      "cpu-a   cpu     1/2   alive  1s ago     j-000007\n"
+      "\n"
+      "JOB       NAME      MODEL      STATE    RANKS  STEP           SAMPLES/S  STEP TIME  ETA\n"
+      "j-000007  cyclevae  cycle_vae  RUNNING  1      1200/5622 21%  1450       0.044 s    2m31s\n";
+  EXPECT_EQ(out_.text(), screen + "\n" + screen);
+  EXPECT_EQ(slept, (std::vector<absl::Duration>{absl::Seconds(3)}));
+  // Only unfinished jobs are asked for.
+  ASSERT_EQ(coordinator_.list_requests.size(), 2u);
+  EXPECT_EQ(coordinator_.list_requests[0].states_size(), 3);
+
+  // On a terminal each screen is drawn in place.
+  CapturedFile tty;
+  console_.out = tty.get();
+  console_.out_is_tty = true;
+  options.iterations = 1;
+  ASSERT_TRUE(RunTop(coordinator_, options, console_).ok());
+  EXPECT_EQ(tty.text(), "\x1b[H\x1b[2J" + screen);
+}
+
 TEST(CommandHelpersTest, ExitCodesAndOneLineErrors) {
   EXPECT_EQ(ExitCode(absl::OkStatus()), 0);
   EXPECT_EQ(ExitCode(absl::InvalidArgumentError("bad")), 2);
