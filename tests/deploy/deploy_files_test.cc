@@ -262,7 +262,8 @@ TEST(DashboardTest, EveryVariableIsUsedAndMatchedAsARegex) {
         // $name not followed by more of a name.
         for (size_t at = text.find("$" + name); at != std::string::npos; at = text.find("$" + name, at + 1)) {
           const size_t after = at + 1 + name.size();
-          used |= after == text.size() || !(std::isalnum(static_cast<unsigned char>(text[after])) || text[after] == '_');
+          used |= after == text.size() ||
+                  !(std::isalnum(static_cast<unsigned char>(text[after])) || text[after] == '_');
         }
       }
       EXPECT_TRUE(used) << dashboard.name << ": variable " << name << " is not used by any query";

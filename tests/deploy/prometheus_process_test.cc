@@ -54,7 +54,8 @@ TEST_F(PrometheusProcessTest, ReadsBackACounterServedByAMetricsServer) {
   ASSERT_TRUE(prometheus.ok()) << prometheus.status();
   PrometheusProcess& p = **prometheus;
 
-  absl::StatusOr<std::vector<PromSample>> samples = p.WaitFor(R"(dfv_test_things_total{kind="a"})", HasSamples(), kWait);
+  absl::StatusOr<std::vector<PromSample>> samples =
+      p.WaitFor(R"(dfv_test_things_total{kind="a"})", HasSamples(), kWait);
   ASSERT_TRUE(samples.ok()) << samples.status() << "\n" << p.Log();
   ASSERT_EQ(samples->size(), 1u) << DescribeSamples(*samples);
   EXPECT_EQ((*samples)[0].value, 3);
@@ -146,7 +147,8 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
   const nlohmann::json groups = {{{"targets", {worker.address()}}, {"labels", {{"worker", "w1"}}}}};
   ASSERT_TRUE(WriteFileAtomically(sd_file, groups.dump()).ok());
 
-  absl::StatusOr<std::vector<PromSample>> up = p.WaitFor(R"(up{job="dfv-worker", worker="w1"} == 1)", HasSamples(), kWait);
+  absl::StatusOr<std::vector<PromSample>> up =
+      p.WaitFor(R"(up{job="dfv-worker", worker="w1"} == 1)", HasSamples(), kWait);
   ASSERT_TRUE(up.ok()) << up.status() << "\n" << p.Log();
   // honor_labels: the dfv job id stays in `job`; series without one get the scrape job's.
   absl::StatusOr<std::vector<PromSample>> step = p.Query(R"(dfv_job_step{job="j1", rank="0", worker="w1"})");
@@ -214,7 +216,8 @@ TEST_F(PrometheusProcessTest, ReportsBadOptionsQueriesAndTimeoutsAndCleansUp) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("dfv-coordinator, dfv-worker"));
 
   const std::string dir = MakeTestDir("prometheus-bad-rules");
-  ASSERT_TRUE(WriteFileAtomically(dir + "/rules.yml", "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum((\n").ok());
+  const std::string broken_rules = "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum((\n";
+  ASSERT_TRUE(WriteFileAtomically(dir + "/rules.yml", broken_rules).ok());
   PrometheusOptions bad_rules;
   bad_rules.rule_files = {dir + "/rules.yml"};
   absl::StatusOr<std::unique_ptr<PrometheusProcess>> exited = PrometheusProcess::Start(bad_rules);

@@ -68,8 +68,9 @@ absl::StatusOr<std::string> VariableQueryExpr(const std::string& query) {
     if (comma == std::string::npos) break;
     return std::string(absl::StripAsciiWhitespace(inner.substr(0, comma)));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "variable query \"", query, "\" is not label_values(EXPR, LABEL) or query_result(EXPR), so it cannot be checked"));
+  return absl::InvalidArgumentError(absl::StrCat("variable query \"", query,
+                                                 "\" is not label_values(EXPR, LABEL) or query_result(EXPR), so it "
+                                                 "cannot be checked"));
 }
 
 void CollectPanelExprs(const nlohmann::json& panels, const std::string& name, const GrafanaValues& values,
@@ -233,7 +234,8 @@ absl::StatusOr<std::vector<PromqlExpr>> RuleExprs(const std::string& rules_path)
       for (const YAML::Node& rule : group["rules"]) {
         const std::string rule_name =
             rule["record"] ? rule["record"].as<std::string>() : "alert " + rule["alert"].as<std::string>("");
-        exprs.push_back({absl::StrCat(file, ": group ", group_name, " rule ", rule_name), rule["expr"].as<std::string>()});
+        exprs.push_back(
+            {absl::StrCat(file, ": group ", group_name, " rule ", rule_name), rule["expr"].as<std::string>()});
       }
     }
   } catch (const YAML::Exception& e) {

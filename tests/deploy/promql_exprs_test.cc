@@ -36,7 +36,8 @@ TEST(PromqlExprsTest, TakesPanelTargetsNestedPanelsAndVariableQueries) {
   const nlohmann::json dashboard = nlohmann::json::parse(R"j({
     "templating": {"list": [
       {"name": "worker", "type": "query", "query": "label_values(up{job=\"dfv-worker\"}, worker)"},
-      {"name": "job", "type": "query", "query": {"query": "label_values(dfv_job_step{worker=~\"$worker\"}, job)", "refId": "V"}},
+      {"name": "job", "type": "query",
+       "query": {"query": "label_values(dfv_job_step{worker=~\"$worker\"}, job)", "refId": "V"}},
       {"name": "res", "type": "custom", "query": "1m,5m"}
     ]},
     "panels": [
@@ -74,8 +75,9 @@ TEST(PromqlExprsTest, RefusesWhatCannotBeChecked) {
 }
 
 TEST(PromqlExprsTest, FindsTheMetricNamesAnExpressionSelects) {
-  EXPECT_THAT(SelectedMetricNames(R"(histogram_quantile(0.5, sum by (job, le) (rate(dfv_a_bucket{job=~"x", le!="1"}[5m]))))"),
-              ElementsAre("dfv_a_bucket"));
+  EXPECT_THAT(
+      SelectedMetricNames(R"(histogram_quantile(0.5, sum by (job, le) (rate(dfv_a_bucket{job=~"x", le!="1"}[5m]))))"),
+      ElementsAre("dfv_a_bucket"));
   EXPECT_THAT(SelectedMetricNames("job:dfv_b:p50_5m > 2 * (sum without (rank) (dfv_c offset 5m)) and on (job) dfv_d"),
               ElementsAre("dfv_c", "dfv_d"));
   EXPECT_THAT(SelectedMetricNames("dfv_e != dfv_e or dfv_e == +Inf or vector(1e300) unless up bool NaN"),
