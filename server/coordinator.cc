@@ -107,8 +107,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
         "data folder ", options.data_dir, " is in use by another dfv-coordinator"));
   }
 
-  DFV_ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
-                       JobStore::Create(absl::StrCat(options.data_dir, "/dfv.db")));
+  JobStore::CommitObserver on_commit;
+  if (CoordinatorMetrics* metrics = options.metrics; metrics != nullptr) {
+    on_commit = [metrics](double seconds) { metrics->StoreCommitted(seconds); };
+  }
+  DFV_ASSIGN_OR_RETURN(
+      std::unique_ptr<JobStore> store,
+      JobStore::Create(absl::StrCat(options.data_dir, "/dfv.db"), std::move(on_commit)));
   auto events = std::make_unique<EventLog>(store.get(), clock);
   DFV_ASSIGN_OR_RETURN(
       std::unique_ptr<ArtifactStore> artifacts,
@@ -117,6 +122,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
                                                            std::move(store), std::move(events),
                                                            std::move(artifacts)));
   DFV_RETURN_IF_ERROR(coordinator->Recover());
+  if (coordinator->metrics_ != nullptr) {
+    coordinator->metrics_->SetStateSource(
+        [c = coordinator.get()] { return c->MetricsState(); });
+  }
   return coordinator;
 }
 
@@ -129,11 +138,15 @@ Coordinator::Coordinator(CoordinatorOptions options, const Clock* clock,
       store_(std::move(store)),
       events_(std::move(events)),
       artifacts_(std::move(artifacts)),
+      metrics_(options_.metrics),
       registry_(clock, WorkerRegistryOptions{options_.lease_ttl_ms, options_.heartbeat_interval_ms,
                                              options_.lost_worker_retention_ms}),
       tracker_(&registry_) {}
 
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  // A scrape in progress finishes before the members it reads go away.
+  if (metrics_ != nullptr) metrics_->SetStateSource(nullptr);
+}
 
 void Coordinator::AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job) {
   job.device = spec.resources.device;
@@ -141,19 +154,36 @@ void Coordinator::AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job) {
 }
 
 absl::Status Coordinator::Recover() {
+  Outbox outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    DFV_RETURN_IF_ERROR(RecoverLocked(&outbox));
+  }
+  Publish(outbox);  // no watcher yet; this counts the events
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::RecoverLocked(Outbox* outbox) {
+  DFV_ASSIGN_OR_RETURN(auto counts, store_->CountJobsByState());
+  for (int state = 0; state < dfv::v1::JobState_ARRAYSIZE; ++state) {
+    if (dfv::v1::IsFinalState(static_cast<JobState>(state))) final_jobs_[state] = counts[state];
+  }
+  DFV_ASSIGN_OR_RETURN(artifact_bytes_, store_->ArtifactBytes());
   DFV_ASSIGN_OR_RETURN(
       std::vector<JobRecord> jobs,
       store_->ListJobs({dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING}, /*limit=*/0));
   std::reverse(jobs.begin(), jobs.end());  // oldest first, as submitted
-  Outbox outbox;
-  absl::MutexLock lock(&mu_);
   for (JobRecord& record : jobs) {
     const std::string id = record.job.id();
     ActiveJob job;
     job.record = std::move(record);
+    job.queued_ms = job.record.job.updated_ms();
     const JobState state = job.record.job.state();
     const bool was_placed = state == dfv::v1::SCHEDULED || state == dfv::v1::RUNNING;
     const int32_t attempt = job.record.job.attempt();
+    // Whether a job placed before the restart ever ran is not stored: only
+    // jobs never placed still count towards submit-to-running.
+    job.first_running_pending = attempt == 0;
 
     // The stored spec was valid when submitted; a newer schema may refuse
     // it, and then the job cannot run.
@@ -184,7 +214,7 @@ absl::Status Coordinator::Recover() {
       outcome = AttemptOutcome::kFailed;
     } else if (!was_placed) {
       if (next.job.spec_yaml() != job.record.job.spec_yaml()) {
-        DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {}, &outbox));
+        DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {}, outbox));
       }
       AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
@@ -201,9 +231,12 @@ absl::Status Coordinator::Recover() {
       if (!was_placed) return absl::OkStatus();
       return tx.EndAttempt(id, attempt, clock_->NowMs(), outcome, "coordinator restarted");
     };
-    DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox, end_attempt));
+    DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, outbox, end_attempt));
     spdlog::info("recovered job {}: {} -> {} ({})", id, StateName(state),
                  StateName(job.record.job.state()), job.record.job.reason());
+    if (metrics_ != nullptr && job.record.job.state() == dfv::v1::QUEUED) {
+      metrics_->JobRequeued(RestartReason::kCoordinatorRestarted);
+    }
     if (!dfv::v1::IsFinalState(job.record.job.state())) {
       AdoptSpec(parsed.spec, job);
       active_.emplace(id, std::move(job));
@@ -238,9 +271,27 @@ absl::Status Coordinator::CommitJobLocked(ActiveJob& job, JobRecord new_record,
   }));
   new_record.job.set_last_seq(appended.empty() ? job.record.job.last_seq()
                                                : appended.back().seq());
+  const JobState before = job.record.job.state();
   job.record = std::move(new_record);
   outbox->insert(outbox->end(), appended.begin(), appended.end());
+  if (job.record.job.state() != before) NoteStateChangeLocked(job, before);
   return absl::OkStatus();
+}
+
+void Coordinator::NoteStateChangeLocked(ActiveJob& job, JobState before) {
+  const JobState after = job.record.job.state();
+  const int64_t now = job.record.job.updated_ms();  // the commit's time
+  if (after == dfv::v1::QUEUED) job.queued_ms = now;
+  if (after == dfv::v1::RUNNING && job.first_running_pending) {
+    job.first_running_pending = false;
+    if (metrics_ != nullptr) {
+      metrics_->JobFirstRunning(static_cast<double>(now - job.record.job.created_ms()) / 1000.0);
+    }
+  }
+  if (dfv::v1::IsFinalState(after) && !dfv::v1::IsFinalState(before)) {
+    ++final_jobs_[after];
+    if (metrics_ != nullptr) metrics_->JobFinished(after);
+  }
 }
 
 absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcome,
@@ -268,10 +319,12 @@ absl::Status Coordinator::EndAttemptLocked(ActiveJob& job, AttemptOutcome outcom
 }
 
 absl::Status Coordinator::RequeueOrFailLocked(ActiveJob& job, const std::string& reason,
-                                              Outbox* outbox) {
+                                              RestartReason why, Outbox* outbox) {
   if (job.record.restarts < job.record.job.max_restarts()) {
-    return EndAttemptLocked(job, AttemptOutcome::kInterrupted, dfv::v1::QUEUED, reason,
-                            /*count_restart=*/true, outbox);
+    DFV_RETURN_IF_ERROR(EndAttemptLocked(job, AttemptOutcome::kInterrupted, dfv::v1::QUEUED,
+                                         reason, /*count_restart=*/true, outbox));
+    if (metrics_ != nullptr) metrics_->JobRequeued(why);
+    return absl::OkStatus();
   }
   return EndAttemptLocked(job, AttemptOutcome::kInterrupted, dfv::v1::FAILED,
                           absl::StrCat(reason, "; no restarts left (max_restarts: ",
@@ -325,7 +378,9 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
 }
 
 void Coordinator::Publish(const Outbox& outbox) {
-  if (!outbox.empty()) events_->Publish(outbox);
+  if (outbox.empty()) return;
+  if (metrics_ != nullptr) metrics_->EventsAppended(static_cast<int64_t>(outbox.size()));
+  events_->Publish(outbox);
 }
 
 // ---------------------------------------------------------------------------
@@ -362,7 +417,7 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
                                  ? absl::StrCat("worker ", rank.worker_name, " lost")
                                  : absl::StrCat("worker ", rank.worker_name,
                                                 " lost (it registered again)");
-        status = RequeueOrFailLocked(job, reason, outbox);
+        status = RequeueOrFailLocked(job, reason, RestartReason::kWorkerLost, outbox);
         ended = true;
         break;
       }
@@ -370,7 +425,9 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
       // that never runs it) report nothing: the rendezvous backstop.
       if (!ended) {
         const std::string reason = tracker_.BackstopReason(id, now);
-        if (!reason.empty()) status = RequeueOrFailLocked(job, reason, outbox);
+        if (!reason.empty()) {
+          status = RequeueOrFailLocked(job, reason, RestartReason::kRendezvous, outbox);
+        }
       }
     }
     if (!status.ok()) spdlog::error("job {}: cannot record its new state: {}", id, status.ToString());
@@ -486,8 +543,11 @@ absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml
     result = record.job;
     spdlog::info("job {} ({}, model {}, {} worker(s) on {}) QUEUED", result.id(), result.name(),
                  result.model(), result.world_size(), spec.resources.device);
+    if (metrics_ != nullptr) metrics_->JobSubmitted();
     ActiveJob active;
     active.record = std::move(record);
+    active.queued_ms = now;
+    active.first_running_pending = true;
     AdoptSpec(spec, active);
     active_.emplace(result.id(), std::move(active));
     ScheduleLocked(&outbox);
@@ -555,6 +615,35 @@ std::vector<dfv::v1::WorkerInfo> Coordinator::ListWorkers() const {
   return registry_.List();
 }
 
+CoordinatorState Coordinator::MetricsState() const {
+  CoordinatorState state;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowMs();
+    int64_t oldest_queued_ms = now;
+    for (const auto& [id, job] : active_) {
+      const JobState job_state = job.record.job.state();
+      ++state.jobs[job_state];
+      if (job_state == dfv::v1::QUEUED) {
+        oldest_queued_ms = std::min(oldest_queued_ms, job.queued_ms);
+      }
+    }
+    state.oldest_queued_seconds = static_cast<double>(now - oldest_queued_ms) / 1000.0;
+    for (int s = 0; s < dfv::v1::JobState_ARRAYSIZE; ++s) {
+      if (dfv::v1::IsFinalState(static_cast<JobState>(s))) state.jobs[s] = final_jobs_[s];
+    }
+    state.workers = registry_.Count();
+    state.artifact_stored_bytes = artifact_bytes_;
+  }
+  state.watchers = events_->SubscriberCount();
+  return state;
+}
+
+std::vector<MetricsTarget> Coordinator::MetricsTargets() const {
+  absl::MutexLock lock(&mu_);
+  return registry_.MetricsTargets();
+}
+
 absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> Coordinator::ListArtifacts(
     const std::string& job_id) const {
   DFV_RETURN_IF_ERROR(store_->GetJob(job_id).status());
@@ -587,7 +676,8 @@ absl::StatusOr<dfv::v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
   {
     absl::MutexLock lock(&mu_);
     WorkerRegistry::Registration registration =
-        registry_.Register(request.name(), request.slots(), request.device(), request.address());
+        registry_.Register(request.name(), request.slots(), request.device(), request.address(),
+                           request.metrics_address());
     if (registration.replaced) {
       spdlog::warn("worker {} registered again; its session {} ends", request.name(),
                    registration.replaced->id);
@@ -788,7 +878,15 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
         CheckUploaderLocked(worker_id, job_id, upload->declared().attempt(), upload->declared()));
     ActiveJob& job = active_.at(job_id);
     JobEvent appended;
+    int64_t replaced_bytes = 0;  // an artifact of the same name is replaced
     DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+      absl::StatusOr<dfv::v1::ArtifactInfo> previous =
+          tx.GetArtifact(job_id, upload->declared().name());
+      if (previous.ok()) {
+        replaced_bytes = previous->size();
+      } else if (!absl::IsNotFound(previous.status())) {
+        return previous.status();
+      }
       DFV_ASSIGN_OR_RETURN(info, upload->Commit(tx));
       JobEvent payload;
       *payload.mutable_artifact() = info;
@@ -797,6 +895,8 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
     }));
     job.record.job.set_last_seq(appended.seq());
     outbox.push_back(std::move(appended));
+    artifact_bytes_ += info.size() - replaced_bytes;
+    if (metrics_ != nullptr) metrics_->ArtifactWritten(info.size());
     spdlog::info("job {}: artifact {} ({} bytes, {})", job_id, info.name(), info.size(),
                  info.checksum());
   }
@@ -835,7 +935,9 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
           case dfv::v1::OUTCOME_FAILED:
             if (request.retryable()) {
               result = RequeueOrFailLocked(
-                  job, absl::StrCat(where, ": ", request.reason().empty() ? "failed" : request.reason()), &outbox);
+                  job,
+                  absl::StrCat(where, ": ", request.reason().empty() ? "failed" : request.reason()),
+                  RestartReason::kRankFailed, &outbox);
               break;
             }
             result = EndAttemptLocked(
@@ -848,7 +950,7 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
                 job,
                 absl::StrCat(where, " was cancelled",
                              request.reason().empty() ? "" : ": ", request.reason()),
-                &outbox);
+                RestartReason::kRankCancelled, &outbox);
             break;
           case dfv::v1::OUTCOME_SUCCEEDED:
             if (tracker_.AllRanksCompleted(key.job_id)) {
@@ -898,9 +1000,13 @@ void Coordinator::Tick() {
   Outbox outbox;
   {
     absl::MutexLock lock(&mu_);
-    for (const WorkerRecord& lost : registry_.ExpireLeases()) {
+    const std::vector<WorkerRecord> expired = registry_.ExpireLeases();
+    for (const WorkerRecord& lost : expired) {
       spdlog::warn("worker {} ({}) lost: no heartbeat for {} ms", lost.name, lost.id,
                    clock_->NowMs() - lost.last_heartbeat_ms);
+    }
+    if (metrics_ != nullptr && !expired.empty()) {
+      metrics_->LeasesExpired(static_cast<int64_t>(expired.size()));
     }
     ReconcileLocked(&outbox);
   }

@@ -60,6 +60,7 @@
 #ifndef DFV_SERVER_COORDINATOR_H_
 #define DFV_SERVER_COORDINATOR_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -77,6 +78,7 @@
 #include "server/clock.h"
 #include "server/event_log.h"
 #include "server/job_store.h"
+#include "server/metrics.h"
 #include "server/worker_registry.h"
 
 namespace dfv::server {
@@ -95,6 +97,9 @@ struct CoordinatorOptions {
   int64_t cancel_grace_ms = 10000;
   // How long a lost worker stays listed.
   int64_t lost_worker_retention_ms = 10 * 60 * 1000;
+  // Where to count what happens (see server/metrics.h); null: no metrics.
+  // Must outlive the Coordinator, which is its state source while it lives.
+  CoordinatorMetrics* metrics = nullptr;
 };
 
 class Coordinator {
@@ -197,6 +202,15 @@ class Coordinator {
   // ~200 ms; tests call it after moving a FakeClock.
   void Tick() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // ---- Observing
+
+  // The state the metrics' gauges show, in one consistent snapshot: taken
+  // under the mutex from memory (final-state counts and stored bytes are
+  // read from the store once at start and kept current), no I/O.
+  CoordinatorState MetricsState() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The live workers' metrics endpoints (Prometheus service discovery).
+  std::vector<MetricsTarget> MetricsTargets() const ABSL_LOCKS_EXCLUDED(mu_);
+
   const CoordinatorOptions& options() const { return options_; }
   // The underlying store, for inspection (tests, tools).
   JobStore* job_store() const { return store_.get(); }
@@ -208,6 +222,10 @@ class Coordinator {
     JobRecord record;                  // as last committed
     std::string device;                // resources.device
     int64_t rendezvous_timeout_seconds = 60;  // resources.rendezvous_timeout_seconds
+    int64_t queued_ms = 0;  // when it last became QUEUED
+    // Not RUNNING yet since its submission (as far as this process knows:
+    // false for jobs placed before a coordinator restart).
+    bool first_running_pending = false;
   };
   using Outbox = std::vector<dfv::v1::JobEvent>;
 
@@ -231,6 +249,7 @@ class Coordinator {
   static void AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job);
 
   absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status RecoverLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // FAILED_PRECONDITION when the live workers of the job's device have fewer
   // slots in all than it has ranks.
@@ -238,7 +257,9 @@ class Coordinator {
 
   // Writes job.record with `new_record`'s contents plus `payloads` as events,
   // and `extra` rows, in one transaction; on success adopts the new record
-  // (with its last_seq) and queues the events in `outbox`.
+  // (with its last_seq), queues the events in `outbox` and accounts for a
+  // change of state (NoteStateChangeLocked). Every change of an existing
+  // job's state goes through here.
   absl::Status CommitJobLocked(ActiveJob& job, JobRecord new_record,
                                const std::vector<dfv::v1::JobEvent>& payloads, Outbox* outbox,
                                absl::FunctionRef<absl::Status(JobStore::Tx&)> extra)
@@ -254,9 +275,14 @@ class Coordinator {
                                 dfv::v1::JobState next_state, std::string reason,
                                 bool count_restart, Outbox* outbox)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A worker failure: QUEUED while restarts remain, FAILED otherwise.
-  absl::Status RequeueOrFailLocked(ActiveJob& job, const std::string& reason, Outbox* outbox)
+  // The figures a change of the job's state from `before` moves: its queue
+  // time, the first RUNNING, the final-state counts.
+  void NoteStateChangeLocked(ActiveJob& job, dfv::v1::JobState before)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker failure: QUEUED while restarts remain (counted under `why`),
+  // FAILED otherwise.
+  absl::Status RequeueOrFailLocked(ActiveJob& job, const std::string& reason, RestartReason why,
+                                   Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PlaceLocked(ActiveJob& job, const std::vector<std::string>& worker_ids,
                            Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -278,6 +304,8 @@ class Coordinator {
   // final ones.
   absl::Status InactiveJobStatus(const std::string& job_id) const;
 
+  // Delivers committed events to their watchers (every appended event
+  // passes here once, so this is where they are counted).
   void Publish(const Outbox& outbox);
 
   // Declared first so that the folder lock is released last.
@@ -287,11 +315,16 @@ class Coordinator {
   const std::unique_ptr<JobStore> store_;
   const std::unique_ptr<EventLog> events_;
   const std::unique_ptr<ArtifactStore> artifacts_;
+  CoordinatorMetrics* const metrics_;  // may be null
 
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
   AttemptTracker tracker_ ABSL_GUARDED_BY(mu_);  // changes registry_'s held assignments
   std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // by job id
+  // Jobs in final states (by dfv::v1::JobState) and the bytes of all
+  // artifacts: counted in the store at start, then kept current.
+  std::array<int64_t, dfv::v1::JobState_ARRAYSIZE> final_jobs_ ABSL_GUARDED_BY(mu_){};
+  int64_t artifact_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace dfv::server

@@ -85,6 +85,11 @@ std::unique_ptr<EventLog::Subscription> EventLog::Subscribe(const std::string& j
   return std::unique_ptr<Subscription>(new Subscription(this, job_id, std::move(entry)));
 }
 
+int64_t EventLog::SubscriberCount() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(subscribers_.size());
+}
+
 void EventLog::Unsubscribe(const std::string& job_id, const Subscription::Entry* entry) {
   absl::MutexLock lock(&mu_);
   auto range = subscribers_.equal_range(job_id);

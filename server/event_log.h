@@ -87,13 +87,16 @@ class EventLog {
   std::unique_ptr<Subscription> Subscribe(const std::string& job_id, Callback callback)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Subscriptions open now (each WatchJob stream holds one).
+  int64_t SubscriberCount() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   void Unsubscribe(const std::string& job_id, const Subscription::Entry* entry)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   JobStore* const store_;
   const Clock* const clock_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::multimap<std::string, std::shared_ptr<Subscription::Entry>> subscribers_
       ABSL_GUARDED_BY(mu_);
 };

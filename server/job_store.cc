@@ -1,5 +1,6 @@
 #include "server/job_store.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -169,6 +170,19 @@ absl::StatusOr<dfv::v1::ArtifactInfo> ReadArtifactRow(const Statement& row) {
 
 constexpr char kArtifactColumns[] = "name, kind, step, size, checksum, attempt, created_ms";
 
+absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifactOn(Connection& db, const std::string& job_id,
+                                                    const std::string& name) {
+  DFV_ASSIGN_OR_RETURN(auto stmt,
+                       db.Prepare(absl::StrCat("SELECT ", kArtifactColumns,
+                                               " FROM artifacts WHERE job_id = ? AND name = ?")));
+  stmt->Bind(1, job_id).Bind(2, name);
+  DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no artifact '", name, "'"));
+  }
+  return ReadArtifactRow(*stmt);
+}
+
 absl::Status CreateOrCheckSchema(Connection& db, const std::string& path) {
   DFV_ASSIGN_OR_RETURN(std::string mode, db.QueryText("PRAGMA journal_mode=WAL"));
   if (mode != "wal") {
@@ -217,7 +231,8 @@ const char* AttemptOutcomeName(AttemptOutcome outcome) {
   return "RUNNING";
 }
 
-absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Create(const std::string& path) {
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Create(const std::string& path,
+                                                           CommitObserver on_commit) {
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Connection> writer, Connection::Open(path, /*create=*/true));
   // Waiting a little for a lock beats failing: a second process (the sqlite3
   // shell, a backup) may briefly hold one.
@@ -225,16 +240,22 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Create(const std::string& pa
   DFV_RETURN_IF_ERROR(CreateOrCheckSchema(*writer, path));
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader, Connection::Open(path, /*create=*/false));
   DFV_RETURN_IF_ERROR(reader->Exec("PRAGMA busy_timeout=5000; PRAGMA query_only=1;"));
-  return std::unique_ptr<JobStore>(new JobStore(std::move(writer), std::move(reader)));
+  return std::unique_ptr<JobStore>(
+      new JobStore(std::move(writer), std::move(reader), std::move(on_commit)));
 }
 
-JobStore::JobStore(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader)
-    : writer_(std::move(writer)), reader_(std::move(reader)) {}
+JobStore::JobStore(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader,
+                   CommitObserver on_commit)
+    : on_commit_(std::move(on_commit)), writer_(std::move(writer)), reader_(std::move(reader)) {}
 
 JobStore::~JobStore() = default;
 
 absl::Status JobStore::RunInTransaction(absl::FunctionRef<absl::Status(Tx&)> body) {
   absl::MutexLock lock(&write_mu_);
+  // Timed here, where every write transaction runs, rather than around the
+  // callers' commits: the figure is the transaction alone (not the caller's
+  // work before it or waiting for this lock) and no writer is missed.
+  const auto begin = std::chrono::steady_clock::now();
   DFV_RETURN_IF_ERROR(writer_->Exec("BEGIN IMMEDIATE"));
   Tx tx(writer_.get());
   absl::Status status = body(tx);
@@ -243,6 +264,8 @@ absl::Status JobStore::RunInTransaction(absl::FunctionRef<absl::Status(Tx&)> bod
     // After a failed COMMIT sqlite may already have rolled back; a second
     // error here adds nothing to the first.
     writer_->Exec("ROLLBACK").IgnoreError();
+  } else if (on_commit_) {
+    on_commit_(std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   }
   return status;
 }
@@ -413,6 +436,11 @@ absl::Status JobStore::Tx::PutArtifact(const std::string& job_id,
   return stmt->Run();
 }
 
+absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::Tx::GetArtifact(const std::string& job_id,
+                                                                const std::string& name) {
+  return GetArtifactOn(*db_, job_id, name);
+}
+
 // ---------------------------------------------------------------------------
 // Reads
 
@@ -514,15 +542,32 @@ absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> JobStore::ListArtifacts(
 absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::GetArtifact(const std::string& job_id,
                                                             const std::string& name) const {
   absl::MutexLock lock(&read_mu_);
+  return GetArtifactOn(*reader_, job_id, name);
+}
+
+absl::StatusOr<std::array<int64_t, dfv::v1::JobState_ARRAYSIZE>> JobStore::CountJobsByState()
+    const {
+  absl::MutexLock lock(&read_mu_);
   DFV_ASSIGN_OR_RETURN(auto stmt,
-                       reader_->Prepare(absl::StrCat("SELECT ", kArtifactColumns,
-                                                     " FROM artifacts WHERE job_id = ? AND name = ?")));
-  stmt->Bind(1, job_id).Bind(2, name);
-  DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
-  if (!row) {
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no artifact '", name, "'"));
+                       reader_->Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state"));
+  std::array<int64_t, dfv::v1::JobState_ARRAYSIZE> counts{};
+  while (true) {
+    DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    dfv::v1::JobState state;
+    const std::string name = stmt->ColumnText(0);
+    if (!dfv::v1::JobState_Parse(name, &state)) {
+      return absl::DataLossError(
+          absl::StrCat("a job has an unknown state '", name, "' in the database"));
+    }
+    counts[state] = stmt->ColumnInt(1);
   }
-  return ReadArtifactRow(*stmt);
+  return counts;
+}
+
+absl::StatusOr<int64_t> JobStore::ArtifactBytes() const {
+  absl::MutexLock lock(&read_mu_);
+  return reader_->QueryInt("SELECT COALESCE(SUM(size), 0) FROM artifacts");
 }
 
 }  // namespace dfv::server

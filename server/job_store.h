@@ -12,7 +12,9 @@
 #ifndef DFV_SERVER_JOB_STORE_H_
 #define DFV_SERVER_JOB_STORE_H_
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,10 +74,17 @@ class JobStore {
   // upgraded in place (version 2 added attempts.rendezvous).
   static constexpr int kSchemaVersion = 2;
 
+  // Told how long each committed write transaction took, from BEGIN to the
+  // end of COMMIT (seconds, a monotonic clock), on the committing thread
+  // while the store's write lock is held: it must be quick and must not
+  // call the store.
+  using CommitObserver = std::function<void(double seconds)>;
+
   // Opens or creates the database at `path` (its folder must exist).
   // FAILED_PRECONDITION for a database of a newer schema version, DATA_LOSS
-  // for a file that is not a database.
-  static absl::StatusOr<std::unique_ptr<JobStore>> Create(const std::string& path);
+  // for a file that is not a database. `on_commit` may be null.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Create(const std::string& path,
+                                                          CommitObserver on_commit = nullptr);
   ~JobStore();
 
   // The write side, valid only inside RunInTransaction's body and only on
@@ -108,6 +117,9 @@ class JobStore {
 
     // Inserts or replaces the index row of artifact info.name of the job.
     absl::Status PutArtifact(const std::string& job_id, const dfv::v1::ArtifactInfo& info);
+    // NOT_FOUND when the job has no artifact of that name.
+    absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifact(const std::string& job_id,
+                                                      const std::string& name);
 
    private:
     friend class JobStore;
@@ -137,9 +149,17 @@ class JobStore {
   absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifact(const std::string& job_id,
                                                     const std::string& name) const;
 
- private:
-  JobStore(std::unique_ptr<sqlite::Connection> writer, std::unique_ptr<sqlite::Connection> reader);
+  // Aggregates (one scan each; the coordinator reads them once at start and
+  // keeps them current itself). Jobs by state, indexed by dfv::v1::JobState.
+  absl::StatusOr<std::array<int64_t, dfv::v1::JobState_ARRAYSIZE>> CountJobsByState() const;
+  // The bytes of every indexed artifact.
+  absl::StatusOr<int64_t> ArtifactBytes() const;
 
+ private:
+  JobStore(std::unique_ptr<sqlite::Connection> writer, std::unique_ptr<sqlite::Connection> reader,
+           CommitObserver on_commit);
+
+  const CommitObserver on_commit_;
   mutable absl::Mutex write_mu_;
   std::unique_ptr<sqlite::Connection> writer_ ABSL_GUARDED_BY(write_mu_);
   mutable absl::Mutex read_mu_;

@@ -2,6 +2,7 @@
 // and WorkerGateway (worker daemons) gRPC services until SIGINT or SIGTERM.
 //
 //   dfv-coordinator --data-dir DIR [--listen 127.0.0.1:7070] [--ready-file PATH]
+//                   [--metrics-listen 127.0.0.1:0] [--prometheus-sd-file PATH]
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -37,7 +38,14 @@ int main(int argc, char** argv) {
                  "folder for the job database and artifacts")
       ->required();
   app.add_option("--ready-file", ready_file,
-                 "once serving, write the bound HOST:PORT to this file (first line)");
+                 "once serving, write the bound HOST:PORT to this file (first line; a second line "
+                 "'metrics HOST:PORT' with metrics on)");
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "HOST:PORT to serve Prometheus /metrics on (loopback; port 0: any free port; "
+                 "empty: no metrics)")
+      ->capture_default_str();
+  app.add_option("--prometheus-sd-file", options.prometheus_sd_file,
+                 "keep a Prometheus file-SD JSON of the live workers' /metrics endpoints here");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   dfv::InitLogging("dfv-coordinator", log_level);
@@ -54,8 +62,12 @@ int main(int argc, char** argv) {
   if (!server.ok()) return Fail(server.status());
   spdlog::info("listening on {} (plaintext, loopback only); data in {}", (*server)->address(),
                options.coordinator.data_dir);
+  if (!(*server)->metrics_address().empty()) {
+    spdlog::info("metrics on http://{}/metrics", (*server)->metrics_address());
+  }
   if (!ready_file.empty()) {
-    absl::Status status = dfv::rpc::WriteReadyFile(ready_file, (*server)->address());
+    absl::Status status =
+        dfv::rpc::WriteReadyFile(ready_file, (*server)->address(), (*server)->metrics_address());
     if (!status.ok()) {
       (*server)->Shutdown();
       return Fail(status);

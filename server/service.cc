@@ -581,6 +581,17 @@ grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
       absl::StatusOr<rpc::HostPort> address = rpc::ParseHostPort(request->address(), "address");
       if (!address.ok()) return address.status();
     }
+    if (!request->metrics_address().empty()) {
+      DFV_RETURN_IF_ERROR(
+          CheckMaxBytes("metrics_address", request->metrics_address(), kMaxAddressBytes));
+      DFV_ASSIGN_OR_RETURN(rpc::HostPort metrics,
+                           rpc::ParseHostPort(request->metrics_address(), "metrics_address"));
+      if (metrics.port == 0) {
+        return Invalid("metrics_address",
+                       absl::StrCat("'", request->metrics_address(),
+                                    "' has port 0; report the port /metrics is served on"));
+      }
+    }
     DFV_ASSIGN_OR_RETURN(*response, coordinator_->RegisterWorker(*request));
     return absl::OkStatus();
   });
@@ -686,13 +697,38 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   if (options.tick_interval_ms <= 0) {
     return absl::InvalidArgumentError("tick_interval_ms must be > 0");
   }
+  if (options.coordinator.metrics != nullptr) {
+    return absl::InvalidArgumentError(
+        "coordinator.metrics must be null: the server makes its own (metrics_listen)");
+  }
+  CoordinatorOptions coordinator_options = options.coordinator;
+  std::shared_ptr<CoordinatorMetrics> metrics;
+  std::unique_ptr<dfv::metrics::MetricsServer> metrics_server;
+  if (!options.metrics_listen.empty()) {
+    DFV_ASSIGN_OR_RETURN(metrics_server,
+                         dfv::metrics::MetricsServer::Create(options.metrics_listen));
+    metrics = std::make_shared<CoordinatorMetrics>();
+    metrics_server->Register(metrics);
+    coordinator_options.metrics = metrics.get();
+  }
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
-                       Coordinator::Create(options.coordinator));
-  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(options, std::move(coordinator)));
+                       Coordinator::Create(coordinator_options));
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(
+      options, std::move(metrics), std::move(metrics_server), std::move(coordinator)));
+  if (!options.prometheus_sd_file.empty()) {
+    server->sd_file_ = std::make_unique<PrometheusSdFile>(options.prometheus_sd_file);
+    DFV_RETURN_IF_ERROR(server->sd_file_->Update(server->coordinator_->MetricsTargets()));
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   rpc::ConfigureServerBuilder(builder);
+  if (server->metrics_ != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(server->metrics_->NewRpcInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.RegisterService(server->client_service_.get());
@@ -713,8 +749,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 }
 
 CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
+                                     std::shared_ptr<CoordinatorMetrics> metrics,
+                                     std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
                                      std::unique_ptr<Coordinator> coordinator)
     : options_(options),
+      metrics_(std::move(metrics)),
+      metrics_server_(std::move(metrics_server)),
+      metrics_address_(metrics_server_ != nullptr ? metrics_server_->address() : ""),
       coordinator_(std::move(coordinator)),
       io_(std::make_unique<IoExecutor>(std::max(1, options.io_threads))),
       client_service_(std::make_unique<ClientService>(coordinator_.get(), io_.get())),
@@ -734,7 +775,20 @@ void CoordinatorServer::TickLoop() {
       return absl::OkStatus();
     });
     if (!status.ok()) spdlog::error("tick: {}", status.ToString());
+    UpdateSdFile();
   }
+}
+
+void CoordinatorServer::UpdateSdFile() {
+  if (sd_file_ == nullptr) return;
+  // Written here, off the Coordinator's lock and from one thread, so the
+  // newest set is always the one left in the file. A failed write is tried
+  // again next tick; it is logged once per failure streak.
+  absl::Status status = Guarded("UpdateSdFile", [&] {
+    return sd_file_->Update(coordinator_->MetricsTargets());
+  });
+  if (!status.ok() && sd_file_ok_) spdlog::error("{}", status.ToString());
+  sd_file_ok_ = status.ok();
 }
 
 void CoordinatorServer::Shutdown() {

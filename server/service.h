@@ -27,9 +27,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/metrics/metrics_server.h"
 #include "proto/dfv.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/io_executor.h"
+#include "server/metrics.h"
 
 namespace dfv::server {
 
@@ -115,8 +117,15 @@ struct CoordinatorServerOptions {
   // HOST:PORT to listen on; port 0 picks a free port (see port()). Without
   // TLS (not implemented yet) the host must be a loopback address.
   std::string listen_address = "127.0.0.1:7070";
-  // The Coordinator's options (data_dir is required).
+  // The Coordinator's options (data_dir is required; metrics must be null:
+  // the server makes and owns them).
   CoordinatorOptions coordinator;
+  // HOST:PORT of the /metrics endpoint (loopback; port 0 picks a free port,
+  // see metrics_address()); empty: no metrics at all.
+  std::string metrics_listen = "127.0.0.1:0";
+  // When set, a Prometheus file-SD JSON listing the live workers' metrics
+  // endpoints is kept here (written at start, rewritten when the set changes).
+  std::string prometheus_sd_file;
   // How often Coordinator::Tick runs (leases, cancels, scheduling).
   int64_t tick_interval_ms = 200;
   // Threads for artifact file work.
@@ -131,8 +140,10 @@ struct CoordinatorServerOptions {
 class CoordinatorServer {
  public:
   // Opens the Coordinator and starts serving. INVALID_ARGUMENT for a bad
-  // listen address, FAILED_PRECONDITION for a non-loopback host without TLS,
-  // UNAVAILABLE when the address cannot be bound.
+  // listen or metrics address (or a non-loopback metrics host),
+  // FAILED_PRECONDITION for a non-loopback host without TLS, UNAVAILABLE
+  // when an address cannot be bound; the error of writing
+  // prometheus_sd_file the first time.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const CoordinatorServerOptions& options);
   // Shuts down if still running.
@@ -145,6 +156,10 @@ class CoordinatorServer {
   int port() const { return port_; }
   const std::string& address() const { return address_; }
   Coordinator* coordinator() const { return coordinator_.get(); }
+  // "HOST:PORT" of /metrics with the bound port; "" without metrics.
+  const std::string& metrics_address() const { return metrics_address_; }
+  // Null without metrics.
+  CoordinatorMetrics* metrics() const { return metrics_.get(); }
 
   // Stops accepting calls, ends watch streams with UNAVAILABLE, lets other
   // calls finish (up to shutdown_grace_ms) and stops the Tick thread.
@@ -155,12 +170,23 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer(const CoordinatorServerOptions& options,
+                    std::shared_ptr<CoordinatorMetrics> metrics,
+                    std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
                     std::unique_ptr<Coordinator> coordinator);
   void TickLoop();
+  // Rewrites the service-discovery file when the workers' endpoints changed.
+  void UpdateSdFile();
 
   const CoordinatorServerOptions options_;
   // Destroyed in reverse order: the server before the services and the
-  // executor its reactors use, the Coordinator last.
+  // executor its reactors use, then the Coordinator, then /metrics (which
+  // reads the Coordinator until it is gone), the metrics last (the server's
+  // interceptors write to them).
+  std::shared_ptr<CoordinatorMetrics> metrics_;
+  std::unique_ptr<dfv::metrics::MetricsServer> metrics_server_;
+  std::string metrics_address_;
+  std::unique_ptr<PrometheusSdFile> sd_file_;  // used by the tick thread only
+  bool sd_file_ok_ = true;                     // likewise
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<IoExecutor> io_;
   std::unique_ptr<ClientService> client_service_;

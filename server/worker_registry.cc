@@ -27,7 +27,8 @@ std::string WorkerRegistry::NewWorkerId() {
 
 WorkerRegistry::Registration WorkerRegistry::Register(const std::string& name, int slots,
                                                       const std::string& device,
-                                                      const std::string& address) {
+                                                      const std::string& address,
+                                                      const std::string& metrics_address) {
   Registration result;
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second.name != name) {
@@ -43,6 +44,7 @@ WorkerRegistry::Registration WorkerRegistry::Register(const std::string& name, i
   record.name = name;
   record.device = device;
   record.address = address;
+  record.metrics_address = metrics_address;
   record.slots = slots;
   record.registered_ms = now;
   record.last_heartbeat_ms = now;
@@ -132,6 +134,33 @@ std::vector<dfv::v1::WorkerInfo> WorkerRegistry::List() const {
               return std::tie(a.name(), a.id()) < std::tie(b.name(), b.id());
             });
   return infos;
+}
+
+WorkerCounts WorkerRegistry::Count() const {
+  WorkerCounts counts;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.state != dfv::v1::WORKER_ALIVE) {
+      ++counts.lost;
+      continue;
+    }
+    ++counts.alive;
+    counts.free_slots += worker.free_slots();
+    counts.busy_slots += worker.slots - worker.free_slots();
+  }
+  return counts;
+}
+
+std::vector<MetricsTarget> WorkerRegistry::MetricsTargets() const {
+  std::vector<MetricsTarget> targets;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.state == dfv::v1::WORKER_ALIVE && !worker.metrics_address.empty()) {
+      targets.push_back(MetricsTarget{worker.name, worker.metrics_address});
+    }
+  }
+  // Names are unique among live workers.
+  std::sort(targets.begin(), targets.end(),
+            [](const MetricsTarget& a, const MetricsTarget& b) { return a.worker < b.worker; });
+  return targets;
 }
 
 std::string HostOf(const WorkerRecord& worker) {

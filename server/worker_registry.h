@@ -47,6 +47,7 @@ struct WorkerRecord {
   std::string name;
   std::string device;
   std::string address;
+  std::string metrics_address;  // its /metrics endpoint (HOST:PORT), "" for none
   int slots = 1;
   dfv::v1::WorkerState state = dfv::v1::WORKER_ALIVE;
   int64_t registered_ms = 0;
@@ -65,6 +66,23 @@ struct WorkerRecord {
   }
 };
 
+// Worker sessions and the slots of the live ones, for the metrics.
+struct WorkerCounts {
+  int64_t alive = 0;
+  int64_t lost = 0;        // still listed (lost_retention_ms)
+  int64_t free_slots = 0;  // of live workers
+  int64_t busy_slots = 0;  // of live workers: held by an assignment
+};
+
+// A live worker's metrics endpoint, for Prometheus service discovery.
+struct MetricsTarget {
+  std::string worker;   // its name
+  std::string address;  // HOST:PORT
+  bool operator==(const MetricsTarget& other) const {
+    return worker == other.worker && address == other.address;
+  }
+};
+
 class WorkerRegistry {
  public:
   // `clock` must outlive the registry.
@@ -78,7 +96,7 @@ class WorkerRegistry {
   };
   // Registers a worker (arguments already validated) with a fresh lease.
   Registration Register(const std::string& name, int slots, const std::string& device,
-                        const std::string& address);
+                        const std::string& address, const std::string& metrics_address = "");
 
   // Renews the lease. NOT_FOUND when the session is unknown or lost (the
   // worker must register again).
@@ -101,6 +119,10 @@ class WorkerRegistry {
 
   // Every known worker, by name, for ListWorkers.
   std::vector<dfv::v1::WorkerInfo> List() const;
+
+  WorkerCounts Count() const;
+  // The live workers that reported a metrics address, by name.
+  std::vector<MetricsTarget> MetricsTargets() const;
 
   const WorkerRegistryOptions& options() const { return options_; }
 

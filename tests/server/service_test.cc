@@ -5,12 +5,18 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/checksum.h"
+#include "common/file_util.h"
 #include "common/rpc/rpc.h"
 #include "proto/dfv.grpc.pb.h"
+#include "tests/server/metric_reader.h"
 #include "tests/server/test_util.h"
+#include "tests/testing/http_get.h"
 
 namespace dfv::server {
 namespace {
@@ -516,6 +522,177 @@ TEST_F(ServiceTest, ShutdownEndsOpenWatchesWithUnavailable) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   stopper.join();
   server_->Wait();
+}
+
+TEST_F(ServiceTest, TheInterceptorCountsEveryCallByMethodAndCode) {
+  ASSERT_NE(server_->metrics(), nullptr);
+  const std::string id = Submit(testing::JobYaml("counted"));
+  dfv::v1::GetJobRequest get;
+  get.set_job_id(id);
+  dfv::v1::Job job;
+  ASSERT_TRUE(client_->GetJob(Context().get(), get, &job).ok());
+  get.set_job_id("../nope");
+  ASSERT_EQ(client_->GetJob(Context().get(), get, &job).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // A streaming call: the job is not final, so the watch runs until cancelled.
+  dfv::v1::WatchJobRequest watch;
+  watch.set_job_id(id);
+  auto watch_context = Context();
+  auto reader = client_->WatchJob(watch_context.get(), watch);
+  dfv::v1::JobEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  watch_context->TryCancel();
+  while (reader->Read(&event)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  const std::map<std::string, std::string> get_job = {{"grpc_service", "dfv.v1.Coordinator"},
+                                                      {"grpc_method", "GetJob"}};
+  auto with_code = [&](std::map<std::string, std::string> labels, const char* code) {
+    labels.emplace("grpc_code", code);
+    return labels;
+  };
+  std::vector<prometheus::MetricFamily> families = server_->metrics()->Collect();
+  EXPECT_EQ(testing::SeriesValue(families, "grpc_server_handled_total", with_code(get_job, "OK")),
+            1.0);
+  EXPECT_EQ(testing::SeriesValue(families, "grpc_server_handled_total",
+                                 with_code(get_job, "InvalidArgument")),
+            1.0);
+  EXPECT_EQ(testing::SeriesValue(families, "grpc_server_handled_total",
+                                 with_code(get_job, "NotFound")),
+            0.0);
+  EXPECT_EQ(testing::SeriesValue(families, "grpc_server_handling_seconds", get_job), 2.0);
+  EXPECT_EQ(testing::SeriesValue(families, "grpc_server_handled_total",
+                                 {{"grpc_service", "dfv.v1.Coordinator"},
+                                  {"grpc_method", "SubmitJob"},
+                                  {"grpc_code", "OK"}}),
+            1.0);
+  // The stream ends on the server once it sees the cancel; wait for that.
+  const std::map<std::string, std::string> watch_job = {{"grpc_service", "dfv.v1.Coordinator"},
+                                                        {"grpc_method", "WatchJob"}};
+  std::optional<double> watches;
+  for (int i = 0; i < 200; ++i) {
+    watches = testing::SeriesValue(server_->metrics()->Collect(), "grpc_server_handling_seconds",
+                                   watch_job);
+    if (watches == 1.0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_EQ(watches, 1.0);
+  EXPECT_EQ(testing::SeriesValue(server_->metrics()->Collect(), "grpc_server_handled_total",
+                                 with_code(watch_job, "Canceled")),
+            1.0);
+}
+
+// `promtool check metrics` (Prometheus's own linter) on what /metrics serves.
+TEST_F(ServiceTest, PromtoolAcceptsTheMetricsPage) {
+  const char* kPromtool = "/usr/bin/promtool";
+  if (!std::filesystem::exists(kPromtool)) {
+    GTEST_SKIP() << kPromtool << " is not installed (Debian package prometheus; "
+                 << "scripts/install-deps.sh installs it)";
+  }
+  Submit(testing::JobYaml("scraped"));
+  ASSERT_FALSE(server_->metrics_address().empty());
+  absl::StatusOr<dfv::testing::HttpResponse> page =
+      dfv::testing::HttpGet(server_->metrics_address(), "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->status, 200);
+  EXPECT_THAT(page->body, HasSubstr("dfv_jobs{state=\"QUEUED\"} 1"));
+  EXPECT_THAT(page->body, HasSubstr("# TYPE grpc_server_handling_seconds histogram"));
+  EXPECT_THAT(page->body, HasSubstr("process_resident_memory_bytes"));
+
+  const std::string dir = testing::FreshDir("promtool");
+  ASSERT_TRUE(WriteFileAtomically(dir + "/metrics.txt", page->body).ok());
+  const std::string command =
+      absl::StrCat(kPromtool, " check metrics < ", dir, "/metrics.txt > ", dir, "/out.txt 2>&1");
+  const int rc = std::system(command.c_str());
+  absl::StatusOr<std::string> out = ReadFileToString(dir + "/out.txt");
+  EXPECT_EQ(rc, 0) << (out.ok() ? *out : out.status().ToString());
+}
+
+TEST_F(ServiceTest, AMetricsAddressIsValidated) {
+  dfv::v1::RegisterWorkerRequest reg;
+  reg.set_name("w1");
+  reg.set_slots(1);
+  reg.set_device("cpu");
+  dfv::v1::RegisterWorkerResponse registered;
+  for (const char* bad : {"no-port", "127.0.0.1:0", "127.0.0.1:70000"}) {
+    reg.set_metrics_address(bad);
+    grpc::Status status = gateway_->RegisterWorker(Context().get(), reg, &registered);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_THAT(status.error_message(), StartsWith("metrics_address:")) << bad;
+  }
+  reg.set_metrics_address("127.0.0.1:9100");
+  ASSERT_TRUE(gateway_->RegisterWorker(Context().get(), reg, &registered).ok());
+  EXPECT_EQ(server_->coordinator()->MetricsTargets(),
+            (std::vector<MetricsTarget>{{"w1", "127.0.0.1:9100"}}));
+}
+
+// The file-SD file follows the live workers: written at start, rewritten
+// when a worker with a metrics address registers or is lost.
+TEST(CoordinatorServerTest, KeepsThePrometheusSdFileInLineWithTheLiveWorkers) {
+  CoordinatorServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.coordinator.data_dir = testing::FreshDir("sd-file");
+  options.coordinator.lease_ttl_ms = 1500;
+  options.coordinator.heartbeat_interval_ms = 100;
+  options.tick_interval_ms = 20;
+  options.prometheus_sd_file = options.coordinator.data_dir + "/workers.json";
+  auto server = CoordinatorServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto read = [&]() -> nlohmann::json {
+    absl::StatusOr<std::string> text = ReadFileToString(options.prometheus_sd_file);
+    return text.ok() ? nlohmann::json::parse(*text) : nlohmann::json();
+  };
+  EXPECT_EQ(read(), nlohmann::json::array());
+
+  auto gateway = dfv::v1::WorkerGateway::NewStub(rpc::MakeChannel((*server)->address()));
+  std::string ids[2];
+  for (int i = 0; i < 2; ++i) {
+    dfv::v1::RegisterWorkerRequest reg;
+    reg.set_name(absl::StrCat("w", i));
+    reg.set_slots(1);
+    reg.set_device("cpu");
+    reg.set_metrics_address(absl::StrCat("127.0.0.1:", 9100 + i));
+    dfv::v1::RegisterWorkerResponse registered;
+    ASSERT_TRUE(gateway->RegisterWorker(Context().get(), reg, &registered).ok());
+    ids[i] = registered.worker_id();
+  }
+  const nlohmann::json both = nlohmann::json::parse(R"([
+    {"targets": ["127.0.0.1:9100"], "labels": {"worker": "w0"}},
+    {"targets": ["127.0.0.1:9101"], "labels": {"worker": "w1"}}])");
+  const nlohmann::json only_w1 = nlohmann::json::parse(R"([
+    {"targets": ["127.0.0.1:9101"], "labels": {"worker": "w1"}}])");
+  // w1 keeps heartbeating, w0 goes silent and is lost after its lease.
+  nlohmann::json seen;
+  bool saw_both = false;
+  for (int i = 0; i < 300; ++i) {
+    dfv::v1::HeartbeatRequest beat;
+    beat.set_worker_id(ids[1]);
+    dfv::v1::HeartbeatResponse response;
+    ASSERT_TRUE(gateway->Heartbeat(Context().get(), beat, &response).ok());
+    seen = read();
+    saw_both = saw_both || seen == both;
+    if (saw_both && seen == only_w1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(saw_both);
+  EXPECT_EQ(seen, only_w1);
+}
+
+TEST(CoordinatorServerTest, WithoutAMetricsAddressThereAreNoMetrics) {
+  CoordinatorServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.coordinator.data_dir = testing::FreshDir("no-metrics");
+  options.metrics_listen = "";
+  auto server = CoordinatorServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->metrics(), nullptr);
+  EXPECT_EQ((*server)->metrics_address(), "");
+
+  options.metrics_listen = "0.0.0.0:0";
+  options.coordinator.data_dir = testing::FreshDir("open-metrics");
+  auto open = CoordinatorServer::Create(options);
+  EXPECT_TRUE(absl::IsInvalidArgument(open.status())) << open.status();
 }
 
 TEST(CoordinatorServerTest, RefusesNonLoopbackWithoutTls) {
