@@ -1,6 +1,7 @@
 // dfv-worker: the worker binary.
 //   dfv-worker --coordinator ADDR [--listen ADDR] [--name N] [--slots N]
 //              [--device cpu|cuda] [--work-dir DIR] [--ready-file PATH]
+//              [--metrics-listen ADDR] [--metrics-job-grace SECONDS]
 //                            run as a daemon that trains what the coordinator assigns
 //   train --local JOB.yaml   train one job in this process (no coordinator)
 //   trainer ...              one assignment's trainer process (started by the daemon)
@@ -67,6 +68,9 @@ int RunDaemon(dfv::daemon::WorkerDaemonOptions options) {
   auto daemon = dfv::daemon::WorkerDaemon::Create(std::move(options));
   if (!daemon.ok()) return Fail(daemon.status());
   spdlog::info("health service on {} (plaintext)", (*daemon)->address());
+  if (!(*daemon)->metrics_address().empty()) {
+    spdlog::info("metrics on http://{}/metrics", (*daemon)->metrics_address());
+  }
   std::thread signal_thread([&daemon, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -99,7 +103,16 @@ int main(int argc, char** argv) {
   app.add_option("--slots", daemon.slots, "assignments run at once")->capture_default_str();
   app.add_option("--device", daemon.device, "cpu or cuda")->capture_default_str();
   app.add_option("--work-dir", daemon.work_dir, "folder for assignment runs (default: dfv-work/NAME)");
-  app.add_option("--ready-file", daemon.ready_file, "written with the bound address once registered");
+  app.add_option("--ready-file", daemon.ready_file,
+                 "written with the bound address (and a line 'metrics HOST:PORT') once registered");
+  app.add_option("--metrics-listen", daemon.metrics_listen,
+                 "HOST:PORT for Prometheus /metrics; port 0 picks one; empty: none")
+      ->capture_default_str();
+  double metrics_job_grace_seconds = absl::ToDoubleSeconds(daemon.metrics_job_grace);
+  app.add_option("--metrics-job-grace", metrics_job_grace_seconds,
+                 "seconds a finished job's series stay on /metrics")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   dfv::worker::LocalRunOptions local;
   bool local_flag = false;
@@ -158,6 +171,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   dfv::InitLogging("dfv-worker", log_level);
+  daemon.metrics_job_grace = absl::Seconds(metrics_job_grace_seconds);
   if (daemon.coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
         "--coordinator: required to run as a daemon (or give a subcommand: train, schema, prepare-mnist)"));

@@ -6,12 +6,14 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/match.h"
 #include "common/file_util.h"
 #include "tests/daemon/fake_link.h"
+#include "worker/daemon/metrics.h"
 
 namespace dfv::daemon {
 namespace {
@@ -44,6 +46,23 @@ RunnerOptions Options(const std::string& name, const std::string& yaml, Recordin
   return options;
 }
 
+// The sample of family `name` whose labels are exactly `labels`, from a
+// scrape of `metrics`.
+std::optional<prometheus::ClientMetric> Sample(const WorkerMetrics& metrics, const std::string& name,
+                                               const std::map<std::string, std::string>& labels) {
+  for (const auto& family : metrics.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& metric : family.metric) {
+      std::map<std::string, std::string> have;
+      for (const auto& label : metric.label) have[label.name] = label.value;
+      if (have == labels) return metric;
+    }
+  }
+  return std::nullopt;
+}
+
+const std::map<std::string, std::string> kJob = {{"job", "j-000001"}, {"rank", "0"}};
+
 bool Finished(const AssignmentRunner& runner, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   while (!runner.finished() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
@@ -52,10 +71,33 @@ bool Finished(const AssignmentRunner& runner, absl::Duration timeout) {
 
 TEST(AssignmentRunner, TrainsAndRelaysEventsAndArtifacts) {
   RecordingLink link;
+  WorkerMetrics metrics(WorkerMetricsOptions{});
   RunnerOptions options = Options("success", SpritesJob(20), &link);
+  options.metrics = &metrics;
   auto runner = AssignmentRunner::Start(options);
   ASSERT_TRUE(Finished(*runner, absl::Seconds(120)));
+
+  // The real trainer's timings reached the worker's metrics: every step's
+  // time, both checkpoints' sizes, the vae's loss terms.
+  EXPECT_EQ(Sample(metrics, "dfv_job_step_seconds", kJob)->histogram.sample_count, 20u);
+  EXPECT_EQ(Sample(metrics, "dfv_job_step", kJob)->gauge.value, 20);
+  EXPECT_EQ(Sample(metrics, "dfv_job_total_steps", kJob)->gauge.value, 20);
+  EXPECT_GT(Sample(metrics, "dfv_job_samples_per_second", kJob)->gauge.value, 0);
+  EXPECT_GT(Sample(metrics, "dfv_job_data_wait_seconds_total", kJob)->counter.value, 0);
+  EXPECT_GT(Sample(metrics, "dfv_job_checkpoint_write_seconds_total", kJob)->counter.value, 0);
+  auto with_term = kJob;
+  with_term["term"] = "loss";
+  EXPECT_GT(Sample(metrics, "dfv_job_training_metric", with_term)->gauge.value, 0);
+  EXPECT_GT(Sample(metrics, "dfv_trainer_cpu_seconds_total", kJob)->counter.value, 0);
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_ended_total", {{"outcome", "succeeded"}})->counter.value, 1);
+
   absl::MutexLock lock(&link.mu_);
+  int64_t checkpoint_bytes = 0;
+  for (const auto& [name, upload] : link.uploads_) {
+    if (upload.first.kind() == v1::CHECKPOINT) checkpoint_bytes += static_cast<int64_t>(upload.second.size());
+  }
+  EXPECT_GT(checkpoint_bytes, 0);
+  EXPECT_EQ(Sample(metrics, "dfv_job_checkpoint_written_bytes_total", kJob)->counter.value, checkpoint_bytes);
   EXPECT_EQ(link.outcome_, v1::OUTCOME_SUCCEEDED) << link.reason_;
   EXPECT_EQ(link.completions_, 1);
   std::vector<int64_t> metric_steps;
@@ -227,6 +269,95 @@ exit 1
   EXPECT_EQ(crashed.outcome_, v1::OUTCOME_FAILED);
   EXPECT_FALSE(crashed.retryable_);
   EXPECT_TRUE(absl::StrContains(crashed.reason_, "oops")) << crashed.reason_;
+}
+
+TEST(AssignmentRunner, TheTrainersFiguresReachTheWorkersMetrics) {
+  RecordingLink link;
+  WorkerMetrics metrics(WorkerMetricsOptions{});
+  // $4 is the run folder (after --job FILE --out). The trainer writes a
+  // checkpoint of 1000 bytes, then waits for the test's go-ahead so the test
+  // can read its process figures while it runs.
+  RunnerOptions options = FakeTrainer("figures", R"(
+run="$4"
+echo '{"started":{"step":"0","totalSteps":"20"}}'
+echo '{"metrics":{"step":"10","values":[{"name":"loss","value":1.5},{"name":"kl","value":0.25},{"name":"step_time_seconds","value":0.1},{"name":"samples_per_second","value":640}]}}'
+echo '{"window":{"step":"10","stepSeconds":[0.004,0.02,0.3],"dataWaitSeconds":0.5,"allreduceSeconds":0.25,"allreduceBytes":"4096"}}'
+mkdir -p "$run/checkpoints" && head -c 1000 /dev/zero > "$run/checkpoints/step-00000010.ckpt"
+echo '{"artifact":{"kind":"CHECKPOINT","path":"checkpoints/step-00000010.ckpt","step":"10","writeSeconds":0.125}}'
+echo '{"progress":{"progress":{"step":"15","totalSteps":"20","stepSeconds":0.1}}}'
+while [ ! -e "$run/go" ]; do sleep 0.02; done
+echo '{"finished":{"steps":"20"}}'
+)",
+                                      &link);
+  options.metrics = &metrics;
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(link.WaitFor(
+      [&] {
+        auto step = Sample(metrics, "dfv_job_step", kJob);
+        return step && step->gauge.value == 15;
+      },
+      absl::Seconds(30)));
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_started_total", {})->counter.value, 1);
+  EXPECT_EQ(Sample(metrics, "dfv_job_total_steps", kJob)->gauge.value, 20);
+  EXPECT_EQ(Sample(metrics, "dfv_job_samples_per_second", kJob)->gauge.value, 640);
+  auto term = [&](const std::string& name) {
+    auto labels = kJob;
+    labels["term"] = name;
+    return Sample(metrics, "dfv_job_training_metric", labels);
+  };
+  EXPECT_EQ(term("loss")->gauge.value, 1.5);
+  EXPECT_EQ(term("kl")->gauge.value, 0.25);
+  EXPECT_FALSE(term("step_time_seconds")) << "the trainer's own figures are not loss terms";
+  auto histogram = Sample(metrics, "dfv_job_step_seconds", kJob);
+  EXPECT_EQ(histogram->histogram.sample_count, 3u);
+  EXPECT_EQ(histogram->histogram.bucket.front().cumulative_count, 1u) << "0.004 s <= 0.005 s";
+  EXPECT_EQ(Sample(metrics, "dfv_job_data_wait_seconds_total", kJob)->counter.value, 0.5);
+  EXPECT_EQ(Sample(metrics, "dfv_job_allreduce_seconds_total", kJob)->counter.value, 0.25);
+  EXPECT_EQ(Sample(metrics, "dfv_job_allreduce_bytes_total", kJob)->counter.value, 4096);
+  EXPECT_EQ(Sample(metrics, "dfv_job_checkpoint_write_seconds_total", kJob)->counter.value, 0.125);
+  EXPECT_EQ(Sample(metrics, "dfv_job_checkpoint_written_bytes_total", kJob)->counter.value, 1000);
+  auto rss = Sample(metrics, "dfv_trainer_resident_memory_bytes", kJob);
+  ASSERT_TRUE(rss) << "the trainer runs: its RSS is read at each scrape";
+  EXPECT_GT(rss->gauge.value, 0);
+
+  ASSERT_TRUE(WriteFileAtomically(options.work_dir + "/run/go", "").ok());
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  EXPECT_FALSE(Sample(metrics, "dfv_trainer_resident_memory_bytes", kJob)) << "no RSS once the trainer is gone";
+  EXPECT_TRUE(Sample(metrics, "dfv_trainer_cpu_seconds_total", kJob)) << "its CPU time stays until the grace ends";
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_ended_total", {{"outcome", "succeeded"}})->counter.value, 1);
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_SUCCEEDED) << link.reason_;
+  int metric_events = 0, progress_events = 0;
+  for (const auto& e : link.events_) {
+    metric_events += e.has_metrics();
+    progress_events += e.has_progress();
+  }
+  EXPECT_EQ(metric_events, 1);
+  EXPECT_EQ(progress_events, 1);
+  EXPECT_EQ(link.uploads_.count("checkpoints/step-00000010.ckpt"), 1u);
+}
+
+TEST(AssignmentRunner, TrainersThatFailOrAreCancelledAreCountedByOutcome) {
+  RecordingLink link;
+  WorkerMetrics metrics(WorkerMetricsOptions{});
+  RunnerOptions failing = FakeTrainer("failing", "echo '{\"started\":{}}'; exit 1", &link);
+  failing.metrics = &metrics;
+  auto runner = AssignmentRunner::Start(failing);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  RecordingLink cancelled_link;
+  RunnerOptions cancelled =
+      FakeTrainer("cancelled", "echo '{\"started\":{}}'; exec sleep 30", &cancelled_link);
+  cancelled.assignment.set_attempt(2);
+  cancelled.metrics = &metrics;
+  cancelled.cancel_grace = absl::Seconds(1);
+  runner = AssignmentRunner::Start(cancelled);
+  ASSERT_TRUE(cancelled_link.WaitFor([&] { return cancelled_link.SawState(v1::RUNNING); }, absl::Seconds(30)));
+  runner->Cancel("user asked");
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_started_total", {})->counter.value, 2);
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_ended_total", {{"outcome", "failed"}})->counter.value, 1);
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_ended_total", {{"outcome", "cancelled"}})->counter.value, 1);
+  EXPECT_EQ(Sample(metrics, "dfv_trainers_ended_total", {{"outcome", "succeeded"}})->counter.value, 0);
 }
 
 TEST(AssignmentRunner, RetryableTrainerErrorsAreThoseNotCausedByTheJob) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -23,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "tests/daemon/fake_link.h"
+#include "tests/testing/http_get.h"
 
 namespace dfv::daemon {
 namespace {
@@ -68,8 +70,10 @@ class DaemonTest : public ::testing::Test {
   }
 
   // Creates the daemon over a new RecordingLink and runs it on a thread.
-  // `script` prepares the link before the daemon's first call.
-  void StartDaemon(const std::function<void(RecordingLink&)>& script = nullptr) {
+  // `script` prepares the link before the daemon's first call; `configure`
+  // changes the options.
+  void StartDaemon(const std::function<void(RecordingLink&)>& script = nullptr,
+                   const std::function<void(WorkerDaemonOptions&)>& configure = nullptr) {
     dir_ = std::filesystem::path(::testing::TempDir()) / "daemon_test" /
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
@@ -92,6 +96,10 @@ class DaemonTest : public ::testing::Test {
                                "fake-trainer"};
     options.cancel_grace = absl::Seconds(1);
     options.register_retry = absl::Milliseconds(20);
+    // Off unless a test turns it on: a metrics server takes about 2 s to
+    // stop (civetweb), which every test would pay.
+    options.metrics_listen = "";
+    if (configure) configure(options);
     auto daemon = WorkerDaemon::Create(std::move(options), std::move(link));
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = std::move(daemon).value();
@@ -317,6 +325,86 @@ TEST_F(DaemonTest, StopEndsRegistrationRetries) {
   EXPECT_TRUE(run_status_.ok()) << run_status_;
   EXPECT_FALSE(std::filesystem::exists(ReadyFile()));
   EXPECT_EQ(Heartbeats(), 0u);
+}
+
+// The value of the one sample of /metrics that starts with `series` (a name
+// and its labels, e.g. `dfv_worker_slots{state="busy"}`); NaN when absent.
+double Scraped(const std::string& text, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, series + " ")) return std::stod(std::string(line.substr(series.size() + 1)));
+  }
+  return std::nan("");
+}
+
+TEST_F(DaemonTest, ServesMetricsWithTheBusySlotsAndTheTrainersStarted) {
+  StartDaemon(nullptr, [](WorkerDaemonOptions& options) { options.metrics_listen = "127.0.0.1:0"; });
+  ASSERT_TRUE(link_->WaitFor([&] { return std::filesystem::exists(ReadyFile()); }, kTimeout));
+  // The ready file's second line and the registration name the endpoint.
+  ASSERT_FALSE(daemon_->metrics_address().empty());
+  EXPECT_EQ(*ReadFileToString(ReadyFile()),
+            absl::StrCat(daemon_->address(), "\nmetrics ", daemon_->metrics_address(), "\n"));
+  {
+    absl::MutexLock lock(&link_->mu_);
+    ASSERT_FALSE(link_->register_requests_.empty());
+    EXPECT_EQ(link_->register_requests_[0].metrics_address(), daemon_->metrics_address());
+  }
+  Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(1));
+  std::string text;
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        auto response = dfv::testing::HttpGet(daemon_->metrics_address(), "/metrics");
+        if (!response.ok() || response->status != 200) return false;
+        text = response->body;
+        return Scraped(text, "dfv_worker_slots{state=\"busy\"}") == 1;
+      },
+      kTimeout))
+      << text;
+  EXPECT_EQ(Scraped(text, "dfv_worker_slots{state=\"free\"}"), 1);
+  EXPECT_EQ(Scraped(text, "dfv_trainers_started_total"), 1);
+  EXPECT_GT(Scraped(text, "dfv_trainer_resident_memory_bytes{job=\"j-1\",rank=\"0\"}"), 0) << text;
+  EXPECT_GT(Scraped(text, "process_resident_memory_bytes"), 0) << "MetricsServer's own process metrics";
+  EXPECT_TRUE(absl::StrContains(text, "# TYPE dfv_job_step_seconds histogram")) << text;
+}
+
+TEST_F(DaemonTest, MetricsCanBeTurnedOffAndABadAddressIsRefused) {
+  EXPECT_EQ(WorkerDaemonOptions().metrics_listen, "127.0.0.1:0") << "on by default";
+  StartDaemon();  // the fixture turns them off
+  ASSERT_TRUE(link_->WaitFor([&] { return std::filesystem::exists(ReadyFile()); }, kTimeout));
+  EXPECT_EQ(daemon_->metrics_address(), "");
+  EXPECT_EQ(*ReadFileToString(ReadyFile()), daemon_->address() + "\n");
+  {
+    absl::MutexLock lock(&link_->mu_);
+    ASSERT_FALSE(link_->register_requests_.empty());
+    EXPECT_EQ(link_->register_requests_[0].metrics_address(), "");
+  }
+
+  for (const char* bad : {"0.0.0.0:0", "not-an-address"}) {
+    WorkerDaemonOptions options;
+    options.coordinator = "fake-coordinator";
+    options.work_dir = (dir_ / "bad").string();
+    options.trainer_command = {"/bin/true"};
+    options.metrics_listen = bad;
+    auto daemon = WorkerDaemon::Create(std::move(options), std::make_unique<RecordingLink>());
+    EXPECT_TRUE(absl::IsInvalidArgument(daemon.status())) << bad << ": " << daemon.status();
+  }
+}
+
+TEST_F(DaemonTest, ACudaWorkerWithoutTheNvidiaDriverStillStartsAndServesMetrics) {
+  StartDaemon(nullptr, [](WorkerDaemonOptions& options) {
+    options.device = "cuda";
+    options.metrics_listen = "127.0.0.1:0";
+  });
+  ASSERT_TRUE(link_->WaitFor([&] { return std::filesystem::exists(ReadyFile()); }, kTimeout));
+  auto response = dfv::testing::HttpGet(daemon_->metrics_address(), "/metrics");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_TRUE(absl::StrContains(response->body, "dfv_worker_slots")) << response->body;
+  // On a machine with the driver the GPU series are there; without it, none.
+  const bool has_driver = GpuCollector::Create()->status().ok();
+  EXPECT_EQ(absl::StrContains(response->body, "dfv_gpu_memory_total_bytes{gpu=\"0\"}"),
+            has_driver && GpuCollector::Create()->device_count() > 0)
+      << response->body;
 }
 
 }  // namespace

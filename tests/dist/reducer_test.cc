@@ -127,6 +127,12 @@ void ExpectMeanGradients(bool overlap, int64_t bucket_bytes, int64_t expected_bu
     }
     const dist::ReducerStats stats = reducer.stats();
     EXPECT_EQ(stats.buckets, kRepeats * expected_buckets);
+    // Every parameter's slice of its bucket goes over the wire each time.
+    int64_t param_bytes = 0;
+    for (const auto& p : params) param_bytes += p.numel() * int64_t{sizeof(float)};
+    EXPECT_EQ(stats.bytes, kRepeats * param_bytes);
+    EXPECT_EQ(reducer.TakeReducedBytes(), kRepeats * param_bytes);
+    EXPECT_EQ(reducer.TakeReducedBytes(), 0) << "counted since the last call";
     if (overlap) {
       // The first backward learns that `pre` gets no gradient (its buckets
       // hold back the rest once); from the second on, every bucket is

@@ -78,12 +78,13 @@ absl::Status Cluster::StartCoordinator() {
   return absl::OkStatus();
 }
 
-absl::Status Cluster::StartWorker(const std::string& name, int slots) {
+absl::Status Cluster::StartWorker(const std::string& name, int slots, const std::vector<std::string>& extra_args) {
   const std::string ready = absl::StrCat(dir_, "/", name, ".ready");
   daemon::SpawnOptions options;
   options.argv = {DFV_WORKER_BINARY, "--coordinator", coordinator_address_, "--listen", "127.0.0.1:0",
                   "--name", name, "--slots", std::to_string(slots), "--work-dir", dir_ + "/" + name + "-work",
                   "--ready-file", ready, "--log-level", "debug"};
+  options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
   options.stderr_path = absl::StrCat(dir_, "/", name, ".log");
   auto process = daemon::Subprocess::Spawn(options);
   if (!process.ok()) return process.status();

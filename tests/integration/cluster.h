@@ -30,8 +30,9 @@ class Cluster {
 
   // Starts the coordinator and waits for its ready file.
   absl::Status StartCoordinator();
-  // Starts a worker daemon with `slots` slots and waits until it registered.
-  absl::Status StartWorker(const std::string& name, int slots = 1);
+  // Starts a worker daemon with `slots` slots (and `extra_args` on its
+  // command line) and waits until it registered.
+  absl::Status StartWorker(const std::string& name, int slots = 1, const std::vector<std::string>& extra_args = {});
   // SIGKILLs a worker daemon (its trainers die with their pipe).
   void KillWorker(const std::string& name);
 

@@ -84,6 +84,30 @@ TEST(TrainerReport, ProgressStartedFinishedAndMessage) {
   EXPECT_EQ(RoundTrip(message).message().text(), "r\xc3\xa9sum\xc3\xa9 \"quoted\"\n");
 }
 
+TEST(TrainerReport, WindowTimingsAndACheckpointsWriteTimeRoundTrip) {
+  v1::TrainerReport window;
+  v1::TrainerWindow* w = window.mutable_window();
+  w->set_step(50);
+  for (double seconds : {0.004, 0.02, 1.5}) w->add_step_seconds(seconds);
+  w->set_data_wait_seconds(0.25);
+  w->set_allreduce_seconds(0.5);
+  w->set_allreduce_bytes(int64_t{3} << 32);  // past 32 bits: JSON carries int64 as a string
+  const std::string line = EncodeReport(window);
+  EXPECT_NE(line.find("\"stepSeconds\":[0.004,0.02,1.5]"), std::string::npos) << line;
+  v1::TrainerReport back = RoundTrip(window);
+  ASSERT_EQ(back.report_case(), v1::TrainerReport::kWindow);
+  EXPECT_EQ(back.window().step(), 50);
+  ASSERT_EQ(back.window().step_seconds_size(), 3);
+  EXPECT_DOUBLE_EQ(back.window().step_seconds(2), 1.5);
+  EXPECT_DOUBLE_EQ(back.window().data_wait_seconds(), 0.25);
+  EXPECT_DOUBLE_EQ(back.window().allreduce_seconds(), 0.5);
+  EXPECT_EQ(back.window().allreduce_bytes(), int64_t{3} << 32);
+
+  v1::TrainerReport checkpoint = Artifact(v1::CHECKPOINT, "checkpoints/step-00000050.ckpt", 50);
+  checkpoint.mutable_artifact()->set_write_seconds(0.125);
+  EXPECT_DOUBLE_EQ(RoundTrip(checkpoint).artifact().write_seconds(), 0.125);
+}
+
 TEST(TrainerReport, AMessageWithInvalidUtf8StaysOneDecodableLine) {
   v1::TrainerReport message;
   message.mutable_message()->set_text("bad \xff\xfe bytes from a file");

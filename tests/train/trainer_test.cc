@@ -64,6 +64,58 @@ TEST(TrainerTest, RunFolderHasMetricsGridsCheckpointsAndReport) {
   EXPECT_TRUE(fs::exists(out + "/job.yaml"));
 }
 
+// Keeps every report a run makes.
+class RecordingObserver : public train::TrainingObserver {
+ public:
+  void OnReport(const v1::TrainerReport& report) override { reports.push_back(report); }
+  std::vector<v1::TrainerReport> reports;
+};
+
+TEST(TrainerTest, ReportsEveryStepsTimeTheDataWaitAndEachCheckpointsWriteTime) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 1, 40);  // a row every 10 steps
+  RecordingObserver observer;
+  train::TrainerOptions options;
+  options.spec = spec;
+  options.out_dir = testing::FreshDir("timings");
+  options.observer = &observer;
+  auto trainer = train::Trainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Run().ok());
+
+  std::vector<int64_t> window_steps;
+  double data_wait = 0;
+  int progress_reports = 0, checkpoints = 0;
+  for (size_t i = 0; i < observer.reports.size(); ++i) {
+    const v1::TrainerReport& r = observer.reports[i];
+    if (r.has_window()) {
+      window_steps.push_back(r.window().step());
+      // Right after the window's row, one time per step of the window.
+      ASSERT_GT(i, 0u);
+      ASSERT_TRUE(observer.reports[i - 1].has_metrics());
+      EXPECT_EQ(observer.reports[i - 1].metrics().step(), r.window().step());
+      ASSERT_EQ(r.window().step_seconds_size(), 10);
+      for (double seconds : r.window().step_seconds()) EXPECT_GT(seconds, 0);
+      data_wait += r.window().data_wait_seconds();
+      EXPECT_EQ(r.window().allreduce_seconds(), 0) << "one process: no all-reduce";
+      EXPECT_EQ(r.window().allreduce_bytes(), 0);
+    } else if (r.has_progress()) {
+      ++progress_reports;
+      EXPECT_GT(r.progress().progress().step_seconds(), 0);
+    } else if (r.has_artifact()) {
+      if (r.artifact().kind() == v1::CHECKPOINT) {
+        ++checkpoints;
+        EXPECT_GT(r.artifact().write_seconds(), 0) << r.artifact().path();
+      } else {
+        EXPECT_EQ(r.artifact().write_seconds(), 0) << r.artifact().path();
+      }
+    }
+  }
+  EXPECT_EQ(window_steps, (std::vector<int64_t>{10, 20, 30, 40}));
+  EXPECT_GT(data_wait, 0);
+  EXPECT_GE(progress_reports, 1);
+  EXPECT_EQ(checkpoints, 2);
+}
+
 TEST(TrainerTest, LossFallsOnSpritesWithAFixedSeed) {
   for (const std::string model : {"vae", "cycle_vae"}) {
     jobspec::JobSpec spec = testing::SmallSpritesJob(model, 28, 3, 60);

@@ -90,6 +90,15 @@ absl::Status AssignmentRunner::Retry(const char* what, Call call) {
 
 void AssignmentRunner::Run() {
   auto [outcome, reason] = RunTrainer();
+  if (trainer_started_ && options_.metrics != nullptr) {
+    TrainerOutcome ended = TrainerOutcome::kAbandoned;
+    if (!abandon_.load()) {
+      ended = outcome == v1::OUTCOME_SUCCEEDED   ? TrainerOutcome::kSucceeded
+              : outcome == v1::OUTCOME_CANCELLED ? TrainerOutcome::kCancelled
+                                                 : TrainerOutcome::kFailed;
+    }
+    options_.metrics->TrainerEnded(key_, ended);
+  }
   if (!abandon_.load()) {
     AssignmentKey key = key_;
     // Retry logs a final failure; the lease logic covers a report that never arrives.
@@ -137,6 +146,10 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   std::unique_ptr<Subprocess> child = std::move(child_or).value();
   spdlog::info("{} attempt {} rank {}/{}: trainer pid {}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
                child->pid());
+  if (options_.metrics != nullptr) {
+    options_.metrics->TrainerStarted(a, child->pid());
+    trainer_started_ = true;
+  }
 
   std::string pending;  // a partial line
   bool stopping = false;
@@ -163,7 +176,9 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
     }
     if (!abandon_.load()) FlushEvents(&events);
   }
-  // The trainer closed stdout; it exits right after (or was killed).
+  // The trainer closed stdout; it exits right after (or was killed). Its pid
+  // stops being its once reaped below.
+  if (options_.metrics != nullptr) options_.metrics->TrainerExited(key_);
   if (stopping) {
     while (!child->TryWait().has_value()) {
       if (absl::Now() >= kill_at) child->Signal(SIGKILL);
@@ -206,6 +221,8 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
     return;
   }
   v1::TrainerReport& report = *decoded;
+  // Before the payloads below are moved into events.
+  if (options_.metrics != nullptr) options_.metrics->TrainerReported(key_, report);
   switch (report.report_case()) {
     case v1::TrainerReport::kStarted: {
       // "This rank is training": the coordinator turns the job RUNNING once
@@ -226,6 +243,12 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
       events->emplace_back().mutable_message()->Swap(report.mutable_message());
       break;
     case v1::TrainerReport::kArtifact:
+      if (report.artifact().kind() == v1::CHECKPOINT && options_.metrics != nullptr) {
+        std::error_code ec;
+        const auto bytes = std::filesystem::file_size(std::filesystem::path(run_dir_) / report.artifact().path(), ec);
+        options_.metrics->CheckpointWritten(key_, report.artifact().write_seconds(),
+                                            ec ? 0 : static_cast<int64_t>(bytes));
+      }
       // Events first, so the artifact event follows the metrics before it.
       FlushEvents(events);
       if (key_.rank == 0) Upload(report.artifact().kind(), report.artifact().path(), report.artifact().step());
@@ -253,6 +276,8 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
     case v1::TrainerReport::kError:
       trainer_error_ = protocol::StatusFromError(report.error());
       break;
+    case v1::TrainerReport::kWindow:
+      break;  // this worker's metrics only (above); the coordinator gets the MetricsRow
     case v1::TrainerReport::REPORT_NOT_SET:
       break;  // DecodeReport refuses it
   }

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "proto/dfv.pb.h"
 #include "worker/daemon/coordinator_link.h"
+#include "worker/daemon/metrics.h"
 
 namespace dfv::daemon {
 
@@ -42,6 +43,9 @@ struct RunnerOptions {
   absl::Duration cancel_grace = absl::Seconds(3);
   // How long to keep retrying a call to an unreachable coordinator.
   absl::Duration retry_for = absl::Seconds(30);
+  // Told about the trainer process and its figures; may be null. Not owned;
+  // must outlive the runner.
+  TrainerMetrics* metrics = nullptr;
 };
 
 // Whether a trainer's error line means a failure that is not the job's
@@ -97,6 +101,7 @@ class AssignmentRunner {
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
 
   // Owned by the runner's thread.
+  bool trainer_started_ = false;  // the metrics were told of a trainer process
   bool saw_finished_ = false;
   absl::Status trainer_error_;
 };

@@ -53,10 +53,26 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   if (options.register_retry <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("register_retry: must be positive");
   }
+  if (options.metrics_job_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--metrics-job-grace: must be >= 0");
+  }
   if (options.work_dir.empty()) options.work_dir = (std::filesystem::path("dfv-work") / options.name).string();
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
   auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), std::move(link)));
+  if (!daemon->options_.metrics_listen.empty()) {
+    DFV_ASSIGN_OR_RETURN(daemon->metrics_server_, metrics::MetricsServer::Create(daemon->options_.metrics_listen));
+    daemon->metrics_server_->Register(daemon->metrics_);
+    if (daemon->options_.device == "cuda") {
+      daemon->gpu_metrics_ = GpuCollector::Create();
+      if (daemon->gpu_metrics_->status().ok()) {
+        spdlog::info("GPU metrics: {} device(s) through NVML", daemon->gpu_metrics_->device_count());
+      } else {
+        spdlog::warn("no GPU metrics: {}", daemon->gpu_metrics_->status().ToString());
+      }
+      daemon->metrics_server_->Register(daemon->gpu_metrics_);
+    }
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   rpc::ConfigureServerBuilder(builder);
@@ -75,7 +91,12 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
 }
 
 WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link)
-    : options_(std::move(options)), link_(std::move(link)) {}
+    : options_(std::move(options)), link_(std::move(link)) {
+  WorkerMetricsOptions metrics;
+  metrics.slots = options_.slots;
+  metrics.job_grace = options_.metrics_job_grace;
+  metrics_ = std::make_shared<WorkerMetrics>(std::move(metrics));
+}
 
 WorkerDaemon::~WorkerDaemon() {
   runners_.clear();  // abandons and joins
@@ -100,6 +121,7 @@ absl::Status WorkerDaemon::Register() {
   request.set_slots(options_.slots);
   request.set_device(options_.device);
   request.set_address(address_);
+  request.set_metrics_address(metrics_address());
   DFV_ASSIGN_OR_RETURN(const v1::RegisterWorkerResponse response, link_->RegisterWorker(request));
   if (response.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
@@ -130,14 +152,19 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   options.trainer_command = options_.trainer_command;
   options.link = link_.get();
   options.cancel_grace = options_.cancel_grace;
+  options.metrics = metrics_.get();
   spdlog::info("assignment {} attempt {} rank {}/{}", a.job_id(), a.attempt(), a.rank(), a.world_size());
   runners_.push_back(AssignmentRunner::Start(std::move(options)));
+  UpdateSlotMetrics();
 }
+
+void WorkerDaemon::UpdateSlotMetrics() { metrics_->SetBusySlots(static_cast<int>(runners_.size())); }
 
 absl::Status WorkerDaemon::Heartbeat() {
   // Reap runners that reported their outcome.
   runners_.erase(std::remove_if(runners_.begin(), runners_.end(), [](const auto& r) { return r->finished(); }),
                  runners_.end());
+  UpdateSlotMetrics();
   v1::HeartbeatRequest request;  // the link quotes the session's worker id
   for (const auto& runner : runners_) {
     auto* running = request.add_running();
@@ -173,7 +200,7 @@ absl::Status WorkerDaemon::Run() {
       registered = true;
       last_contact = absl::Now();
       if (!ready_written && !options_.ready_file.empty()) {
-        DFV_RETURN_IF_ERROR(rpc::WriteReadyFile(options_.ready_file, address_));
+        DFV_RETURN_IF_ERROR(rpc::WriteReadyFile(options_.ready_file, address_, metrics_address()));
         ready_written = true;
       }
       continue;
@@ -188,6 +215,7 @@ absl::Status WorkerDaemon::Run() {
                    runners_.size());
       for (const auto& runner : runners_) runner->Abandon();
       runners_.clear();
+      UpdateSlotMetrics();
       registered = false;
     } else {
       spdlog::warn("heartbeat failed ({} since last contact): {}",

@@ -1,8 +1,10 @@
 // The worker daemon: registers with the coordinator, renews its lease with
 // heartbeats, starts an AssignmentRunner (one trainer process) per
-// assignment it is given, cancels the ones it is told to, and serves gRPC
-// health checking on its own address. Every call to the coordinator goes
-// through a CoordinatorLink, so tests drive the daemon with a fake one.
+// assignment it is given, cancels the ones it is told to, serves gRPC
+// health checking on its own address and Prometheus metrics on another
+// (worker/daemon/metrics.h; GPU ones too on a cuda worker). Every call to the
+// coordinator goes through a CoordinatorLink, so tests drive the daemon with
+// a fake one.
 #ifndef DFV_WORKER_DAEMON_DAEMON_H_
 #define DFV_WORKER_DAEMON_DAEMON_H_
 
@@ -18,7 +20,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "worker/daemon/assignment_runner.h"
+#include "common/metrics/metrics_server.h"
 #include "worker/daemon/coordinator_link.h"
+#include "worker/daemon/gpu_metrics.h"
+#include "worker/daemon/metrics.h"
 
 namespace dfv::daemon {
 
@@ -38,7 +43,13 @@ struct WorkerDaemonOptions {
   std::string work_dir;
   // The trainer command (see RunnerOptions::trainer_command).
   std::vector<std::string> trainer_command;
-  // Written with the bound address once serving and registered.
+  // Where /metrics is served (HOST:PORT, loopback; port 0 picks a free
+  // port); empty for no metrics server.
+  std::string metrics_listen = "127.0.0.1:0";
+  // How long a finished job's series stay on /metrics.
+  absl::Duration metrics_job_grace = absl::Seconds(60);
+  // Written once serving and registered: the bound address, then
+  // "metrics HOST:PORT" when metrics are served.
   std::string ready_file;
   // Trainer SIGTERM -> SIGKILL grace on cancel.
   absl::Duration cancel_grace = absl::Seconds(3);
@@ -76,6 +87,9 @@ class WorkerDaemon {
   // The bound HOST:PORT of the health service.
   const std::string& address() const { return address_; }
 
+  // The bound HOST:PORT of /metrics; empty when not served.
+  std::string metrics_address() const { return metrics_server_ ? metrics_server_->address() : std::string(); }
+
  private:
   WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link);
   absl::Status Register();
@@ -84,13 +98,17 @@ class WorkerDaemon {
   void StartAssignment(const v1::Assignment& assignment);
   std::string AssignmentDir(const v1::Assignment& assignment) const;
   bool WaitForStop(absl::Duration timeout);
+  void UpdateSlotMetrics();
 
   WorkerDaemonOptions options_;
   std::string address_;
   grpc::CallbackGenericService unimplemented_;
   std::unique_ptr<grpc::Server> health_server_;
-  // Outlives runners_ (declared after it), whose runners call it.
+  // Outlive runners_ (declared after them), whose runners call them.
   std::unique_ptr<CoordinatorLink> link_;
+  std::shared_ptr<WorkerMetrics> metrics_;
+  std::shared_ptr<GpuCollector> gpu_metrics_;  // cuda workers only
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;  // serves the two above; null when off
   absl::Duration heartbeat_interval_ = absl::Milliseconds(500);
 
   absl::Mutex mu_;

@@ -218,6 +218,7 @@ void GradientReducer::LaunchReadyLocked(Plan& plan) {
 void GradientReducer::Launch(Plan& plan, size_t bucket, bool in_backward) {
   plan.buckets[bucket].work = comm_.StartAllReduceSum(plan.buckets[bucket].flat);
   ++stats_.buckets;
+  stats_.bytes += static_cast<int64_t>(plan.buckets[bucket].flat.nbytes());
   if (in_backward) ++stats_.launched_in_backward;
 }
 
@@ -275,14 +276,18 @@ absl::Status GradientReducer::ReduceLate(Plan& plan) {
   // reduced with zeros in its place. Every rank has the same graph, so every
   // rank reduces the same slices here, in parameter order.
   std::vector<std::unique_ptr<Work>> works;
+  int64_t bytes = 0;
   for (size_t i = 0; i < plan.params.size(); ++i) {
     if (!plan.slots[i].late) continue;
     plan.Fill(i);
-    works.push_back(comm_.StartAllReduceSum(plan.SliceOf(i)));
+    torch::Tensor slice = plan.SliceOf(i);
+    bytes += static_cast<int64_t>(slice.nbytes());
+    works.push_back(comm_.StartAllReduceSum(slice));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.late_gradients += static_cast<int64_t>(works.size());
+    stats_.bytes += bytes;
   }
   return Wait(std::move(works));
 }
@@ -314,6 +319,11 @@ absl::Status GradientReducer::BroadcastFromFirstRank(std::vector<torch::Tensor> 
 
 double GradientReducer::TakeBlockedSeconds() {
   return std::exchange(blocked_seconds_, 0.0);
+}
+
+int64_t GradientReducer::TakeReducedBytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_.bytes - std::exchange(bytes_taken_, stats_.bytes);
 }
 
 }  // namespace dfv::dist

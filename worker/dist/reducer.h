@@ -60,6 +60,7 @@ struct ReducerStats {
   int64_t buckets = 0;               // all-reduces started for gradients
   int64_t launched_in_backward = 0;  // of those, started by a hook during backward
   int64_t late_gradients = 0;        // reduced on their own after their bucket left
+  int64_t bytes = 0;                 // bytes of gradients all-reduced (buckets and late ones)
 };
 
 struct ReducerOptions {
@@ -85,6 +86,7 @@ class GradientReducer final : public step::GradientSync {
   absl::Status AverageValues(std::vector<double>& values) override;
   absl::Status BroadcastFromFirstRank(std::vector<torch::Tensor> tensors) override;
   double TakeBlockedSeconds() override;
+  int64_t TakeReducedBytes() override;
 
   ReducerStats stats() const;
 
@@ -115,6 +117,7 @@ class GradientReducer final : public step::GradientSync {
   std::unordered_set<const void*> hooked_;
   double blocked_seconds_ = 0;
   ReducerStats stats_;  // guarded by mu_
+  int64_t bytes_taken_ = 0;  // stats_.bytes at the last TakeReducedBytes; guarded by mu_
 };
 
 }  // namespace dfv::dist

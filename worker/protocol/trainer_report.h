@@ -17,6 +17,11 @@
 
 namespace dfv::protocol {
 
+// The value of every MetricsRow that holds the global samples per second of
+// the log window (the trainer adds it after the model's metrics; the worker
+// daemon's dfv_job_samples_per_second reads it).
+inline constexpr char kSamplesPerSecondValue[] = "samples_per_second";
+
 // One line, without '\n'. Strings that are not valid UTF-8 lose their
 // invalid bytes (protobuf's JSON printer drops them).
 std::string EncodeReport(const v1::TrainerReport& report);

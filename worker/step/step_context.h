@@ -50,6 +50,8 @@ class GradientSync {
   // Seconds this rank spent blocked on gradient all-reduces since the last
   // call (communication backward did not hide).
   virtual double TakeBlockedSeconds() { return 0; }
+  // Bytes of gradients this rank all-reduced since the last call.
+  virtual int64_t TakeReducedBytes() { return 0; }
 };
 
 // A collective that failed inside a training step; `status` is the

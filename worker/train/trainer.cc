@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "worker/data/dataset.h"
 #include "worker/data/tensor.h"
 #include "worker/models/registry.h"
+#include "worker/protocol/trainer_report.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/evaluation.h"
 #include "worker/train/image_util.h"
@@ -237,12 +239,14 @@ void Trainer::Report(const v1::TrainerReport& report) {
   if (options_.observer) options_.observer->OnReport(report);
 }
 
-void Trainer::ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step) {
+void Trainer::ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step,
+                             double write_seconds) {
   v1::TrainerReport report;
   v1::TrainerArtifact* artifact = report.mutable_artifact();
   artifact->set_kind(kind);
   artifact->set_path(relative_path);
   artifact->set_step(step);
+  artifact->set_write_seconds(write_seconds);
   Report(report);
 }
 
@@ -268,10 +272,12 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
   if (!is_chief_) return absl::OkStatus();
   const std::string dir = (std::filesystem::path(options_.out_dir) / "checkpoints").string();
   const std::string rel = "checkpoints/" + CheckpointFileName(step);
+  const auto start = Clock::now();
   DFV_RETURN_IF_ERROR(SaveCheckpoint((std::filesystem::path(options_.out_dir) / rel).string(), *model_,
                                      TrainState{step, epoch}, job_yaml_));
+  const double write_seconds = Seconds(Clock::now() - start);
   DFV_RETURN_IF_ERROR(PruneCheckpoints(dir, options_.spec.checkpoint.keep_last));
-  ReportArtifact(v1::CHECKPOINT, rel, step);
+  ReportArtifact(v1::CHECKPOINT, rel, step, write_seconds);
   return absl::OkStatus();
 }
 
@@ -330,7 +336,12 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
   const auto run_start = Clock::now();
   auto window_start = run_start;
   auto last_progress = run_start;
-  double step_seconds_in_window = 0;
+  // This rank's timings, for its daemon's metrics (TrainerWindow) and the
+  // progress reports' mean step time.
+  std::vector<double> step_seconds_of_window;
+  step_seconds_of_window.reserve(static_cast<size_t>(std::min<int64_t>(spec.train.log_every_steps, 100000)));
+  double data_wait_seconds_in_window = 0;
+  double step_seconds_since_progress = 0;
   double smoothed_steps_per_second = 0;
   const int64_t global_batch = spec.train.batch_size;
   int64_t epoch = start_step_ / loader_->StepsPerEpoch();
@@ -340,7 +351,9 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     if (options_.cancel != nullptr && options_.cancel->load()) {
       return absl::CancelledError(absl::StrCat("cancelled at step ", step));
     }
+    const auto wait_start = Clock::now();
     DFV_ASSIGN_OR_RETURN(data::Batch batch, loader_->Next());
+    data_wait_seconds_in_window += Seconds(Clock::now() - wait_start);
     if (!device_.is_cpu()) MoveBatch(batch, device_);
     epoch = batch.epoch;
     context.BeginStep(step, spec.train.seed);
@@ -353,7 +366,9 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("training step ", step, " failed: ", e.what()));
     }
-    step_seconds_in_window += Seconds(Clock::now() - t0);
+    const double step_seconds = Seconds(Clock::now() - t0);
+    step_seconds_of_window.push_back(step_seconds);
+    step_seconds_since_progress += step_seconds;
     for (const auto& [name, value] : metrics) {
       if (!std::isfinite(value)) {
         return absl::FailedPreconditionError(
@@ -368,14 +383,18 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     if (done % spec.train.log_every_steps == 0 || last) {
       const double elapsed = Seconds(Clock::now() - window_start);
       models::Metrics row = window.Means();
-      const double step_seconds = step_seconds_in_window / window.count();
+      const double mean_step_seconds =
+          std::accumulate(step_seconds_of_window.begin(), step_seconds_of_window.end(), 0.0) / window.count();
+      const double allreduce_seconds = sync != nullptr ? sync->TakeBlockedSeconds() : 0.0;
+      const int64_t allreduce_bytes = sync != nullptr ? sync->TakeReducedBytes() : 0;
       if (sync != nullptr) {
-        DFV_ASSIGN_OR_RETURN(row, AcrossRanks(*sync, std::move(row), step_seconds,
-                                              sync->TakeBlockedSeconds() / window.count(), options_.rank, world));
+        DFV_ASSIGN_OR_RETURN(row, AcrossRanks(*sync, std::move(row), mean_step_seconds,
+                                              allreduce_seconds / window.count(), options_.rank, world));
       } else {
-        row.emplace_back("step_time_seconds", step_seconds);
+        row.emplace_back("step_time_seconds", mean_step_seconds);
       }
-      row.emplace_back("samples_per_second", elapsed > 0 ? global_batch * window.count() / elapsed : 0.0);
+      row.emplace_back(protocol::kSamplesPerSecondValue,
+                       elapsed > 0 ? global_batch * window.count() / elapsed : 0.0);
       if (metrics_log) DFV_RETURN_IF_ERROR(metrics_log->Append(done, epoch, row));
       if (options_.observer) {
         v1::TrainerReport report;
@@ -384,10 +403,19 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
         metrics->set_epoch(epoch);
         AddMetricValues(row, metrics->mutable_values());
         Report(report);
+        v1::TrainerReport timings;
+        v1::TrainerWindow* w = timings.mutable_window();
+        w->set_step(done);
+        w->mutable_step_seconds()->Add(step_seconds_of_window.begin(), step_seconds_of_window.end());
+        w->set_data_wait_seconds(data_wait_seconds_in_window);
+        w->set_allreduce_seconds(allreduce_seconds);
+        w->set_allreduce_bytes(allreduce_bytes);
+        Report(timings);
       }
       summary.final_metrics.assign(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(window.Means().size()));
       window.Reset();
-      step_seconds_in_window = 0;
+      step_seconds_of_window.clear();
+      data_wait_seconds_in_window = 0;
       window_start = Clock::now();
     }
 
@@ -405,10 +433,12 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
         p->set_epoch(epoch);
         p->set_samples_per_second(smoothed_steps_per_second * global_batch);
         p->set_eta_seconds((total_steps_ - done) / std::max(smoothed_steps_per_second, 1e-9));
+        p->set_step_seconds(step_seconds_since_progress / std::max<int64_t>(progress_window.count(), 1));
         AddMetricValues(progress_window.Means(), report.mutable_progress()->mutable_metrics());
         Report(report);
       }
       progress_window.Reset();
+      step_seconds_since_progress = 0;
       last_progress = now;
     }
 

@@ -84,7 +84,9 @@ class Trainer {
   absl::Status WriteReport(const RunSummary& summary);
   // Tells the observer, if there is one.
   void Report(const v1::TrainerReport& report);
-  void ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step);
+  // `write_seconds`: a checkpoint's write time.
+  void ReportArtifact(v1::ArtifactKind kind, const std::string& relative_path, int64_t step,
+                      double write_seconds = 0);
 
   TrainerOptions options_;
   std::string job_yaml_;
