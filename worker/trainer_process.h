@@ -1,4 +1,4 @@
-// `dfv-worker trainer`: the process a worker daemon starts for each
+// `dfv-trainer assignment`: the process a worker daemon starts for each
 // assignment. It trains one rank of a job and writes its reports
 // (proto/trainer.proto) on stdout, one per line (worker/protocol/
 // trainer_report.h); its stderr is the log.

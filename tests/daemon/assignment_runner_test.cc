@@ -40,7 +40,7 @@ RunnerOptions Options(const std::string& name, const std::string& yaml, Recordin
   options.assignment.set_world_size(1);
   options.assignment.set_spec_yaml(yaml);
   options.work_dir = dir.string();
-  options.trainer_command = {DFV_WORKER_BINARY, "trainer"};
+  options.trainer_command = {DFV_TRAINER_BINARY, "assignment"};
   options.link = link;
   options.retry_for = absl::Seconds(1);
   return options;
@@ -61,7 +61,7 @@ std::optional<prometheus::ClientMetric> Sample(const WorkerMetrics& metrics, con
   return std::nullopt;
 }
 
-const std::map<std::string, std::string> kJob = {{"job", "j-000001"}, {"rank", "0"}};
+const std::map<std::string, std::string> kJob = {{"job_id", "j-000001"}, {"rank", "0"}};
 
 bool Finished(const AssignmentRunner& runner, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;

@@ -362,7 +362,7 @@ TEST_F(DaemonTest, ServesMetricsWithTheBusySlotsAndTheTrainersStarted) {
       << text;
   EXPECT_EQ(Scraped(text, "dfv_worker_slots{state=\"free\"}"), 1);
   EXPECT_EQ(Scraped(text, "dfv_trainers_started_total"), 1);
-  EXPECT_GT(Scraped(text, "dfv_trainer_resident_memory_bytes{job=\"j-1\",rank=\"0\"}"), 0) << text;
+  EXPECT_GT(Scraped(text, "dfv_trainer_resident_memory_bytes{job_id=\"j-1\",rank=\"0\"}"), 0) << text;
   EXPECT_GT(Scraped(text, "process_resident_memory_bytes"), 0) << "MetricsServer's own process metrics";
   EXPECT_TRUE(absl::StrContains(text, "# TYPE dfv_job_step_seconds histogram")) << text;
 }

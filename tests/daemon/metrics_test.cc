@@ -58,7 +58,7 @@ const char* const kJobFamilies[] = {
 
 int JobSeries(const std::vector<prometheus::MetricFamily>& families, const std::string& job) {
   int count = 0;
-  for (const char* name : kJobFamilies) count += CountWith(families, name, "job", job);
+  for (const char* name : kJobFamilies) count += CountWith(families, name, "job_id", job);
   return count;
 }
 
@@ -170,7 +170,7 @@ TEST(WorkerMetrics, ReportsSetTheJobsGaugesHistogramAndCounters) {
   metrics.CheckpointWritten(key, 0.125, 4096);
 
   const auto families = metrics.Collect();
-  const Labels job = {{"job", "j-000001"}, {"rank", "0"}};
+  const Labels job = {{"job_id", "j-000001"}, {"rank", "0"}};
   EXPECT_EQ(Find(families, "dfv_trainers_started_total", {})->counter.value, 1);
   EXPECT_EQ(Find(families, "dfv_job_step", job)->gauge.value, 50);
   EXPECT_EQ(Find(families, "dfv_job_total_steps", job)->gauge.value, 100);
@@ -182,7 +182,7 @@ TEST(WorkerMetrics, ReportsSetTheJobsGaugesHistogramAndCounters) {
     ASSERT_TRUE(gauge) << terms[i];
     EXPECT_EQ(gauge->gauge.value, 0.5 + static_cast<double>(i)) << terms[i];
   }
-  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job", "j-000001"), static_cast<int>(terms.size()))
+  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job_id", "j-000001"), static_cast<int>(terms.size()))
       << "only the catalogue's metrics are terms (not step_time_seconds or samples_per_second)";
 
   auto histogram = Find(families, "dfv_job_step_seconds", job);
@@ -218,7 +218,7 @@ TEST(WorkerMetrics, ReportsSetTheJobsGaugesHistogramAndCounters) {
   const auto after = metrics.Collect();
   EXPECT_EQ(Find(after, "dfv_job_step", job)->gauge.value, 73);
   const std::string text = prometheus::TextSerializer().Serialize(after);
-  EXPECT_NE(text.find("dfv_job_step_seconds_bucket{job=\"j-000001\",rank=\"0\",le=\"0.005\"} 2"), std::string::npos)
+  EXPECT_NE(text.find("dfv_job_step_seconds_bucket{job_id=\"j-000001\",rank=\"0\",le=\"0.005\"} 2"), std::string::npos)
       << text;
 }
 
@@ -230,7 +230,7 @@ TEST(WorkerMetrics, AJobsSeriesGoAfterTheGracePeriodAndTheCountersStay) {
   metrics.TrainerReported(Key(a), Window(10, {0.01}, 0, 0, 0));
   metrics.TrainerExited(Key(a));
   metrics.TrainerEnded(Key(a), TrainerOutcome::kFailed);
-  const Labels job = {{"job", "j-000002"}, {"rank", "1"}};
+  const Labels job = {{"job_id", "j-000002"}, {"rank", "1"}};
 
   clock.Advance(absl::Seconds(59));
   auto families = metrics.Collect();
@@ -266,7 +266,7 @@ TEST(WorkerMetrics, AnotherAttemptWithinTheGraceKeepsTheSeriesGoing) {
   metrics.TrainerStarted(second, getpid());
   metrics.TrainerReported(Key(second), Window(20, {0.01}, 0, 0, 0));
   clock.Advance(absl::Seconds(600));  // the first attempt's grace is long over; the second still runs
-  const Labels job = {{"job", "j-000003"}, {"rank", "0"}};
+  const Labels job = {{"job_id", "j-000003"}, {"rank", "0"}};
   auto families = metrics.Collect();
   EXPECT_EQ(Find(families, "dfv_job_step_seconds", job)->histogram.sample_count, 3u);
   EXPECT_TRUE(Find(families, "dfv_trainer_resident_memory_bytes", job));
@@ -288,8 +288,8 @@ TEST(WorkerMetrics, AJobItCannotReadGetsNoTermsButEverythingElse) {
   metrics.TrainerStarted(a, getpid());
   metrics.TrainerReported(Key(a), Row(10, {{"loss", 1.5}, {protocol::kSamplesPerSecondValue, 64}}));
   const auto families = metrics.Collect();
-  const Labels job = {{"job", "j-000004"}, {"rank", "0"}};
-  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job", "j-000004"), 0);
+  const Labels job = {{"job_id", "j-000004"}, {"rank", "0"}};
+  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job_id", "j-000004"), 0);
   EXPECT_EQ(Find(families, "dfv_job_samples_per_second", job)->gauge.value, 64);
   EXPECT_EQ(Find(families, "dfv_job_step", job)->gauge.value, 10);
 }

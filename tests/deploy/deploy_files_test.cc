@@ -282,12 +282,12 @@ TEST(DashboardTest, JobDashboardListsJobsAndShowsEveryLossTerm) {
   ASSERT_TRUE(job.ok()) << job.status();
   const nlohmann::json& variable = (*job)["templating"]["list"][0];
   EXPECT_EQ(variable["name"], "job");
-  EXPECT_EQ(variable["query"], "label_values(dfv_job_step, job)");
+  EXPECT_EQ(variable["query"], "label_values(dfv_job_step, job_id)");
   bool loss_panel = false;
   for (const nlohmann::json& panel : (*job)["panels"]) {
     for (const nlohmann::json& target : panel.value("targets", nlohmann::json::array())) {
       // One series per term: the metric selected without aggregating `term` away.
-      if (target["expr"] == R"(dfv_job_training_metric{job=~"$job", rank="0"})" &&
+      if (target["expr"] == R"(dfv_job_training_metric{job_id=~"$job", rank="0"})" &&
           target["legendFormat"] == "{{term}}") {
         loss_panel = true;
       }

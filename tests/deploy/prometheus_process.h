@@ -1,7 +1,7 @@
 // A real Prometheus server (Debian's `prometheus`) for tests: started on a
 // free loopback port from deploy/prometheus/prometheus.yml with only its
-// targets, paths and intervals rewritten (so the tests run the scrape jobs,
-// honor_labels and rules that are deployed), with a temporary storage folder,
+// targets, paths and intervals rewritten (so the tests run the scrape jobs
+// and rules that are deployed), with a temporary storage folder,
 // and queried through its HTTP API.
 //
 //   PrometheusOptions options;

@@ -93,17 +93,17 @@ class FakeWorkerMetrics {
  public:
   FakeWorkerMetrics() {
     auto& step = prometheus::BuildGauge().Name("dfv_job_step").Help("Steps.").Register(*registry_);
-    step.Add({{"job", "j1"}, {"rank", "0"}}).Set(42);
+    step.Add({{"job_id", "j1"}, {"rank", "0"}}).Set(42);
     auto& slots = prometheus::BuildGauge().Name("dfv_worker_slots").Help("Slots.").Register(*registry_);
     slots.Add({{"state", "free"}}).Set(1);
     auto& metric = prometheus::BuildGauge().Name("dfv_job_training_metric").Help("Metrics.").Register(*registry_);
-    metric.Add({{"job", "j1"}, {"rank", "0"}, {"term", "loss"}}).Set(0.5);
-    metric.Add({{"job", "j1"}, {"rank", "0"}, {"term", "kl"}}).Set(std::nan(""));
+    metric.Add({{"job_id", "j1"}, {"rank", "0"}, {"term", "loss"}}).Set(0.5);
+    metric.Add({{"job_id", "j1"}, {"rank", "0"}, {"term", "kl"}}).Set(std::nan(""));
     step_seconds_ = &prometheus::BuildHistogram()
                          .Name("dfv_job_step_seconds")
                          .Help("Step time.")
                          .Register(*registry_)
-                         .Add({{"job", "j1"}, {"rank", "0"}}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1});
+                         .Add({{"job_id", "j1"}, {"rank", "0"}}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1});
     observer_ = std::thread([this] {
       while (!stop_) {
         step_seconds_->Observe(0.25);
@@ -150,8 +150,9 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
   absl::StatusOr<std::vector<PromSample>> up =
       p.WaitFor(R"(up{job="dfv-worker", worker="w1"} == 1)", HasSamples(), kWait);
   ASSERT_TRUE(up.ok()) << up.status() << "\n" << p.Log();
-  // honor_labels: the dfv job id stays in `job`; series without one get the scrape job's.
-  absl::StatusOr<std::vector<PromSample>> step = p.Query(R"(dfv_job_step{job="j1", rank="0", worker="w1"})");
+  // The dfv job id is `job_id`; `job` is the scrape job's on every series.
+  absl::StatusOr<std::vector<PromSample>> step =
+      p.Query(R"(dfv_job_step{job="dfv-worker", job_id="j1", rank="0", worker="w1"})");
   ASSERT_TRUE(step.ok()) << step.status();
   ASSERT_EQ(step->size(), 1u) << DescribeSamples(p.Query("dfv_job_step").value_or(std::vector<PromSample>{}));
   EXPECT_EQ((*step)[0].value, 42);
@@ -163,10 +164,10 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
 
   // The deployed recording rules and alerts, evaluated on what was scraped.
   absl::StatusOr<std::vector<PromSample>> mean = p.WaitFor(
-      R"(job:dfv_job_step_seconds:mean_5m{job="j1"})", AllValues([](double v) { return std::abs(v - 0.25) < 1e-9; }),
+      R"(job_id:dfv_job_step_seconds:mean_5m{job_id="j1"})", AllValues([](double v) { return std::abs(v - 0.25) < 1e-9; }),
       kWait);
   ASSERT_TRUE(mean.ok()) << mean.status();
-  absl::StatusOr<std::vector<PromSample>> p50 = p.Query(R"(job:dfv_job_step_seconds:p50_5m{job="j1"})");
+  absl::StatusOr<std::vector<PromSample>> p50 = p.Query(R"(job_id:dfv_job_step_seconds:p50_5m{job_id="j1"})");
   ASSERT_TRUE(p50.ok()) << p50.status();
   ASSERT_EQ(p50->size(), 1u);
   EXPECT_GT((*p50)[0].value, 0.1);  // within the bucket (0.1, 0.5]
@@ -176,7 +177,7 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
   ASSERT_TRUE(alert.ok()) << alert.status();
   ASSERT_EQ(alert->size(), 1u) << DescribeSamples(*alert);
   EXPECT_EQ((*alert)[0].Label("term"), "kl");
-  EXPECT_EQ((*alert)[0].Label("job"), "j1");
+  EXPECT_EQ((*alert)[0].Label("job_id"), "j1");
 
   // Every query of the job and worker dashboards runs, with this job and worker.
   for (const std::string name : {"job.json", "worker.json"}) {
@@ -191,7 +192,7 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
       EXPECT_TRUE(result.ok()) << expr.origin << ": " << result.status();
     }
   }
-  absl::StatusOr<std::vector<PromSample>> loss = p.Query(R"(dfv_job_training_metric{job=~"j1", rank="0"})");
+  absl::StatusOr<std::vector<PromSample>> loss = p.Query(R"(dfv_job_training_metric{job_id=~"j1", rank="0"})");
   ASSERT_TRUE(loss.ok()) << loss.status();
   EXPECT_EQ(loss->size(), 2u) << DescribeSamples(*loss);  // one series per term
 
@@ -200,9 +201,9 @@ TEST_F(PrometheusProcessTest, ScrapesWorkersFromTheServiceDiscoveryFileAndEvalua
   ASSERT_TRUE(WriteFileAtomically(sd_file, "[]").ok());
   auto none = [](const std::vector<PromSample>& samples) { return samples.empty(); };
   EXPECT_TRUE(p.WaitFor(R"(up{job="dfv-worker"})", none, kWait).ok());
-  EXPECT_TRUE(p.WaitFor(R"(dfv_job_step{job="j1"})", none, kWait).ok());
+  EXPECT_TRUE(p.WaitFor(R"(dfv_job_step{job_id="j1"})", none, kWait).ok());
   // ...while the storage still has them.
-  absl::StatusOr<std::vector<std::map<std::string, std::string>>> series = p.Series(R"(dfv_job_step{job="j1"})");
+  absl::StatusOr<std::vector<std::map<std::string, std::string>>> series = p.Series(R"(dfv_job_step{job_id="j1"})");
   ASSERT_TRUE(series.ok()) << series.status();
   EXPECT_EQ(series->size(), 1u);
   std::filesystem::remove_all(dir);

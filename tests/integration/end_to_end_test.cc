@@ -164,8 +164,8 @@ TEST(EndToEnd, SubmitWatchDownloadAndResume) {
 
   // The downloaded checkpoint loads: a local run resumes from it at step 60.
   daemon::SpawnOptions resume;
-  resume.argv = {DFV_WORKER_BINARY, "train",     "--local", download + "/job.yaml", "--resume", checkpoint,
-                 "--out",           cluster.dir() + "/resumed", "--set", "train.max_steps=70"};
+  resume.argv = {DFV_TRAINER_BINARY, "train", download + "/job.yaml",       "--resume",
+                 checkpoint,         "--out", cluster.dir() + "/resumed", "--set", "train.max_steps=70"};
   resume.stderr_path = cluster.dir() + "/resume.log";
   auto process = daemon::Subprocess::Spawn(resume);
   ASSERT_TRUE(process.ok());

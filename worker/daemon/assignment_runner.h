@@ -34,7 +34,7 @@ struct RunnerOptions {
   // This assignment's own folder; created.
   std::string work_dir;
   // The trainer's command line before the per-assignment flags, e.g.
-  // {"/usr/bin/dfv-worker", "trainer"}. The runner appends --job, --out,
+  // {"/usr/bin/dfv-trainer", "assignment"}. The runner appends --job, --out,
   // --rank, --world-size and, when set, --resume and --rendezvous.
   std::vector<std::string> trainer_command;
   // Not owned; must outlive the runner.

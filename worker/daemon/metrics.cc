@@ -38,7 +38,7 @@ prometheus::Family<T>& Build(prometheus::detail::Builder<T> builder, const char*
 
 prometheus::ClientMetric Sample(const std::string& job, int32_t rank) {
   prometheus::ClientMetric metric;
-  metric.label.push_back({"job", job});
+  metric.label.push_back({"job_id", job});
   metric.label.push_back({"rank", std::to_string(rank)});
   return metric;
 }
@@ -106,7 +106,7 @@ void WorkerMetrics::SetBusySlots(int busy) {
 
 WorkerMetrics::Series WorkerMetrics::AddSeries(const std::string& job, int32_t rank,
                                                const std::vector<std::string>& terms) {
-  const prometheus::Labels labels = {{"job", job}, {"rank", std::to_string(rank)}};
+  const prometheus::Labels labels = {{"job_id", job}, {"rank", std::to_string(rank)}};
   Series s;
   s.step = &step_->Add(labels);
   s.total_steps = &total_steps_->Add(labels);

@@ -1,7 +1,7 @@
 // The worker daemon's Prometheus metrics (the worker's part of dfv's metric
 // list): its slots, the trainer processes it started and
 // how they ended, and per running assignment the job's figures, labelled
-// `job` and `rank`: step, loss terms and accuracies, samples/s, a histogram
+// `job_id` and `rank`: step, loss terms and accuracies, samples/s, a histogram
 // of step times, all-reduce, data-loading and checkpoint totals, and the
 // trainer process's RSS and CPU time. The trainer sends them on its report
 // stream (proto/trainer.proto); each AssignmentRunner hands them over

@@ -1,0 +1,92 @@
+// dfv-trainer: the program that trains (LibTorch lives here, not in the
+// daemon).
+//   dfv-trainer train JOB.yaml [--out DIR] [--resume CKPT] [--set k=v]...
+//                            train one job in this process (no coordinator)
+//   dfv-trainer assignment --job F --out DIR [--rank R --world-size N
+//                          --rendezvous HOST:PORT] [--resume CKPT]
+//                            one assignment's rank: what a worker daemon starts
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <string>
+
+#include "common/logging.h"
+#include "common/text.h"
+#include "worker/local_run.h"
+#include "worker/trainer_process.h"
+
+namespace {
+
+int Fail(const char* what, const absl::Status& status) {
+  std::fprintf(stderr, "%s: %s\n", what, std::string(status.message()).c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+// Set from the signal handler; the trainer checks it between steps.
+std::atomic<bool> g_cancel{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "used from a signal handler");
+
+void OnStopSignal(int) { g_cancel.store(true); }
+
+int RunAssignment(const dfv::worker::TrainerProcessOptions& options) {
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  absl::Status status = dfv::worker::RunTrainerProcess(options, stdout, &g_cancel);
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "dfv-trainer assignment: %s\n", std::string(status.message()).c_str());
+  return absl::IsCancelled(status) ? 3 : 1;
+}
+
+int TrainLocally(dfv::worker::LocalRunOptions options) {
+  options.interactive = ::isatty(STDERR_FILENO) != 0;
+  auto result = dfv::worker::RunLocal(options);
+  if (!result.ok()) return Fail("dfv-trainer", result.status());
+  std::fprintf(stderr, "done: %lld steps in %s\n", static_cast<long long>(result->summary.steps),
+               dfv::FormatDuration(result->summary.wall_seconds).c_str());
+  for (const auto& [name, value] : result->summary.final_metrics) {
+    std::fprintf(stderr, "  %-16s %.6g\n", name.c_str(), value);
+  }
+  std::printf("%s\n", result->out_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dfv-trainer: trains one dfv job, alone (train) or as a worker daemon's assignment."};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+
+  dfv::worker::LocalRunOptions local;
+  auto* train = app.add_subcommand("train", "train a job file in this process, without a coordinator");
+  train->add_option("job", local.job_file, "job file (YAML)")->required()->check(CLI::ExistingFile);
+  train->add_option("--out", local.out_dir, "run folder (default: a new folder under runs/)");
+  train->add_option("--resume", local.resume_from, "checkpoint file or run folder to continue from");
+  train->add_option("--set", local.overrides, "override a job field: key.path=value (repeatable)");
+
+  dfv::worker::TrainerProcessOptions assignment_options;
+  auto* assignment = app.add_subcommand("assignment", "one assignment's rank (started by a worker daemon)");
+  assignment->add_option("--job", assignment_options.job_file, "canonical job file")->required();
+  assignment->add_option("--out", assignment_options.out_dir, "run folder")->required();
+  assignment->add_option("--resume", assignment_options.resume_from, "checkpoint to resume from");
+  assignment->add_option("--rank", assignment_options.rank, "this rank");
+  assignment->add_option("--world-size", assignment_options.world_size, "number of ranks");
+  assignment->add_option("--rendezvous", assignment_options.rendezvous, "rank 0's HOST:PORT");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*assignment) {
+    dfv::InitLogging("dfv-trainer", log_level);
+    return RunAssignment(assignment_options);
+  }
+  // A local run prints its own progress; keep library logs to warnings.
+  dfv::InitLogging("dfv-trainer", app.count("--log-level") ? log_level : "warn");
+  return TrainLocally(std::move(local));
+}
