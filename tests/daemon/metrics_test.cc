@@ -227,6 +227,9 @@ TEST(WorkerMetrics, AJobsSeriesGoAfterTheGracePeriodAndTheCountersStay) {
   WorkerMetrics metrics(Options(&clock));
   const v1::Assignment a = Assignment("j-000002", 1, 1, "cycle_vae");
   metrics.TrainerStarted(a, getpid());
+  std::map<std::string, double> row = {{protocol::kSamplesPerSecondValue, 100}};
+  for (const std::string& term : jobspec::FindModel("cycle_vae")->metrics) row[term] = 1;
+  metrics.TrainerReported(Key(a), Row(10, row));
   metrics.TrainerReported(Key(a), Window(10, {0.01}, 0, 0, 0));
   metrics.TrainerExited(Key(a));
   metrics.TrainerEnded(Key(a), TrainerOutcome::kFailed);
@@ -278,6 +281,28 @@ TEST(WorkerMetrics, AnotherAttemptWithinTheGraceKeepsTheSeriesGoing) {
   EXPECT_EQ(JobSeries(families, "j-000003"), 0);
   EXPECT_EQ(Find(families, "dfv_trainers_ended_total", {{"outcome", "abandoned"}})->counter.value, 1);
   EXPECT_EQ(Find(families, "dfv_trainers_ended_total", {{"outcome", "succeeded"}})->counter.value, 1);
+}
+
+TEST(WorkerMetrics, NoLossOrThroughputIsMadeUpBeforeTheFirstMetricsRow) {
+  FakeClock clock;
+  WorkerMetrics metrics(Options(&clock));
+  const v1::Assignment a = Assignment("j-000005", 1, 0);
+  metrics.TrainerStarted(a, getpid());
+  metrics.TrainerReported(Key(a), Started(0, 100));
+  auto families = metrics.Collect();
+  const Labels job = {{"job_id", "j-000005"}, {"rank", "0"}};
+  EXPECT_EQ(Find(families, "dfv_job_total_steps", job)->gauge.value, 100);
+  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job_id", "j-000005"), 0);
+  EXPECT_FALSE(Find(families, "dfv_job_samples_per_second", job));
+
+  // A row that lacks a term adds the ones it has.
+  metrics.TrainerReported(Key(a), Row(10, {{"loss", 2.0}, {protocol::kSamplesPerSecondValue, 32}}));
+  families = metrics.Collect();
+  EXPECT_EQ(CountWith(families, "dfv_job_training_metric", "job_id", "j-000005"), 1);
+  Labels loss = job;
+  loss["term"] = "loss";
+  EXPECT_EQ(Find(families, "dfv_job_training_metric", loss)->gauge.value, 2.0);
+  EXPECT_EQ(Find(families, "dfv_job_samples_per_second", job)->gauge.value, 32);
 }
 
 TEST(WorkerMetrics, AJobItCannotReadGetsNoTermsButEverythingElse) {

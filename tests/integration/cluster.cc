@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
@@ -63,11 +64,12 @@ absl::StatusOr<std::string> Cluster::WaitForReadyFile(const std::string& path, d
   return absl::DeadlineExceededError(absl::StrCat(what, " wrote no ready file in 30 s\n", Log(what)));
 }
 
-absl::Status Cluster::StartCoordinator() {
+absl::Status Cluster::StartCoordinator(const std::vector<std::string>& extra_args) {
   const std::string ready = absl::StrCat(dir_, "/coordinator.ready");
   daemon::SpawnOptions options;
   options.argv = {DFV_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/coordinator-data",
                   "--ready-file", ready, "--log-level", "debug"};
+  options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
   options.stderr_path = dir_ + "/coordinator.log";
   auto process = daemon::Subprocess::Spawn(options);
   if (!process.ok()) return process.status();
@@ -136,6 +138,15 @@ std::string Cluster::WriteJob(const std::string& file_name, const std::string& y
   const std::string path = absl::StrCat(dir_, "/", file_name);
   EXPECT_TRUE(WriteFileAtomically(path, yaml).ok());
   return path;
+}
+
+std::string Cluster::MetricsAddress(const std::string& daemon) const {
+  absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(dir_, "/", daemon, ".ready"));
+  if (!text.ok()) return "";
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    if (absl::ConsumePrefix(&line, "metrics ")) return std::string(line);
+  }
+  return "";
 }
 
 std::string SmallJob(const std::string& name, const std::string& model, int max_steps, int priority) {

@@ -28,8 +28,9 @@ class Cluster {
   explicit Cluster(const std::string& name);
   ~Cluster();
 
-  // Starts the coordinator and waits for its ready file.
-  absl::Status StartCoordinator();
+  // Starts the coordinator (with `extra_args` on its command line) and waits
+  // for its ready file.
+  absl::Status StartCoordinator(const std::vector<std::string>& extra_args = {});
   // Starts a worker daemon with `slots` slots (and `extra_args` on its
   // command line) and waits until it registered.
   absl::Status StartWorker(const std::string& name, int slots = 1, const std::vector<std::string>& extra_args = {});
@@ -44,6 +45,10 @@ class Cluster {
 
   const std::string& dir() const { return dir_; }
   const std::string& coordinator_address() const { return coordinator_address_; }
+
+  // The /metrics HOST:PORT of a daemon ("coordinator" or a worker's name):
+  // its ready file's "metrics HOST:PORT" line; empty when it has none.
+  std::string MetricsAddress(const std::string& daemon) const;
 
   // The log of a daemon ("coordinator" or a worker's name), for failures.
   std::string Log(const std::string& process) const;

@@ -24,16 +24,6 @@ namespace {
 
 constexpr char kPromtool[] = "/usr/bin/promtool";
 
-// The "metrics HOST:PORT" line of a daemon's ready file.
-std::string MetricsAddress(const Cluster& cluster, const std::string& daemon) {
-  auto text = ReadFileToString(absl::StrCat(cluster.dir(), "/", daemon, ".ready"));
-  if (!text.ok()) return "";
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    if (absl::ConsumePrefix(&line, "metrics ")) return std::string(line);
-  }
-  return "";
-}
-
 // The value of the sample that `series` (name and labels, as printed) names
 // in `text`; NaN when absent.
 double Sample(const std::string& text, const std::string& series) {
@@ -67,7 +57,7 @@ TEST(WorkerMetricsEndToEnd, AWorkersMetricsShowItsJobWhileItTrainsAndDropItAfter
   Cluster cluster("worker_metrics");
   ASSERT_TRUE(cluster.StartCoordinator().ok());
   ASSERT_TRUE(cluster.StartWorker("w1", 1, {"--metrics-job-grace", "2"}).ok());
-  const std::string address = MetricsAddress(cluster, "w1");
+  const std::string address = cluster.MetricsAddress("w1");
   ASSERT_FALSE(address.empty()) << "no 'metrics HOST:PORT' line in the ready file";
 
   CommandResult submitted =

@@ -110,12 +110,7 @@ WorkerMetrics::Series WorkerMetrics::AddSeries(const std::string& job, int32_t r
   Series s;
   s.step = &step_->Add(labels);
   s.total_steps = &total_steps_->Add(labels);
-  s.samples_per_second = &samples_per_second_->Add(labels);
-  for (const std::string& term : terms) {
-    prometheus::Labels with_term = labels;
-    with_term["term"] = term;
-    s.terms.emplace_back(term, &training_metric_->Add(with_term));
-  }
+  for (const std::string& term : terms) s.terms.emplace_back(term, nullptr);
   s.step_seconds = &step_seconds_->Add(labels, StepSecondsBuckets());
   s.allreduce_seconds = &allreduce_seconds_->Add(labels);
   s.allreduce_bytes = &allreduce_bytes_->Add(labels);
@@ -125,11 +120,23 @@ WorkerMetrics::Series WorkerMetrics::AddSeries(const std::string& job, int32_t r
   return s;
 }
 
+void WorkerMetrics::SetAdding(prometheus::Family<prometheus::Gauge>& family, const SeriesKey& key,
+                              const std::string& term, prometheus::Gauge*& gauge, double value) {
+  if (gauge == nullptr) {
+    prometheus::Labels labels = {{"job_id", key.first}, {"rank", std::to_string(key.second)}};
+    if (!term.empty()) labels["term"] = term;
+    gauge = &family.Add(labels);
+  }
+  gauge->Set(value);
+}
+
 void WorkerMetrics::RemoveSeries(const Series& s) const {
   step_->Remove(s.step);
   total_steps_->Remove(s.total_steps);
-  samples_per_second_->Remove(s.samples_per_second);
-  for (const auto& [term, gauge] : s.terms) training_metric_->Remove(gauge);
+  if (s.samples_per_second != nullptr) samples_per_second_->Remove(s.samples_per_second);
+  for (const auto& [term, gauge] : s.terms) {
+    if (gauge != nullptr) training_metric_->Remove(gauge);
+  }
   step_seconds_->Remove(s.step_seconds);
   allreduce_seconds_->Remove(s.allreduce_seconds);
   allreduce_bytes_->Remove(s.allreduce_bytes);
@@ -189,6 +196,7 @@ void WorkerMetrics::TrainerReported(const AssignmentKey& key, const v1::TrainerR
   absl::MutexLock lock(&mu_);
   Series* s = Find(key);
   if (s == nullptr) return;
+  const SeriesKey series_key{key.job_id, key.rank};
   switch (report.report_case()) {
     case v1::TrainerReport::kStarted:
       s->step->Set(static_cast<double>(report.started().step()));
@@ -203,11 +211,11 @@ void WorkerMetrics::TrainerReported(const AssignmentKey& key, const v1::TrainerR
       s->step->Set(static_cast<double>(row.step()));
       for (const v1::MetricValue& value : row.values()) {
         if (value.name() == protocol::kSamplesPerSecondValue) {
-          s->samples_per_second->Set(value.value());
+          SetAdding(*samples_per_second_, series_key, "", s->samples_per_second, value.value());
           continue;
         }
         for (auto& [term, gauge] : s->terms) {
-          if (term == value.name()) gauge->Set(value.value());
+          if (term == value.name()) SetAdding(*training_metric_, series_key, term, gauge, value.value());
         }
       }
       break;

@@ -79,7 +79,8 @@ struct WorkerMetricsOptions {
 };
 
 // The families are registered once, at construction; a job's children are
-// added once, when its first trainer on this worker starts, and removed
+// added once, when its first trainer on this worker starts (the loss terms
+// and samples/s when their first value arrives), and removed
 // `job_grace` after its last one ended (checked at every scrape and every
 // start). The loss terms a job gets are its model's metrics in the model
 // catalogue (common/jobspec/catalogue.h), read from the assignment's job;
@@ -112,8 +113,11 @@ class WorkerMetrics final : public prometheus::Collectable, public TrainerMetric
   struct Series {
     prometheus::Gauge* step = nullptr;
     prometheus::Gauge* total_steps = nullptr;
+    // These are added when their first value arrives (a value before then
+    // would be made up: a loss of 0, or a NaN that sets off the not-finite
+    // alert); null until then.
     prometheus::Gauge* samples_per_second = nullptr;
-    std::vector<std::pair<std::string, prometheus::Gauge*>> terms;  // catalogue order
+    std::vector<std::pair<std::string, prometheus::Gauge*>> terms;  // the model's, in catalogue order
     prometheus::Histogram* step_seconds = nullptr;
     prometheus::Counter* allreduce_seconds = nullptr;
     prometheus::Counter* allreduce_bytes = nullptr;
@@ -133,6 +137,10 @@ class WorkerMetrics final : public prometheus::Collectable, public TrainerMetric
   Series* Find(const AssignmentKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Series AddSeries(const std::string& job, int32_t rank, const std::vector<std::string>& terms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets a gauge of `family` labelled with `key` (and `term`, when not
+  // empty), adding it first when `gauge` is null.
+  static void SetAdding(prometheus::Family<prometheus::Gauge>& family, const SeriesKey& key, const std::string& term,
+                        prometheus::Gauge*& gauge, double value);
   void RemoveSeries(const Series& series) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Folds the running trainer's CPU time into exited_cpu_seconds.
