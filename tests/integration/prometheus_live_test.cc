@@ -3,10 +3,11 @@
 // deploy/prometheus/prometheus.yml with deploy/prometheus/rules.yml, while a
 // 2-rank job trains. Prometheus must find the workers through the file, scrape
 // the job's loss terms, throughput and step times from both ranks and the
-// queue from the coordinator, and every query of the three Grafana dashboards
-// must run and return data (the GPU panels excepted: these are CPU workers;
-// and the RPC error panels, which only have data once an RPC failed). Once the
-// job is cancelled, its series leave Prometheus after the workers' grace.
+// queue from the coordinator; every query of the three Grafana dashboards must
+// run and return data (the GPU panels excepted: these are CPU workers; and the
+// RPC error panels, which only have data once an RPC failed), and every rule's
+// expression must run. Once the job is cancelled, its series leave Prometheus
+// after the workers' grace.
 //
 // Skips when Debian's prometheus is not installed.
 #include <gtest/gtest.h>
@@ -130,6 +131,24 @@ TEST(PrometheusLiveTest, ScrapesATwoRankJobAndEveryDashboardPanelHasData) {
         EXPECT_FALSE(result->empty()) << expr.origin << ": no data for " << expr.expr;
       }
     }
+  }
+
+  // Every rule's expression parses and runs (alerts have no data on a healthy cluster).
+  absl::StatusOr<std::vector<PromqlExpr>> rules = RuleExprs(DeployDir() + "/prometheus/rules.yml");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  for (const PromqlExpr& expr : *rules) {
+    absl::StatusOr<std::vector<PromSample>> result = prometheus.Query(expr.expr);
+    EXPECT_TRUE(result.ok()) << expr.origin << ": " << result.status();
+  }
+  // The recording rules the job dashboard reads have this job's series.
+  for (const char* rule : {"job_id:dfv_job_step_seconds:p50_5m", "job_id:dfv_job_step_seconds:p90_5m",
+                           "job_id:dfv_job_step_seconds:p99_5m", "job_id:dfv_job_step_seconds:mean_5m",
+                           "job_id:dfv_job_allreduce_seconds_per_step_seconds:ratio_rate5m",
+                           "job_id:dfv_job_data_wait_seconds:avg_rate5m"}) {
+    absl::StatusOr<std::vector<PromSample>> result =
+        prometheus.Query(absl::StrCat(rule, R"({job_id=")", id, R"("})"));
+    ASSERT_TRUE(result.ok()) << rule << ": " << result.status();
+    EXPECT_EQ(result->size(), 1u) << rule;
   }
 
   // Cancelled, the job's series leave both workers after the 3 s grace, and
