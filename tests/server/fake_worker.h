@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checksum.h"
+#include "server/clock.h"
 #include "server/coordinator.h"
 
 namespace dfv::server::testing {
@@ -161,6 +162,16 @@ class FakeWorker {
   std::string id_;
   std::vector<dfv::v1::Assignment> running_;
 };
+
+// Advances `clock` past the lease TTL while `alive` keep heartbeating, then
+// lets `coordinator` expire the others' leases.
+inline void LoseWorkers(FakeClock& clock, Coordinator& coordinator, const std::vector<FakeWorker*>& alive = {}) {
+  for (int i = 0; i < 6; ++i) {
+    clock.AdvanceMs(1000);
+    for (FakeWorker* worker : alive) ASSERT_TRUE(worker->Beat().ok());
+  }
+  coordinator.Tick();
+}
 
 }  // namespace dfv::server::testing
 

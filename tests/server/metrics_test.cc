@@ -56,13 +56,7 @@ class CoordinatorMetricsTest : public ::testing::Test {
   }
 
   // Advances the clock past the lease TTL while `alive` keep heartbeating.
-  void LoseWorkers(std::vector<FakeWorker*> alive = {}) {
-    for (int i = 0; i < 6; ++i) {
-      clock_.AdvanceMs(1000);
-      for (FakeWorker* worker : alive) ASSERT_TRUE(worker->Beat().ok());
-    }
-    coordinator_->Tick();
-  }
+  void LoseWorkers(const std::vector<FakeWorker*>& alive = {}) { testing::LoseWorkers(clock_, *coordinator_, alive); }
 
   std::string data_dir_;
   FakeClock clock_;
