@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <set>
 #include <string>
 #include <vector>
@@ -85,6 +86,7 @@ TEST(PrometheusLiveTest, ScrapesATwoRankJobAndEveryDashboardPanelHasData) {
   ASSERT_TRUE(terms.ok()) << terms.status();
   EXPECT_EQ(terms->size(), jobspec::FindModel("vae")->metrics.size()) << DescribeSamples(*terms);
   for (const PromSample& sample : *terms) EXPECT_TRUE(std::isfinite(sample.value)) << sample;
+  std::cout << "Prometheus, rank 0's training metrics:\n" << DescribeSamples(*terms) << std::flush;
   // Throughput, step times (through the deployed recording rules) and checkpoints.
   EXPECT_TRUE(prometheus
                   .WaitFor(absl::StrCat("dfv_job_samples_per_second{", job, "}"),
