@@ -27,7 +27,7 @@ void Stop(daemon::Subprocess& process) {
 
 }  // namespace
 
-Cluster::Cluster(const std::string& name) {
+Cluster::Cluster(const std::string& name, ClusterOptions options) : options_(std::move(options)) {
   dir_ = (std::filesystem::path(::testing::TempDir()) / "dfv_integration" / name).string();
   std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
@@ -67,9 +67,11 @@ absl::StatusOr<std::string> Cluster::WaitForReadyFile(const std::string& path, d
 absl::Status Cluster::StartCoordinator(const std::vector<std::string>& extra_args) {
   const std::string ready = absl::StrCat(dir_, "/coordinator.ready");
   daemon::SpawnOptions options;
-  options.argv = {DFV_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/coordinator-data",
-                  "--ready-file", ready, "--log-level", "debug"};
+  options.argv = {DFV_COORDINATOR_BINARY, "--listen",    options_.coordinator_listen, "--data-dir",
+                  dir_ + "/coordinator-data",   "--ready-file", ready,        "--log-level", "debug"};
+  options.argv.insert(options.argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
   options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
+  options.argv = Launch("coordinator", std::move(options.argv));
   options.stderr_path = dir_ + "/coordinator.log";
   auto process = daemon::Subprocess::Spawn(options);
   if (!process.ok()) return process.status();
@@ -83,10 +85,16 @@ absl::Status Cluster::StartCoordinator(const std::vector<std::string>& extra_arg
 absl::Status Cluster::StartWorker(const std::string& name, int slots, const std::vector<std::string>& extra_args) {
   const std::string ready = absl::StrCat(dir_, "/", name, ".ready");
   daemon::SpawnOptions options;
-  options.argv = {DFV_WORKER_BINARY, "--coordinator", coordinator_address_, "--listen", "127.0.0.1:0",
+  const std::string listen = options_.worker_listen ? options_.worker_listen(name) : "127.0.0.1:0";
+  options.argv = {DFV_WORKER_BINARY, "--coordinator", coordinator_address_, "--listen", listen,
                   "--name", name, "--slots", std::to_string(slots), "--work-dir", dir_ + "/" + name + "-work",
                   "--ready-file", ready, "--log-level", "debug"};
+  if (options_.worker_args) {
+    const std::vector<std::string> common = options_.worker_args(name);
+    options.argv.insert(options.argv.end(), common.begin(), common.end());
+  }
   options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
+  options.argv = Launch(name, std::move(options.argv));
   options.stderr_path = absl::StrCat(dir_, "/", name, ".log");
   auto process = daemon::Subprocess::Spawn(options);
   if (!process.ok()) return process.status();
@@ -103,12 +111,23 @@ void Cluster::KillWorker(const std::string& name) {
   workers_.erase(it);
 }
 
+std::vector<std::string> Cluster::Launch(const std::string& process, std::vector<std::string> argv) const {
+  return options_.launch ? options_.launch(process, std::move(argv)) : argv;
+}
+
 CommandResult Cluster::Dfvctl(const std::vector<std::string>& args, absl::Duration timeout) {
+  return DfvctlWith(options_.dfvctl_args, args, timeout);
+}
+
+CommandResult Cluster::DfvctlWith(const std::vector<std::string>& global_args, const std::vector<std::string>& args,
+                                  absl::Duration timeout) {
   static int counter = 0;
   const std::string err_path = absl::StrCat(dir_, "/dfvctl-", ++counter, ".err");
   daemon::SpawnOptions options;
   options.argv = {DFVCTL_BINARY, "--coordinator", coordinator_address_};
+  options.argv.insert(options.argv.end(), global_args.begin(), global_args.end());
   options.argv.insert(options.argv.end(), args.begin(), args.end());
+  options.argv = Launch("dfvctl", std::move(options.argv));
   options.stderr_path = err_path;
   CommandResult result;
   auto process = daemon::Subprocess::Spawn(options);
@@ -159,6 +178,67 @@ samples: {every_steps: 20}
 priority: %d
 )",
                          name, model, max_steps, priority);
+}
+
+std::vector<v1::JobEvent> ParseEvents(const std::string& out) {
+  std::vector<v1::JobEvent> events;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipWhitespace())) {
+    events.push_back(FromJson<v1::JobEvent>(std::string(line)));
+  }
+  return events;
+}
+
+std::string Trim(const std::string& s) { return std::string(absl::StripAsciiWhitespace(s)); }
+
+std::string Submit(Cluster& cluster, const std::string& file, const std::string& yaml,
+                   const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"submit", cluster.WriteJob(file, yaml)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommandResult r = cluster.Dfvctl(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string id = Trim(r.out);
+  EXPECT_FALSE(id.empty());
+  EXPECT_EQ(id.find('\n'), std::string::npos) << "submit must print the id alone: " << r.out;
+  return id;
+}
+
+v1::Job GetJob(Cluster& cluster, const std::string& id) {
+  CommandResult r = cluster.Dfvctl({"get", id, "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return FromJson<v1::Job>(r.out);
+}
+
+absl::StatusOr<absl::Duration> WaitForState(Cluster& cluster, const std::string& id, v1::JobState state,
+                                            absl::Duration timeout) {
+  absl::Time start = absl::Now();
+  v1::Job job;
+  while (absl::Now() - start < timeout) {
+    job = GetJob(cluster, id);
+    if (job.state() == state) return absl::Now() - start;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(id, " still ", v1::JobState_Name(job.state()), " (reason: ",
+                                                  job.reason(), ") after ", absl::FormatDuration(timeout)));
+}
+
+bool WaitForCheckpoint(Cluster& cluster, const std::string& id, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    CommandResult r = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+    const auto listed = FromJson<v1::ListArtifactsResponse>(r.out);
+    for (const auto& a : listed.artifacts()) {
+      if (a.kind() == v1::CHECKPOINT) return true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
+std::vector<v1::WorkerInfo> Workers(Cluster& cluster) {
+  CommandResult r = cluster.Dfvctl({"workers", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  v1::ListWorkersResponse response = FromJson<v1::ListWorkersResponse>(r.out);
+  return {response.workers().begin(), response.workers().end()};
 }
 
 }  // namespace dfv::testing
