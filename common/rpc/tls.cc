@@ -166,8 +166,8 @@ absl::StatusOr<std::string> PeerCertificateIdentity(const grpc::ServerContextBas
 
 absl::StatusOr<ListenExposure> CheckListenAddress(const HostPort& listen, const std::string& flag,
                                                   const ListenRule& rule) {
-  if (IsLoopbackHost(listen.host)) return ListenExposure::kLoopback;
   if (rule.tls) return ListenExposure::kTls;
+  if (IsLoopbackHost(listen.host)) return ListenExposure::kLoopback;
   if (rule.insecure) return ListenExposure::kInsecurePlaintext;
   return absl::InvalidArgumentError(absl::StrCat(
       "no TLS configured: ", flag, " must be a loopback address (got ", listen.host, "); ",
@@ -175,10 +175,22 @@ absl::StatusOr<ListenExposure> CheckListenAddress(const HostPort& listen, const 
       "pass --insecure to serve plaintext to anyone who can reach the port"));
 }
 
+std::string DescribeExposure(ListenExposure exposure) {
+  switch (exposure) {
+    case ListenExposure::kLoopback:
+      return "plaintext, loopback only";
+    case ListenExposure::kTls:
+      return "TLS";
+    case ListenExposure::kInsecurePlaintext:
+      return "PLAINTEXT, --insecure";
+  }
+  return "unknown";
+}
+
 std::string InsecureListenWarning(const std::string& flag, const std::string& address) {
   return absl::StrCat(flag, " ", address,
                       ": serving PLAINTEXT on a non-loopback address (--insecure): anyone who can reach "
-                      "this port can act as any client or worker and read everything sent");
+                      "this port can use it unauthenticated and read what it carries");
 }
 
 }  // namespace dfv::rpc

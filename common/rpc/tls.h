@@ -53,8 +53,9 @@ struct TlsFiles {
   // restart. Whole seconds, at least 1 (rounded up).
   absl::Duration refresh_interval = absl::Seconds(60);
 
-  // True when no file is given (plaintext).
-  bool empty() const { return cert.empty() && key.empty() && ca.empty(); }
+  // True when nothing is given (plaintext); a server_name alone is not
+  // empty, so it is refused (it needs ca) rather than ignored.
+  bool empty() const { return cert.empty() && key.empty() && ca.empty() && server_name.empty(); }
 };
 
 // Checks `files` once, so a mistake is reported at start rather than as
@@ -113,9 +114,9 @@ struct ListenRule {
 
 // How a listen address that CheckListenAddress allowed is exposed.
 enum class ListenExposure {
-  kLoopback,           // loopback: only this machine can connect
-  kTls,                // another address, TLS
-  kInsecurePlaintext,  // another address, plaintext because of --insecure
+  kTls,                // TLS, any address
+  kLoopback,           // plaintext on loopback: only this machine can connect
+  kInsecurePlaintext,  // plaintext on another address because of --insecure
 };
 
 // Decides whether a server may listen on `listen`: a loopback host always;
@@ -125,7 +126,12 @@ enum class ListenExposure {
 absl::StatusOr<ListenExposure> CheckListenAddress(const HostPort& listen, const std::string& flag,
                                                   const ListenRule& rule);
 
-// The warning a daemon logs at start for kInsecurePlaintext.
+// For a daemon's start-up line: "TLS", "plaintext, loopback only" or
+// "PLAINTEXT, --insecure".
+std::string DescribeExposure(ListenExposure exposure);
+
+// The warning a daemon logs at start for kInsecurePlaintext (and for a
+// non-loopback /metrics address allowed by --insecure).
 std::string InsecureListenWarning(const std::string& flag, const std::string& address);
 
 }  // namespace dfv::rpc

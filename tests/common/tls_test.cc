@@ -320,6 +320,8 @@ TEST_F(TlsTest, ValidationNamesTheFlagAndTheFile) {
   TlsFiles name_only;
   name_only.server_name = "coordinator";
   EXPECT_THAT(ValidateTlsFiles(name_only, false, false).message(), HasSubstr("--tls-server-name: needs --tls-ca"));
+  EXPECT_FALSE(name_only.empty());
+  EXPECT_THAT(MakeChannel("127.0.0.1:1", name_only).status().message(), HasSubstr("--tls-server-name: needs --tls-ca"));
   EXPECT_TRUE(ValidateTlsFiles(files, true, true).ok());
 
   // The credentials refuse what validation refuses.
@@ -345,6 +347,8 @@ TEST(ListenRuleTest, LoopbackAlwaysOtherAddressesWithTlsOrInsecure) {
   EXPECT_EQ(*CheckListenAddress(HostPort{"[::1]", 0}, "--listen", {}), ListenExposure::kLoopback);
   EXPECT_EQ(*CheckListenAddress(HostPort{"localhost", 0}, "--listen", Rule(false, true)),
             ListenExposure::kLoopback);
+  EXPECT_EQ(*CheckListenAddress(loopback, "--listen", Rule(true, false)), ListenExposure::kTls);
+  EXPECT_EQ(DescribeExposure(ListenExposure::kLoopback), "plaintext, loopback only");
 
   for (const HostPort& host : {any, lan}) {
     absl::StatusOr<ListenExposure> refused = CheckListenAddress(host, "--listen", {});

@@ -109,6 +109,7 @@ CommandResult Cluster::Dfvctl(const std::vector<std::string>& args, absl::Durati
   daemon::SpawnOptions options;
   options.argv = {DFVCTL_BINARY, "--coordinator", coordinator_address_};
   options.argv.insert(options.argv.end(), args.begin(), args.end());
+  options.argv.insert(options.argv.end(), dfvctl_args_.begin(), dfvctl_args_.end());
   options.stderr_path = err_path;
   CommandResult result;
   auto process = daemon::Subprocess::Spawn(options);

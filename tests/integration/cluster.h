@@ -37,6 +37,10 @@ class Cluster {
   // SIGKILLs a worker daemon (its trainers die with their pipe).
   void KillWorker(const std::string& name);
 
+  // Global flags every later Dfvctl call adds after its own arguments (such
+  // as --tls-ca); none at first.
+  void set_dfvctl_args(std::vector<std::string> args) { dfvctl_args_ = std::move(args); }
+
   // Runs dfvctl with --coordinator set; waits at most `timeout`.
   CommandResult Dfvctl(const std::vector<std::string>& args, absl::Duration timeout = absl::Seconds(120));
 
@@ -59,6 +63,7 @@ class Cluster {
 
   std::string dir_;
   std::string coordinator_address_;
+  std::vector<std::string> dfvctl_args_;
   std::unique_ptr<daemon::Subprocess> coordinator_;
   std::map<std::string, std::unique_ptr<daemon::Subprocess>> workers_;
 };
