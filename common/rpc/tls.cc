@@ -80,14 +80,14 @@ unsigned int RefreshSeconds(absl::Duration interval) {
 absl::Status ValidateTlsFiles(const TlsFiles& files, bool require_identity, bool require_ca) {
   if (!files.cert.empty() && files.key.empty()) return Invalid("--tls-key", "required with --tls-cert");
   if (files.cert.empty() && !files.key.empty()) return Invalid("--tls-cert", "required with --tls-key");
+  if (!files.server_name.empty() && files.ca.empty()) {
+    return Invalid("--tls-server-name", "needs --tls-ca");
+  }
   if (require_identity && files.cert.empty()) {
     return Invalid("--tls-cert", "required with TLS (give --tls-cert and --tls-key)");
   }
   if (require_ca && files.ca.empty()) {
     return Invalid("--tls-ca", "required with TLS (the cluster CA that signs the peers' certificates)");
-  }
-  if (!files.server_name.empty() && files.ca.empty()) {
-    return Invalid("--tls-server-name", "needs --tls-ca");
   }
   if (files.refresh_interval <= absl::ZeroDuration()) {
     return Invalid("--tls-refresh", "must be positive");
