@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls.h"
 
 namespace dfv::client {
 namespace {
@@ -74,7 +75,9 @@ absl::StatusOr<std::unique_ptr<GrpcCoordinator>> GrpcCoordinator::Create(
   if (options.unary_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the call timeout must be positive");
   }
-  auto stub = v1::Coordinator::NewStub(rpc::MakeChannel(options.address));
+  auto channel = rpc::MakeChannel(options.address, options.tls);
+  if (!channel.ok()) return channel.status();
+  auto stub = v1::Coordinator::NewStub(*channel);
   return std::unique_ptr<GrpcCoordinator>(new GrpcCoordinator(options, std::move(stub)));
 }
 

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/rpc/tls.h"
 #include "proto/dfv.grpc.pb.h"
 #include "proto/dfv.pb.h"
 
@@ -69,6 +70,10 @@ class Coordinator {
 struct GrpcCoordinatorOptions {
   // HOST:PORT of the coordinator (IPv6 in brackets).
   std::string address = "127.0.0.1:7070";
+  // TLS: the cluster CA (tls.ca) that signed the coordinator's certificate,
+  // and optionally the name to check it against (tls.server_name); empty:
+  // plaintext.
+  rpc::TlsFiles tls;
   // Deadline of every unary call; streams have none.
   absl::Duration unary_timeout = absl::Seconds(10);
 };
@@ -78,7 +83,9 @@ struct GrpcCoordinatorOptions {
 class GrpcCoordinator final : public Coordinator {
  public:
   // INVALID_ARGUMENT naming --coordinator when the address is not HOST:PORT
-  // with a port in 1..65535, or the timeout is not positive.
+  // with a port in 1..65535, or the timeout is not positive; naming the
+  // --tls-* flag (and file) when the TLS files are incomplete, unreadable or
+  // not PEM.
   static absl::StatusOr<std::unique_ptr<GrpcCoordinator>> Create(
       const GrpcCoordinatorOptions& options);
 

@@ -7,7 +7,9 @@
 //   artifacts JOB [--download DIR] [-o json]
 //   workers [-o json]
 //   top [--interval SECONDS] [-n ITERATIONS]
-// The coordinator's address comes from --coordinator or $DFV_COORDINATOR.
+// The coordinator's address comes from --coordinator or $DFV_COORDINATOR; with
+// --tls-ca (or $DFV_TLS_CA) the channel is TLS, the coordinator's certificate
+// checked against that CA and the address's host (or --tls-server-name).
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -49,6 +51,12 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", address, "coordinator HOST:PORT")
       ->envname("DFV_COORDINATOR")
       ->capture_default_str();
+  dfv::rpc::TlsFiles tls;
+  app.add_option("--tls-ca", tls.ca, "the cluster CA (PEM): talk TLS and trust only coordinators it signed")
+      ->envname("DFV_TLS_CA");
+  app.add_option("--tls-server-name", tls.server_name,
+                 "the name the coordinator's certificate must carry (default: the host of --coordinator)")
+      ->envname("DFV_TLS_SERVER_NAME");
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
 
@@ -137,6 +145,7 @@ int main(int argc, char** argv) {
   auto run = [&]() -> absl::Status {
     dfv::client::GrpcCoordinatorOptions options;
     options.address = address;
+    options.tls = tls;
     auto coordinator = dfv::client::GrpcCoordinator::Create(options);
     if (!coordinator.ok()) return coordinator.status();
     dfv::client::Coordinator& c = **coordinator;

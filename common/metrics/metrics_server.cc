@@ -13,17 +13,18 @@
 #include "absl/strings/str_cat.h"
 #include "common/metrics/process_collector.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls.h"
 
 namespace dfv::metrics {
 
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const std::string& listen) {
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const std::string& listen, bool insecure) {
   absl::StatusOr<rpc::HostPort> address = rpc::ParseHostPort(listen, "--metrics-listen");
   if (!address.ok()) return address.status();
-  if (!rpc::IsLoopbackHost(address->host)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--metrics-listen: no TLS configured, so the address must be a loopback address (got ", address->host,
-        ")"));
-  }
+  rpc::ListenRule rule;
+  rule.insecure = insecure;
+  rule.tls_supported = false;
+  absl::StatusOr<rpc::ListenExposure> exposure = rpc::CheckListenAddress(*address, "--metrics-listen", rule);
+  if (!exposure.ok()) return exposure.status();
   // CivetServer (under the Exposer) takes "HOST:PORT", IPv6 as "[::1]:PORT".
   std::unique_ptr<prometheus::Exposer> exposer;
   try {

@@ -22,10 +22,11 @@ namespace dfv::metrics {
 class MetricsServer {
  public:
   // Serves GET /metrics on `listen` (HOST:PORT; port 0 picks a free port).
-  // INVALID_ARGUMENT for a malformed address or, without TLS, a host that is
-  // not a loopback address (like the gRPC ports); UNAVAILABLE when it cannot
-  // be bound.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const std::string& listen);
+  // /metrics is always plaintext HTTP, so the host must be a loopback address
+  // unless `insecure` (the daemon's --insecure; common/rpc/tls.h
+  // CheckListenAddress). INVALID_ARGUMENT for a malformed or refused address;
+  // UNAVAILABLE when it cannot be bound.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const std::string& listen, bool insecure = false);
   ~MetricsServer();
 
   // Adds what a scrape collects, in registration order. The server keeps

@@ -1,6 +1,6 @@
 // gRPC glue shared by the coordinator, the worker daemon and dfvctl: the one
 // conversion between absl::Status and grpc::Status, listen-address parsing,
-// ready files, and channel creation.
+// ready files, and channel creation (TLS in common/rpc/tls.h).
 #ifndef DFV_COMMON_RPC_RPC_H_
 #define DFV_COMMON_RPC_RPC_H_
 
@@ -37,8 +37,12 @@ bool IsLoopbackHost(const std::string& host);
 absl::Status WriteReadyFile(const std::string& path, const std::string& address,
                             const std::string& metrics_address = "");
 
-// An insecure channel to `address` (plaintext is only used on loopback; see
-// README "Security"), with keepalive pings so a dead peer is noticed.
+// dfv's channel settings: message sizes, keepalive pings so a dead peer is
+// noticed, quick reconnects.
+grpc::ChannelArguments DefaultChannelArguments();
+
+// A plaintext channel to `address` with DefaultChannelArguments (for TLS see
+// MakeChannel(address, TlsFiles) in common/rpc/tls.h).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
 
 // Applies dfv's server-side settings (keepalive, message sizes) to `builder`.

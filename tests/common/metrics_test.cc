@@ -33,6 +33,12 @@ TEST(MetricsServerTest, ServesRegisteredFamiliesOnAFreeLoopbackPort) {
   EXPECT_THAT(page->body, HasSubstr("process_cpu_seconds_total "));
 }
 
+TEST(MetricsServerTest, ServesAnyAddressWhenInsecure) {
+  absl::StatusOr<std::unique_ptr<MetricsServer>> open = MetricsServer::Create("0.0.0.0:0", /*insecure=*/true);
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_THAT((*open)->address(), ::testing::StartsWith("0.0.0.0:"));
+}
+
 TEST(MetricsServerTest, RefusesNonLoopbackAndBadAddresses) {
   absl::StatusOr<std::unique_ptr<MetricsServer>> open = MetricsServer::Create("0.0.0.0:0");
   EXPECT_TRUE(absl::IsInvalidArgument(open.status())) << open.status();

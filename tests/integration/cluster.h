@@ -60,6 +60,10 @@ class Cluster {
   // SIGKILLs a worker daemon (its trainers die with their pipe).
   void KillWorker(const std::string& name);
 
+  // Replaces the options' dfvctl_args for every later Dfvctl call (such as
+  // --tls-ca).
+  void set_dfvctl_args(std::vector<std::string> args) { options_.dfvctl_args = std::move(args); }
+
   // Runs dfvctl with --coordinator and the options' dfvctl_args; waits at
   // most `timeout`.
   CommandResult Dfvctl(const std::vector<std::string>& args, absl::Duration timeout = absl::Seconds(120));

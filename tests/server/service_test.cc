@@ -13,9 +13,11 @@
 #include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls.h"
 #include "proto/dfv.grpc.pb.h"
 #include "tests/server/metric_reader.h"
 #include "tests/server/test_util.h"
+#include "tests/testing/certs.h"
 #include "tests/testing/http_get.h"
 
 namespace dfv::server {
@@ -703,6 +705,66 @@ TEST(CoordinatorServerTest, RefusesNonLoopbackWithoutTls) {
   ASSERT_FALSE(server.ok());
   EXPECT_THAT(server.status().message(),
               HasSubstr("no TLS configured: --listen must be a loopback address"));
+}
+
+// With certificates the one port serves TLS on any address: dfvctl with the
+// CA only and a worker with its client certificate get in, plaintext does not.
+TEST(CoordinatorServerTest, ServesTlsOnAnyAddress) {
+  const std::string certs = testing::FreshDir("tls-certs");
+  ASSERT_TRUE(dfv::testing::MakeCerts(certs, {"w1"}).ok());
+  CoordinatorServerOptions options;
+  options.listen_address = "0.0.0.0:0";
+  options.coordinator.data_dir = testing::FreshDir("tls");
+  options.tls = dfv::testing::CoordinatorTls(certs);
+  auto server = CoordinatorServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->exposure(), rpc::ListenExposure::kTls);
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+
+  for (const rpc::TlsFiles& files : {dfv::testing::ClientTls(certs), dfv::testing::WorkerTls(certs, "w1")}) {
+    auto channel = rpc::MakeChannel(address, files);
+    ASSERT_TRUE(channel.ok()) << channel.status();
+    dfv::v1::ListWorkersResponse workers;
+    grpc::Status status =
+        dfv::v1::Coordinator::NewStub(*channel)->ListWorkers(Context().get(), dfv::v1::ListWorkersRequest(), &workers);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  dfv::v1::ListWorkersResponse workers;
+  grpc::Status plaintext = dfv::v1::Coordinator::NewStub(rpc::MakeChannel(address))
+                               ->ListWorkers(Context().get(), dfv::v1::ListWorkersRequest(), &workers);
+  EXPECT_EQ(plaintext.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(CoordinatorServerTest, RefusesIncompleteTlsFiles) {
+  const std::string certs = testing::FreshDir("tls-bad-certs");
+  ASSERT_TRUE(dfv::testing::MakeCerts(certs).ok());
+  CoordinatorServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.coordinator.data_dir = testing::FreshDir("tls-bad");
+  options.tls = dfv::testing::CoordinatorTls(certs);
+  options.tls.ca.clear();
+  auto server = CoordinatorServer::Create(options);
+  EXPECT_TRUE(absl::IsInvalidArgument(server.status())) << server.status();
+  EXPECT_THAT(server.status().message(), HasSubstr("--tls-ca: required"));
+  options.tls = dfv::testing::CoordinatorTls(certs);
+  options.tls.cert = certs + "/missing.pem";
+  server = CoordinatorServer::Create(options);
+  EXPECT_THAT(server.status().message(), HasSubstr("--tls-cert: cannot read " + options.tls.cert));
+}
+
+TEST(CoordinatorServerTest, InsecureServesPlaintextOnAnyAddress) {
+  CoordinatorServerOptions options;
+  options.listen_address = "0.0.0.0:0";
+  options.metrics_listen = "0.0.0.0:0";
+  options.coordinator.data_dir = testing::FreshDir("insecure");
+  options.insecure = true;
+  auto server = CoordinatorServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->exposure(), rpc::ListenExposure::kInsecurePlaintext);
+  dfv::v1::ListWorkersResponse workers;
+  grpc::Status status = dfv::v1::Coordinator::NewStub(rpc::MakeChannel(absl::StrCat("127.0.0.1:", (*server)->port())))
+                            ->ListWorkers(Context().get(), dfv::v1::ListWorkersRequest(), &workers);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 }  // namespace

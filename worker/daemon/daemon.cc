@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -25,7 +26,13 @@ std::string DefaultName() {
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonOptions options) {
   if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator: required");
   DFV_RETURN_IF_ERROR(rpc::ParseHostPort(options.coordinator, "--coordinator").status());
-  auto link = std::make_unique<GrpcCoordinatorLink>(rpc::MakeChannel(options.coordinator));
+  if (!options.tls.empty()) {
+    // The worker needs all three: the CA to check the coordinator, its
+    // certificate and key to be admitted.
+    DFV_RETURN_IF_ERROR(rpc::ValidateTlsFiles(options.tls, /*require_identity=*/true, /*require_ca=*/true));
+  }
+  DFV_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, rpc::MakeChannel(options.coordinator, options.tls));
+  auto link = std::make_unique<GrpcCoordinatorLink>(std::move(channel));
   return Create(std::move(options), std::move(link));
 }
 
@@ -33,11 +40,14 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
                                                                    std::unique_ptr<CoordinatorLink> link) {
   if (link == nullptr) return absl::InvalidArgumentError("no coordinator link");
   DFV_ASSIGN_OR_RETURN(rpc::HostPort listen, rpc::ParseHostPort(options.listen, "--listen"));
-  if (!rpc::IsLoopbackHost(listen.host)) {
-    // Without TLS, nothing but this machine may talk to the daemon.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--listen: no TLS configured, so the address must be a loopback address (got ", listen.host, ")"));
-  }
+  rpc::ListenRule rule;
+  rule.tls = !options.tls.empty();
+  rule.insecure = options.insecure;
+  DFV_ASSIGN_OR_RETURN(rpc::ListenExposure exposure, rpc::CheckListenAddress(listen, "--listen", rule));
+  // The health service asks no client certificate: it tells only whether
+  // the daemon is up.
+  DFV_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       rpc::MakeServerCredentials(options.tls, rpc::ClientCertificates::kNotRequested));
   if (options.slots < 1 || options.slots > 64) {
     return absl::InvalidArgumentError(absl::StrCat("--slots: ", options.slots, " is not in 1..64"));
   }
@@ -61,7 +71,8 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
 
   auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), std::move(link)));
   if (!daemon->options_.metrics_listen.empty()) {
-    DFV_ASSIGN_OR_RETURN(daemon->metrics_server_, metrics::MetricsServer::Create(daemon->options_.metrics_listen));
+    DFV_ASSIGN_OR_RETURN(daemon->metrics_server_,
+                         metrics::MetricsServer::Create(daemon->options_.metrics_listen, daemon->options_.insecure));
     daemon->metrics_server_->Register(daemon->metrics_);
     if (daemon->options_.device == "cuda") {
       daemon->gpu_metrics_ = GpuCollector::Create();
@@ -77,7 +88,7 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   grpc::ServerBuilder builder;
   rpc::ConfigureServerBuilder(builder);
   int port = 0;
-  builder.AddListeningPort(daemon->options_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(daemon->options_.listen, credentials, &port);
   // gRPC refuses to start a server with no service of its own; the generic
   // service answers every method but health checking with UNIMPLEMENTED.
   builder.RegisterCallbackGenericService(&daemon->unimplemented_);
@@ -87,6 +98,17 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   }
   daemon->health_server_->GetHealthCheckService()->SetServingStatus(true);
   daemon->address_ = absl::StrCat(listen.host, ":", port);
+  daemon->exposure_ = exposure;
+  if (exposure == rpc::ListenExposure::kInsecurePlaintext) {
+    spdlog::warn("{}", rpc::InsecureListenWarning("--listen", daemon->address_));
+  }
+  if (daemon->metrics_server_ != nullptr && daemon->options_.insecure) {
+    DFV_ASSIGN_OR_RETURN(rpc::HostPort metrics,
+                         rpc::ParseHostPort(daemon->metrics_server_->address(), "--metrics-listen"));
+    if (!rpc::IsLoopbackHost(metrics.host)) {
+      spdlog::warn("{}", rpc::InsecureListenWarning("--metrics-listen", daemon->metrics_server_->address()));
+    }
+  }
   return daemon;
 }
 

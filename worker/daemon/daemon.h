@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "worker/daemon/assignment_runner.h"
 #include "common/metrics/metrics_server.h"
+#include "common/rpc/tls.h"
 #include "worker/daemon/coordinator_link.h"
 #include "worker/daemon/gpu_metrics.h"
 #include "worker/daemon/metrics.h"
@@ -32,7 +33,17 @@ struct WorkerDaemonOptions {
   // injected link it only names the coordinator in log lines.
   std::string coordinator;
   // Where this daemon's health service listens; port 0 picks a free port.
+  // Without TLS a loopback address unless `insecure`.
   std::string listen = "127.0.0.1:0";
+  // This worker's client certificate and key and the cluster CA: all three
+  // or none (plaintext). With them the channel to the coordinator is mutual
+  // TLS (the certificate's CN is the worker's identity there) and the health
+  // service serves TLS with the same certificate. Re-read every
+  // tls.refresh_interval.
+  rpc::TlsFiles tls;
+  // Allow a non-loopback listen (and metrics) address without TLS, with a
+  // warning (--insecure).
+  bool insecure = false;
   // Unique among live workers; default "<hostname>-<pid>".
   std::string name;
   // Assignments run at once.
@@ -43,7 +54,7 @@ struct WorkerDaemonOptions {
   std::string work_dir;
   // The trainer command (see RunnerOptions::trainer_command).
   std::vector<std::string> trainer_command;
-  // Where /metrics is served (HOST:PORT, loopback; port 0 picks a free
+  // Where /metrics is served (HOST:PORT, loopback unless `insecure`; port 0 picks a free
   // port); empty for no metrics server.
   std::string metrics_listen = "127.0.0.1:0";
   // How long a finished job's series stay on /metrics.
@@ -62,7 +73,9 @@ class WorkerDaemon {
  public:
   // Validates the options, starts the health server and talks to the
   // coordinator at options.coordinator over gRPC. INVALID_ARGUMENT names a
-  // bad option; UNAVAILABLE when the address cannot be bound.
+  // bad option (a non-loopback listen address without TLS or --insecure;
+  // TLS files incomplete, unreadable or not PEM: the flag and the file);
+  // UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(WorkerDaemonOptions options);
 
   // The same over `link` (not null), which the daemon owns and which owns
@@ -86,6 +99,8 @@ class WorkerDaemon {
 
   // The bound HOST:PORT of the health service.
   const std::string& address() const { return address_; }
+  // How the health service is exposed (TLS, loopback, or --insecure).
+  rpc::ListenExposure exposure() const { return exposure_; }
 
   // The bound HOST:PORT of /metrics; empty when not served.
   std::string metrics_address() const { return metrics_server_ ? metrics_server_->address() : std::string(); }
@@ -102,6 +117,7 @@ class WorkerDaemon {
 
   WorkerDaemonOptions options_;
   std::string address_;
+  rpc::ListenExposure exposure_ = rpc::ListenExposure::kLoopback;
   grpc::CallbackGenericService unimplemented_;
   std::unique_ptr<grpc::Server> health_server_;
   // Outlive runners_ (declared after them), whose runners call them.
