@@ -359,7 +359,7 @@ TEST_F(CoordinatorTest, OneFailingRankFailsTheJobAndStopsTheOthers) {
   publish.set_attempt(w0.running()[0].attempt());
   publish.set_address("127.0.0.1:4242");
   publish.set_worker_id(w1.id());
-  EXPECT_EQ(coordinator_->PublishRendezvous(publish).code(), absl::StatusCode::kFailedPrecondition)
+  EXPECT_EQ(coordinator_->PublishRendezvous(publish).code(), absl::StatusCode::kPermissionDenied)
       << "only rank 0's worker publishes";
   ASSERT_TRUE(w1.Beat().ok());
   EXPECT_TRUE(w1.running().empty());
@@ -728,7 +728,7 @@ TEST_F(CoordinatorTest, RanksAfterTheFirstWaitForRankZerosRendezvous) {
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
   EXPECT_EQ(status.message(), "rank: only rank 0 publishes the rendezvous, got rank 1");
   status = b.Publish(rank0, "127.0.0.1:4242");
-  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_TRUE(absl::IsPermissionDenied(status)) << status << ": rank 0 is a's, not b's";
   EXPECT_EQ(status.message(), absl::StrCat("worker b does not run rank 0 of attempt 1 of job ", id));
   dfv::v1::Assignment other_attempt = rank0;
   other_attempt.set_attempt(2);
