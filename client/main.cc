@@ -7,7 +7,9 @@
 //   artifacts JOB [--download DIR] [-o json]
 //   workers [-o json]
 //   top [--interval SECONDS] [-n ITERATIONS]
-// The coordinator's address comes from --coordinator or $DFV_COORDINATOR.
+// The coordinator's address comes from --coordinator or $DFV_COORDINATOR; a
+// bearer token, when the coordinator wants one, from the file named by
+// --token-file or $DFV_TOKEN_FILE (never from a flag value, which ps shows).
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "client/commands.h"
 #include "client/coordinator.h"
 #include "common/logging.h"
+#include "common/rpc/bearer_token.h"
 
 namespace {
 
@@ -49,6 +52,11 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", address, "coordinator HOST:PORT")
       ->envname("DFV_COORDINATOR")
       ->capture_default_str();
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "file whose first line is the bearer token to send (coordinators with "
+                 "--auth-file need one)")
+      ->envname("DFV_TOKEN_FILE");
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
 
@@ -137,6 +145,11 @@ int main(int argc, char** argv) {
   auto run = [&]() -> absl::Status {
     dfv::client::GrpcCoordinatorOptions options;
     options.address = address;
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> token = dfv::rpc::ReadTokenFile(token_file);
+      if (!token.ok()) return token.status();
+      options.token = std::move(*token);
+    }
     auto coordinator = dfv::client::GrpcCoordinator::Create(options);
     if (!coordinator.ok()) return coordinator.status();
     dfv::client::Coordinator& c = **coordinator;
