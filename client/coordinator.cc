@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/rpc/bearer_token.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
 
@@ -81,7 +82,16 @@ absl::StatusOr<std::unique_ptr<GrpcCoordinator>> GrpcCoordinator::Create(
   return std::unique_ptr<GrpcCoordinator>(new GrpcCoordinator(options, std::move(stub)));
 }
 
+void GrpcCoordinator::PrepareCall(grpc::ClientContext* context) const {
+  // Metadata rather than call credentials: gRPC sends call credentials only
+  // over TLS, and a loopback coordinator without TLS may still want tokens.
+  if (!options_.token.empty()) {
+    context->AddMetadata(rpc::kAuthorizationKey, absl::StrCat(rpc::kBearerPrefix, options_.token));
+  }
+}
+
 void GrpcCoordinator::PrepareUnary(grpc::ClientContext* context) const {
+  PrepareCall(context);
   context->set_deadline(absl::ToChronoTime(absl::Now() + options_.unary_timeout));
 }
 
@@ -110,6 +120,7 @@ absl::StatusOr<v1::Job> GrpcCoordinator::AwaitJob(const std::string& job_id, abs
   // Fail-fast calls on a channel in reconnect backoff fail with the old
   // error before the channel tries again; waiting for readiness notices the
   // coordinator's return as soon as the channel reconnects.
+  PrepareCall(&context);
   context.set_wait_for_ready(true);
   context.set_deadline(absl::ToChronoTime(absl::Now() + wait));
   v1::GetJobRequest request;
@@ -148,7 +159,10 @@ std::unique_ptr<JobEventStream> GrpcCoordinator::WatchJob(const std::string& job
   request.set_job_id(job_id);
   request.set_after_seq(after_seq);
   return std::make_unique<GrpcStream<v1::JobEvent>>(
-      address(), [&](grpc::ClientContext* context) { return stub_->WatchJob(context, request); });
+      address(), [&](grpc::ClientContext* context) {
+        PrepareCall(context);
+        return stub_->WatchJob(context, request);
+      });
 }
 
 absl::StatusOr<v1::ListArtifactsResponse> GrpcCoordinator::ListArtifacts(
@@ -170,7 +184,10 @@ std::unique_ptr<ArtifactChunkStream> GrpcCoordinator::GetArtifact(const std::str
   request.set_name(name);
   return std::make_unique<GrpcStream<v1::ArtifactChunk>>(
       address(),
-      [&](grpc::ClientContext* context) { return stub_->GetArtifact(context, request); });
+      [&](grpc::ClientContext* context) {
+        PrepareCall(context);
+        return stub_->GetArtifact(context, request);
+      });
 }
 
 absl::StatusOr<v1::ListWorkersResponse> GrpcCoordinator::ListWorkers() {

@@ -76,6 +76,9 @@ struct GrpcCoordinatorOptions {
   rpc::TlsFiles tls;
   // Deadline of every unary call; streams have none.
   absl::Duration unary_timeout = absl::Seconds(10);
+  // Sent as "authorization: Bearer <token>" on every call when not empty
+  // (read from --token-file / $DFV_TOKEN_FILE, never from a flag value).
+  std::string token;
 };
 
 // A Coordinator over a gRPC channel (common/rpc MakeChannel). Creating it
@@ -106,7 +109,10 @@ class GrpcCoordinator final : public Coordinator {
   GrpcCoordinator(GrpcCoordinatorOptions options, std::unique_ptr<v1::Coordinator::Stub> stub)
       : options_(std::move(options)), stub_(std::move(stub)) {}
 
-  // Prepares `context` for a unary call (deadline).
+  // Prepares `context` for any call: the bearer token, when there is one.
+  // Every call goes through here.
+  void PrepareCall(grpc::ClientContext* context) const;
+  // Prepares `context` for a unary call: PrepareCall and the deadline.
   void PrepareUnary(grpc::ClientContext* context) const;
 
   GrpcCoordinatorOptions options_;

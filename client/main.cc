@@ -9,7 +9,9 @@
 //   top [--interval SECONDS] [-n ITERATIONS]
 // The coordinator's address comes from --coordinator or $DFV_COORDINATOR; with
 // --tls-ca (or $DFV_TLS_CA) the channel is TLS, the coordinator's certificate
-// checked against that CA and the address's host (or --tls-server-name).
+// checked against that CA and the address's host (or --tls-server-name); a
+// bearer token, when the coordinator wants one, from the file named by
+// --token-file or $DFV_TOKEN_FILE (never from a flag value, which ps shows).
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "client/commands.h"
 #include "client/coordinator.h"
 #include "common/logging.h"
+#include "common/rpc/bearer_token.h"
 
 namespace {
 
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
   app.add_option("--tls-server-name", tls.server_name,
                  "the name the coordinator's certificate must carry (default: the host of --coordinator)")
       ->envname("DFV_TLS_SERVER_NAME");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "file whose first line is the bearer token to send (coordinators with "
+                 "--auth-file need one)")
+      ->envname("DFV_TOKEN_FILE");
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
 
@@ -146,6 +154,11 @@ int main(int argc, char** argv) {
     dfv::client::GrpcCoordinatorOptions options;
     options.address = address;
     options.tls = tls;
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> token = dfv::rpc::ReadTokenFile(token_file);
+      if (!token.ok()) return token.status();
+      options.token = std::move(*token);
+    }
     auto coordinator = dfv::client::GrpcCoordinator::Create(options);
     if (!coordinator.ok()) return coordinator.status();
     dfv::client::Coordinator& c = **coordinator;

@@ -156,6 +156,30 @@ bool AttemptTracker::AllRanksCompleted(const std::string& job_id) const {
                      [](const RankState& rank) { return rank.completed; });
 }
 
+absl::Status AttemptTracker::CheckRankHolder(const AssignmentKey& key,
+                                             const WorkerRecord& worker) const {
+  const LiveAttempt* attempt = Find(key.job_id);
+  if (attempt == nullptr || attempt->number != key.attempt || key.rank < 0 ||
+      key.rank >= static_cast<int32_t>(attempt->ranks.size())) {
+    return absl::OkStatus();
+  }
+  if (attempt->ranks[key.rank].worker_id == worker.id) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("worker ", worker.name, " does not run rank ",
+                                                  key.rank, " of attempt ", key.attempt,
+                                                  " of job ", key.job_id));
+}
+
+absl::Status AttemptTracker::CheckAttemptMember(const std::string& job_id, int32_t attempt,
+                                                const WorkerRecord& worker) const {
+  const LiveAttempt* live = Find(job_id);
+  if (live == nullptr || live->number != attempt) return absl::OkStatus();
+  for (const RankState& rank : live->ranks) {
+    if (rank.worker_id == worker.id) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("worker ", worker.name, " runs no rank of attempt ",
+                                                  attempt, " of job ", job_id));
+}
+
 // ---------------------------------------------------------------------------
 // Cancelling
 

@@ -115,6 +115,18 @@ class AttemptTracker {
   // without a live attempt.
   bool AllRanksCompleted(const std::string& job_id) const;
 
+  // ---- Who may act on a rank
+  // PERMISSION_DENIED ("worker W does not run rank R of attempt A of job J")
+  // when `key` is a rank of its job's live attempt placed on another worker
+  // session than `worker`: no worker acts on another's rank. OK otherwise,
+  // including ranks of attempts that are over (their reports only free a
+  // slot, which the callers handle).
+  absl::Status CheckRankHolder(const AssignmentKey& key, const WorkerRecord& worker) const;
+  // PERMISSION_DENIED when attempt `attempt` of the job is live and has no
+  // rank placed on `worker` (for calls about a whole attempt: uploads).
+  absl::Status CheckAttemptMember(const std::string& job_id, int32_t attempt,
+                                  const WorkerRecord& worker) const;
+
   // ---- Cancelling
 
   // The job's live attempt is being cancelled for `reason`; it must be

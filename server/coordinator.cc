@@ -694,6 +694,16 @@ absl::StatusOr<dfv::v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
   return response;
 }
 
+absl::Status Coordinator::CheckSessionOwner(const std::string& worker_id,
+                                            const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(worker_id));
+  if (worker->name == name) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("worker session ", worker_id,
+                                                  " is not the session of worker ", name,
+                                                  " (the caller's certificate)"));
+}
+
 absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
     const dfv::v1::HeartbeatRequest& request) {
   const std::string& worker_id = request.worker_id();
@@ -763,7 +773,8 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
   Outbox outbox;
   {
     absl::MutexLock lock(&mu_);
-    DFV_RETURN_IF_ERROR(registry_.FindSession(request.worker_id()).status());
+    DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(request.worker_id()));
+    DFV_RETURN_IF_ERROR(tracker_.CheckRankHolder(key, *worker));
     RankState* rank = tracker_.LiveRank(key, request.worker_id());
     if (rank == nullptr) {
       if (active_.count(key.job_id) == 0) {
@@ -837,6 +848,7 @@ absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
     return absl::FailedPreconditionError(
         absl::StrCat(inactive.message(), "; it takes no more artifacts"));
   }
+  DFV_RETURN_IF_ERROR(tracker_.CheckAttemptMember(job_id, attempt, *worker));
   if (worker->assignments.count(AssignmentKey{job_id, attempt, 0}) > 0) return absl::OkStatus();
   // Ranks >= 1 upload only their own trainer log.
   for (const auto& [key, held] : worker->assignments) {
@@ -918,6 +930,8 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
   {
     absl::MutexLock lock(&mu_);
     DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(request.worker_id()));
+    // Before anything changes: another worker's rank is not this one's to end.
+    DFV_RETURN_IF_ERROR(tracker_.CheckRankHolder(key, *worker));
     worker->assignments.erase(key);  // the slot is free either way
     RankState* rank = tracker_.LiveRank(key, request.worker_id());
     if (rank == nullptr) {
@@ -983,6 +997,9 @@ absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequ
     return absl::FailedPreconditionError(
         absl::StrCat(inactive.message(), "; its attempts need no rendezvous"));
   }
+  // Rank 0 of another worker is not this one's to publish; any other rank
+  // is refused by CheckPublish (only rank 0 publishes), whoever holds it.
+  if (key.rank == 0) DFV_RETURN_IF_ERROR(tracker_.CheckRankHolder(key, *worker));
   DFV_ASSIGN_OR_RETURN(AttemptTracker::Publication publication,
                        tracker_.CheckPublish(key, *worker, request.address()));
   if (publication == AttemptTracker::Publication::kRepeat) return absl::OkStatus();

@@ -41,6 +41,10 @@
 //   rank trains (the job becomes RUNNING once every rank reported it);
 //   Metrics, Progress and Message payloads. cancel=true in the answer means
 //   the attempt is over: stop.
+// - A worker acts only on its own ranks: ReportEvents, UploadArtifact,
+//   PublishRendezvous and CompleteAssignment about a rank (or, for uploads,
+//   an attempt) of a live attempt that was placed on another worker session
+//   are PERMISSION_DENIED, and change nothing.
 // - Rank 0 uploads artifacts (UploadArtifact) before its CompleteAssignment;
 //   a rank r >= 1 may upload only its log, trainer-rank<r>.log.
 // - CompleteAssignment with SUCCEEDED, FAILED or CANCELLED. FAILED fails the
@@ -159,6 +163,13 @@ class Coordinator {
 
   absl::StatusOr<dfv::v1::RegisterWorkerResponse> RegisterWorker(
       const dfv::v1::RegisterWorkerRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // For a worker identified by its certificate: OK when `worker_id` is a
+  // live session of the worker named `name`. NOT_FOUND for an unknown or
+  // expired session (register again); PERMISSION_DENIED when the session is
+  // another worker's. (A session's name never changes, so the answer holds
+  // for the call that follows.)
+  absl::Status CheckSessionOwner(const std::string& worker_id, const std::string& name)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND for an unknown or expired session.
   absl::StatusOr<dfv::v1::HeartbeatResponse> Heartbeat(const dfv::v1::HeartbeatRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);

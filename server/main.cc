@@ -4,17 +4,23 @@
 //   dfv-coordinator --data-dir DIR [--listen 127.0.0.1:7070] [--ready-file PATH]
 //                   [--metrics-listen 127.0.0.1:0] [--prometheus-sd-file PATH]
 //                   [--tls-cert PEM --tls-key PEM --tls-ca PEM [--tls-refresh S]] [--insecure]
+//                   [--auth-file PATH]
+//   dfv-coordinator hash-token < TOKEN_FILE   (prints the auth-file hash of a token)
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <iostream>
+#include <iterator>
 #include <string>
 
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "common/rpc/bearer_token.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
+#include "server/auth.h"
 #include "server/service.h"
 
 namespace {
@@ -27,6 +33,17 @@ int Fail(const absl::Status& status) {
              : 1;
 }
 
+// hash-token: the token on stdin (its first non-empty line) in the form an
+// auth file lists it. The token is read from stdin, never from the command
+// line, where `ps` would show it.
+int HashToken() {
+  std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> token = dfv::rpc::TokenFromText(text, "stdin");
+  if (!token.ok()) return Fail(token.status());
+  std::printf("%s\n", dfv::server::HashToken(*token).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,8 +54,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", options.listen_address, "HOST:PORT to serve on (port 0: any free port)")
       ->capture_default_str();
   app.add_option("--data-dir", options.coordinator.data_dir,
-                 "folder for the job database and artifacts")
-      ->required();
+                 "folder for the job database and artifacts (required)");
   app.add_option("--ready-file", ready_file,
                  "once serving, write the bound HOST:PORT to this file (first line; a second line "
                  "'metrics HOST:PORT' with metrics on)");
@@ -61,9 +77,19 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", options.insecure,
                "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
                "can reach the port can act");
+  app.add_option("--auth-file", options.auth.auth_file,
+                 "clients need a bearer token listed (hashed) in this file, one "
+                 "'sha256:<hex> viewer|submitter NAME' per line; without it clients need none");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  auto* hash_token = app.add_subcommand(
+      "hash-token", "read a token on stdin and print the line's 'sha256:<hex>' for --auth-file");
   CLI11_PARSE(app, argc, argv);
   options.tls.refresh_interval = absl::Seconds(tls_refresh_seconds);
+  if (*hash_token) return HashToken();
+  if (options.coordinator.data_dir.empty()) {
+    std::fprintf(stderr, "dfv-coordinator: --data-dir is required\n");
+    return 2;
+  }
   dfv::InitLogging("dfv-coordinator", log_level);
 
   // Block the stop signals in every thread (gRPC's threads inherit the mask)
@@ -78,6 +104,9 @@ int main(int argc, char** argv) {
   if (!server.ok()) return Fail(server.status());
   spdlog::info("listening on {} ({}); data in {}", (*server)->address(),
                dfv::rpc::DescribeExposure((*server)->exposure()), options.coordinator.data_dir);
+  if (!options.auth.auth_file.empty()) {
+    spdlog::info("clients need a bearer token from {}", options.auth.auth_file);
+  }
   if (!(*server)->metrics_address().empty()) {
     spdlog::info("metrics on http://{}/metrics", (*server)->metrics_address());
   }

@@ -97,13 +97,37 @@ absl::Status Guarded(const char* method, Body&& body) {
   }
 }
 
-// The unary handler shape: run, finish with the translated status.
+const char* const kClientService = dfv::v1::Coordinator::service_full_name();
+const char* const kWorkerService = dfv::v1::WorkerGateway::service_full_name();
+
+// The one gate every call passes before its request is looked at.
+absl::StatusOr<CallerIdentity> Authorize(const Authenticator& auth,
+                                         grpc::CallbackServerContext* context, const char* service,
+                                         const char* method) {
+  return auth.Authorize(*context, absl::StrCat("/", service, "/", method));
+}
+
+// The unary handler shape: authorize, run `body(caller)`, finish with the
+// translated status.
 template <typename Body>
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, const char* method,
-                                      Body&& body) {
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const Authenticator& auth, const char* service,
+                                      const char* method, Body&& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(rpc::ToGrpcStatus(Guarded(method, std::forward<Body>(body))));
+  reactor->Finish(rpc::ToGrpcStatus(Guarded(method, [&]() -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(CallerIdentity caller, Authorize(auth, context, service, method));
+    return body(caller);
+  })));
   return reactor;
+}
+
+// A worker with a certificate acts only through its own sessions (a session
+// id is no secret: ListWorkers shows it). Callers without one are the
+// loopback workers of a coordinator without TLS, as before.
+absl::Status CheckSessionCaller(Coordinator* coordinator, const CallerIdentity& caller,
+                                const std::string& worker_id) {
+  if (!caller.certified) return absl::OkStatus();
+  return coordinator->CheckSessionOwner(worker_id, caller.name);
 }
 
 // A server-streaming call refused before it started: finishes at once and
@@ -112,6 +136,14 @@ template <typename Message>
 class RefusedWriter final : public grpc::ServerWriteReactor<Message> {
  public:
   explicit RefusedWriter(const absl::Status& status) { this->Finish(rpc::ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+// A client-streaming call refused before it started, likewise.
+template <typename Message>
+class RefusedReader final : public grpc::ServerReadReactor<Message> {
+ public:
+  explicit RefusedReader(const absl::Status& status) { this->Finish(rpc::ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -180,9 +212,9 @@ class GetArtifactReactor final : public grpc::ServerWriteReactor<dfv::v1::Artifa
 
 class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest> {
  public:
-  UploadArtifactReactor(Coordinator* coordinator, IoExecutor* io,
+  UploadArtifactReactor(Coordinator* coordinator, IoExecutor* io, CallerIdentity caller,
                         dfv::v1::UploadArtifactResponse* response)
-      : coordinator_(coordinator), io_(io), response_(response) {
+      : coordinator_(coordinator), io_(io), caller_(std::move(caller)), response_(response) {
     StartRead(&request_);
   }
 
@@ -235,6 +267,8 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
         return Invalid("header", "the first message of an upload must carry the header");
       }
       DFV_RETURN_IF_ERROR(CheckHeader(request_.header()));
+      DFV_RETURN_IF_ERROR(
+          CheckSessionCaller(coordinator_, caller_, request_.header().worker_id()));
       DFV_ASSIGN_OR_RETURN(upload_, coordinator_->BeginUpload(request_.header()));
       worker_id_ = request_.header().worker_id();
     } else if (request_.has_header()) {
@@ -257,6 +291,7 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
 
   Coordinator* const coordinator_;
   IoExecutor* const io_;
+  const CallerIdentity caller_;
   dfv::v1::UploadArtifactResponse* const response_;
   dfv::v1::UploadArtifactRequest request_;
   std::unique_ptr<ArtifactUpload> upload_;
@@ -410,8 +445,9 @@ class WatchJobReactor final : public grpc::ServerWriteReactor<dfv::v1::JobEvent>
 // ---------------------------------------------------------------------------
 // ClientService
 
-ClientService::ClientService(Coordinator* coordinator, IoExecutor* io, int watch_batch)
-    : coordinator_(coordinator), io_(io), watch_batch_(std::max(1, watch_batch)) {}
+ClientService::ClientService(Coordinator* coordinator, IoExecutor* io, const Authenticator* auth,
+                             int watch_batch)
+    : coordinator_(coordinator), io_(io), auth_(auth), watch_batch_(std::max(1, watch_batch)) {}
 
 ClientService::~ClientService() = default;
 
@@ -441,7 +477,7 @@ void ClientService::UnregisterWatch(WatchJobReactor* reactor) {
 grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* context,
                                                    const dfv::v1::SubmitJobRequest* request,
                                                    dfv::v1::SubmitJobResponse* response) {
-  return FinishUnary(context, "SubmitJob", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "SubmitJob", [&](const CallerIdentity&) -> absl::Status {
     if (request->spec_yaml().empty()) return Invalid("spec_yaml", "must not be empty");
     DFV_RETURN_IF_ERROR(CheckMaxBytes("spec_yaml", request->spec_yaml(), jobspec::kMaxJobFileBytes));
     DFV_RETURN_IF_ERROR(CheckMaxBytes("source_name", request->source_name(), kMaxSourceNameBytes));
@@ -465,7 +501,7 @@ grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* context,
                                                 const dfv::v1::GetJobRequest* request,
                                                 dfv::v1::Job* response) {
-  return FinishUnary(context, "GetJob", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "GetJob", [&](const CallerIdentity&) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_ASSIGN_OR_RETURN(*response, coordinator_->GetJob(request->job_id()));
     return absl::OkStatus();
@@ -475,7 +511,7 @@ grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* ClientService::ListJobs(grpc::CallbackServerContext* context,
                                                   const dfv::v1::ListJobsRequest* request,
                                                   dfv::v1::ListJobsResponse* response) {
-  return FinishUnary(context, "ListJobs", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "ListJobs", [&](const CallerIdentity&) -> absl::Status {
     std::vector<dfv::v1::JobState> states;
     for (int i = 0; i < request->states_size(); ++i) {
       const int state = request->states(i);
@@ -498,7 +534,7 @@ grpc::ServerUnaryReactor* ClientService::ListJobs(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* ClientService::CancelJob(grpc::CallbackServerContext* context,
                                                    const dfv::v1::CancelJobRequest* request,
                                                    dfv::v1::CancelJobResponse* response) {
-  return FinishUnary(context, "CancelJob", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "CancelJob", [&](const CallerIdentity&) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
     DFV_ASSIGN_OR_RETURN(*response->mutable_job(),
@@ -509,7 +545,8 @@ grpc::ServerUnaryReactor* ClientService::CancelJob(grpc::CallbackServerContext* 
 
 grpc::ServerWriteReactor<dfv::v1::JobEvent>* ClientService::WatchJob(
     grpc::CallbackServerContext* context, const dfv::v1::WatchJobRequest* request) {
-  absl::Status status = CheckJobId(request->job_id());
+  absl::Status status = Authorize(*auth_, context, kClientService, "WatchJob").status();
+  if (status.ok()) status = CheckJobId(request->job_id());
   if (status.ok() && request->after_seq() < 0) {
     status = Invalid("after_seq", absl::StrCat("must be >= 0, got ", request->after_seq()));
   }
@@ -527,7 +564,7 @@ grpc::ServerWriteReactor<dfv::v1::JobEvent>* ClientService::WatchJob(
 grpc::ServerUnaryReactor* ClientService::ListArtifacts(grpc::CallbackServerContext* context,
                                                        const dfv::v1::ListArtifactsRequest* request,
                                                        dfv::v1::ListArtifactsResponse* response) {
-  return FinishUnary(context, "ListArtifacts", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "ListArtifacts", [&](const CallerIdentity&) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> artifacts,
                          coordinator_->ListArtifacts(request->job_id()));
@@ -538,7 +575,8 @@ grpc::ServerUnaryReactor* ClientService::ListArtifacts(grpc::CallbackServerConte
 
 grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* ClientService::GetArtifact(
     grpc::CallbackServerContext* context, const dfv::v1::GetArtifactRequest* request) {
-  absl::Status status = CheckJobId(request->job_id());
+  absl::Status status = Authorize(*auth_, context, kClientService, "GetArtifact").status();
+  if (status.ok()) status = CheckJobId(request->job_id());
   if (status.ok()) status = CheckArtifactName("name", request->name());
   if (!status.ok()) return new RefusedWriter<dfv::v1::ArtifactChunk>(status);
   return new GetArtifactReactor(coordinator_, io_, request->job_id(), request->name());
@@ -547,7 +585,7 @@ grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* ClientService::GetArtifact(
 grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext* context,
                                                      const dfv::v1::ListWorkersRequest* request,
                                                      dfv::v1::ListWorkersResponse* response) {
-  return FinishUnary(context, "ListWorkers", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kClientService, "ListWorkers", [&](const CallerIdentity&) -> absl::Status {
     for (dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
       *response->add_workers() = std::move(info);
     }
@@ -558,18 +596,20 @@ grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext
 // ---------------------------------------------------------------------------
 // WorkerGatewayService
 
-WorkerGatewayService::WorkerGatewayService(Coordinator* coordinator, IoExecutor* io)
-    : coordinator_(coordinator), io_(io) {}
+WorkerGatewayService::WorkerGatewayService(Coordinator* coordinator, IoExecutor* io,
+                                           const Authenticator* auth)
+    : coordinator_(coordinator), io_(io), auth_(auth) {}
 
 grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
     grpc::CallbackServerContext* context, const dfv::v1::RegisterWorkerRequest* request,
     dfv::v1::RegisterWorkerResponse* response) {
-  return FinishUnary(context, "RegisterWorker", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kWorkerService, "RegisterWorker", [&](const CallerIdentity& caller) -> absl::Status {
     if (request->name().empty()) return Invalid("name", "must not be empty");
     if (!IsSafePathComponent(request->name())) {
       return Invalid("name", absl::StrCat("'", request->name().substr(0, 128),
                                           "' must be 1-128 of [A-Za-z0-9._-], not starting with '.'"));
     }
+    DFV_RETURN_IF_ERROR(CheckWorkerName(caller, request->name()));
     if (request->slots() < 1 || request->slots() > kMaxSlots) {
       return Invalid("slots", absl::StrCat("must be 1..", kMaxSlots, ", got ", request->slots()));
     }
@@ -600,8 +640,9 @@ grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
 grpc::ServerUnaryReactor* WorkerGatewayService::Heartbeat(grpc::CallbackServerContext* context,
                                                           const dfv::v1::HeartbeatRequest* request,
                                                           dfv::v1::HeartbeatResponse* response) {
-  return FinishUnary(context, "Heartbeat", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kWorkerService, "Heartbeat", [&](const CallerIdentity& caller) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     if (request->running_size() > kMaxRunning) {
       return Invalid("running", absl::StrCat("has ", request->running_size(),
                                              " entries; at most ", kMaxRunning));
@@ -620,8 +661,9 @@ grpc::ServerUnaryReactor* WorkerGatewayService::Heartbeat(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
     grpc::CallbackServerContext* context, const dfv::v1::ReportEventsRequest* request,
     dfv::v1::ReportEventsResponse* response) {
-  return FinishUnary(context, "ReportEvents", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kWorkerService, "ReportEvents", [&](const CallerIdentity& caller) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
     if (request->events_size() > kMaxEventsPerReport) {
@@ -651,14 +693,18 @@ grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
 
 grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest>* WorkerGatewayService::UploadArtifact(
     grpc::CallbackServerContext* context, dfv::v1::UploadArtifactResponse* response) {
-  return new UploadArtifactReactor(coordinator_, io_, response);
+  absl::StatusOr<CallerIdentity> caller =
+      Authorize(*auth_, context, kWorkerService, "UploadArtifact");
+  if (!caller.ok()) return new RefusedReader<dfv::v1::UploadArtifactRequest>(caller.status());
+  return new UploadArtifactReactor(coordinator_, io_, std::move(*caller), response);
 }
 
 grpc::ServerUnaryReactor* WorkerGatewayService::CompleteAssignment(
     grpc::CallbackServerContext* context, const dfv::v1::CompleteAssignmentRequest* request,
     dfv::v1::CompleteAssignmentResponse* response) {
-  return FinishUnary(context, "CompleteAssignment", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kWorkerService, "CompleteAssignment", [&](const CallerIdentity& caller) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
     DFV_RETURN_IF_ERROR(CheckMaxBytes("reason", request->reason(), kMaxReasonBytes));
@@ -669,8 +715,9 @@ grpc::ServerUnaryReactor* WorkerGatewayService::CompleteAssignment(
 grpc::ServerUnaryReactor* WorkerGatewayService::PublishRendezvous(
     grpc::CallbackServerContext* context, const dfv::v1::PublishRendezvousRequest* request,
     dfv::v1::PublishRendezvousResponse* response) {
-  return FinishUnary(context, "PublishRendezvous", [&]() -> absl::Status {
+  return FinishUnary(context, *auth_, kWorkerService, "PublishRendezvous", [&](const CallerIdentity& caller) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
     DFV_RETURN_IF_ERROR(CheckMaxBytes("address", request->address(), kMaxAddressBytes));
@@ -704,6 +751,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     return absl::InvalidArgumentError(
         "coordinator.metrics must be null: the server makes its own (metrics_listen)");
   }
+  // Before the data folder is opened: a bad auth file changes nothing. With
+  // TLS every worker presents a certificate signed by the CA, and its name
+  // comes from there.
+  AuthOptions auth_options = options.auth;
+  auth_options.require_worker_certificate = !options.tls.empty();
+  DFV_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> auth, Authenticator::Create(auth_options));
   CoordinatorOptions coordinator_options = options.coordinator;
   std::shared_ptr<CoordinatorMetrics> metrics;
   std::unique_ptr<dfv::metrics::MetricsServer> metrics_server;
@@ -717,7 +770,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
                        Coordinator::Create(coordinator_options));
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(
-      options, std::move(metrics), std::move(metrics_server), std::move(coordinator)));
+      options, std::move(metrics), std::move(metrics_server), std::move(auth),
+      std::move(coordinator)));
   if (!options.prometheus_sd_file.empty()) {
     server->sd_file_ = std::make_unique<PrometheusSdFile>(options.prometheus_sd_file);
     DFV_RETURN_IF_ERROR(server->sd_file_->Update(server->coordinator_->MetricsTargets()));
@@ -763,15 +817,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
                                      std::shared_ptr<CoordinatorMetrics> metrics,
                                      std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
+                                     std::unique_ptr<Authenticator> auth,
                                      std::unique_ptr<Coordinator> coordinator)
     : options_(options),
       metrics_(std::move(metrics)),
       metrics_server_(std::move(metrics_server)),
       metrics_address_(metrics_server_ != nullptr ? metrics_server_->address() : ""),
+      auth_(std::move(auth)),
       coordinator_(std::move(coordinator)),
       io_(std::make_unique<IoExecutor>(std::max(1, options.io_threads))),
-      client_service_(std::make_unique<ClientService>(coordinator_.get(), io_.get())),
-      worker_service_(std::make_unique<WorkerGatewayService>(coordinator_.get(), io_.get())) {}
+      client_service_(
+          std::make_unique<ClientService>(coordinator_.get(), io_.get(), auth_.get())),
+      worker_service_(
+          std::make_unique<WorkerGatewayService>(coordinator_.get(), io_.get(), auth_.get())) {}
 
 CoordinatorServer::~CoordinatorServer() {
   Shutdown();

@@ -2,6 +2,12 @@
 // (worker daemons) services on gRPC's callback API, and CoordinatorServer,
 // which runs them.
 //
+// Every call is first authorized by the server's one Authenticator
+// (server/auth.h): tokens and roles for clients, certificate identities for
+// workers. A worker with a certificate acts only through sessions of its
+// own name. Refused calls get UNAUTHENTICATED or PERMISSION_DENIED before
+// the request is looked at.
+//
 // The services check each request's shape (ids, sizes, counts, attempt >= 1;
 // INVALID_ARGUMENT naming the field), call the Coordinator, and turn its
 // absl::Status into a grpc::Status with rpc::ToGrpcStatus. They make no
@@ -30,6 +36,7 @@
 #include "common/metrics/metrics_server.h"
 #include "common/rpc/tls.h"
 #include "proto/dfv.grpc.pb.h"
+#include "server/auth.h"
 #include "server/coordinator.h"
 #include "server/io_executor.h"
 #include "server/metrics.h"
@@ -38,11 +45,13 @@ namespace dfv::server {
 
 class WatchJobReactor;
 
-// dfv.v1.Coordinator. Thread-safe; `coordinator` and `io` must outlive it.
+// dfv.v1.Coordinator. Thread-safe; `coordinator`, `io` and `auth` must
+// outlive it.
 class ClientService final : public dfv::v1::Coordinator::CallbackService {
  public:
   // WatchJob replays at most `watch_batch` events per read of the log.
-  ClientService(Coordinator* coordinator, IoExecutor* io, int watch_batch = 256);
+  ClientService(Coordinator* coordinator, IoExecutor* io, const Authenticator* auth,
+                int watch_batch = 256);
   ~ClientService() override;
 
   // Ends every open WatchJob stream with UNAVAILABLE (the client resumes
@@ -80,16 +89,18 @@ class ClientService final : public dfv::v1::Coordinator::CallbackService {
 
   Coordinator* const coordinator_;
   IoExecutor* const io_;
+  const Authenticator* const auth_;
   const int watch_batch_;
   absl::Mutex watch_mu_;
   std::set<WatchJobReactor*> watches_ ABSL_GUARDED_BY(watch_mu_);
   bool shutting_down_ ABSL_GUARDED_BY(watch_mu_) = false;
 };
 
-// dfv.v1.WorkerGateway. Thread-safe; `coordinator` and `io` must outlive it.
+// dfv.v1.WorkerGateway. Thread-safe; `coordinator`, `io` and `auth` must
+// outlive it.
 class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackService {
  public:
-  WorkerGatewayService(Coordinator* coordinator, IoExecutor* io);
+  WorkerGatewayService(Coordinator* coordinator, IoExecutor* io, const Authenticator* auth);
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const dfv::v1::RegisterWorkerRequest* request,
@@ -112,6 +123,7 @@ class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackServic
  private:
   Coordinator* const coordinator_;
   IoExecutor* const io_;
+  const Authenticator* const auth_;
 };
 
 struct CoordinatorServerOptions {
@@ -140,6 +152,9 @@ struct CoordinatorServerOptions {
   int io_threads = 2;
   // How long Shutdown lets in-flight calls finish before cancelling them.
   int64_t shutdown_grace_ms = 2000;
+  // Who may call what (see server/auth.h); by default no auth file: clients
+  // need no token.
+  AuthOptions auth;
 };
 
 // The coordinator process's server: a Coordinator, both services, gRPC
@@ -148,10 +163,12 @@ struct CoordinatorServerOptions {
 class CoordinatorServer {
  public:
   // Opens the Coordinator and starts serving. INVALID_ARGUMENT for a bad
+  // Opens the Coordinator and starts serving. INVALID_ARGUMENT for a bad
   // listen or metrics address, a non-loopback host without TLS or
-  // `insecure`, or TLS files that are incomplete, unreadable or not PEM
-  // (naming the flag and file); UNAVAILABLE when an address cannot be
-  // bound; the error of writing prometheus_sd_file the first time.
+  // `insecure`, TLS files that are incomplete, unreadable or not PEM
+  // (naming the flag and file), or a bad auth file (the error of reading one
+  // that cannot be read); UNAVAILABLE when an address cannot be bound; the
+  // error of writing prometheus_sd_file the first time.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const CoordinatorServerOptions& options);
   // Shuts down if still running.
@@ -182,7 +199,7 @@ class CoordinatorServer {
   CoordinatorServer(const CoordinatorServerOptions& options,
                     std::shared_ptr<CoordinatorMetrics> metrics,
                     std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
-                    std::unique_ptr<Coordinator> coordinator);
+                    std::unique_ptr<Authenticator> auth, std::unique_ptr<Coordinator> coordinator);
   void TickLoop();
   // Rewrites the service-discovery file when the workers' endpoints changed.
   void UpdateSdFile();
@@ -197,6 +214,7 @@ class CoordinatorServer {
   std::string metrics_address_;
   std::unique_ptr<PrometheusSdFile> sd_file_;  // used by the tick thread only
   bool sd_file_ok_ = true;                     // likewise
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<IoExecutor> io_;
   std::unique_ptr<ClientService> client_service_;

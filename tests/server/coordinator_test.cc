@@ -353,7 +353,7 @@ TEST_F(CoordinatorTest, OneFailingRankFailsTheJobAndStopsTheOthers) {
   publish.set_attempt(w0.running()[0].attempt());
   publish.set_address("127.0.0.1:4242");
   publish.set_worker_id(w1.id());
-  EXPECT_EQ(coordinator_->PublishRendezvous(publish).code(), absl::StatusCode::kFailedPrecondition)
+  EXPECT_EQ(coordinator_->PublishRendezvous(publish).code(), absl::StatusCode::kPermissionDenied)
       << "only rank 0's worker publishes";
   ASSERT_TRUE(w1.Beat().ok());
   EXPECT_TRUE(w1.running().empty());
@@ -722,7 +722,7 @@ TEST_F(CoordinatorTest, RanksAfterTheFirstWaitForRankZerosRendezvous) {
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
   EXPECT_EQ(status.message(), "rank: only rank 0 publishes the rendezvous, got rank 1");
   status = b.Publish(rank0, "127.0.0.1:4242");
-  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_TRUE(absl::IsPermissionDenied(status)) << status << ": rank 0 is a's, not b's";
   EXPECT_EQ(status.message(), absl::StrCat("worker b does not run rank 0 of attempt 1 of job ", id));
   dfv::v1::Assignment other_attempt = rank0;
   other_attempt.set_attempt(2);
@@ -1075,6 +1075,60 @@ TEST_F(CoordinatorTest, RanksAfterTheFirstUploadOnlyTheirOwnLog) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].name(), "trainer-rank1.log");
+}
+
+TEST_F(CoordinatorTest, AWorkerMayNotActOnAnotherWorkersRank) {
+  const std::string id = Submit(testing::JobYaml("mine"));
+  FakeWorker a(coordinator_.get(), "a");
+  FakeWorker b(coordinator_.get(), "b");
+  a.Register();
+  b.Register();
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(b.Beat().ok());
+  ASSERT_EQ(a.running().size(), 1u) << "placed on a";
+  const dfv::v1::Assignment rank0 = a.running()[0];
+  const std::string denied = absl::StrCat("worker b does not run rank 0 of attempt 1 of job ", id);
+
+  // b quotes its own session but a's rank: refused, and nothing changes.
+  absl::StatusOr<bool> report = b.Report(rank0, {Running()});
+  EXPECT_TRUE(absl::IsPermissionDenied(report.status())) << report.status();
+  EXPECT_EQ(report.status().message(), denied);
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+  absl::Status complete = b.Complete(rank0, dfv::v1::OUTCOME_FAILED, "sabotage");
+  EXPECT_TRUE(absl::IsPermissionDenied(complete)) << complete;
+  EXPECT_EQ(complete.message(), denied);
+  absl::StatusOr<dfv::v1::ArtifactInfo> upload =
+      b.Upload(rank0, "report.json", dfv::v1::REPORT, 0, "{}");
+  EXPECT_TRUE(absl::IsPermissionDenied(upload.status())) << upload.status();
+  EXPECT_EQ(upload.status().message(),
+            absl::StrCat("worker b runs no rank of attempt 1 of job ", id));
+  auto listed = coordinator_->ListArtifacts(id);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+  EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
+
+  // a's own calls work as before.
+  ASSERT_TRUE(a.Report(rank0, {Running()}).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::RUNNING);
+  ASSERT_TRUE(a.Upload(rank0, "report.json", dfv::v1::REPORT, 0, "{}").ok());
+  ASSERT_TRUE(a.Complete(rank0, dfv::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Job(id).state(), dfv::v1::SUCCEEDED);
+  // Once the attempt is over, a stale call about it is not refused (it only
+  // frees a slot), whoever sends it.
+  EXPECT_TRUE(b.Complete(rank0, dfv::v1::OUTCOME_SUCCEEDED).ok());
+}
+
+TEST_F(CoordinatorTest, ASessionBelongsToTheWorkerThatRegisteredIt) {
+  FakeWorker a(coordinator_.get(), "a");
+  a.Register();
+  EXPECT_TRUE(coordinator_->CheckSessionOwner(a.id(), "a").ok());
+  absl::Status other = coordinator_->CheckSessionOwner(a.id(), "b");
+  EXPECT_TRUE(absl::IsPermissionDenied(other)) << other;
+  EXPECT_EQ(other.message(), absl::StrCat("worker session ", a.id(),
+                                          " is not the session of worker b (the caller's "
+                                          "certificate)"));
+  EXPECT_TRUE(absl::IsNotFound(coordinator_->CheckSessionOwner("w-0000000000000000", "a")));
 }
 
 }  // namespace

@@ -243,7 +243,7 @@ TEST_F(ServiceTest, PublishRendezvousIsValidatedAndReleasesTheOtherRanks) {
   publish.set_rank(0);
   publish.set_worker_id(ids[1]);
   status = gateway_->PublishRendezvous(Context().get(), publish, &published);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("worker w1 does not run rank 0"));
 
   publish.set_worker_id(ids[0]);
