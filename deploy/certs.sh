@@ -12,6 +12,8 @@
 #   worker-NAME.pem, worker-NAME.key  one per WORKER: CN = the worker's name (its identity at the
 #                                   coordinator), SANs DNS:NAME, DNS:localhost, IP:127.0.0.1 and
 #                                   the SANS after '=' (for its TLS health service)
+#   submitter.token, viewer.token, auth.txt  bearer tokens for dfvctl and the coordinator's
+#                                   --auth-file (deploy/tokens.sh; existing tokens are kept)
 #
 # Environment:
 #   DFV_CERT_SANS  extra SANs of the coordinator, comma-separated: "IP:198.18.0.1,DNS:coord.lan"
@@ -122,7 +124,6 @@ for spec in "${workers[@]}"; do
   echo "issued $dir/worker-$name.pem (CN=$name)"
 done
 
-# ---------------------------------------------------------------------------
-# Token files (submitter, viewer) for dfvctl: added here by the bearer-token
-# part of issue 12.
-# ---------------------------------------------------------------------------
+# Token files for dfvctl (submitter.token, viewer.token) and the coordinator's
+# auth.txt: deploy/tokens.sh, which keeps tokens that already exist.
+bash "$(dirname "$0")/tokens.sh" "$dir"
