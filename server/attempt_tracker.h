@@ -34,6 +34,10 @@ namespace dfv::server {
 // itself; this catches ranks that never start).
 inline constexpr int64_t kRendezvousGraceSeconds = 30;
 
+// The random bytes of a multi-rank attempt's rendezvous secret
+// (Assignment.rendezvous_secret holds them as twice as many hex characters).
+inline constexpr size_t kRendezvousSecretBytes = 16;
+
 // One rank of a live attempt.
 struct RankState {
   std::string worker_id;    // the session it was placed on

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
+#include "common/random_secret.h"
 #include "common/status_macros.h"
 #include "proto/enums.h"
 #include "server/scheduler.h"
@@ -370,6 +371,13 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
   dfv::v1::Assignment base;
   base.set_spec_yaml(job.record.job.spec_yaml());
   base.set_resume_artifact(resume);
+  if (workers.size() > 1) {
+    // New for every attempt and never stored: a restarted coordinator starts
+    // every attempt afresh, and the ranks of an ended attempt cannot meet
+    // those of the next.
+    DFV_ASSIGN_OR_RETURN(std::string secret, RandomHexSecret(kRendezvousSecretBytes));
+    base.set_rendezvous_secret(std::move(secret));
+  }
   tracker_.Place(id, number, attempt.started_ms, job.rendezvous_timeout_seconds, workers, base);
   spdlog::info("job {} attempt {}: SCHEDULED on {}{}{}", id, number,
                absl::StrJoin(job.record.job.workers(), ","), resume.empty() ? "" : ", resuming from ",

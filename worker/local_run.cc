@@ -7,6 +7,7 @@
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
+#include "worker/data/dataset.h"
 #include "worker/train/console_observer.h"
 
 namespace dfv::worker {
@@ -38,6 +39,7 @@ std::string RunFolderOf(const std::string& resume_from) {
 
 absl::StatusOr<LocalRunResult> RunLocal(const LocalRunOptions& options) {
   DFV_ASSIGN_OR_RETURN(jobspec::JobSpec spec, jobspec::LoadJobSpecFile(options.job_file, options.overrides));
+  if (!options.data_roots.empty()) DFV_RETURN_IF_ERROR(data::CheckDatasetUnderRoots(spec.dataset, options.data_roots));
   LocalRunResult result;
   if (!options.out_dir.empty()) {
     result.out_dir = options.out_dir;

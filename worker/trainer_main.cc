@@ -1,21 +1,29 @@
 // dfv-trainer: the program that trains (LibTorch lives here, not in the
 // daemon).
 //   dfv-trainer train JOB.yaml [--out DIR] [--resume CKPT] [--set k=v]...
-//                            train one job in this process (no coordinator)
+//                          [--data-root DIR]...
+//                            train one job in this process (no coordinator);
+//                            the data set is read wherever it is unless
+//                            --data-root names the folders it must lie under
 //   dfv-trainer assignment --job F --out DIR [--rank R --world-size N
-//                          --rendezvous HOST:PORT] [--resume CKPT]
-//                            one assignment's rank: what a worker daemon starts
+//                          --rendezvous HOST:PORT [--data-plane-address HOST]]
+//                          [--resume CKPT] [--data-root DIR]...
+//                            one assignment's rank: what a worker daemon starts;
+//                            a multi-rank one reads its attempt's rendezvous
+//                            secret from $DFV_RENDEZVOUS_SECRET
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "common/logging.h"
 #include "common/text.h"
 #include "worker/local_run.h"
+#include "worker/protocol/trainer_report.h"
 #include "worker/trainer_process.h"
 
 namespace {
@@ -70,6 +78,8 @@ int main(int argc, char** argv) {
   train->add_option("--out", local.out_dir, "run folder (default: a new folder under runs/)");
   train->add_option("--resume", local.resume_from, "checkpoint file or run folder to continue from");
   train->add_option("--set", local.overrides, "override a job field: key.path=value (repeatable)");
+  train->add_option("--data-root", local.data_roots,
+                    "read the data set only under this folder (repeatable; default: anywhere)");
 
   dfv::worker::TrainerProcessOptions assignment_options;
   auto* assignment = app.add_subcommand("assignment", "one assignment's rank (started by a worker daemon)");
@@ -79,11 +89,20 @@ int main(int argc, char** argv) {
   assignment->add_option("--rank", assignment_options.rank, "this rank");
   assignment->add_option("--world-size", assignment_options.world_size, "number of ranks");
   assignment->add_option("--rendezvous", assignment_options.rendezvous, "rank 0's HOST:PORT");
+  assignment->add_option("--data-plane-address", assignment_options.data_plane_address,
+                         "this host's address for Gloo and the published rendezvous");
+  assignment->add_option("--data-root", assignment_options.data_roots,
+                         "read the data set only under this folder (repeatable; default: anywhere)");
 
   CLI11_PARSE(app, argc, argv);
 
   if (*assignment) {
     dfv::InitLogging("dfv-trainer", log_level);
+    if (const char* secret = std::getenv(dfv::protocol::kRendezvousSecretEnv)) {
+      assignment_options.rendezvous_secret = secret;
+      // Not passed on to anything this process starts.
+      ::unsetenv(dfv::protocol::kRendezvousSecretEnv);
+    }
     return RunAssignment(assignment_options);
   }
   // A local run prints its own progress; keep library logs to warnings.

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/jobspec/parse.h"
 #include "common/status_macros.h"
+#include "worker/data/dataset.h"
 #include "worker/dist/reducer.h"
 #include "worker/dist/rendezvous.h"
 #include "worker/protocol/trainer_report.h"
@@ -35,6 +36,7 @@ class LineObserver : public train::TrainingObserver {
 
 absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer, const std::atomic<bool>* cancel) {
   DFV_ASSIGN_OR_RETURN(jobspec::JobSpec spec, jobspec::LoadJobSpecFile(options.job_file, {}));
+  if (!options.data_roots.empty()) DFV_RETURN_IF_ERROR(data::CheckDatasetUnderRoots(spec.dataset, options.data_roots));
   train::TrainerOptions trainer_options;
   trainer_options.spec = spec;
   trainer_options.out_dir = options.out_dir;
@@ -53,8 +55,14 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
       return absl::InvalidArgumentError(
           absl::StrCat("rank ", options.rank, " of ", options.world_size, " needs --rendezvous HOST:PORT"));
     }
+    if (options.rendezvous_secret.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " of ", options.world_size,
+                                                     " needs the attempt's rendezvous secret (DFV_RENDEZVOUS_SECRET)"));
+    }
     dist::RendezvousOptions rendezvous;
     rendezvous.address = options.rendezvous;
+    rendezvous.secret = options.rendezvous_secret;
+    rendezvous.data_plane_address = options.data_plane_address;
     rendezvous.rank = options.rank;
     rendezvous.world_size = options.world_size;
     rendezvous.timeout = std::chrono::seconds(spec.resources.rendezvous_timeout_seconds);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -20,9 +21,20 @@ struct TrainerProcessOptions {
   int rank = 0;
   int world_size = 1;
   std::string rendezvous;    // HOST:PORT of rank 0 when world_size > 1
+  // The attempt's rendezvous secret (Assignment.rendezvous_secret); required
+  // when world_size > 1. Only the ranks that hold it meet (dist/rendezvous.h).
+  std::string rendezvous_secret;
+  // This host's data-plane address: Gloo binds to it and rank 0 publishes
+  // its rendezvous with it. Empty: the rendezvous host (as before).
+  std::string data_plane_address;
+  // The folders the job's data set must lie under (common/data_roots.h),
+  // checked before anything is read; empty: no restriction.
+  std::vector<std::string> data_roots;
 };
 
-// Trains and reports. Every outcome is also written to `out` as the last
+// Trains and reports. A data set outside `data_roots` fails at once with
+// PERMISSION_DENIED (not retried: it would fail the same way), before the
+// rendezvous and before anything is opened. Every outcome is also written to `out` as the last
 // report (finished or error), so the daemon learns why it failed. Returns
 // OK, CANCELLED when `cancel` was set, or the error.
 absl::Status RunTrainerProcess(const TrainerProcessOptions& options, std::FILE* out,

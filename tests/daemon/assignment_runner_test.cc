@@ -185,6 +185,32 @@ train: {max_steps: 5, threads: 1}
   EXPECT_TRUE(link.uploads_.count("trainer.log"));
 }
 
+TEST(AssignmentRunner, DataOutsideTheDataRootsFailsAtOnceWithTheReasonAndIsNotRetried) {
+  RecordingLink link;
+  const std::string root = (std::filesystem::path(::testing::TempDir()) / "runner_test" / "data-root").string();
+  // A folder that does not exist: had the trainer opened it, it would say
+  // NOT_FOUND; it names the roots instead.
+  const std::string yaml = absl::StrCat(R"(
+name: outside
+model: vae
+dataset: {kind: fashion_mnist, path: )", root, R"(/../elsewhere/fashion}
+train: {max_steps: 5, threads: 1}
+)");
+  RunnerOptions options = Options("outside-roots", yaml, &link);
+  options.data_roots = {root};
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(60)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_FAILED);
+  EXPECT_FALSE(link.retryable_) << "it would fail the same way";
+  EXPECT_TRUE(absl::StrContains(link.reason_, "dataset.path: " + root + "/../elsewhere/fashion")) << link.reason_;
+  EXPECT_TRUE(absl::StrContains(link.reason_, "lies outside this worker's data roots (" + root + ")"))
+      << link.reason_;
+  for (const auto& e : link.events_) EXPECT_FALSE(e.has_state() && e.state().state() == v1::RUNNING);
+  EXPECT_TRUE(IsRetryableTrainerError(absl::UnavailableError("x")));
+  EXPECT_FALSE(IsRetryableTrainerError(absl::PermissionDeniedError(link.reason_)));
+}
+
 TEST(AssignmentRunner, MissingResumeCheckpointFails) {
   RecordingLink link;
   RunnerOptions options = Options("no-ckpt", SpritesJob(10), &link);
@@ -238,6 +264,32 @@ exit 1
   const std::string args = link.events_[0].message().text();
   EXPECT_TRUE(absl::StrContains(args, "--rank 0 --world-size 2")) << args;
   EXPECT_TRUE(absl::StrContains(args, "--rendezvous 127.0.0.1:0")) << args;
+}
+
+TEST(AssignmentRunner, TheSecretGoesInTheEnvironmentAndTheDataPlaneOnTheCommandLine) {
+  RecordingLink link;
+  RunnerOptions options = FakeTrainer("secret", R"(
+echo "{\"message\":{\"text\":\"args: $*\"}}"
+echo "{\"message\":{\"text\":\"env: $DFV_RENDEZVOUS_SECRET $NCCL_SOCKET_IFNAME\"}}"
+exit 1
+)",
+                                      &link);
+  options.assignment.set_rank(1);
+  options.assignment.set_world_size(2);
+  options.assignment.set_rendezvous("10.0.0.1:41234");
+  options.assignment.set_rendezvous_secret("0123456789abcdef0123456789abcdef");
+  options.data_roots = {"/srv/data", "/usr/share/datasets"};
+  options.data_plane_address = "192.0.2.7";
+  options.data_plane_interface = "eth1";
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  absl::MutexLock lock(&link.mu_);
+  ASSERT_GE(link.events_.size(), 2u);
+  const std::string args = link.events_[0].message().text();
+  EXPECT_TRUE(absl::StrContains(args, "--data-root /srv/data --data-root /usr/share/datasets")) << args;
+  EXPECT_TRUE(absl::StrContains(args, "--rendezvous 10.0.0.1:41234 --data-plane-address 192.0.2.7")) << args;
+  EXPECT_FALSE(absl::StrContains(args, "0123456789abcdef")) << args;
+  EXPECT_EQ(link.events_[1].message().text(), "env: 0123456789abcdef0123456789abcdef eth1");
 }
 
 TEST(AssignmentRunner, OtherFailuresAreNotRetryableAndOnlyRankZeroPublishes) {

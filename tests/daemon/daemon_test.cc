@@ -25,6 +25,7 @@
 #include "common/file_util.h"
 #include "tests/daemon/fake_link.h"
 #include "tests/testing/http_get.h"
+#include "worker/daemon/data_plane.h"
 
 namespace dfv::daemon {
 namespace {
@@ -405,6 +406,43 @@ TEST_F(DaemonTest, ACudaWorkerWithoutTheNvidiaDriverStillStartsAndServesMetrics)
   EXPECT_EQ(absl::StrContains(response->body, "dfv_gpu_memory_total_bytes{gpu=\"0\"}"),
             has_driver && GpuCollector::Create()->device_count() > 0)
       << response->body;
+}
+
+TEST(DataPlaneTest, AnInterfaceNameResolvesToItsIpv4Address) {
+  absl::StatusOr<std::string> lo = InterfaceIpv4Address("lo");
+  ASSERT_TRUE(lo.ok()) << lo.status();
+  EXPECT_EQ(*lo, "127.0.0.1");
+  absl::Status missing = InterfaceIpv4Address("no-such-if0").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_TRUE(absl::StrContains(missing.message(), "'no-such-if0'")) << missing;
+  EXPECT_TRUE(absl::StrContains(missing.message(), "lo")) << missing;  // the ones that exist
+}
+
+TEST(DataPlaneTest, TheDaemonTakesAnAddressOrAnInterfaceButNotBoth) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "daemon_data_plane";
+  auto options = [&] {
+    WorkerDaemonOptions o;
+    o.coordinator = "fake-coordinator";
+    o.work_dir = dir.string();
+    o.trainer_command = {"/bin/true"};
+    o.metrics_listen = "";
+    return o;
+  };
+  WorkerDaemonOptions both = options();
+  both.data_plane_address = "127.0.0.1";
+  both.data_plane_interface = "lo";
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      WorkerDaemon::Create(std::move(both), std::make_unique<RecordingLink>()).status()));
+  WorkerDaemonOptions unknown = options();
+  unknown.data_plane_interface = "no-such-if0";
+  EXPECT_TRUE(absl::IsNotFound(WorkerDaemon::Create(std::move(unknown), std::make_unique<RecordingLink>()).status()));
+  WorkerDaemonOptions no_roots = options();
+  no_roots.data_roots.clear();
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(WorkerDaemon::Create(std::move(no_roots), std::make_unique<RecordingLink>()).status()));
+  WorkerDaemonOptions lo = options();
+  lo.data_plane_interface = "lo";
+  EXPECT_TRUE(WorkerDaemon::Create(std::move(lo), std::make_unique<RecordingLink>()).ok());
 }
 
 }  // namespace

@@ -66,6 +66,22 @@ TEST(Subprocess, SignalReachesTheWholeGroup) {
   EXPECT_EQ(exit.signal, SIGTERM);
 }
 
+TEST(Subprocess, EnvAddsToAndReplacesTheParentsEnvironment) {
+  ::setenv("DFV_SUBPROCESS_TEST_KEPT", "kept", 1);
+  ::setenv("DFV_SUBPROCESS_TEST_REPLACED", "old", 1);
+  SpawnOptions options;
+  options.argv = {"/bin/sh", "-c",
+                  "echo \"$DFV_SUBPROCESS_TEST_KEPT $DFV_SUBPROCESS_TEST_REPLACED $DFV_SUBPROCESS_TEST_NEW\"; "
+                  "env | grep -c '^DFV_SUBPROCESS_TEST_REPLACED='"};
+  options.env = {"DFV_SUBPROCESS_TEST_REPLACED=new", "DFV_SUBPROCESS_TEST_NEW=x=y"};
+  auto child = Subprocess::Spawn(options);
+  ::unsetenv("DFV_SUBPROCESS_TEST_KEPT");
+  ::unsetenv("DFV_SUBPROCESS_TEST_REPLACED");
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(**child), "kept new x=y\n1\n");
+  EXPECT_TRUE((*child)->Wait().exited);
+}
+
 TEST(Subprocess, MissingProgramIsAnError) {
   auto child = Subprocess::Spawn({{"/nonexistent/trainer"}, "", ""});
   ASSERT_FALSE(child.ok());

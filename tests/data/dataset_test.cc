@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "common/jobspec/parse.h"
 #include "tests/data/test_util.h"
 #include "worker/data/idx.h"
@@ -212,6 +213,27 @@ TEST(DatasetTest, KindWithoutALoaderIsInvalidArgumentNamingIt) {
   ASSERT_EQ(splits.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(std::string(splits.status().message()), "'cifar'")) << splits.status();
   EXPECT_TRUE(Contains(std::string(splits.status().message()), "sprites")) << splits.status();
+}
+
+TEST(DatasetTest, EveryFileALoaderWouldReadIsCheckedAgainstTheDataRoots) {
+  const std::string root = FreshDir("roots_inside");
+  const std::string outside = FreshDir("roots_outside");
+  EXPECT_TRUE(CheckDatasetUnderRoots(Spec("mnist", root + "/mnist"), {root}).ok());
+  absl::Status s = CheckDatasetUnderRoots(Spec("mnist", outside), {root});
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "dataset.path: " + outside)) << s;
+  // Generated data sets read nothing.
+  EXPECT_TRUE(CheckDatasetUnderRoots(Spec("sprites", ""), {root}).ok());
+  // image_folder's attribute file may be absolute: it is checked too.
+  const std::string attribute = "  attribute: Eyeglasses\n";
+  EXPECT_TRUE(CheckDatasetUnderRoots(Spec("image_folder", root, attribute), {root}).ok());
+  s = CheckDatasetUnderRoots(
+      Spec("image_folder", root, attribute + "  attr_file: " + outside + "/attrs.txt\n"), {root});
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "dataset.attr_file: " + outside + "/attrs.txt")) << s;
+  s = CheckDatasetUnderRoots(Spec("image_folder", root, attribute + "  attr_file: ../roots_outside/a.txt\n"), {root});
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_EQ(CheckDatasetUnderRoots(Spec("mnist", root), {}).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -121,6 +121,91 @@ TEST(RendezvousTest, TwoJobsShareAHostWithoutClashing) {
   other.join();
 }
 
+TEST(RendezvousTest, ARankWithoutTheAttemptsSecretCannotJoinAndOneWithItCan) {
+  // Rank 0 holds the attempt's secret; a process that reaches its port with
+  // another secret is never counted as rank 1.
+  std::promise<std::string> listening;
+  std::future<std::string> address = listening.get_future();
+  absl::Status rank0_status;
+  std::thread rank0([&] {
+    dist::RendezvousOptions options;
+    options.address = "127.0.0.1:0";
+    options.secret = testing::kTestSecret;
+    options.world_size = 2;
+    options.timeout = milliseconds(2500);
+    options.on_listening = [&](const std::string& a) { listening.set_value(a); };
+    rank0_status = dist::Rendezvous(options).status();
+  });
+  dist::RendezvousOptions intruder;
+  intruder.address = address.get();
+  intruder.secret = "ffffffffffffffffffffffffffffffff";
+  intruder.rank = 1;
+  intruder.world_size = 2;
+  intruder.timeout = milliseconds(2500);
+  absl::Status intruder_status = dist::Rendezvous(intruder).status();
+  rank0.join();
+  EXPECT_EQ(intruder_status.code(), absl::StatusCode::kDeadlineExceeded) << intruder_status;
+  EXPECT_EQ(rank0_status.code(), absl::StatusCode::kDeadlineExceeded) << rank0_status;
+  EXPECT_TRUE(absl::StrContains(rank0_status.message(), "not all 2 ranks arrived")) << rank0_status;
+
+  // Without any secret (the plain keys a c10d client would use) it fails the same way.
+  std::promise<std::string> listening2;
+  std::future<std::string> address2 = listening2.get_future();
+  std::thread rank0_again([&] {
+    dist::RendezvousOptions options;
+    options.address = "127.0.0.1:0";
+    options.secret = testing::kTestSecret;
+    options.world_size = 2;
+    options.timeout = milliseconds(2500);
+    options.on_listening = [&](const std::string& a) { listening2.set_value(a); };
+    rank0_status = dist::Rendezvous(options).status();
+  });
+  intruder.address = address2.get();
+  intruder.secret.clear();
+  intruder_status = dist::Rendezvous(intruder).status();
+  rank0_again.join();
+  EXPECT_EQ(intruder_status.code(), absl::StatusCode::kDeadlineExceeded) << intruder_status;
+  EXPECT_EQ(rank0_status.code(), absl::StatusCode::kDeadlineExceeded) << rank0_status;
+
+  // The same two ranks with the same secret meet and reduce.
+  std::atomic<int> reduced{0};
+  testing::RunRanks(2, [&](int rank, dist::ProcessGroup& group) {
+    torch::Tensor t = torch::full({4}, 1.0f + rank);
+    ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+    EXPECT_TRUE(torch::equal(t, torch::full({4}, 3.0f)));
+    ++reduced;
+  });
+  EXPECT_EQ(reduced.load(), 2);
+}
+
+TEST(RendezvousTest, RankZeroAnnouncesItsDataPlaneAddressAndGlooBindsToIt) {
+  std::string announced;
+  std::atomic<int> reduced{0};
+  testing::RunRanks(
+      2,
+      [&](int rank, dist::ProcessGroup& group) {
+        torch::Tensor t = torch::ones({4});
+        ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+        EXPECT_TRUE(torch::equal(t, torch::full({4}, 2.0f)));
+        ++reduced;
+      },
+      seconds(30),
+      [&](dist::RendezvousOptions& options) {
+        options.data_plane_address = "127.0.0.1";
+        if (options.rank == 0) {
+          // The control address names the host differently; the data plane wins.
+          options.address = "localhost:0";
+          auto announce = options.on_listening;
+          options.on_listening = [&announced, announce](const std::string& a) {
+            announced = a;
+            announce(a);
+          };
+        }
+      });
+  EXPECT_EQ(reduced.load(), 2);
+  EXPECT_TRUE(absl::StartsWith(announced, "127.0.0.1:")) << announced;
+}
+
 TEST(GlooCommunicatorTest, APeerThatGoesAwayFailsTheCollectiveInsteadOfHanging) {
   std::promise<void> rank1_gone;
   std::shared_future<void> gone = rank1_gone.get_future().share();

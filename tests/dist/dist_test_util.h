@@ -16,10 +16,14 @@
 
 namespace dfv::testing {
 
+inline constexpr char kTestSecret[] = "0123456789abcdef0123456789abcdef";
+
 // Calls body(rank, group) on `world` threads, each with its own process
-// group; fails the test if a rendezvous fails.
+// group; fails the test if a rendezvous fails. `configure` may change each
+// rank's options (secret, data-plane address) before it meets the others.
 inline void RunRanks(int world, const std::function<void(int rank, dist::ProcessGroup& group)>& body,
-                     std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                     const std::function<void(dist::RendezvousOptions&)>& configure = nullptr) {
   std::promise<std::string> address_promise;
   std::shared_future<std::string> address = address_promise.get_future().share();
   std::vector<std::thread> threads;
@@ -30,6 +34,7 @@ inline void RunRanks(int world, const std::function<void(int rank, dist::Process
       options.world_size = world;
       options.timeout = timeout;
       options.collective_timeout = timeout;
+      options.secret = kTestSecret;
       if (rank == 0) {
         options.address = "127.0.0.1:0";
         options.on_listening = [&](const std::string& bound) { address_promise.set_value(bound); };
@@ -40,6 +45,7 @@ inline void RunRanks(int world, const std::function<void(int rank, dist::Process
         }
         options.address = address.get();
       }
+      if (configure) configure(options);
       absl::StatusOr<dist::ProcessGroup> group = dist::Rendezvous(options);
       if (!group.ok()) {
         ADD_FAILURE() << "rank " << rank << ": " << group.status();

@@ -129,7 +129,8 @@ TEST(EndToEnd, CancelFreesTheSlotAndTheWorkerKeepsServing) {
 TEST(EndToEnd, CrashingTrainerFailsTheJobAndTheWorkerTakesTheNext) {
   Cluster cluster("crash");
   ASSERT_TRUE(cluster.StartCoordinator().ok());
-  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  // The missing folder lies under a data root: the trainer looks and fails.
+  ASSERT_TRUE(cluster.StartWorker("w1", 1, {"--data-root", cluster.dir()}).ok()) << cluster.Log("w1");
   const std::string missing = cluster.dir() + "/vanished-data";
   const std::string bad = Submit(cluster, "bad-data.yaml", absl::StrCat(R"(name: vanished
 model: vae
@@ -140,6 +141,35 @@ train: {max_steps: 10, threads: 1}
   v1::Job failed = GetJob(cluster, bad);
   EXPECT_TRUE(absl::StrContains(failed.reason(), missing)) << failed.reason();
 
+  const std::string next = Submit(cluster, "next.yaml", SmallJob("next", "vae", 20));
+  EXPECT_TRUE(WaitForState(cluster, next, v1::SUCCEEDED, absl::Seconds(60)).ok()) << cluster.Log("w1");
+}
+
+// A job whose data set lies outside its workers' data roots fails at once,
+// on every rank count, with the path and the roots named, and is not
+// retried; the workers go on serving.
+TEST(EndToEnd, DataOutsideTheWorkersDataRootsFailsAtOnceAndIsNotRetried) {
+  Cluster cluster("data_roots");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  const std::string root = cluster.dir() + "/datasets";
+  ASSERT_TRUE(cluster.StartWorker("w1", 1, {"--data-root", root}).ok()) << cluster.Log("w1");
+  ASSERT_TRUE(cluster.StartWorker("w2", 1, {"--data-root", root}).ok()) << cluster.Log("w2");
+  for (const char* ranks : {"1", "2"}) {
+    const std::string id = Submit(cluster, absl::StrCat("outside-", ranks, ".yaml"), absl::StrCat(R"(name: outside
+model: vae
+dataset: {kind: mnist, path: )", root, R"(/../../escaped}
+train: {max_steps: 10, threads: 1}
+resources: {workers: )", ranks, R"(}
+max_restarts: 3
+)"));
+    ASSERT_TRUE(WaitForState(cluster, id, v1::FAILED, absl::Seconds(60)).ok())
+        << cluster.Log("coordinator") << cluster.Log("w1");
+    const v1::Job failed = GetJob(cluster, id);
+    EXPECT_EQ(failed.attempt(), 1) << "not retried: " << failed.reason();
+    EXPECT_TRUE(absl::StrContains(failed.reason(), "dataset.path: " + root + "/../../escaped")) << failed.reason();
+    EXPECT_TRUE(absl::StrContains(failed.reason(), "lies outside this worker's data roots")) << failed.reason();
+    EXPECT_TRUE(absl::StrContains(failed.reason(), root)) << failed.reason();
+  }
   const std::string next = Submit(cluster, "next.yaml", SmallJob("next", "vae", 20));
   EXPECT_TRUE(WaitForState(cluster, next, v1::SUCCEEDED, absl::Seconds(60)).ok()) << cluster.Log("w1");
 }

@@ -125,6 +125,7 @@ TEST_F(CoordinatorTest, JobRunsToSuccessWithAGapFreeEventLog) {
   EXPECT_EQ(assignment.spec_yaml(), queued.spec_yaml());
   EXPECT_EQ(assignment.resume_artifact(), "");
   EXPECT_EQ(assignment.rendezvous(), "");
+  EXPECT_EQ(assignment.rendezvous_secret(), "");  // one rank: no rendezvous
   EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED);
   EXPECT_THAT(Job(id).workers(), ElementsAre("w1"));
 
@@ -850,6 +851,10 @@ TEST_F(CoordinatorTest, TheOtherRanksRendezvousLimitRunsFromRankZerosPublication
   ASSERT_TRUE(w0.Publish(rank0, "127.0.0.1:4242").ok());  // 35 s after placement
   ASSERT_TRUE(w1.Beat().ok());
   ASSERT_EQ(w1.running().size(), 1u);
+  // Both ranks of the attempt hold its secret: 16 random bytes in hex.
+  EXPECT_EQ(rank0.rendezvous_secret().size(), 32u);
+  EXPECT_EQ(rank0.rendezvous_secret().find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(w1.running()[0].rendezvous_secret(), rank0.rendezvous_secret());
   Advance(20000, {&a, &b});  // 55 s after placement, 20 s after publication
   EXPECT_EQ(Job(id).state(), dfv::v1::SCHEDULED) << Job(id).reason();  // until every rank runs
   EXPECT_EQ(Job(id).attempt(), 1);
@@ -872,6 +877,9 @@ TEST_F(CoordinatorTest, TheOtherRanksRendezvousLimitRunsFromRankZerosPublication
   FakeWorker& v0 = a.running().empty() ? b : a;
   ASSERT_EQ(v0.running().size(), 1u);
   ASSERT_EQ(v0.running()[0].attempt(), 2);
+  // A new attempt, a new secret: attempt 1's ranks cannot meet attempt 2's.
+  EXPECT_EQ(v0.running()[0].rendezvous_secret().size(), 32u);
+  EXPECT_NE(v0.running()[0].rendezvous_secret(), rank0.rendezvous_secret());
   ASSERT_TRUE(v0.Report(v0.running()[0], {Running()}).ok());
   Advance(40000, {&a, &b});
   EXPECT_EQ(Job(id).state(), dfv::v1::FAILED);

@@ -136,9 +136,21 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
     if (!status.ok()) return failed(absl::StrCat("fetching checkpoint to resume from: ", status.message()));
     argv.insert(argv.end(), {"--resume", local});
   }
-  if (!a.rendezvous().empty()) argv.insert(argv.end(), {"--rendezvous", a.rendezvous()});
-
+  for (const std::string& root : options_.data_roots) argv.insert(argv.end(), {"--data-root", root});
   SpawnOptions spawn;
+  if (!a.rendezvous().empty()) {
+    argv.insert(argv.end(), {"--rendezvous", a.rendezvous()});
+    if (!options_.data_plane_address.empty()) {
+      argv.insert(argv.end(), {"--data-plane-address", options_.data_plane_address});
+    }
+    if (!options_.data_plane_interface.empty()) {
+      spawn.env.push_back(absl::StrCat("NCCL_SOCKET_IFNAME=", options_.data_plane_interface));
+    }
+  }
+  // In the environment, not argv: `ps` shows every process's arguments.
+  if (!a.rendezvous_secret().empty()) {
+    spawn.env.push_back(absl::StrCat(protocol::kRendezvousSecretEnv, "=", a.rendezvous_secret()));
+  }
   spawn.argv = argv;
   spawn.stderr_path = log_path;
   auto child_or = Subprocess::Spawn(spawn);

@@ -35,8 +35,19 @@ struct RunnerOptions {
   std::string work_dir;
   // The trainer's command line before the per-assignment flags, e.g.
   // {"/usr/bin/dfv-trainer", "assignment"}. The runner appends --job, --out,
-  // --rank, --world-size and, when set, --resume and --rendezvous.
+  // --rank, --world-size, a --data-root per data root and, when set,
+  // --resume, --rendezvous and --data-plane-address; the rendezvous secret
+  // goes in the trainer's environment (protocol::kRendezvousSecretEnv).
   std::vector<std::string> trainer_command;
+  // The folders the job's data set must lie under (absolute, resolved); the
+  // trainer refuses a job whose data lies elsewhere (PERMISSION_DENIED, not
+  // retryable). Empty: no restriction.
+  std::vector<std::string> data_roots;
+  // This host's data-plane address for the trainer's Gloo and rendezvous;
+  // empty: the rendezvous host. The interface it came from, when given, is
+  // passed to NCCL as NCCL_SOCKET_IFNAME.
+  std::string data_plane_address;
+  std::string data_plane_interface;
   // Not owned; must outlive the runner.
   CoordinatorLink* link = nullptr;
   // After a cancel the trainer gets SIGTERM, and SIGKILL after this.

@@ -6,11 +6,14 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/data_roots.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
+#include "worker/daemon/data_plane.h"
 
 namespace dfv::daemon {
 namespace {
@@ -66,6 +69,21 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   if (options.metrics_job_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--metrics-job-grace: must be >= 0");
   }
+  if (options.data_roots.empty()) return absl::InvalidArgumentError("--data-root: at least one folder");
+  DFV_ASSIGN_OR_RETURN(options.data_roots, ResolveDataRoots(options.data_roots));
+  if (!options.data_plane_address.empty() && !options.data_plane_interface.empty()) {
+    return absl::InvalidArgumentError("--data-plane-address and --data-plane-interface: give one of them");
+  }
+  if (!options.data_plane_interface.empty()) {
+    DFV_ASSIGN_OR_RETURN(options.data_plane_address, InterfaceIpv4Address(options.data_plane_interface));
+  }
+  spdlog::info("data roots: {}; data plane: {}", absl::StrJoin(options.data_roots, ", "),
+               options.data_plane_address.empty()
+                   ? std::string("the address the coordinator gives rank 0")
+                   : absl::StrCat(options.data_plane_address,
+                                  options.data_plane_interface.empty()
+                                      ? ""
+                                      : absl::StrCat(" (interface ", options.data_plane_interface, ")")));
   if (options.work_dir.empty()) options.work_dir = (std::filesystem::path("dfv-work") / options.name).string();
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
@@ -172,6 +190,9 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   options.assignment = a;
   options.work_dir = AssignmentDir(a);
   options.trainer_command = options_.trainer_command;
+  options.data_roots = options_.data_roots;
+  options.data_plane_address = options_.data_plane_address;
+  options.data_plane_interface = options_.data_plane_interface;
   options.link = link_.get();
   options.cancel_grace = options_.cancel_grace;
   options.metrics = metrics_.get();

@@ -54,6 +54,17 @@ struct WorkerDaemonOptions {
   std::string work_dir;
   // The trainer command (see RunnerOptions::trainer_command).
   std::vector<std::string> trainer_command;
+  // The folders jobs may read their data sets from (common/data_roots.h):
+  // Debian's data set packages' folder and `data` under the daemon's current
+  // folder (where dataset.path "data/mnist" lies). Relative ones are made
+  // absolute by Create; a job whose data lies elsewhere fails, not retried.
+  std::vector<std::string> data_roots = {"/usr/share/datasets", "data"};
+  // This host's data-plane address (--data-plane-address) or the interface
+  // whose IPv4 address it is (--data-plane-interface; also handed to NCCL as
+  // NCCL_SOCKET_IFNAME); at most one. Both empty: the trainers use the
+  // address the coordinator gives rank 0 (this worker's --listen host).
+  std::string data_plane_address;
+  std::string data_plane_interface;
   // Where /metrics is served (HOST:PORT, loopback unless `insecure`; port 0 picks a free
   // port); empty for no metrics server.
   std::string metrics_listen = "127.0.0.1:0";
@@ -75,6 +86,7 @@ class WorkerDaemon {
   // coordinator at options.coordinator over gRPC. INVALID_ARGUMENT names a
   // bad option (a non-loopback listen address without TLS or --insecure;
   // TLS files incomplete, unreadable or not PEM: the flag and the file);
+  // NOT_FOUND for a data-plane interface without an IPv4 address;
   // UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(WorkerDaemonOptions options);
 

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 
@@ -87,8 +88,20 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   for (const std::string& arg : options.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
 
+  // The parent's environment, less the names `env` sets, then `env`.
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const std::string& set : options.env) replaced |= set.compare(0, set.find('='), name) == 0;
+    if (!replaced) envp.push_back(*e);
+  }
+  for (const std::string& set : options.env) envp.push_back(const_cast<char*>(set.c_str()));
+  envp.push_back(nullptr);
+
   pid_t pid = -1;
-  int err = posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), environ);
+  int err = posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), envp.data());
   close(write_end);
   if (err != 0) {
     close(read_end);

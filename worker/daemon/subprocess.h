@@ -26,6 +26,10 @@ struct SpawnOptions {
   std::string working_dir;
   // The child's stderr is appended here; empty: inherited.
   std::string stderr_path;
+  // NAME=VALUE entries set in the child's environment on top of (and in
+  // place of the same names in) the parent's. The way to hand the child a
+  // secret: unlike argv, /proc/PID/environ is readable only by its owner.
+  std::vector<std::string> env;
 };
 
 struct ExitStatus {

@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/data_roots.h"
 #include "common/status_macros.h"
+#include "worker/data/image_folder.h"
 #include "worker/data/registry.h"
 
 namespace dfv::data {
@@ -43,6 +45,18 @@ absl::StatusOr<DatasetSplits> LoadDataset(const jobspec::DatasetSpec& spec) {
   splits.train = std::make_shared<const ImageSet>(std::move(train));
   splits.test = std::make_shared<const ImageSet>(std::move(test));
   return splits;
+}
+
+absl::Status CheckDatasetUnderRoots(const jobspec::DatasetSpec& spec, const std::vector<std::string>& roots) {
+  if (roots.empty()) return absl::InvalidArgumentError("no data roots to check dataset.path against");
+  if (spec.path.empty()) return absl::OkStatus();  // generated: reads no file
+  DFV_RETURN_IF_ERROR(CheckUnderDataRoots("dataset.path", spec.path, roots));
+  // The one other field that names a file: image_folder's attribute file.
+  if (spec.params.Has("attr_file")) {
+    DFV_RETURN_IF_ERROR(
+        CheckUnderDataRoots("dataset.attr_file", AttrFilePath(spec.path, spec.params.GetString("attr_file")), roots));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace dfv::data

@@ -8,6 +8,9 @@
 #ifndef DFV_WORKER_DATA_DATASET_H_
 #define DFV_WORKER_DATA_DATASET_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "common/jobspec/job_spec.h"
 #include "worker/data/image_set.h"
@@ -44,6 +47,13 @@ using DatasetLoader = absl::StatusOr<LoadedSplits> (*)(const jobspec::DatasetSpe
 // corrupt one). Blocking file I/O and CPU work on the calling thread (about a
 // second for Fashion-MNIST); thread-compatible.
 absl::StatusOr<DatasetSplits> LoadDataset(const jobspec::DatasetSpec& spec);
+
+// Checks, opening nothing, that every file or folder the loader of `spec`
+// would read lies under `roots` (common/data_roots.h): dataset.path and, for
+// image_folder, dataset.attr_file (which may be absolute). Generated kinds
+// (sprites) read nothing and pass. PERMISSION_DENIED naming the field, the
+// path and the roots; INVALID_ARGUMENT when `roots` is empty. Thread-safe.
+absl::Status CheckDatasetUnderRoots(const jobspec::DatasetSpec& spec, const std::vector<std::string>& roots);
 
 }  // namespace dfv::data
 

@@ -292,9 +292,7 @@ absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& opti
   if (!fs::is_directory(options.folder, ec)) {
     return absl::NotFoundError(absl::StrCat("dataset.path: ", options.folder, " is not a folder"));
   }
-  const fs::path attr_path = fs::path(options.attr_file).is_absolute()
-                                 ? fs::path(options.attr_file)
-                                 : fs::path(options.folder) / options.attr_file;
+  const fs::path attr_path = AttrFilePath(options.folder, options.attr_file);
   if (!fs::is_regular_file(attr_path, ec)) {
     return absl::NotFoundError(absl::StrCat("dataset.attr_file: ", attr_path.string(), " not found"));
   }
@@ -388,6 +386,10 @@ absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& opti
     DFV_RETURN_IF_ERROR(ValidateImageSet(sets[s]));
   }
   return ImageFolderSplits{std::move(sets[0]), std::move(sets[1])};
+}
+
+std::string AttrFilePath(const std::string& folder, const std::string& attr_file) {
+  return fs::path(attr_file).is_absolute() ? attr_file : (fs::path(folder) / attr_file).string();
 }
 
 absl::StatusOr<LoadedSplits> LoadImageFolderDataset(const jobspec::DatasetSpec& spec) {

@@ -85,6 +85,10 @@ struct ImageFolderSplits {
 // decoding threads are joined before it returns. Thread-compatible.
 absl::StatusOr<ImageFolderSplits> LoadImageFolder(const ImageFolderOptions& options);
 
+// Where LoadImageFolder reads the attribute file: `attr_file` itself when
+// absolute, else relative to `folder`.
+std::string AttrFilePath(const std::string& folder, const std::string& attr_file);
+
 // The `image_folder` DatasetLoader (dataset.h): LoadImageFolder of spec.path
 // with the kind's own fields attr_file, attribute and seed (the split seed;
 // spec.params), decoding at spec.image_size and only the first train_limit /

@@ -1,5 +1,6 @@
 #include "worker/dist/rendezvous.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "common/rpc/rpc.h"
 #include "worker/dist/gloo_communicator.h"
 #include "worker/dist/status_util.h"
@@ -33,9 +35,22 @@ std::string HostName() {
   return name;
 }
 
+absl::StatusOr<ProcessGroup> Meet(const RendezvousOptions& options);
+
 }  // namespace
 
 absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
+  absl::StatusOr<ProcessGroup> group = Meet(options);
+  if (group.ok() || options.secret.empty()) return group;
+  // c10d's errors quote the store's keys, which hold the secret, and a
+  // rendezvous error becomes the job's reason, which every client sees.
+  return absl::Status(group.status().code(),
+                      absl::StrReplaceAll(group.status().message(), {{options.secret, "<secret>"}}));
+}
+
+namespace {
+
+absl::StatusOr<ProcessGroup> Meet(const RendezvousOptions& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " of world size ", options.world_size));
   }
@@ -51,6 +66,10 @@ absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
         absl::StrCat("--rendezvous ", options.address, ": rank ", options.rank, " needs rank 0's port"));
   }
 
+  // Rank 0 announces (and Gloo binds to) the data-plane address when there
+  // is one: the worker's control address may be on another network.
+  const std::string own_host = options.data_plane_address.empty() ? parsed->host : options.data_plane_address;
+
   ProcessGroup group;
   std::string bound;
   try {
@@ -61,8 +80,16 @@ absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
     store_options.waitWorkers = false;  // announce the address first
     store_options.timeout = options.timeout;
     auto store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
-    bound = absl::StrCat(parsed->host, ":", store->getPort());
-    group.store = store;
+    const std::string published_host = server ? own_host : parsed->host;
+    bound = published_host.find(':') != std::string::npos && published_host.front() != '['
+                ? absl::StrCat("[", published_host, "]:", store->getPort())
+                : absl::StrCat(published_host, ":", store->getPort());
+    // Every key of this group lives under the secret (see the header).
+    if (options.secret.empty()) {
+      group.store = store;
+    } else {
+      group.store = c10::make_intrusive<c10d::PrefixStore>(absl::StrCat("dfv-secret/", options.secret), store);
+    }
   } catch (const std::exception& e) {
     return CollectiveFailure(server ? absl::StrCat("rendezvous: listening on ", options.address)
                                     : absl::StrCat("rendezvous: reaching rank 0 at ", options.address, " within ",
@@ -104,8 +131,12 @@ absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
 #endif
   } else {
     GlooOptions gloo;
-    // Ranks that meet on a loopback address share one host: talk over it.
-    if (rpc::IsLoopbackHost(host)) gloo.interface_host = host == "localhost" ? "127.0.0.1" : host;
+    if (!options.data_plane_address.empty()) {
+      gloo.interface_host = Unbracket(options.data_plane_address);
+    } else if (rpc::IsLoopbackHost(host)) {
+      // Ranks that meet on a loopback address share one host: talk over it.
+      gloo.interface_host = host == "localhost" ? "127.0.0.1" : host;
+    }
     gloo.timeout = options.collective_timeout;
     communicator = CreateGlooCommunicator(group.store, options.rank, options.world_size, gloo);
   }
@@ -121,5 +152,7 @@ absl::StatusOr<ProcessGroup> Rendezvous(const RendezvousOptions& options) {
   group.communicator = *std::move(communicator);
   return group;
 }
+
+}  // namespace
 
 }  // namespace dfv::dist

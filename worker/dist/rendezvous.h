@@ -3,6 +3,13 @@
 // sharing a host never clash) and announces the bound address; the daemon
 // relays it through the coordinator to the other ranks, which connect to it.
 // Over the store the ranks then build the backend's communicator.
+//
+// The attempt's secret: every key the ranks write or wait for (check-in,
+// Gloo's and NCCL's connection details) lives under the secret, so a process
+// without it that reaches the store's port can neither join the group nor
+// read where the ranks listen (LibTorch 1.13's TCPStore cannot list keys and
+// has no authentication of its own; it listens on every interface of rank
+// 0's host). Nothing on the store or between the ranks is encrypted.
 #ifndef DFV_WORKER_DIST_RENDEZVOUS_H_
 #define DFV_WORKER_DIST_RENDEZVOUS_H_
 
@@ -22,6 +29,14 @@ struct RendezvousOptions {
   // HOST:PORT of rank 0's store. Rank 0 listens on PORT (0: any free port);
   // the others connect to it.
   std::string address;
+  // The attempt's secret (Assignment.rendezvous_secret): only ranks with the
+  // same one meet. Empty: no secret (tests and benchmarks on loopback).
+  std::string secret;
+  // This host's data-plane address (an IP or host name of an interface the
+  // other ranks reach): Gloo binds to it, and rank 0 announces its store
+  // with it. Empty: the host of `address` (Gloo binds to it when it is
+  // loopback, else to the interface the host name resolves to).
+  std::string data_plane_address;
   int rank = 0;
   int world_size = 1;
   // Every rank must have arrived within this, else DEADLINE_EXCEEDED.
@@ -31,8 +46,9 @@ struct RendezvousOptions {
   // "gloo" (CPU tensors) or "nccl" (CUDA tensors; only in builds with NCCL).
   std::string backend = "gloo";
   int cuda_device = 0;
-  // Rank 0 only: called with the store's bound HOST:PORT as soon as it
-  // listens, before waiting for the other ranks.
+  // Rank 0 only: called with the store's HOST:PORT (HOST: the data-plane
+  // address when set, else the host of `address`) as soon as it listens,
+  // before waiting for the other ranks.
   std::function<void(const std::string& address)> on_listening;
 };
 

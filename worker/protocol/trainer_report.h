@@ -22,6 +22,11 @@ namespace dfv::protocol {
 // daemon's dfv_job_samples_per_second reads it).
 inline constexpr char kSamplesPerSecondValue[] = "samples_per_second";
 
+// The environment variable through which the daemon hands the trainer its
+// attempt's rendezvous secret (not a flag: `ps` shows every process's
+// arguments to every user, the environment only to the process's owner).
+inline constexpr char kRendezvousSecretEnv[] = "DFV_RENDEZVOUS_SECRET";
+
 // One line, without '\n'. Strings that are not valid UTF-8 lose their
 // invalid bytes (protobuf's JSON printer drops them).
 std::string EncodeReport(const v1::TrainerReport& report);
