@@ -712,6 +712,19 @@ absl::Status Coordinator::CheckSessionOwner(const std::string& worker_id,
                                                   " (the caller's certificate)"));
 }
 
+absl::Status Coordinator::CheckCheckpointReader(const std::string& worker_id, const std::string& job_id,
+                                                int32_t attempt) {
+  absl::MutexLock lock(&mu_);
+  DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(worker_id));
+  if (active_.count(job_id) == 0) return InactiveJobStatus(job_id);
+  DFV_RETURN_IF_ERROR(tracker_.CheckAttemptMember(job_id, attempt, *worker));
+  for (const auto& [key, held] : worker->assignments) {
+    if (key.job_id == job_id && key.attempt == attempt) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("worker ", worker->name, " holds no rank of attempt ", attempt,
+                                                  " of job ", job_id));
+}
+
 absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
     const dfv::v1::HeartbeatRequest& request) {
   const std::string& worker_id = request.worker_id();

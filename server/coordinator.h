@@ -170,6 +170,12 @@ class Coordinator {
   // for the call that follows.)
   absl::Status CheckSessionOwner(const std::string& worker_id, const std::string& name)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // OK when session `worker_id` holds a rank of live attempt `attempt` of
+  // the job (it may read the checkpoint that attempt resumes from); NOT_FOUND
+  // for an unknown session or job, FAILED_PRECONDITION for a job that is
+  // over, PERMISSION_DENIED for an attempt with no rank on that session.
+  absl::Status CheckCheckpointReader(const std::string& worker_id, const std::string& job_id, int32_t attempt)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND for an unknown or expired session.
   absl::StatusOr<dfv::v1::HeartbeatResponse> Heartbeat(const dfv::v1::HeartbeatRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);

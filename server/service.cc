@@ -691,6 +691,21 @@ grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
   });
 }
 
+grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* WorkerGatewayService::FetchCheckpoint(
+    grpc::CallbackServerContext* context, const dfv::v1::FetchCheckpointRequest* request) {
+  absl::Status status = [&]() -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(CallerIdentity caller, Authorize(*auth_, context, kWorkerService, "FetchCheckpoint"));
+    DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), 0));
+    DFV_RETURN_IF_ERROR(CheckArtifactName("name", request->name()));
+    return coordinator_->CheckCheckpointReader(request->worker_id(), request->job_id(), request->attempt());
+  }();
+  if (!status.ok()) return new RefusedWriter<dfv::v1::ArtifactChunk>(status);
+  return new GetArtifactReactor(coordinator_, io_, request->job_id(), request->name());
+}
+
 grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest>* WorkerGatewayService::UploadArtifact(
     grpc::CallbackServerContext* context, dfv::v1::UploadArtifactResponse* response) {
   absl::StatusOr<CallerIdentity> caller =

@@ -116,6 +116,8 @@ class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackServic
   grpc::ServerUnaryReactor* PublishRendezvous(grpc::CallbackServerContext* context,
                                               const dfv::v1::PublishRendezvousRequest* request,
                                               dfv::v1::PublishRendezvousResponse* response) override;
+  grpc::ServerWriteReactor<dfv::v1::ArtifactChunk>* FetchCheckpoint(
+      grpc::CallbackServerContext* context, const dfv::v1::FetchCheckpointRequest* request) override;
   grpc::ServerUnaryReactor* CompleteAssignment(grpc::CallbackServerContext* context,
                                                const dfv::v1::CompleteAssignmentRequest* request,
                                                dfv::v1::CompleteAssignmentResponse* response) override;

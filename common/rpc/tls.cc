@@ -152,8 +152,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
 
 absl::StatusOr<std::string> PeerCertificateIdentity(const grpc::AuthContext& context) {
   if (!context.IsPeerAuthenticated()) return absl::NotFoundError("the caller presented no client certificate");
+  // "tls" from the TlsServerCredentials the daemons use, "ssl" from SslServerCredentials.
   std::vector<grpc::string_ref> type = context.FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
-  if (type.empty() || std::string(type.front().data(), type.front().size()) != GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
+  const std::string transport = type.empty() ? "" : std::string(type.front().data(), type.front().size());
+  if (transport != GRPC_TLS_TRANSPORT_SECURITY_TYPE && transport != GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
     return absl::NotFoundError("the caller did not connect with TLS");
   }
   std::vector<grpc::string_ref> names = context.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);

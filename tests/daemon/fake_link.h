@@ -83,8 +83,8 @@ class RecordingLink : public CoordinatorLink {
     rendezvous_.push_back(address);
     return absl::OkStatus();
   }
-  absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
-                                const std::string& dest_path) override {
+  absl::Status FetchCheckpoint(const std::string& job_id, int32_t attempt, const std::string& name,
+                               const std::string& dest_path) override {
     absl::MutexLock lock(&mu_);
     auto it = downloadable_.find(name);
     if (it == downloadable_.end()) return absl::NotFoundError(absl::StrCat("no artifact ", name));

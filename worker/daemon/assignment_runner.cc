@@ -131,7 +131,7 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
     status = MakeDirs((work / "resume").string());
     if (status.ok()) {
       status = Retry("downloading checkpoint for",
-                     [&] { return options_.link->DownloadArtifact(a.job_id(), a.resume_artifact(), local); });
+                     [&] { return options_.link->FetchCheckpoint(a.job_id(), a.attempt(), a.resume_artifact(), local); });
     }
     if (!status.ok()) return failed(absl::StrCat("fetching checkpoint to resume from: ", status.message()));
     argv.insert(argv.end(), {"--resume", local});

@@ -34,7 +34,7 @@ void SetAssignment(Request& request, const std::string& worker_id, const Assignm
 }  // namespace
 
 GrpcCoordinatorLink::GrpcCoordinatorLink(std::shared_ptr<grpc::Channel> channel)
-    : gateway_(v1::WorkerGateway::NewStub(channel)), coordinator_(v1::Coordinator::NewStub(channel)) {}
+    : gateway_(v1::WorkerGateway::NewStub(channel)) {}
 
 std::string GrpcCoordinatorLink::worker_id() const {
   absl::MutexLock lock(&mu_);
@@ -133,14 +133,16 @@ absl::Status GrpcCoordinatorLink::CompleteAssignment(const AssignmentKey& key, v
   return rpc::FromGrpcStatus(gateway_->CompleteAssignment(&context, request, &response));
 }
 
-absl::Status GrpcCoordinatorLink::DownloadArtifact(const std::string& job_id, const std::string& name,
-                                                   const std::string& dest_path) {
-  v1::GetArtifactRequest request;
+absl::Status GrpcCoordinatorLink::FetchCheckpoint(const std::string& job_id, int32_t attempt,
+                                                  const std::string& name, const std::string& dest_path) {
+  v1::FetchCheckpointRequest request;
+  request.set_worker_id(worker_id());
   request.set_job_id(job_id);
+  request.set_attempt(attempt);
   request.set_name(name);
   grpc::ClientContext context;
   SetDeadline(context, std::chrono::seconds(300));
-  auto reader = coordinator_->GetArtifact(&context, request);
+  auto reader = gateway_->FetchCheckpoint(&context, request);
   v1::ArtifactChunk chunk;
   v1::ArtifactInfo info;
   bool have_info = false;

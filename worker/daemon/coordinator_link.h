@@ -50,10 +50,12 @@ class CoordinatorLink {
   // ranks meet it (WorkerGateway.PublishRendezvous); the coordinator
   // delivers the other ranks once it has it.
   virtual absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) = 0;
-  // Downloads artifact `name` of `job_id` to `dest_path` (written atomically,
-  // checksum verified: DATA_LOSS when it does not match).
-  virtual absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
-                                        const std::string& dest_path) = 0;
+  // Downloads checkpoint `name` that attempt `attempt` of `job_id` resumes
+  // from (WorkerGateway.FetchCheckpoint; this worker holds a rank of it) to
+  // `dest_path` (written atomically, checksum verified: DATA_LOSS when it does
+  // not match).
+  virtual absl::Status FetchCheckpoint(const std::string& job_id, int32_t attempt, const std::string& name,
+                                       const std::string& dest_path) = 0;
 };
 
 // The gRPC link. The worker id changes when the daemon registers again.
@@ -69,14 +71,13 @@ class GrpcCoordinatorLink : public CoordinatorLink {
   absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,
                                   const std::string& reason, bool retryable) override;
   absl::Status PublishRendezvous(const AssignmentKey& key, const std::string& address) override;
-  absl::Status DownloadArtifact(const std::string& job_id, const std::string& name,
-                                const std::string& dest_path) override;
+  absl::Status FetchCheckpoint(const std::string& job_id, int32_t attempt, const std::string& name,
+                               const std::string& dest_path) override;
 
  private:
   std::string worker_id() const ABSL_LOCKS_EXCLUDED(mu_);
 
   std::unique_ptr<v1::WorkerGateway::Stub> gateway_;
-  std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   mutable absl::Mutex mu_;
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
 };
