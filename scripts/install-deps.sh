@@ -17,6 +17,8 @@ packages=(
   libspdlog-dev nlohmann-json3-dev libcli11-dev libstb-dev
   dataset-fashion-mnist                         # real Fashion-MNIST at /usr/share/datasets
   prometheus                                    # the server and promtool, for the metrics tests
+  libssl-dev openssl                            # TLS files checked at start, token hashes; deploy/certs.sh
+  iproute2                                      # network namespaces of the multi-host test
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
