@@ -21,7 +21,9 @@ namespace fs = std::filesystem;
 class DataRootsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::path(::testing::TempDir()) / "data_roots";
+    // One folder per test: CTest runs the tests of this suite in parallel.
+    base_ = fs::path(::testing::TempDir()) / "data_roots" /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     fs::remove_all(base_);
     fs::create_directories(base_ / "root" / "mnist");
     fs::create_directories(base_ / "root2");

@@ -194,6 +194,18 @@ class AuthServiceTest : public ::testing::Test {
       dfv::v1::CompleteAssignmentResponse response;
       return gateway_->CompleteAssignment(context, request, &response);
     };
+    calls["FetchCheckpoint"] = [this, worker_id, a](grpc::ClientContext* context) {
+      dfv::v1::FetchCheckpointRequest request;
+      request.set_worker_id(worker_id);
+      request.set_job_id(a.job_id());
+      request.set_attempt(a.attempt());
+      request.set_name("checkpoints/step-00000010.ckpt");
+      auto reader = gateway_->FetchCheckpoint(context, request);
+      dfv::v1::ArtifactChunk chunk;
+      while (reader->Read(&chunk)) {
+      }
+      return reader->Finish();
+    };
     calls["PublishRendezvous"] = [this, worker_id, a](grpc::ClientContext* context) {
       dfv::v1::PublishRendezvousRequest request;
       request.set_worker_id(worker_id);
@@ -334,14 +346,16 @@ TEST_F(AuthServiceTest, WorkersNeedNoTokenWithoutTlsButActOnlyOnTheirOwnAssignme
 
   // w2, with its own live session, about w1's assignment.
   std::map<std::string, Call> calls = WorkerCalls(w2, a);
-  for (const char* method : {"ReportEvents", "UploadArtifact", "CompleteAssignment"}) {
+  for (const char* method : {"ReportEvents", "UploadArtifact", "CompleteAssignment", "FetchCheckpoint"}) {
     grpc::Status status = calls[method](Context().get());
     EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << method << ": " << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr("worker w2 ")) << method;
   }
   EXPECT_EQ(State(a.job_id()), dfv::v1::SCHEDULED) << "nothing w2 sent counted";
-  // w1 itself may.
+  // w1 itself may: its checkpoint fetch passes the gate (the job has none yet).
+  grpc::Status fetched = WorkerCalls(w1, a)["FetchCheckpoint"](Context().get());
+  EXPECT_EQ(fetched.error_code(), grpc::StatusCode::NOT_FOUND) << fetched.error_message();
   grpc::Status reported = WorkerCalls(w1, a)["ReportEvents"](Context().get());
   ASSERT_TRUE(reported.ok()) << reported.error_message();
   EXPECT_EQ(State(a.job_id()), dfv::v1::RUNNING);
