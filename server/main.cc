@@ -20,6 +20,7 @@
 #include "common/rpc/bearer_token.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
+#include "common/rpc/tls_flags.h"
 #include "server/auth.h"
 #include "server/service.h"
 
@@ -64,19 +65,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--prometheus-sd-file", options.prometheus_sd_file,
                  "keep a Prometheus file-SD JSON of the live workers' /metrics endpoints here");
-  app.add_option("--tls-cert", options.tls.cert,
-                 "the coordinator's certificate (PEM); with --tls-key and --tls-ca the port serves TLS");
-  app.add_option("--tls-key", options.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
-  app.add_option("--tls-ca", options.tls.ca,
-                 "the cluster CA (PEM); a worker's client certificate must be signed by it");
-  double tls_refresh_seconds = absl::ToDoubleSeconds(options.tls.refresh_interval);
-  app.add_option("--tls-refresh", tls_refresh_seconds,
-                 "seconds between re-reads of the TLS files (renewed files need no restart)")
-      ->capture_default_str()
-      ->check(CLI::Range(1.0, 86400.0));
-  app.add_flag("--insecure", options.insecure,
-               "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
-               "can reach the port can act");
+  dfv::rpc::AddTlsFlags(app, options.tls, options.insecure,
+                        "the coordinator's certificate (PEM); with --tls-key and --tls-ca the port serves TLS",
+                        "the cluster CA (PEM); a worker's client certificate must be signed by it");
   app.add_option("--auth-file", options.auth.auth_file,
                  "clients need a bearer token listed (hashed) in this file, one "
                  "'sha256:<hex> viewer|submitter NAME' per line; without it clients need none");
@@ -84,7 +75,6 @@ int main(int argc, char** argv) {
   auto* hash_token = app.add_subcommand(
       "hash-token", "read a token on stdin and print the line's 'sha256:<hex>' for --auth-file");
   CLI11_PARSE(app, argc, argv);
-  options.tls.refresh_interval = absl::Seconds(tls_refresh_seconds);
   if (*hash_token) return HashToken();
   if (options.coordinator.data_dir.empty()) {
     std::fprintf(stderr, "dfv-coordinator: --data-dir is required\n");

