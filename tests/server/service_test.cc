@@ -331,6 +331,85 @@ TEST_F(ServiceTest, EveryRequestFieldIsValidated) {
   EXPECT_THAT(status.error_message(), StartsWith("name:"));
 }
 
+// Artifact names that leave the job's folder ("..", absolute, a NUL byte)
+// are refused on both services before anything is read or stored, and a
+// message over the size limit is refused by gRPC on both.
+TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices) {
+  const std::string id = Submit(testing::JobYaml("names"));
+  dfv::v1::RegisterWorkerRequest reg;
+  reg.set_name("w1");
+  reg.set_slots(1);
+  reg.set_device("cpu");
+  dfv::v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(gateway_->RegisterWorker(Context().get(), reg, &registered).ok());
+  const std::string bad_names[] = {"../outside", "checkpoints/../../x", "/etc/passwd", std::string("a\0b", 3)};
+  for (const std::string& name : bad_names) {
+    dfv::v1::GetArtifactRequest get;
+    get.set_job_id(id);
+    get.set_name(name);
+    auto get_context = Context();
+    auto reader = client_->GetArtifact(get_context.get(), get);
+    dfv::v1::ArtifactChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(status.error_message(), StartsWith("name:")) << name;
+
+    dfv::v1::FetchCheckpointRequest fetch;
+    fetch.set_worker_id(registered.worker_id());
+    fetch.set_job_id(id);
+    fetch.set_attempt(1);
+    fetch.set_name(name);
+    auto fetch_context = Context();
+    auto fetched = gateway_->FetchCheckpoint(fetch_context.get(), fetch);
+    while (fetched->Read(&chunk)) {
+    }
+    status = fetched->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+
+    dfv::v1::UploadArtifactResponse uploaded;
+    auto upload_context = Context();
+    auto writer = gateway_->UploadArtifact(upload_context.get(), &uploaded);
+    dfv::v1::UploadArtifactRequest first;
+    first.mutable_header()->set_worker_id(registered.worker_id());
+    first.mutable_header()->set_job_id(id);
+    first.mutable_header()->set_attempt(1);
+    first.mutable_header()->mutable_info()->set_name(name);
+    first.mutable_header()->mutable_info()->set_kind(dfv::v1::REPORT);
+    first.mutable_header()->mutable_info()->set_size(2);
+    first.set_data("{}");
+    writer->Write(first);
+    writer->WritesDone();
+    status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name << ": " << status.error_message();
+  }
+  dfv::v1::ListArtifactsRequest list;
+  list.set_job_id(id);
+  dfv::v1::ListArtifactsResponse listed;
+  ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+  EXPECT_EQ(listed.artifacts_size(), 0) << "nothing was stored";
+
+  // Over the 64 MiB limit: gRPC refuses the message before a handler runs.
+  const std::string huge(static_cast<size_t>(rpc::kMaxMessageBytes) + 1024, 'x');
+  dfv::v1::SubmitJobRequest submit;
+  submit.set_spec_yaml(huge);
+  dfv::v1::SubmitJobResponse submitted;
+  EXPECT_EQ(client_->SubmitJob(Context().get(), submit, &submitted).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  dfv::v1::ReportEventsRequest report;
+  report.set_worker_id(registered.worker_id());
+  report.set_job_id(id);
+  report.set_attempt(1);
+  report.add_events()->mutable_message()->set_text(huge);
+  dfv::v1::ReportEventsResponse reported;
+  EXPECT_EQ(gateway_->ReportEvents(Context().get(), report, &reported).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  dfv::v1::ListJobsResponse jobs;
+  ASSERT_TRUE(client_->ListJobs(Context().get(), {}, &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 1) << "the oversized submission stored nothing";
+}
+
 // The Coordinator refuses what a worker may not report; a gRPC client sees
 // INVALID_ARGUMENT naming the event, even from an unknown session.
 TEST_F(ServiceTest, EventsAWorkerMayNotReportAreInvalidArgument) {
