@@ -750,15 +750,13 @@ grpc::ServerUnaryReactor* WorkerGatewayService::PublishRendezvous(
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const CoordinatorServerOptions& options) {
-  DFV_ASSIGN_OR_RETURN(rpc::HostPort listen,
-                       rpc::ParseHostPort(options.listen_address, "--listen"));
-  rpc::ListenRule rule;
-  rule.tls = !options.tls.empty();
-  rule.insecure = options.insecure;
-  DFV_ASSIGN_OR_RETURN(rpc::ListenExposure exposure, rpc::CheckListenAddress(listen, "--listen", rule));
-  // Checked before anything is opened, so bad files fail the start at once.
-  DFV_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                       rpc::MakeServerCredentials(options.tls, rpc::ClientCertificates::kRequestedAndVerified));
+  // Before anything is opened, so bad TLS files fail the start at once.
+  DFV_ASSIGN_OR_RETURN(rpc::ServerListen server_listen,
+                       rpc::PrepareServerListen(options.listen_address, options.tls, options.insecure,
+                                                rpc::ClientCertificates::kRequestedAndVerified));
+  const rpc::HostPort& listen = server_listen.address;
+  const rpc::ListenExposure exposure = server_listen.exposure;
+  std::shared_ptr<grpc::ServerCredentials> credentials = server_listen.credentials;
   if (options.tick_interval_ms <= 0) {
     return absl::InvalidArgumentError("tick_interval_ms must be > 0");
   }

@@ -200,4 +200,16 @@ std::string InsecureListenWarning(const std::string& flag, const std::string& ad
                       "this port can use it unauthenticated and read what it carries");
 }
 
+absl::StatusOr<ServerListen> PrepareServerListen(const std::string& listen, const TlsFiles& tls, bool insecure,
+                                                 ClientCertificates client_certificates) {
+  ServerListen result;
+  DFV_ASSIGN_OR_RETURN(result.address, ParseHostPort(listen, "--listen"));
+  ListenRule rule;
+  rule.tls = !tls.empty();
+  rule.insecure = insecure;
+  DFV_ASSIGN_OR_RETURN(result.exposure, CheckListenAddress(result.address, "--listen", rule));
+  DFV_ASSIGN_OR_RETURN(result.credentials, MakeServerCredentials(tls, client_certificates));
+  return result;
+}
+
 }  // namespace dfv::rpc

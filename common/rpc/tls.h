@@ -126,6 +126,21 @@ enum class ListenExposure {
 absl::StatusOr<ListenExposure> CheckListenAddress(const HostPort& listen, const std::string& flag,
                                                   const ListenRule& rule);
 
+// What a daemon's gRPC port needs before it binds: the parsed --listen
+// address, how it is exposed and the server credentials.
+struct ServerListen {
+  HostPort address;
+  ListenExposure exposure = ListenExposure::kLoopback;
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+};
+
+// Parses `listen` (the --listen flag), applies the listen rule for `tls` and
+// `insecure`, and makes the credentials (checking the TLS files, so bad ones
+// fail the start before anything is opened). The errors of ParseHostPort,
+// CheckListenAddress and MakeServerCredentials.
+absl::StatusOr<ServerListen> PrepareServerListen(const std::string& listen, const TlsFiles& tls, bool insecure,
+                                                 ClientCertificates client_certificates);
+
 // For a daemon's start-up line: "TLS", "plaintext, loopback only" or
 // "PLAINTEXT, --insecure".
 std::string DescribeExposure(ListenExposure exposure);

@@ -42,15 +42,14 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonOptions options,
                                                                    std::unique_ptr<CoordinatorLink> link) {
   if (link == nullptr) return absl::InvalidArgumentError("no coordinator link");
-  DFV_ASSIGN_OR_RETURN(rpc::HostPort listen, rpc::ParseHostPort(options.listen, "--listen"));
-  rpc::ListenRule rule;
-  rule.tls = !options.tls.empty();
-  rule.insecure = options.insecure;
-  DFV_ASSIGN_OR_RETURN(rpc::ListenExposure exposure, rpc::CheckListenAddress(listen, "--listen", rule));
   // The health service asks no client certificate: it tells only whether
   // the daemon is up.
-  DFV_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                       rpc::MakeServerCredentials(options.tls, rpc::ClientCertificates::kNotRequested));
+  DFV_ASSIGN_OR_RETURN(rpc::ServerListen server_listen,
+                       rpc::PrepareServerListen(options.listen, options.tls, options.insecure,
+                                                rpc::ClientCertificates::kNotRequested));
+  const rpc::HostPort listen = server_listen.address;
+  const rpc::ListenExposure exposure = server_listen.exposure;
+  std::shared_ptr<grpc::ServerCredentials> credentials = server_listen.credentials;
   if (options.slots < 1 || options.slots > 64) {
     return absl::InvalidArgumentError(absl::StrCat("--slots: ", options.slots, " is not in 1..64"));
   }
