@@ -32,6 +32,22 @@ std::unique_ptr<grpc::ClientContext> Context() {
   return context;
 }
 
+// Registers a one-slot cpu worker `name` (with its health and /metrics
+// addresses, when given); its session id, or "" after a test failure.
+std::string RegisterCpuWorker(dfv::v1::WorkerGateway::Stub& gateway, const std::string& name,
+                              const std::string& address = "", const std::string& metrics_address = "") {
+  dfv::v1::RegisterWorkerRequest reg;
+  reg.set_name(name);
+  reg.set_slots(1);
+  reg.set_device("cpu");
+  reg.set_address(address);
+  reg.set_metrics_address(metrics_address);
+  dfv::v1::RegisterWorkerResponse registered;
+  grpc::Status status = gateway.RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
+  return registered.worker_id();
+}
+
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,19 +83,11 @@ class ServiceTest : public ::testing::Test {
 
   // Registers a worker and heartbeats until it receives an assignment.
   dfv::v1::Assignment StartOnWorker(std::string* worker_id) {
-    dfv::v1::RegisterWorkerRequest reg;
-    reg.set_name("w1");
-    reg.set_slots(1);
-    reg.set_device("cpu");
-    reg.set_address("127.0.0.1:9999");
-    dfv::v1::RegisterWorkerResponse registered;
-    grpc::Status status = gateway_->RegisterWorker(Context().get(), reg, &registered);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    *worker_id = registered.worker_id();
+    *worker_id = RegisterCpuWorker(*gateway_, "w1", "127.0.0.1:9999");
     dfv::v1::HeartbeatRequest beat;
     beat.set_worker_id(*worker_id);
     dfv::v1::HeartbeatResponse response;
-    status = gateway_->Heartbeat(Context().get(), beat, &response);
+    grpc::Status status = gateway_->Heartbeat(Context().get(), beat, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(response.assignments_size(), 1);
     return response.assignments_size() > 0 ? response.assignments(0) : dfv::v1::Assignment();
@@ -195,14 +203,8 @@ TEST_F(ServiceTest, PublishRendezvousIsValidatedAndReleasesTheOtherRanks) {
   const std::string id = Submit(testing::JobYaml("pair", /*workers=*/2));
   std::string ids[2];
   for (int i = 0; i < 2; ++i) {
-    dfv::v1::RegisterWorkerRequest reg;
-    reg.set_name(absl::StrCat("w", i));
-    reg.set_slots(1);
-    reg.set_device("cpu");
-    reg.set_address(absl::StrCat("127.0.0.1:", 9000 + i));
-    dfv::v1::RegisterWorkerResponse registered;
-    ASSERT_TRUE(gateway_->RegisterWorker(Context().get(), reg, &registered).ok());
-    ids[i] = registered.worker_id();
+    ids[i] = RegisterCpuWorker(*gateway_, absl::StrCat("w", i), absl::StrCat("127.0.0.1:", 9000 + i));
+    ASSERT_FALSE(ids[i].empty());
   }
   auto beat = [&](int i) {
     dfv::v1::HeartbeatRequest request;
@@ -336,12 +338,8 @@ TEST_F(ServiceTest, EveryRequestFieldIsValidated) {
 // message over the size limit is refused by gRPC on both.
 TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices) {
   const std::string id = Submit(testing::JobYaml("names"));
-  dfv::v1::RegisterWorkerRequest reg;
-  reg.set_name("w1");
-  reg.set_slots(1);
-  reg.set_device("cpu");
-  dfv::v1::RegisterWorkerResponse registered;
-  ASSERT_TRUE(gateway_->RegisterWorker(Context().get(), reg, &registered).ok());
+  const std::string worker_id = RegisterCpuWorker(*gateway_, "w1");
+  ASSERT_FALSE(worker_id.empty());
   const std::string bad_names[] = {"../outside", "checkpoints/../../x", "/etc/passwd", std::string("a\0b", 3)};
   for (const std::string& name : bad_names) {
     dfv::v1::GetArtifactRequest get;
@@ -357,7 +355,7 @@ TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices
     EXPECT_THAT(status.error_message(), StartsWith("name:")) << name;
 
     dfv::v1::FetchCheckpointRequest fetch;
-    fetch.set_worker_id(registered.worker_id());
+    fetch.set_worker_id(worker_id);
     fetch.set_job_id(id);
     fetch.set_attempt(1);
     fetch.set_name(name);
@@ -372,7 +370,7 @@ TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices
     auto upload_context = Context();
     auto writer = gateway_->UploadArtifact(upload_context.get(), &uploaded);
     dfv::v1::UploadArtifactRequest first;
-    first.mutable_header()->set_worker_id(registered.worker_id());
+    first.mutable_header()->set_worker_id(worker_id);
     first.mutable_header()->set_job_id(id);
     first.mutable_header()->set_attempt(1);
     first.mutable_header()->mutable_info()->set_name(name);
@@ -398,7 +396,7 @@ TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices
   EXPECT_EQ(client_->SubmitJob(Context().get(), submit, &submitted).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
   dfv::v1::ReportEventsRequest report;
-  report.set_worker_id(registered.worker_id());
+  report.set_worker_id(worker_id);
   report.set_job_id(id);
   report.set_attempt(1);
   report.add_events()->mutable_message()->set_text(huge);
@@ -729,14 +727,8 @@ TEST(CoordinatorServerTest, KeepsThePrometheusSdFileInLineWithTheLiveWorkers) {
   auto gateway = dfv::v1::WorkerGateway::NewStub(rpc::MakeChannel((*server)->address()));
   std::string ids[2];
   for (int i = 0; i < 2; ++i) {
-    dfv::v1::RegisterWorkerRequest reg;
-    reg.set_name(absl::StrCat("w", i));
-    reg.set_slots(1);
-    reg.set_device("cpu");
-    reg.set_metrics_address(absl::StrCat("127.0.0.1:", 9100 + i));
-    dfv::v1::RegisterWorkerResponse registered;
-    ASSERT_TRUE(gateway->RegisterWorker(Context().get(), reg, &registered).ok());
-    ids[i] = registered.worker_id();
+    ids[i] = RegisterCpuWorker(*gateway, absl::StrCat("w", i), "", absl::StrCat("127.0.0.1:", 9100 + i));
+    ASSERT_FALSE(ids[i].empty());
   }
   const nlohmann::json both = nlohmann::json::parse(R"([
     {"targets": ["127.0.0.1:9100"], "labels": {"worker": "w0"}},
