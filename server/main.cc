@@ -6,6 +6,7 @@
 //                   [--tls-cert PEM --tls-key PEM --tls-ca PEM [--tls-refresh S]] [--insecure]
 //                   [--auth-file PATH]
 //   dfv-coordinator hash-token < TOKEN_FILE   (prints the auth-file hash of a token)
+//   dfv-coordinator health [--address HOST:PORT] [--tls-ca PEM]   (exit 0 when serving)
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +19,7 @@
 
 #include "common/logging.h"
 #include "common/rpc/bearer_token.h"
+#include "common/rpc/health_command.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
 #include "common/rpc/tls_flags.h"
@@ -74,8 +76,11 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   auto* hash_token = app.add_subcommand(
       "hash-token", "read a token on stdin and print the line's 'sha256:<hex>' for --auth-file");
+  dfv::rpc::HealthCheckOptions health_options;
+  auto* health = dfv::rpc::AddHealthCommand(app, health_options, "127.0.0.1:7070");
   CLI11_PARSE(app, argc, argv);
   if (*hash_token) return HashToken();
+  if (*health) return dfv::rpc::RunHealthCommand("dfv-coordinator", health_options);
   if (options.coordinator.data_dir.empty()) {
     std::fprintf(stderr, "dfv-coordinator: --data-dir is required\n");
     return 2;

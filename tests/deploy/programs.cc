@@ -22,7 +22,7 @@ absl::StatusOr<std::string> FindProgram(const std::string& name) {
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return absl::NotFoundError(absl::StrCat(
-      name, " is not on PATH: install Debian's `prometheus` package (scripts/install-deps.sh does)"));
+      name, " is not on PATH: install the Debian package that provides it (scripts/install-deps.sh installs what the tests use)"));
 }
 
 std::string MakeTestDir(const std::string& prefix) {

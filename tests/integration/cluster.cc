@@ -121,32 +121,37 @@ CommandResult Cluster::Dfvctl(const std::vector<std::string>& args, absl::Durati
 
 CommandResult Cluster::DfvctlWith(const std::vector<std::string>& global_args, const std::vector<std::string>& args,
                                   absl::Duration timeout) {
+  std::vector<std::string> argv = {DFVCTL_BINARY, "--coordinator", coordinator_address_};
+  argv.insert(argv.end(), global_args.begin(), global_args.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run("dfvctl", std::move(argv), timeout);
+}
+
+CommandResult Cluster::Run(const std::string& process, std::vector<std::string> argv, absl::Duration timeout) {
   static int counter = 0;
-  const std::string err_path = absl::StrCat(dir_, "/dfvctl-", ++counter, ".err");
+  const std::string err_path = absl::StrCat(dir_, "/", process, "-", ++counter, ".err");
+  const std::string what = argv.size() > 1 ? absl::StrCat(argv[0], " ", argv[1]) : argv[0];
   daemon::SpawnOptions options;
-  options.argv = {DFVCTL_BINARY, "--coordinator", coordinator_address_};
-  options.argv.insert(options.argv.end(), global_args.begin(), global_args.end());
-  options.argv.insert(options.argv.end(), args.begin(), args.end());
-  options.argv = Launch("dfvctl", std::move(options.argv));
+  options.argv = Launch(process, std::move(argv));
   options.stderr_path = err_path;
   CommandResult result;
-  auto process = daemon::Subprocess::Spawn(options);
-  if (!process.ok()) {
-    result.err = std::string(process.status().message());
+  auto spawned = daemon::Subprocess::Spawn(options);
+  if (!spawned.ok()) {
+    result.err = std::string(spawned.status().message());
     return result;
   }
   absl::Time deadline = absl::Now() + timeout;
   bool eof = false;
   while (!eof && absl::Now() < deadline) {
-    auto chunk = (*process)->ReadStdout(absl::Milliseconds(200), &eof);
+    auto chunk = (*spawned)->ReadStdout(absl::Milliseconds(200), &eof);
     if (!chunk.ok()) break;
     result.out += *chunk;
   }
   if (!eof) {
-    ADD_FAILURE() << "dfvctl " << args[0] << " ran past " << timeout;
-    (*process)->Signal(SIGKILL);
+    ADD_FAILURE() << what << " ran past " << timeout;
+    (*spawned)->Signal(SIGKILL);
   }
-  daemon::ExitStatus exit = (*process)->Wait();
+  daemon::ExitStatus exit = (*spawned)->Wait();
   result.exit_code = exit.exited ? exit.code : 128 + exit.signal;
   auto err = ReadFileToString(err_path);
   if (err.ok()) result.err = *err;

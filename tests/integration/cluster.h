@@ -71,6 +71,11 @@ class Cluster {
   CommandResult DfvctlWith(const std::vector<std::string>& global_args, const std::vector<std::string>& args,
                            absl::Duration timeout = absl::Seconds(120));
 
+  // Runs `argv` (argv[0] a program) to completion as `process` (which picks
+  // the options' launch wrapper, e.g. the namespace), at most `timeout`.
+  CommandResult Run(const std::string& process, std::vector<std::string> argv,
+                    absl::Duration timeout = absl::Seconds(120));
+
   // Writes `yaml` into the test folder and returns its path.
   std::string WriteJob(const std::string& file_name, const std::string& yaml);
 

@@ -4,20 +4,22 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <google/protobuf/util/json_util.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
-#include "absl/synchronization/notification.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/png.h"
+#include "common/rpc/health.h"
 #include "proto/dfv.pb.h"
 #include "tests/integration/cluster.h"
 
@@ -424,44 +426,51 @@ TEST(EndToEnd, KilledRankIsRetriedOnceFromItsCheckpoint) {
   EXPECT_TRUE(resumed) << watch.out;
 }
 
-// grpc.health.v1.Health/Check with an empty request (all services), through
-// the generic stub: the reply is HealthCheckResponse{status}, whose only
-// field is the enum 1 (SERVING = 1), so its wire form is {0x08, 0x01}.
-absl::StatusOr<std::string> HealthCheck(const std::string& address) {
-  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::Slice empty("", 0);
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  absl::Notification done;
-  grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  if (!status.ok()) return absl::UnavailableError(status.error_message());
-  std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) return absl::InternalError("cannot read the reply");
-  std::string bytes;
-  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  return bytes;
+// A loopback port nothing listens on once this returns (bound, then closed).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  close(fd);
+  return ntohs(address.sin_port);
 }
 
+// Both daemons serve grpc.health.v1.Health, and their `health` verb (the
+// containers' HEALTHCHECK) asks it: exit 0 and SERVING, exit 1 naming the
+// address when nothing serves there.
 TEST(EndToEnd, BothDaemonsServeHealthChecks) {
   Cluster cluster("health");
   ASSERT_TRUE(cluster.StartCoordinator().ok());
   ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
-  auto coordinator = HealthCheck(cluster.coordinator_address());
+  auto coordinator = rpc::CheckHealth(*rpc::MakeChannel(cluster.coordinator_address()), absl::Seconds(5));
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
-  EXPECT_EQ(*coordinator, std::string("\x08\x01", 2));
+  EXPECT_EQ(*coordinator, rpc::ServingStatus::kServing);
   std::vector<v1::WorkerInfo> workers = Workers(cluster);
   ASSERT_EQ(workers.size(), 1u);
-  auto worker = HealthCheck(workers[0].address());
+  auto worker = rpc::CheckHealth(*rpc::MakeChannel(workers[0].address()), absl::Seconds(5));
   ASSERT_TRUE(worker.ok()) << worker.status();
-  EXPECT_EQ(*worker, std::string("\x08\x01", 2));
+  EXPECT_EQ(*worker, rpc::ServingStatus::kServing);
+
+  CommandResult verb =
+      cluster.Run("coordinator", {DFV_COORDINATOR_BINARY, "health", "--address", cluster.coordinator_address()});
+  EXPECT_EQ(verb.exit_code, 0) << verb.err;
+  EXPECT_EQ(verb.out, absl::StrCat(cluster.coordinator_address(), " SERVING\n"));
+  verb = cluster.Run("w1", {DFV_WORKER_BINARY, "health", "--address", workers[0].address()});
+  EXPECT_EQ(verb.exit_code, 0) << verb.err;
+  EXPECT_EQ(verb.out, absl::StrCat(workers[0].address(), " SERVING\n"));
+
+  // Nothing serves on the port a finished check bound and released.
+  const std::string dead = absl::StrCat("127.0.0.1:", FreePort());
+  verb = cluster.Run("w1", {DFV_WORKER_BINARY, "health", "--address", dead, "--timeout", "1"});
+  EXPECT_EQ(verb.exit_code, 1);
+  EXPECT_THAT(verb.err, ::testing::StartsWith(absl::StrCat("dfv-worker: ", dead, ": ")));
+  verb = cluster.Run("w1", {DFV_WORKER_BINARY, "health"});
+  EXPECT_EQ(verb.exit_code, 2);
+  EXPECT_THAT(verb.err, ::testing::HasSubstr("--address: required"));
 }
 
 }  // namespace

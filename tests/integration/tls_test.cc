@@ -56,5 +56,37 @@ TEST(EndToEndTls, TrainsAJobWithTlsOnEveryChannel) {
   EXPECT_TRUE(absl::StrContains(workers.out, "w1")) << workers.out;
 }
 
+// The daemons' `health` verb (a container's HEALTHCHECK) talks TLS with the
+// CA alone, from the flag or DFV_TLS_CA, and fails without it.
+TEST(EndToEndTls, TheHealthVerbChecksBothDaemonsOverTls) {
+  Cluster cluster("tls-health");
+  const std::string certs = cluster.dir() + "/certs";
+  ASSERT_TRUE(MakeCerts(certs, {"w1"}).ok());
+  ASSERT_TRUE(cluster.StartCoordinator(TlsFlags(CoordinatorTls(certs))).ok()) << cluster.Log("coordinator");
+  ASSERT_TRUE(cluster.StartWorker("w1", 1, TlsFlags(WorkerTls(certs, "w1"))).ok()) << cluster.Log("w1");
+  cluster.set_dfvctl_args({"--tls-ca", ClientTls(certs).ca});
+  std::vector<v1::WorkerInfo> workers = Workers(cluster);
+  ASSERT_EQ(workers.size(), 1u);
+
+  CommandResult coordinator = cluster.Run("coordinator", {DFV_COORDINATOR_BINARY, "health", "--address",
+                                                          cluster.coordinator_address(), "--tls-ca", ClientTls(certs).ca});
+  EXPECT_EQ(coordinator.exit_code, 0) << coordinator.err;
+  EXPECT_EQ(coordinator.out, absl::StrCat(cluster.coordinator_address(), " SERVING\n"));
+
+  ASSERT_EQ(::setenv("DFV_TLS_CA", ClientTls(certs).ca.c_str(), 1), 0);
+  ASSERT_EQ(::setenv("DFV_HEALTH_ADDRESS", workers[0].address().c_str(), 1), 0);
+  CommandResult worker = cluster.Run("w1", {DFV_WORKER_BINARY, "health"});
+  ::unsetenv("DFV_TLS_CA");
+  ::unsetenv("DFV_HEALTH_ADDRESS");
+  EXPECT_EQ(worker.exit_code, 0) << worker.err;
+  EXPECT_EQ(worker.out, absl::StrCat(workers[0].address(), " SERVING\n"));
+
+  CommandResult plaintext =
+      cluster.Run("coordinator", {DFV_COORDINATOR_BINARY, "health", "--address", cluster.coordinator_address(),
+                                  "--timeout", "2"});
+  EXPECT_EQ(plaintext.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(plaintext.err, cluster.coordinator_address())) << plaintext.err;
+}
+
 }  // namespace
 }  // namespace dfv::testing

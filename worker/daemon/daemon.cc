@@ -18,10 +18,29 @@
 namespace dfv::daemon {
 namespace {
 
-std::string DefaultName() {
+std::string HostName() {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  return absl::StrCat(host, "-", getpid());
+  return host;
+}
+
+std::string DefaultName() { return absl::StrCat(HostName(), "-", getpid()); }
+
+// The host others reach this worker at: the flag, else the listen host unless
+// that is a wildcard (0.0.0.0 reaches nothing from another host), then the
+// data-plane address, then the host name (which a container network's DNS
+// resolves).
+std::string AdvertisedHost(const WorkerDaemonOptions& options, const std::string& listen_host) {
+  if (!options.advertise_host.empty()) return options.advertise_host;
+  if (!rpc::IsWildcardHost(listen_host)) return listen_host;
+  if (!options.data_plane_address.empty()) return options.data_plane_address;
+  return HostName();
+}
+
+// HOST:PORT with the host in brackets when it is an IPv6 literal.
+std::string JoinHostPort(const std::string& host, int port) {
+  const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+  return v6 ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
 }
 
 }  // namespace
@@ -83,6 +102,13 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
                                   options.data_plane_interface.empty()
                                       ? ""
                                       : absl::StrCat(" (interface ", options.data_plane_interface, ")")));
+  if (!options.advertise_host.empty()) {
+    DFV_RETURN_IF_ERROR(rpc::ParseHostPort(JoinHostPort(options.advertise_host, 1), "--advertise-host").status());
+    if (rpc::IsWildcardHost(options.advertise_host)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--advertise-host: '", options.advertise_host, "' is a wildcard; give an address others can reach"));
+    }
+  }
   if (options.work_dir.empty()) options.work_dir = (std::filesystem::path("dfv-work") / options.name).string();
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
@@ -114,7 +140,17 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
     return absl::UnavailableError(absl::StrCat("--listen: cannot bind ", daemon->options_.listen));
   }
   daemon->health_server_->GetHealthCheckService()->SetServingStatus(true);
-  daemon->address_ = absl::StrCat(listen.host, ":", port);
+  const std::string advertised_host = AdvertisedHost(daemon->options_, listen.host);
+  daemon->address_ = JoinHostPort(advertised_host, port);
+  if (daemon->metrics_server_ != nullptr) {
+    DFV_ASSIGN_OR_RETURN(rpc::HostPort metrics,
+                         rpc::ParseHostPort(daemon->metrics_server_->address(), "--metrics-listen"));
+    daemon->metrics_address_ = rpc::IsWildcardHost(metrics.host) ? JoinHostPort(advertised_host, metrics.port)
+                                                                  : daemon->metrics_server_->address();
+  }
+  if (daemon->address_ != absl::StrCat(listen.host, ":", port)) {
+    spdlog::info("reached at {} (listening on {}:{})", daemon->address_, listen.host, port);
+  }
   daemon->exposure_ = exposure;
   if (exposure == rpc::ListenExposure::kInsecurePlaintext) {
     spdlog::warn("{}", rpc::InsecureListenWarning("--listen", daemon->address_));

@@ -65,6 +65,12 @@ struct WorkerDaemonOptions {
   // address the coordinator gives rank 0 (this worker's --listen host).
   std::string data_plane_address;
   std::string data_plane_interface;
+  // The host (name or address) the coordinator, Prometheus and the other
+  // ranks reach this worker at (--advertise-host): its health service,
+  // /metrics, and rank 0's default data-plane host. Empty: the --listen host;
+  // when that is a wildcard (0.0.0.0, ::), the data-plane address, else this
+  // machine's host name (which a container network resolves).
+  std::string advertise_host;
   // Where /metrics is served (HOST:PORT, loopback unless `insecure`; port 0 picks a free
   // port); empty for no metrics server.
   std::string metrics_listen = "127.0.0.1:0";
@@ -109,13 +115,15 @@ class WorkerDaemon {
   // Makes Run() return soon. Thread-safe.
   void Stop();
 
-  // The bound HOST:PORT of the health service.
+  // The HOST:PORT the coordinator and Prometheus reach the health service at:
+  // the bound port on the advertised host (WorkerDaemonOptions::advertise_host).
   const std::string& address() const { return address_; }
   // How the health service is exposed (TLS, loopback, or --insecure).
   rpc::ListenExposure exposure() const { return exposure_; }
 
-  // The bound HOST:PORT of /metrics; empty when not served.
-  std::string metrics_address() const { return metrics_server_ ? metrics_server_->address() : std::string(); }
+  // The HOST:PORT of /metrics as reported to the coordinator (a wildcard
+  // bound host replaced by the advertised one); empty when not served.
+  const std::string& metrics_address() const { return metrics_address_; }
 
  private:
   WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link);
@@ -129,6 +137,7 @@ class WorkerDaemon {
 
   WorkerDaemonOptions options_;
   std::string address_;
+  std::string metrics_address_;
   rpc::ListenExposure exposure_ = rpc::ListenExposure::kLoopback;
   grpc::CallbackGenericService unimplemented_;
   std::unique_ptr<grpc::Server> health_server_;
