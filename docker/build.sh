@@ -31,33 +31,49 @@ start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 echo "build.sh: built ${targets[*]} in $(($(date +%s) - start)) s; ccache: $(ccache -s | grep -iE 'hits|misses' | tr -s ' ' | paste -sd ';')"
 
-# The package owning a library file. ldd prints paths under /lib, which
+# Which package owns each library file. ldd prints paths under /lib, which
 # merged-/usr Debian registers under either /lib or /usr/lib, and
-# alternatives (libblas.so.3 -> openblas) resolve only through realpath.
-owner() {
+# alternatives (libblas.so.3 -> openblas) resolve only through realpath: each
+# library is looked up under those names, in one dpkg-query call for all.
+candidates() {  # candidates PATH: the names PATH may be registered under
   local path=$1 real
   real=$(realpath "$path")
-  for candidate in "$path" "$real" "${real/#\/usr\/lib\//\/lib\/}" "${path/#\/lib\//\/usr\/lib\/}"; do
-    if pkg=$(dpkg-query -S "$candidate" 2>/dev/null); then
-      echo "${pkg%%:*}"
-      return 0
-    fi
-  done
-  echo "build.sh: no Debian package owns $path ($real)" >&2
-  return 1
+  printf '%s\n' "$path" "$real" "${real/#\/usr\/lib\//\/lib\/}" "${path/#\/lib\//\/usr\/lib\/}"
 }
 
 mkdir -p "$out/bin" "$out/packages" "$out/lib"
 bundle=${DFV_BUNDLE_PREFIX:-}
+declare -A owner_of
 for target in "${targets[@]}"; do
   install -m 0755 "$build/bin/$target" "$out/bin/$target"
   libraries=$(ldd "$out/bin/$target" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
+  names=()
   for library in $libraries; do
     if [[ -n $bundle && $(realpath "$library") == "$bundle"/* ]]; then
       cp -n "$(realpath "$library")" "$out/lib/$(basename "$library")"
     else
-      owner "$library"
+      mapfile -t more < <(candidates "$library")
+      names+=("${more[@]}")
     fi
+  done
+  if [[ ${#names[@]} -gt 0 ]]; then
+    # "package[, package]: path" per registered name; unregistered names are
+    # skipped (dpkg-query then exits 1, hence `|| true`).
+    while IFS= read -r line; do
+      owner_of[${line#*: }]=${line%%: *}
+    done < <(printf '%s\n' "${names[@]}" | sort -u | xargs dpkg-query -S 2>/dev/null || true)
+  fi
+  for library in $libraries; do
+    [[ -n $bundle && $(realpath "$library") == "$bundle"/* ]] && continue
+    found=""
+    while IFS= read -r name; do
+      if [[ -n ${owner_of[$name]:-} ]]; then
+        found=${owner_of[$name]%%,*}
+        break
+      fi
+    done < <(candidates "$library")
+    [[ -n $found ]] || { echo "build.sh: no Debian package owns $library ($(realpath "$library"))" >&2; exit 1; }
+    echo "${found%%:*}"
   done | sort -u >"$out/packages/$target.txt"
   echo "build.sh: $target needs $(wc -l <"$out/packages/$target.txt") packages at run time"
 done
