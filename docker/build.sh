@@ -26,7 +26,8 @@ export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 export CCACHE_BASEDIR=$src
 # shellcheck disable=SC2086  # DFV_CMAKE_ARGS is a list of arguments
-cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDFV_BUILD_TESTS=OFF ${DFV_CMAKE_ARGS:-} >/dev/null
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDFV_BUILD_TESTS=OFF -DDFV_BUILD_BENCH=OFF \
+  ${DFV_CMAKE_ARGS:-} >/dev/null
 start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 echo "build.sh: built ${targets[*]} in $(($(date +%s) - start)) s; ccache: $(ccache -s | grep -iE 'hits|misses' | tr -s ' ' | paste -sd ';')"

@@ -33,7 +33,8 @@ RUN apt-get update -qq \
  && { cat /tmp/dfv-worker.txt /tmp/dfv-trainer.txt; sed 's/#.*//' /tmp/data.txt; } | tr -s ' ' '\n' | sed '/^$/d' | sort -u \
     | DEBIAN_FRONTEND=noninteractive xargs apt-get install -y -qq --no-install-recommends >/dev/null \
  && rm -rf /var/lib/apt/lists/* /tmp/*.txt \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/dfv --shell /usr/sbin/nologin dfv \
+ && groupadd --system --gid 10001 dfv \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/dfv --shell /usr/sbin/nologin dfv \
  && install -d -o dfv -g dfv /var/lib/dfv /var/lib/dfv/work /var/lib/dfv/data
 COPY --from=build /out/bin/dfv-worker /out/bin/dfv-trainer /usr/local/bin/
 USER dfv

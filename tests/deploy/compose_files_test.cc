@@ -293,6 +293,21 @@ TEST(DockerfileTest, EveryImageIsLabelledRunsAsAUserAndChecksItsHealth) {
   }
 }
 
+// The daemons' images run as uid and gid 10001, the group deploy/certs.sh is
+// told to make the keys readable by (DFV_CERT_GROUP) wherever they are made
+// for the compose cluster.
+TEST(DockerfileTest, TheContainersGroupIsTheOneTheKeysAreMadeFor) {
+  for (const std::string image : {"coordinator", "worker", "worker-cuda"}) {
+    const std::string file = SourceFile(absl::StrCat("docker/", image, ".Dockerfile"));
+    EXPECT_THAT(file, HasSubstr("groupadd --system --gid 10001 dfv")) << image;
+    EXPECT_THAT(file, HasSubstr("useradd --system --uid 10001 --gid 10001")) << image;
+    EXPECT_THAT(file, HasSubstr("\nUSER dfv\n")) << image;
+  }
+  EXPECT_THAT(SourceFile("deploy/compose-test.sh"), HasSubstr("DFV_CERT_GROUP=10001 deploy/certs.sh"));
+  EXPECT_THAT(SourceFile("deploy/docker-compose.yml"), HasSubstr("DFV_CERT_GROUP=10001 deploy/certs.sh"));
+  EXPECT_THAT(SourceFile("README.md"), HasSubstr("DFV_CERT_GROUP=10001 deploy/certs.sh"));
+}
+
 TEST(DockerfileTest, ContextLeavesOutBuildsRunsDataAndSecrets) {
   const std::string ignore = SourceFile(".dockerignore");
   for (const std::string pattern : {"build*/", "runs/", "data/", ".git/", "deploy/secrets/"}) {
