@@ -419,16 +419,19 @@ TEST(DataPlaneTest, AnInterfaceNameResolvesToItsIpv4Address) {
   EXPECT_TRUE(absl::StrContains(missing.message(), "lo")) << missing;  // the ones that exist
 }
 
+// Options for a daemon that is only created, never run: its work folder
+// under the test temp dir, no trainer and no metrics server.
+WorkerDaemonOptions CreateOnlyOptions(const std::string& folder) {
+  WorkerDaemonOptions o;
+  o.coordinator = "fake-coordinator";
+  o.work_dir = (std::filesystem::path(::testing::TempDir()) / folder).string();
+  o.trainer_command = {"/bin/true"};
+  o.metrics_listen = "";
+  return o;
+}
+
 TEST(DataPlaneTest, TheDaemonTakesAnAddressOrAnInterfaceButNotBoth) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "daemon_data_plane";
-  auto options = [&] {
-    WorkerDaemonOptions o;
-    o.coordinator = "fake-coordinator";
-    o.work_dir = dir.string();
-    o.trainer_command = {"/bin/true"};
-    o.metrics_listen = "";
-    return o;
-  };
+  auto options = [] { return CreateOnlyOptions("daemon_data_plane"); };
   WorkerDaemonOptions both = options();
   both.data_plane_address = "127.0.0.1";
   both.data_plane_interface = "lo";
@@ -450,13 +453,8 @@ TEST(DataPlaneTest, TheDaemonTakesAnAddressOrAnInterfaceButNotBoth) {
 // coordinator and Prometheus an address they can reach: --advertise-host,
 // else the data-plane address, else its host name; never 0.0.0.0.
 TEST(AdvertiseTest, AWildcardListenAdvertisesAReachableHost) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "daemon_advertise";
-  auto options = [&] {
-    WorkerDaemonOptions o;
-    o.coordinator = "fake-coordinator";
-    o.work_dir = dir.string();
-    o.trainer_command = {"/bin/true"};
-    o.metrics_listen = "";
+  auto options = [] {
+    WorkerDaemonOptions o = CreateOnlyOptions("daemon_advertise");
     o.listen = "0.0.0.0:0";
     o.insecure = true;
     return o;
