@@ -65,16 +65,23 @@ for t in $targets; do
   # cannot read (fuzz/known/README.md), which would end every run at once.
   leaks=1
   case "$t" in checkpoint*) leaks=0 ;; esac
-  # Scratch files (the targets that read files) on tmpfs when there is one.
-  scratch="$run"
-  [ -d /dev/shm ] && [ -w /dev/shm ] && scratch=/dev/shm
+  asan_options="detect_leaks=$leaks${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  # Scratch files (the targets that read files) on tmpfs when there is one,
+  # in a folder of this run's, removed after it (a crash leaves the target's
+  # own scratch folder behind).
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    scratch=$(mktemp -d /dev/shm/dfv-fuzz-run.XXXXXX)
+  else
+    scratch=$(mktemp -d "$run/scratch.XXXXXX")
+  fi
   start=$(date +%s)
   set +e
-  TMPDIR="$scratch" "$build_dir/fuzz/${t}_fuzzer" "$run/corpus" \
+  ASAN_OPTIONS="$asan_options" TMPDIR="$scratch" "$build_dir/fuzz/${t}_fuzzer" "$run/corpus" \
     -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -detect_leaks="$leaks" \
     -print_final_stats=1 -artifact_prefix="$run/findings/" >"$run/log" 2>&1
   rc=$?
   set -e
+  rm -rf "$scratch"
   elapsed=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$run/log" | tail -1)
@@ -84,17 +91,23 @@ for t in $targets; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
-  findings=$(find "$run/findings" -type f | wc -l)
+  # Crashes (failed checks and sanitizer reports among them), leaks,
+  # timeouts and out-of-memory; slow-unit-* files (inputs over 10 s) are
+  # only reported.
+  findings=$(find "$run/findings" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
+    -o -name 'oom-*' \) | wc -l)
+  slow=$(find "$run/findings" -type f -name 'slow-unit-*' | wc -l)
+  [ "$slow" -eq 0 ] || echo "fuzz: $t: $slow inputs took over 10 s (slow-unit-* in $run/findings)" >&2
   if [ "$findings" -gt 0 ] || [ "$rc" -ne 0 ]; then
     found_any=1
     echo "fuzz: $t FOUND something (exit $rc): $(ls "$run/findings" | tr '\n' ' ')" >&2
     grep -E 'ERROR: |fuzz check failed|runtime error|SUMMARY' "$run/log" | head -5 >&2 || true
   fi
-  summary+=("$(printf '%-15s %6ss %12s %9s %6s %7s %6s -> %-6s %8s' "$t" "$elapsed" "${execs:-?}" \
+  summary+=("$(printf '%-19s %6ss %12s %9s %6s %7s %6s -> %-6s %8s' "$t" "$elapsed" "${execs:-?}" \
     "${rate:-?}" "${cov:-?}" "${ft:-?}" "$seeds" "${corp:-?}" "$findings")")
 done
 
-printf '\n%-15s %7s %12s %9s %6s %7s %16s %8s\n' target time executions exec/s cov features "corpus" findings
+printf '\n%-19s %7s %12s %9s %6s %7s %16s %8s\n' target time executions exec/s cov features "corpus" findings
 for line in "${summary[@]}"; do echo "$line"; done
 if [ "$found_any" -ne 0 ]; then
   echo "fuzz: findings are under $runs_dir/*/findings; replay one with $build_dir/fuzz/<target>_fuzzer FILE" >&2
