@@ -1,15 +1,18 @@
 #include "common/jobspec/parse.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <exception>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -126,6 +129,82 @@ const size_t* FindOrigin(const OverrideOrigins& origins, std::string field) {
   return nullptr;
 }
 
+// Where each document of a YAML stream starts, and the mark of its root
+// node, from yaml-cpp's event parser.
+class DocumentMarks : public YAML::EventHandler {
+ public:
+  struct Document {
+    YAML::Mark start;  // where the parser began the document
+    YAML::Mark root;   // the root node's mark (YAML::Node::Mark())
+    bool has_root = false;
+  };
+  const std::vector<Document>& documents() const { return documents_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { documents_.push_back({mark, mark}); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Root(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Root(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    Root(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Root(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Root(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Root(const YAML::Mark& mark) {
+    if (documents_.empty() || documents_.back().has_root) return;
+    documents_.back().root = mark;
+    documents_.back().has_root = true;
+  }
+  std::vector<Document> documents_;
+};
+
+// The documents of a YAML stream, or the syntax error where yaml-cpp's
+// parser stopped making progress.
+struct DocumentScan {
+  std::vector<DocumentMarks::Document> documents;
+  std::optional<SpecError> error;  // field and source empty
+};
+
+// Walks the documents of `text`. yaml-cpp 0.7 (Debian 12) never returns from
+// YAML::LoadAll on some malformed streams, allocating as it goes: a ','
+// outside any flow collection (",", ",a: b") is reported as an empty
+// document without being consumed, again and again (jbeder/yaml-cpp#1040,
+// fixed in 0.8; found by fuzz/jobspec_fuzzer.cc). So the documents are
+// walked here, and a document that starts where the previous one did ends
+// the walk with a syntax error. May throw YAML::ParserException.
+DocumentScan ScanDocuments(std::string_view text) {
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  DocumentMarks marks;
+  DocumentScan scan;
+  while (parser.HandleNextDocument(marks)) {
+    const std::vector<DocumentMarks::Document>& found = marks.documents();
+    if (found.size() >= 2 && found.back().start.pos == found[found.size() - 2].start.pos) {
+      const YAML::Mark& at = found.back().start;
+      const unsigned char c =
+          at.pos >= 0 && static_cast<size_t>(at.pos) < text.size() ? text[at.pos] : '\0';
+      const std::string what =
+          absl::ascii_isgraph(c) ? absl::StrFormat("'%c'", c) : absl::StrFormat("byte 0x%02x", c);
+      scan.error = SpecError{"", LineOf(at),
+                             absl::StrFormat("YAML syntax error: unexpected %s at column %d", what,
+                                             at.column + 1),
+                             ""};
+      return scan;
+    }
+  }
+  scan.documents = marks.documents();
+  return scan;
+}
+
 // Parses `text` into `result`. May throw YAML::Exception from deep inside
 // yaml-cpp; the caller catches.
 void Parse(std::string_view text, const ParseOptions& options, const std::string& source,
@@ -138,21 +217,27 @@ void Parse(std::string_view text, const ParseOptions& options, const std::string
                       source});
     return;
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node doc;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    DocumentScan scan = ScanDocuments(text);
+    if (scan.error.has_value()) {
+      scan.error->source = source;
+      errors.push_back(std::move(*scan.error));
+      return;
+    }
+    if (scan.documents.size() > 1) {
+      errors.push_back({"", LineOf(scan.documents[1].root),
+                        absl::StrCat("holds ", scan.documents.size(),
+                                     " YAML documents; a job file holds one"),
+                        source});
+      return;
+    }
+    // One document (or none): YAML::Load reads it.
+    doc = scan.documents.empty() ? YAML::Node(YAML::NodeType::Null) : YAML::Load(std::string(text));
   } catch (const YAML::ParserException& e) {
     errors.push_back({"", LineOf(e.mark), "YAML syntax error: " + e.msg, source});
     return;
   }
-  if (documents.size() > 1) {
-    errors.push_back({"", LineOf(documents[1].Mark()),
-                      absl::StrCat("holds ", documents.size(),
-                                   " YAML documents; a job file holds one"),
-                      source});
-    return;
-  }
-  YAML::Node doc = documents.empty() ? YAML::Node(YAML::NodeType::Null) : documents[0];
   if (doc.IsNull()) doc.reset(YAML::Node(YAML::NodeType::Map));
   if (!doc.IsMap()) {
     errors.push_back({"", LineOf(doc.Mark()),

@@ -167,6 +167,29 @@ TEST(JobSpecParseTest, SyntaxErrorGivesItsLine) {
   EXPECT_EQ(bad_indent.errors[0].line, 3) << Message(bad_indent);
 }
 
+// yaml-cpp 0.7's LoadAll never returns on a ',' outside a flow collection
+// (it reports an empty document without consuming the ',', forever); found
+// by fuzz/jobspec_fuzzer.cc, the input it found is
+// fuzz/corpus/jobspec/regress_stray_comma_hang.yaml.
+TEST(JobSpecParseTest, StrayCommaIsASyntaxErrorNotAHang) {
+  for (const std::string& text : {std::string(","), std::string(",a: b\n"),
+                                 std::string(",name:z firsevaluate.cl path: /date: second\x1b\0\0\0\0\n", 49)}) {
+    ParseResult r = Parse(text);
+    ASSERT_EQ(r.errors.size(), 1u) << Message(r);
+    EXPECT_EQ(r.errors[0].line, 1) << Message(r);
+    EXPECT_EQ(r.errors[0].message, "YAML syntax error: unexpected ',' at column 1") << Message(r);
+  }
+  ParseResult later = Parse("name: a\nmodel: vae\n---\n,\n");
+  ASSERT_EQ(later.errors.size(), 1u) << Message(later);
+  EXPECT_EQ(Message(later), "job.yaml:4: YAML syntax error: unexpected ',' at column 1");
+}
+
+TEST(JobSpecParseTest, SeveralDocumentsAreRefusedAtTheSecond) {
+  ParseResult r = Parse("name: a\nmodel: vae\n---\nname: b\n---\n");
+  ASSERT_EQ(r.errors.size(), 1u) << Message(r);
+  EXPECT_EQ(Message(r), "job.yaml:4: holds 3 YAML documents; a job file holds one");
+}
+
 TEST(JobSpecParseTest, StatusIsInvalidArgumentWithOneLinePerError) {
   ParseOptions options;
   options.source_name = "jobs/x.yaml";

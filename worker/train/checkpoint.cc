@@ -21,7 +21,8 @@ namespace dfv::train {
 namespace {
 
 constexpr char kMagic[8] = {'D', 'F', 'V', 'C', 'K', 'P', 'T', '1'};
-constexpr size_t kHeaderSize = 8 + 4 + 8;
+constexpr size_t kHeaderSize = kCheckpointHeaderBytes;
+static_assert(kHeaderSize == sizeof(kMagic) + 4 + 8);
 
 void PutLe(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -57,6 +58,14 @@ absl::StatusOr<std::string> ReadVerifiedPayload(const std::string& path) {
 
 }  // namespace
 
+std::string FrameCheckpoint(std::string_view payload) {
+  std::string file(kMagic, sizeof(kMagic));
+  PutLe(file, Crc32(payload), 4);
+  PutLe(file, payload.size(), 8);
+  file += payload;
+  return file;
+}
+
 std::string CheckpointFileName(int64_t step) { return absl::StrFormat("step-%08d.ckpt", step); }
 
 absl::Status SaveCheckpoint(const std::string& path, models::Model& model, const TrainState& state,
@@ -89,11 +98,7 @@ absl::Status SaveCheckpoint(const std::string& path, models::Model& model, const
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("serialising checkpoint for ", path, ": ", e.what()));
   }
-  std::string file(kMagic, sizeof(kMagic));
-  PutLe(file, Crc32(payload), 4);
-  PutLe(file, payload.size(), 8);
-  file += payload;
-  return WriteFileAtomically(path, file);
+  return WriteFileAtomically(path, FrameCheckpoint(payload));
 }
 
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path, models::Model& model) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +40,15 @@ struct LoadedCheckpoint {
 // corrupt file, INVALID_ARGUMENT for a file that is not a dfv checkpoint or
 // does not match the model; `model` is untouched unless the checksum verified.
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path, models::Model& model);
+
+// Bytes before the payload: magic, CRC-32 and length.
+inline constexpr size_t kCheckpointHeaderBytes = 8 + 4 + 8;
+
+// The file SaveCheckpoint writes for `payload` (a LibTorch archive): the
+// header above, then the payload. For tools and tests that make checkpoint
+// files; LoadCheckpoint accepts its result when the payload is a matching
+// archive.
+std::string FrameCheckpoint(std::string_view payload);
 
 // "step-00001234.ckpt".
 std::string CheckpointFileName(int64_t step);
