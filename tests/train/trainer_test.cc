@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/cpu_cores.h"
 #include "common/file_util.h"
 #include "common/png.h"
 #include "tests/train/test_jobs.h"
@@ -180,6 +181,45 @@ TEST(TrainerTest, CancelStopsTheRun) {
   auto trainer = train::Trainer::Create(options);
   ASSERT_TRUE(trainer.ok());
   EXPECT_EQ((*trainer)->Run().status().code(), absl::StatusCode::kCancelled);
+}
+
+// train.threads 0: the cores this process may use, split among the job's
+// ranks on the host, set on LibTorch and said once at start.
+TEST(TrainerTest, ThreadsZeroUsesTheCoresThisProcessMayUseSplitAmongRanksOnTheHost) {
+  const int restore = torch::get_num_threads();
+  for (int ranks_on_host : {1, 2}) {
+    jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 1, 1);
+    spec.train.threads = 0;
+    RecordingObserver observer;
+    train::TrainerOptions options;
+    options.spec = spec;
+    options.out_dir = testing::FreshDir("threads_zero");
+    options.observer = &observer;
+    options.ranks_on_host = ranks_on_host;
+    auto trainer = train::Trainer::Create(options);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    const ThreadPlan& plan = (*trainer)->thread_plan();
+    EXPECT_EQ(plan.cores, CpusAvailable());
+    EXPECT_EQ(plan.ranks_on_host, ranks_on_host);
+    EXPECT_EQ(plan.threads, std::max(1, CpusAvailable() / ranks_on_host));
+    EXPECT_EQ(torch::get_num_threads(), plan.threads);
+    int said = 0;
+    for (const v1::TrainerReport& report : observer.reports) {
+      if (report.has_message() && report.message().text() == DescribeThreadPlan(plan)) ++said;
+    }
+    EXPECT_EQ(said, 1) << "one line at start";
+  }
+  jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 1, 1);  // threads: 1
+  train::TrainerOptions options;
+  options.spec = spec;
+  options.out_dir = testing::FreshDir("threads_one");
+  options.ranks_on_host = 2;
+  auto trainer = train::Trainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  EXPECT_EQ((*trainer)->thread_plan().threads, 1);
+  EXPECT_TRUE((*trainer)->thread_plan().requested);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  torch::set_num_threads(restore);
 }
 
 TEST(TrainerTest, MissingDataFileFailsWithItsName) {

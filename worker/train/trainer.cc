@@ -156,8 +156,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(TrainerOptions options) 
     return absl::InvalidArgumentError(absl::StrCat("train.batch_size ", spec.train.batch_size,
                                                    " does not split evenly over ", world, " workers"));
   }
-  const int threads = spec.train.threads > 0 ? static_cast<int>(spec.train.threads) : t->options_.default_threads;
-  if (threads > 0) torch::set_num_threads(threads);
+  // Always set: Debian's LibTorch starts with one intra-op thread, so
+  // "all cores" has to be asked for. The batch loader's one thread does no
+  // intra-op work (plain copies into torch::empty tensors), and CPU autograd
+  // runs backward on this thread, so these are the only compute threads.
+  t->thread_plan_ = PlanTrainThreads(spec.train.threads, CpusAvailable(), t->options_.ranks_on_host);
+  torch::set_num_threads(t->thread_plan_.threads);
+  v1::TrainerReport threads;
+  threads.mutable_message()->set_text(DescribeThreadPlan(t->thread_plan_));
+  t->Report(threads);
   t->job_yaml_ = jobspec::JobSpecToYaml(spec);
 
   DFV_ASSIGN_OR_RETURN(t->data_, data::LoadDataset(spec.dataset));
