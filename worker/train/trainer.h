@@ -47,6 +47,11 @@ struct TrainerOptions {
   TrainingObserver* observer = nullptr;
   // Set by another thread to stop the run after the current step; not owned.
   const std::atomic<bool>* cancel = nullptr;
+  // When not empty, rank 0 writes a StepTrace (step_trace.h) of the first
+  // trace_steps steps (> 0) to this file, as soon as they are done (or at
+  // the end of a shorter run): for comparing with a reference implementation.
+  std::string trace_path;
+  int64_t trace_steps = 20;
 };
 
 // The outcome of a finished run.
