@@ -56,6 +56,8 @@ absl::StatusOr<LocalRunResult> RunLocal(const LocalRunOptions& options) {
   trainer_options.out_dir = result.out_dir;
   trainer_options.resume_from = options.resume_from;
   trainer_options.observer = &console;
+  trainer_options.trace_path = options.trace_path;
+  trainer_options.trace_steps = options.trace_steps;
   console.PrintLine(absl::StrCat("training ", spec.name, " (", spec.model, " on ", spec.dataset.kind,
                                  ") into ", result.out_dir));
   DFV_ASSIGN_OR_RETURN(auto trainer, train::Trainer::Create(std::move(trainer_options)));

@@ -24,6 +24,10 @@ struct LocalRunOptions {
   // When not empty, the data set must lie under one of these folders
   // (common/data_roots.h); empty: read it wherever it is.
   std::vector<std::string> data_roots;
+  // When not empty: a StepTrace of the first trace_steps steps goes here
+  // (TrainerOptions::trace_path).
+  std::string trace_path;
+  int64_t trace_steps = 20;
 };
 
 struct LocalRunResult {

@@ -1,7 +1,7 @@
 // dfv-trainer: the program that trains (LibTorch lives here, not in the
 // daemon).
 //   dfv-trainer train JOB.yaml [--out DIR] [--resume CKPT] [--set k=v]...
-//                          [--data-root DIR]...
+//                          [--data-root DIR]... [--trace FILE [--trace-steps N]]
 //                            train one job in this process (no coordinator);
 //                            the data set is read wherever it is unless
 //                            --data-root names the folders it must lie under
@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
   train->add_option("--set", local.overrides, "override a job field: key.path=value (repeatable)");
   train->add_option("--data-root", local.data_roots,
                     "read the data set only under this folder (repeatable; default: anywhere)");
+  train->add_option("--trace", local.trace_path,
+                    "write the initial weights and the first --trace-steps steps' batches and metrics to this "
+                    "file (torch.load reads it; bench/reference/ replays it)");
+  train->add_option("--trace-steps", local.trace_steps, "steps --trace records")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
 
   dfv::worker::TrainerProcessOptions assignment_options;
   auto* assignment = app.add_subcommand("assignment", "one assignment's rank (started by a worker daemon)");

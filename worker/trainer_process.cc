@@ -78,18 +78,12 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
     reducer_options.bucket_bytes = spec.resources.bucket_mb << 20;
     reducer = std::make_unique<dist::GradientReducer>(*group->communicator, reducer_options);
     trainer_options.gradient_sync = reducer.get();
-    std::string threads;
-    if (spec.train.threads == 0 && group->local_world_size > 1) {
-      // Ranks on one host share its cores: more threads than cores in all
-      // makes lockstep ranks wait on each other's descheduled threads.
-      trainer_options.default_threads = std::max(1, torch::get_num_threads() / group->local_world_size);
-      threads = absl::StrCat("; ", group->local_world_size, " ranks on this host, ",
-                             trainer_options.default_threads, " intra-op thread(s) each");
-    }
+    trainer_options.ranks_on_host = group->local_world_size;
     v1::TrainerReport joined_report;
-    joined_report.mutable_message()->set_text(absl::StrCat("rank ", options.rank, " of ", options.world_size,
-                                                            " joined over ", group->communicator->backend(), " at ",
-                                                            options.rendezvous, threads));
+    joined_report.mutable_message()->set_text(
+        absl::StrCat("rank ", options.rank, " of ", options.world_size, " joined over ",
+                     group->communicator->backend(), " at ", options.rendezvous, "; ", group->local_world_size,
+                     group->local_world_size == 1 ? " rank" : " ranks", " on this host, ", options.world_size - group->local_world_size, " elsewhere"));
     observer.OnReport(joined_report);
   }
 

@@ -57,7 +57,7 @@ struct TrainSpec {
   std::vector<double> betas = {0.9, 0.999};
   uint64_t seed = 1;
   ParamMap loss;               // model-specific loss coefficients
-  int64_t threads = 0;         // intra-op threads per rank (0 = all cores)
+  int64_t threads = 0;         // intra-op threads per rank (0 = the cores it may use / ranks on its host)
   int64_t log_every_steps = 50;  // metrics row cadence
 };
 

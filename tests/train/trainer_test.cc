@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/cpu_cores.h"
 #include "common/file_util.h"
 #include "common/png.h"
 #include "tests/train/test_jobs.h"
@@ -170,6 +172,71 @@ TEST(TrainerTest, ResumeGivesTheSameParametersAndCurveAsAnUninterruptedRun) {
   EXPECT_EQ(ma["reverse_cycle"], mb["reverse_cycle"]);
 }
 
+// trace_path: the initial weights (those a model built with the job's seed
+// has), then each traced step's batch and metrics (metrics.csv's rows at one
+// step per row), in one file that torch::pickle_load and torch.load read.
+TEST(TrainerTest, TraceHoldsTheInitialWeightsAndEachTracedStepsBatchAndMetrics) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("cycle_vae", 28, 3, 5);
+  spec.train.log_every_steps = 1;
+  spec.samples.every_steps = 0;
+  spec.checkpoint.every_steps = 0;
+  const std::string out = testing::FreshDir("trace");
+  train::TrainerOptions options;
+  options.spec = spec;
+  options.out_dir = out;
+  options.trace_path = out + "/run.trace";
+  options.trace_steps = 3;
+  auto trainer = train::Trainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Run().ok());
+
+  auto bytes = ReadFileToString(options.trace_path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const c10::impl::GenericDict root = torch::pickle_load(std::vector<char>(bytes->begin(), bytes->end())).toGenericDict();
+  EXPECT_EQ(root.at("format").toStringRef(), "dfv-step-trace-1");
+  EXPECT_EQ(root.at("total_steps").toInt(), 5);
+  EXPECT_EQ(root.at("train_size").toInt(), 512);
+  EXPECT_EQ(root.at("num_classes").toInt(), 30);
+  EXPECT_NE(root.at("job_yaml").toStringRef().find("model: cycle_vae"), std::string::npos);
+
+  torch::manual_seed(spec.train.seed);
+  models::ModelContext ctx;
+  ctx.spec = &spec;
+  ctx.channels = 3;
+  ctx.image_size = 28;
+  ctx.num_classes = 30;
+  ctx.train_size = 512;
+  auto fresh = models::CreateModel(ctx);
+  ASSERT_TRUE(fresh.ok());
+  const c10::impl::GenericDict state = root.at("state").toGenericDict();
+  ASSERT_EQ(state.size(), (*fresh)->Modules().size());
+  for (auto& [name, module] : (*fresh)->Modules()) {
+    const c10::impl::GenericDict tensors = state.at(name).toGenericDict();
+    EXPECT_EQ(tensors.size(), module->named_parameters().size() + module->named_buffers().size()) << name;
+    for (const auto& item : module->named_parameters()) {
+      EXPECT_TRUE(torch::equal(tensors.at(item.key()).toTensor(), item.value())) << name << "." << item.key();
+    }
+  }
+
+  auto csv = testing::ReadMetricsCsv(out + "/metrics.csv");
+  const c10::List<c10::IValue> steps = root.at("steps").toList();
+  ASSERT_EQ(steps.size(), 3u);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const c10::impl::GenericDict entry = steps.get(i).toGenericDict();
+    EXPECT_EQ(entry.at("step").toInt(), static_cast<int64_t>(i));
+    const c10::impl::GenericDict batch = entry.at("batch").toGenericDict();
+    for (const char* field : {"images", "same_images", "other_images"}) {
+      EXPECT_EQ(batch.at(field).toTensor().sizes(), (std::vector<int64_t>{16, 3, 28, 28})) << field;
+    }
+    EXPECT_EQ(batch.at("labels").toTensor().size(0), 16);
+    const c10::impl::GenericDict metrics = entry.at("metrics").toGenericDict();
+    for (const char* name : {"loss", "reconstruction", "kl", "reverse_cycle"}) {
+      const double csv_value = csv[name].at(i);
+      EXPECT_NEAR(metrics.at(name).toDouble(), csv_value, 1e-7 * std::abs(csv_value)) << name << " at step " << i;
+    }
+  }
+}
+
 TEST(TrainerTest, CancelStopsTheRun) {
   jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 3, 40);
   std::atomic<bool> cancel{true};
@@ -180,6 +247,45 @@ TEST(TrainerTest, CancelStopsTheRun) {
   auto trainer = train::Trainer::Create(options);
   ASSERT_TRUE(trainer.ok());
   EXPECT_EQ((*trainer)->Run().status().code(), absl::StatusCode::kCancelled);
+}
+
+// train.threads 0: the cores this process may use, split among the job's
+// ranks on the host, set on LibTorch and said once at start.
+TEST(TrainerTest, ThreadsZeroUsesTheCoresThisProcessMayUseSplitAmongRanksOnTheHost) {
+  const int restore = torch::get_num_threads();
+  for (int ranks_on_host : {1, 2}) {
+    jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 1, 1);
+    spec.train.threads = 0;
+    RecordingObserver observer;
+    train::TrainerOptions options;
+    options.spec = spec;
+    options.out_dir = testing::FreshDir("threads_zero");
+    options.observer = &observer;
+    options.ranks_on_host = ranks_on_host;
+    auto trainer = train::Trainer::Create(options);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    const ThreadPlan& plan = (*trainer)->thread_plan();
+    EXPECT_EQ(plan.cores, CpusAvailable());
+    EXPECT_EQ(plan.ranks_on_host, ranks_on_host);
+    EXPECT_EQ(plan.threads, std::max(1, CpusAvailable() / ranks_on_host));
+    EXPECT_EQ(torch::get_num_threads(), plan.threads);
+    int said = 0;
+    for (const v1::TrainerReport& report : observer.reports) {
+      if (report.has_message() && report.message().text() == DescribeThreadPlan(plan)) ++said;
+    }
+    EXPECT_EQ(said, 1) << "one line at start";
+  }
+  jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 1, 1);  // threads: 1
+  train::TrainerOptions options;
+  options.spec = spec;
+  options.out_dir = testing::FreshDir("threads_one");
+  options.ranks_on_host = 2;
+  auto trainer = train::Trainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  EXPECT_EQ((*trainer)->thread_plan().threads, 1);
+  EXPECT_TRUE((*trainer)->thread_plan().requested);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  torch::set_num_threads(restore);
 }
 
 TEST(TrainerTest, MissingDataFileFailsWithItsName) {

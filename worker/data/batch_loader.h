@@ -1,5 +1,7 @@
 // BatchLoader: this rank's training batches as tensors, assembled ahead of
-// time on a background thread.
+// time on a background thread. That thread only copies bytes into
+// torch::empty tensors (no LibTorch kernel, so no intra-op thread team of its
+// own): beside the trainer's intra-op threads it adds one mostly idle thread.
 //
 // Batch k (k = global step, counted from 0 across epochs) is a pure function
 // of (set, seed, rank, world_size, batch_size, pairing flags, k): epoch

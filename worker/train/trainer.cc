@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,6 +23,7 @@
 #include "worker/train/evaluation.h"
 #include "worker/train/image_util.h"
 #include "worker/train/metrics_log.h"
+#include "worker/train/step_trace.h"
 
 namespace dfv::train {
 namespace {
@@ -152,12 +154,22 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(TrainerOptions options) 
   if (world < 1 || t->options_.rank < 0 || t->options_.rank >= world) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", t->options_.rank, " of world size ", world));
   }
+  if (!t->options_.trace_path.empty() && t->options_.trace_steps < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("trace_steps must be at least 1, got ", t->options_.trace_steps));
+  }
   if (spec.train.batch_size % world != 0) {
     return absl::InvalidArgumentError(absl::StrCat("train.batch_size ", spec.train.batch_size,
                                                    " does not split evenly over ", world, " workers"));
   }
-  const int threads = spec.train.threads > 0 ? static_cast<int>(spec.train.threads) : t->options_.default_threads;
-  if (threads > 0) torch::set_num_threads(threads);
+  // Always set: Debian's LibTorch starts with one intra-op thread, so
+  // "all cores" has to be asked for. The batch loader's one thread does no
+  // intra-op work (plain copies into torch::empty tensors), and CPU autograd
+  // runs backward on this thread, so these are the only compute threads.
+  t->thread_plan_ = PlanTrainThreads(spec.train.threads, CpusAvailable(), t->options_.ranks_on_host);
+  torch::set_num_threads(t->thread_plan_.threads);
+  v1::TrainerReport threads;
+  threads.mutable_message()->set_text(DescribeThreadPlan(t->thread_plan_));
+  t->Report(threads);
   t->job_yaml_ = jobspec::JobSpecToYaml(spec);
 
   DFV_ASSIGN_OR_RETURN(t->data_, data::LoadDataset(spec.dataset));
@@ -346,6 +358,10 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
   const int64_t global_batch = spec.train.batch_size;
   int64_t epoch = start_step_ / loader_->StepsPerEpoch();
   SetTrainMode(*model_, true);
+  std::optional<StepTrace> trace;
+  if (is_chief_ && !options_.trace_path.empty()) {
+    trace.emplace(*model_, job_yaml_, *data_.train, total_steps_, options_.trace_steps);
+  }
 
   for (int64_t step = start_step_; step < total_steps_; ++step) {
     if (options_.cancel != nullptr && options_.cancel->load()) {
@@ -379,6 +395,10 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     progress_window.Add(metrics);
     const int64_t done = step + 1;
     const bool last = done == total_steps_;
+    if (trace && !trace->Full()) {
+      trace->AddStep(step, batch, metrics);
+      if (trace->Full() || last) DFV_RETURN_IF_ERROR(trace->Write(options_.trace_path));
+    }
 
     if (done % spec.train.log_every_steps == 0 || last) {
       const double elapsed = Seconds(Clock::now() - window_start);

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/cpu_cores.h"
 #include "common/jobspec/job_spec.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/image_set.h"
@@ -39,13 +40,18 @@ struct TrainerOptions {
   int world_size = 1;
   // Averages gradients across ranks; null for a single process. Not owned.
   step::GradientSync* gradient_sync = nullptr;
-  // Intra-op threads when the job leaves train.threads at 0 (all cores); 0
-  // keeps LibTorch's default. Ranks that share a host set their share.
-  int default_threads = 0;
+  // This job's ranks on this host (this one included): with train.threads 0
+  // they split the cores this process may use (common/cpu_cores.h).
+  int ranks_on_host = 1;
   // Receives metrics, progress and artifacts; may be null. Not owned.
   TrainingObserver* observer = nullptr;
   // Set by another thread to stop the run after the current step; not owned.
   const std::atomic<bool>* cancel = nullptr;
+  // When not empty, rank 0 writes a StepTrace (step_trace.h) of the first
+  // trace_steps steps (> 0) to this file, as soon as they are done (or at
+  // the end of a shorter run): for comparing with a reference implementation.
+  std::string trace_path;
+  int64_t trace_steps = 20;
 };
 
 // The outcome of a finished run.
@@ -72,6 +78,8 @@ class Trainer {
   absl::StatusOr<RunSummary> Run();
 
   int64_t total_steps() const { return total_steps_; }
+  // The intra-op threads Create set (torch::set_num_threads) and why.
+  const ThreadPlan& thread_plan() const { return thread_plan_; }
   int64_t start_step() const { return start_step_; }
 
  private:
@@ -96,6 +104,7 @@ class Trainer {
   models::GridInputs grid_inputs_;
   int64_t total_steps_ = 0;
   int64_t start_step_ = 0;
+  ThreadPlan thread_plan_;
   bool is_chief_ = true;  // rank 0 writes files
   torch::Device device_ = torch::kCPU;  // resources.device
 };

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Replays a dfv step trace (`dfv-trainer train JOB --trace FILE`,
+worker/train/step_trace.h) with the Python reference of its model.
+
+  replay.py check TRACE [--rtol R] [--atol A]
+      Loads dfv's initial weights into the reference's networks (strictly:
+      every name and shape must match), runs the traced steps on the traced
+      batches with dfv's per-step noise, on one thread (deterministic CPU
+      kernels), and compares every metric of every step with dfv's. Prints
+      the largest differences; exits 1 when any value is off by more than
+      atol + rtol * |dfv's value| (or the metric names differ).
+
+  replay.py time TRACE --steps N --threads T [--window W] [--total-steps N]
+      Trains N steps from the same weights on the traced batches (cycled) at
+      T intra-op threads and prints one JSON line: the median samples/s over
+      windows of W steps, the first window (warm-up) left out, as dfv's
+      metrics.csv reports samples_per_second. --total-steps: the run length
+      a model schedules by (lord's stage boundary), the dfv run's max_steps.
+
+Needs Debian's python3-torch (LibTorch 1.13, the library dfv links) and
+python3-yaml.
+"""
+import argparse
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nets  # noqa: E402
+
+MODELS = ("vae", "dcgan", "mathieu", "cycle_vae", "lord")
+
+
+def load_trace(path):
+    trace = torch.load(path)
+    if trace.get("format") != "dfv-step-trace-1":
+        sys.exit(f"{path}: not a dfv step trace (format {trace.get('format')!r})")
+    return trace
+
+
+def build(trace, total_steps=None):
+    """The reference model of the trace's job, holding dfv's initial state."""
+    job = yaml.safe_load(trace["job_yaml"])
+    if job["model"] not in MODELS:
+        sys.exit(f"no Python reference for model {job['model']!r} (have {', '.join(MODELS)})")
+    module = importlib.import_module(job["model"])
+    kwargs = {"num_classes": trace["num_classes"]} if job["model"] == "lord" else {}
+    model = module.Reference(job, trace["train_size"], total_steps or trace["total_steps"], **kwargs)
+    state = trace["state"]
+    for name, net in model.modules().items():
+        net.load_state_dict(state[name], strict=True)
+        net.train()
+    if hasattr(model, "load_extra"):
+        model.load_extra(state)
+    networks = set(model.modules())
+    extra = set(state) - networks
+    if extra - {"state"}:
+        sys.exit(f"dfv's {job['model']} has modules the reference does not build: {sorted(extra - {'state'})}")
+    return job, model
+
+
+def check(args):
+    torch.set_num_threads(1)
+    trace = load_trace(args.trace)
+    job, model = build(trace)
+    noise = nets.StepNoise()
+    seed = job["train"]["seed"]
+    worst = {}
+    failures = []
+    for entry in trace["steps"]:
+        noise.begin(entry["step"], seed)
+        ours = model.train_step(entry["batch"], noise)
+        theirs = entry["metrics"]
+        if set(ours) != set(theirs):
+            failures.append(f"step {entry['step']}: metrics {sorted(ours)} != dfv's {sorted(theirs)}")
+            continue
+        for name, value in theirs.items():
+            diff = abs(ours[name] - value)
+            if diff > worst.get(name, (-1.0,))[0]:
+                worst[name] = (diff, entry["step"], value, ours[name])
+            if diff > args.atol + args.rtol * abs(value):
+                failures.append(f"step {entry['step']} {name}: dfv {value!r}, Python {ours[name]!r}")
+    steps = len(trace["steps"])
+    print(f"{job['model']}: {steps} steps replayed; largest |Python - dfv| per metric:")
+    for name, (diff, step, value, ours) in sorted(worst.items()):
+        print(f"  {name:16s} {diff:.3g} (step {step}: dfv {value:.9g}, Python {ours:.9g})")
+    if failures or steps == 0:
+        print(f"{job['model']}: MISMATCH (tolerance {args.atol} + {args.rtol} x |dfv|):", file=sys.stderr)
+        for line in failures[:20] or ["the trace has no steps"]:
+            print("  " + line, file=sys.stderr)
+        return 1
+    print(f"{job['model']}: agrees with dfv within {args.atol} + {args.rtol} x |dfv| on every metric of every step")
+    return 0
+
+
+def time_steps(args):
+    torch.set_num_threads(args.threads)
+    trace = load_trace(args.trace)
+    job, model = build(trace, args.total_steps)
+    noise = nets.StepNoise()
+    seed = job["train"]["seed"]
+    batches = [entry["batch"] for entry in trace["steps"]]
+    batch_size = batches[0]["images"].size(0)
+    rates = []
+    start = time.perf_counter()
+    for step in range(args.steps):
+        noise.begin(step, seed)
+        model.train_step(batches[step % len(batches)], noise)
+        if (step + 1) % args.window == 0:
+            now = time.perf_counter()
+            rates.append(batch_size * args.window / (now - start))
+            start = now
+    timed = rates[1:] or rates
+    print(json.dumps({"model": job["model"], "threads": torch.get_num_threads(), "steps": args.steps,
+                      "window": args.window, "samples_per_second": statistics.median(timed),
+                      "windows": [round(r, 1) for r in rates]}))
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="replay the traced steps and compare every metric with dfv's")
+    c.add_argument("trace")
+    c.add_argument("--rtol", type=float, default=1e-4)
+    c.add_argument("--atol", type=float, default=1e-6)
+    t = sub.add_parser("time", help="samples/s of the reference from dfv's initial weights")
+    t.add_argument("trace")
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--threads", type=int, required=True)
+    t.add_argument("--window", type=int, default=10)
+    t.add_argument("--total-steps", type=int, default=0)
+    args = parser.parse_args()
+    return check(args) if args.command == "check" else time_steps(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# dfv's training step against the same step written in Python (a benchmark,
+# not a test): for vae, dcgan, mathieu, cycle_vae and lord, each on its
+# example job (examples/<model>_fashion.yaml: Fashion-MNIST 28x28x1, the
+# example's batch size), and a PyTorch script in bench/reference/ that builds
+# the same networks and the same training step with Debian's python3-torch
+# (the LibTorch 1.13 dfv links, same kernels and BLAS).
+#
+# 1. Same work, checked first (the run fails when it is not): dfv-trainer
+#    trains CHECK_STEPS steps on one thread with --trace, which writes its
+#    initial weights, the batches and every step's metrics
+#    (worker/train/step_trace.h); `bench/reference/replay.py check` loads
+#    those weights into the Python networks (every name and shape must
+#    match), replays the steps on the same batches with the same per-step
+#    noise, and fails unless every metric of every step agrees with dfv's
+#    (default tolerance 1e-6 + 1e-4 x |value|).
+# 2. Speed: at 1 thread and at all cores (nproc: the CPUs this process may
+#    use), dfv-trainer trains STEPS steps (evaluation, grids and checkpoints
+#    off until the end, 64 test images) and the Python reference trains STEPS
+#    steps from the same weights on the traced batches (cycled, already in
+#    memory: no data loading at all, which favours Python). Each side's
+#    samples/s is the median over windows of WINDOW steps with the first
+#    window (warm-up) left out: dfv's samples_per_second column of
+#    metrics.csv (data wait included), the same windows timed in Python. The
+#    two run back to back, the order alternating per model, so load drift
+#    hits both alike. The table's ratio is dfv / Python; the issue's target
+#    is >= 2 on every model.
+# 3. The same Python run again with glibc malloc told to keep freed memory
+#    (MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB, see
+#    mallopt(3)): by default glibc's dynamic thresholds decide per process
+#    whether a step's activations come from fresh mmap'ed pages (page faults
+#    and zeroing every step) or from memory kept from the last step. The
+#    column "Python kept" is that run, and the last ratio dfv / it: what is
+#    left when both sides reuse their memory.
+#
+#   bench/step_vs_python.sh [STEPS] [CHECK_STEPS]     (default 40 and 20)
+#
+# Time: about 6-9 minutes on the 2-core development machine when it is idle
+# (mathieu's step is the slowest, ~0.3 s at 1 thread), plus the build of
+# dfv-trainer when it is not built. Other work on the machine skews the
+# figures, and threads that share cores with other processes can be
+# descheduled at every parallel region: check `uptime` first.
+#
+# Environment: BUILD_DIR (default build; configured here when it has no
+# build.ninja), MODELS (default "vae dcgan mathieu cycle_vae lord"), WINDOW
+# (default 10), PYTHON (default /usr/bin/python3, Debian's, which sees
+# python3-torch). Installs python3-torch and python3-yaml when missing
+# (scripts/install-deps.sh --bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-40}
+check_steps=${2:-20}
+window=${WINDOW:-10}
+read -r -a models <<<"${MODELS:-vae dcgan mathieu cycle_vae lord}"
+python=${PYTHON:-/usr/bin/python3}
+build_dir=${BUILD_DIR:-build}
+cores=$(nproc)
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+
+if [ "$steps" -lt $((2 * window)) ]; then
+  echo "STEPS ($steps) must cover at least two windows of $window steps" >&2
+  exit 2
+fi
+if ! "$python" -c 'import torch, yaml' 2>/dev/null; then
+  scripts/install-deps.sh --bench
+fi
+if [ ! -f "$build_dir/build.ninja" ]; then
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-trainer >/dev/null
+trainer=$build_dir/bin/dfv-trainer
+replay=bench/reference/replay.py
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The example job, evaluation off (no classifiers, no t-SNE, 64 test images
+# for the end's reconstruction error and grids), nothing written mid-run.
+quiet=(--set evaluate.classifiers=[] --set evaluate.tsne=false --set dataset.test_limit=64
+       --set samples.every_steps=0 --set checkpoint.every_steps=0 --set "train.log_every_steps=$window")
+
+# The median of metrics.csv's samples_per_second, first row left out.
+dfv_rate() {  # MODEL THREADS
+  local out="$work/$1-dfv-$2"
+  "$trainer" train "examples/$1_fashion.yaml" --out "$out" "${quiet[@]}" \
+    --set "train.max_steps=$steps" --set "train.threads=$2" >"$out.log" 2>&1 ||
+    { echo "dfv-trainer failed on $1:" >&2; cat "$out.log" >&2; exit 1; }
+  "$python" - "$out/metrics.csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+rates = [float(r["samples_per_second"]) for r in rows]
+print(statistics.median(rates[1:] or rates))
+PY
+}
+
+# With KEEP=1, glibc malloc keeps freed memory for reuse (see 3. above).
+python_rate() {  # MODEL THREADS [KEEP]
+  local keep=()
+  [ "${3:-0}" = 1 ] && keep=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824)
+  env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$2" --window "$window" \
+    --total-steps "$steps" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["samples_per_second"])'
+}
+
+echo "load before: $(uptime)"
+echo "cores: $cores (nproc); $steps steps per run, windows of $window, same-work check over $check_steps steps"
+failed=()
+for model in "${models[@]}"; do
+  "$trainer" train "examples/${model}_fashion.yaml" --out "$work/$model-trace" "${quiet[@]}" \
+    --set "train.max_steps=$check_steps" --set train.threads=1 \
+    --trace "$work/$model.trace" --trace-steps "$check_steps" >"$work/$model-trace.log" 2>&1 ||
+    { echo "dfv-trainer failed tracing $model:" >&2; cat "$work/$model-trace.log" >&2; exit 1; }
+  "$python" "$replay" check "$work/$model.trace" || failed+=("$model")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "the Python reference does not do the same work as dfv for: ${failed[*]}; no timings" >&2
+  exit 1
+fi
+
+thread_counts=(1)
+[ "$cores" -gt 1 ] && thread_counts+=("$cores")
+results=()
+flip=0
+for model in "${models[@]}"; do
+  for threads in "${thread_counts[@]}"; do
+    if [ "$flip" = 0 ]; then
+      dfv=$(dfv_rate "$model" "$threads"); py=$(python_rate "$model" "$threads")
+      kept=$(python_rate "$model" "$threads" 1)
+    else
+      kept=$(python_rate "$model" "$threads" 1)
+      py=$(python_rate "$model" "$threads"); dfv=$(dfv_rate "$model" "$threads")
+    fi
+    flip=$((1 - flip))
+    results+=("$model $threads $dfv $py $kept")
+  done
+done
+echo "load after: $(uptime)"
+echo
+echo "samples/s (median over windows of $window steps); Python kept: glibc malloc keeps freed memory"
+printf '%-10s %7s %9s %9s %12s %11s %17s\n' model threads dfv Python "Python kept" dfv/Python "dfv/Python kept"
+for row in "${results[@]}"; do
+  read -r model threads dfv py kept <<<"$row"
+  awk -v m="$model" -v t="$threads" -v d="$dfv" -v p="$py" -v k="$kept" \
+    'BEGIN { printf "%-10s %7d %9.1f %9.1f %12.1f %10.2fx %16.2fx\n", m, t, d, p, k, d / p, d / k }'
+done
+echo "target: dfv/Python >= 2.00 on every model"
