@@ -21,12 +21,18 @@ std::vector<std::string> TlsFlags(const rpc::TlsFiles& files) {
   return {"--tls-cert", files.cert, "--tls-key", files.key, "--tls-ca", files.ca};
 }
 
-TEST(EndToEndTls, TrainsAJobWithTlsOnEveryChannel) {
-  Cluster cluster("tls");
-  const std::string certs = cluster.dir() + "/certs";
+// Certificates for the coordinator and worker w1 in `certs`, then both
+// daemons started with TLS on every channel.
+void StartTlsCluster(Cluster& cluster, const std::string& certs) {
   ASSERT_TRUE(MakeCerts(certs, {"w1"}).ok());
   ASSERT_TRUE(cluster.StartCoordinator(TlsFlags(CoordinatorTls(certs))).ok()) << cluster.Log("coordinator");
   ASSERT_TRUE(cluster.StartWorker("w1", 1, TlsFlags(WorkerTls(certs, "w1"))).ok()) << cluster.Log("w1");
+}
+
+TEST(EndToEndTls, TrainsAJobWithTlsOnEveryChannel) {
+  Cluster cluster("tls");
+  const std::string certs = cluster.dir() + "/certs";
+  ASSERT_NO_FATAL_FAILURE(StartTlsCluster(cluster, certs));
   EXPECT_TRUE(absl::StrContains(cluster.Log("coordinator"), "(TLS)")) << cluster.Log("coordinator");
   EXPECT_TRUE(absl::StrContains(cluster.Log("w1"), "(TLS)")) << cluster.Log("w1");
 
@@ -61,9 +67,7 @@ TEST(EndToEndTls, TrainsAJobWithTlsOnEveryChannel) {
 TEST(EndToEndTls, TheHealthVerbChecksBothDaemonsOverTls) {
   Cluster cluster("tls-health");
   const std::string certs = cluster.dir() + "/certs";
-  ASSERT_TRUE(MakeCerts(certs, {"w1"}).ok());
-  ASSERT_TRUE(cluster.StartCoordinator(TlsFlags(CoordinatorTls(certs))).ok()) << cluster.Log("coordinator");
-  ASSERT_TRUE(cluster.StartWorker("w1", 1, TlsFlags(WorkerTls(certs, "w1"))).ok()) << cluster.Log("w1");
+  ASSERT_NO_FATAL_FAILURE(StartTlsCluster(cluster, certs));
   cluster.set_dfvctl_args({"--tls-ca", ClientTls(certs).ca});
   std::vector<v1::WorkerInfo> workers = Workers(cluster);
   ASSERT_EQ(workers.size(), 1u);
