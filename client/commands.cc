@@ -265,6 +265,22 @@ absl::Status RunArtifacts(Coordinator& coordinator, const ArtifactsOptions& opti
   return absl::OkStatus();
 }
 
+absl::Status RunDelete(Coordinator& coordinator, const DeleteOptions& options, const Console& console) {
+  DFV_RETURN_IF_ERROR(RequireJobId(options.job_id));
+  DFV_ASSIGN_OR_RETURN(v1::DeleteArtifactsResponse response, coordinator.DeleteArtifacts(options.job_id));
+  PrintOut(console, absl::StrCat(options.job_id, ": deleted ", response.files(),
+                                 response.files() == 1 ? " artifact (" : " artifacts (", FormatBytes(response.bytes()),
+                                 ")\n"));
+  return absl::OkStatus();
+}
+
+absl::Status RunGc(Coordinator& coordinator, const GcOptions& options, const Console& console) {
+  DFV_ASSIGN_OR_RETURN(v1::CollectGarbageResponse response, coordinator.CollectGarbage());
+  if (options.format == OutputFormat::kJson) return PrintJson(console, response);
+  PrintOut(console, FormatGarbageReport(response));
+  return absl::OkStatus();
+}
+
 absl::Status RunWorkers(Coordinator& coordinator, const WorkersOptions& options,
                         const Console& console) {
   DFV_ASSIGN_OR_RETURN(v1::ListWorkersResponse response, coordinator.ListWorkers());

@@ -106,6 +106,20 @@ struct ArtifactsOptions {
 absl::Status RunArtifacts(Coordinator& coordinator, const ArtifactsOptions& options,
                           const Console& console);
 
+struct DeleteOptions {
+  std::string job_id;
+};
+// Deletes every artifact of a finished job and prints
+// "j-000003: deleted 14 artifacts (3.2 MiB)".
+absl::Status RunDelete(Coordinator& coordinator, const DeleteOptions& options, const Console& console);
+
+struct GcOptions {
+  OutputFormat format = OutputFormat::kText;
+};
+// Runs the coordinator's retention pass and prints what it freed
+// (FormatGarbageReport, or the response as JSON).
+absl::Status RunGc(Coordinator& coordinator, const GcOptions& options, const Console& console);
+
 struct WorkersOptions {
   OutputFormat format = OutputFormat::kText;
 };

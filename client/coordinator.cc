@@ -7,6 +7,7 @@
 #include "common/rpc/bearer_token.h"
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls.h"
+#include "common/status_macros.h"
 
 namespace dfv::client {
 namespace {
@@ -96,23 +97,14 @@ void GrpcCoordinator::PrepareUnary(grpc::ClientContext* context) const {
 }
 
 absl::StatusOr<v1::Job> GrpcCoordinator::SubmitJob(const v1::SubmitJobRequest& request) {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
-  v1::SubmitJobResponse response;
-  grpc::Status status = stub_->SubmitJob(&context, request, &response);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
+  DFV_ASSIGN_OR_RETURN(v1::SubmitJobResponse response, Unary(&Stub::SubmitJob, request));
   return std::move(*response.mutable_job());
 }
 
 absl::StatusOr<v1::Job> GrpcCoordinator::GetJob(const std::string& job_id) {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
-  v1::Job job;
-  grpc::Status status = stub_->GetJob(&context, request, &job);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
-  return job;
+  return Unary(&Stub::GetJob, request);
 }
 
 absl::StatusOr<v1::Job> GrpcCoordinator::AwaitJob(const std::string& job_id, absl::Duration wait) {
@@ -132,24 +124,15 @@ absl::StatusOr<v1::Job> GrpcCoordinator::AwaitJob(const std::string& job_id, abs
 }
 
 absl::StatusOr<v1::ListJobsResponse> GrpcCoordinator::ListJobs(const v1::ListJobsRequest& request) {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
-  v1::ListJobsResponse response;
-  grpc::Status status = stub_->ListJobs(&context, request, &response);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
-  return response;
+  return Unary(&Stub::ListJobs, request);
 }
 
 absl::StatusOr<v1::Job> GrpcCoordinator::CancelJob(const std::string& job_id,
                                                    const std::string& reason) {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   request.set_reason(reason);
-  v1::CancelJobResponse response;
-  grpc::Status status = stub_->CancelJob(&context, request, &response);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
+  DFV_ASSIGN_OR_RETURN(v1::CancelJobResponse response, Unary(&Stub::CancelJob, request));
   return std::move(*response.mutable_job());
 }
 
@@ -167,14 +150,9 @@ std::unique_ptr<JobEventStream> GrpcCoordinator::WatchJob(const std::string& job
 
 absl::StatusOr<v1::ListArtifactsResponse> GrpcCoordinator::ListArtifacts(
     const std::string& job_id) {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
   v1::ListArtifactsRequest request;
   request.set_job_id(job_id);
-  v1::ListArtifactsResponse response;
-  grpc::Status status = stub_->ListArtifacts(&context, request, &response);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
-  return response;
+  return Unary(&Stub::ListArtifacts, request);
 }
 
 std::unique_ptr<ArtifactChunkStream> GrpcCoordinator::GetArtifact(const std::string& job_id,
@@ -191,12 +169,17 @@ std::unique_ptr<ArtifactChunkStream> GrpcCoordinator::GetArtifact(const std::str
 }
 
 absl::StatusOr<v1::ListWorkersResponse> GrpcCoordinator::ListWorkers() {
-  grpc::ClientContext context;
-  PrepareUnary(&context);
-  v1::ListWorkersResponse response;
-  grpc::Status status = stub_->ListWorkers(&context, v1::ListWorkersRequest(), &response);
-  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
-  return response;
+  return Unary(&Stub::ListWorkers, v1::ListWorkersRequest());
+}
+
+absl::StatusOr<v1::DeleteArtifactsResponse> GrpcCoordinator::DeleteArtifacts(const std::string& job_id) {
+  v1::DeleteArtifactsRequest request;
+  request.set_job_id(job_id);
+  return Unary(&Stub::DeleteArtifacts, request);
+}
+
+absl::StatusOr<v1::CollectGarbageResponse> GrpcCoordinator::CollectGarbage() {
+  return Unary(&Stub::CollectGarbage, v1::CollectGarbageRequest());
 }
 
 }  // namespace dfv::client

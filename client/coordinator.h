@@ -65,6 +65,8 @@ class Coordinator {
   virtual std::unique_ptr<ArtifactChunkStream> GetArtifact(const std::string& job_id,
                                                            const std::string& name) = 0;
   virtual absl::StatusOr<v1::ListWorkersResponse> ListWorkers() = 0;
+  virtual absl::StatusOr<v1::DeleteArtifactsResponse> DeleteArtifacts(const std::string& job_id) = 0;
+  virtual absl::StatusOr<v1::CollectGarbageResponse> CollectGarbage() = 0;
 };
 
 struct GrpcCoordinatorOptions {
@@ -104,8 +106,11 @@ class GrpcCoordinator final : public Coordinator {
   std::unique_ptr<ArtifactChunkStream> GetArtifact(const std::string& job_id,
                                                    const std::string& name) override;
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override;
+  absl::StatusOr<v1::DeleteArtifactsResponse> DeleteArtifacts(const std::string& job_id) override;
+  absl::StatusOr<v1::CollectGarbageResponse> CollectGarbage() override;
 
  private:
+  using Stub = v1::Coordinator::Stub;
   GrpcCoordinator(GrpcCoordinatorOptions options, std::unique_ptr<v1::Coordinator::Stub> stub)
       : options_(std::move(options)), stub_(std::move(stub)) {}
 
@@ -114,6 +119,10 @@ class GrpcCoordinator final : public Coordinator {
   void PrepareCall(grpc::ClientContext* context) const;
   // Prepares `context` for a unary call: PrepareCall and the deadline.
   void PrepareUnary(grpc::ClientContext* context) const;
+  // One unary call through PrepareUnary; a failure as CoordinatorCallStatus.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Unary(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                                 const Request& request);
 
   GrpcCoordinatorOptions options_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
@@ -124,6 +133,17 @@ class GrpcCoordinator final : public Coordinator {
 // name the address (see the file comment).
 absl::Status CoordinatorCallStatus(const grpc::Status& status, const std::string& address,
                                    absl::Duration unary_timeout);
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> GrpcCoordinator::Unary(
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*), const Request& request) {
+  grpc::ClientContext context;
+  PrepareUnary(&context);
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) return CoordinatorCallStatus(status, address(), options_.unary_timeout);
+  return response;
+}
 
 }  // namespace dfv::client
 

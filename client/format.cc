@@ -1,6 +1,7 @@
 #include "client/format.h"
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -33,18 +34,6 @@ std::string PercentOf(int64_t step, int64_t total) {
 }
 
 }  // namespace
-
-std::string FormatBytes(int64_t bytes) {
-  if (bytes < 1024) return absl::StrFormat("%d B", bytes);
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes) / 1024.0;
-  int unit = 0;
-  while (value >= 1024.0 && unit < 3) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return absl::StrFormat("%.1f %s", value, units[unit]);
-}
 
 std::string JobStateName(v1::JobState state) {
   if (state == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(state)) return "UNKNOWN";
@@ -166,6 +155,20 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts) 
                     FormatBytes(a.size()), absl::StrCat(a.attempt())});
   }
   return FormatTable({"NAME", "KIND", "STEP", "SIZE", "ATTEMPT"}, rows);
+}
+
+std::string FormatGarbageReport(const v1::CollectGarbageResponse& report) {
+  std::map<std::string, v1::FreedSpace> since_start;
+  for (const v1::FreedSpace& row : report.since_start()) since_start[row.reason()] = row;
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::FreedSpace& row : report.this_pass()) {
+    const v1::FreedSpace& total = since_start[row.reason()];
+    rows.push_back({row.reason(), absl::StrCat(row.files()), FormatBytes(row.bytes()), absl::StrCat(total.files()),
+                    FormatBytes(total.bytes())});
+  }
+  return absl::StrCat(FormatTable({"REASON", "FILES", "FREED", "FILES SINCE START", "FREED SINCE START"}, rows),
+                      "artifacts stored: ", FormatBytes(report.stored_bytes()),
+                      "; free on the coordinator's data folder: ", FormatBytes(report.available_bytes()), "\n");
 }
 
 std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_t now_ms) {

@@ -12,14 +12,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
-#include "common/text.h"  // FormatDuration, FormatMetricValue
+#include "common/text.h"  // FormatBytes, FormatDuration, FormatMetricValue
 #include "proto/dfv.pb.h"
 #include "proto/enums.h"  // ArtifactKindName, IsFinalState
 
 namespace dfv::client {
-
-// "0 B", "512 B", "12.3 KiB", "4.0 MiB", "1.2 GiB".
-std::string FormatBytes(int64_t bytes);
 
 // "QUEUED", "RUNNING", ...; "UNKNOWN" for JOB_STATE_UNSPECIFIED or an
 // unknown number.
@@ -50,6 +47,11 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts);
 
 // `workers`: ID NAME DEVICE SLOTS(free/total) STATE ADDRESS HEARTBEAT JOBS.
 std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_t now_ms);
+
+// dfvctl gc: one row per reason (files and bytes of this pass, then since
+// the coordinator started), then a line with the stored bytes and the free
+// space of the coordinator's data folder.
+std::string FormatGarbageReport(const v1::CollectGarbageResponse& report);
 
 // dfvctl top's screen: a summary line, the workers (name, device, busy/total
 // slots, state, last heartbeat, jobs) and the jobs that are not final (id,

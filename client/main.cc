@@ -122,6 +122,16 @@ int main(int argc, char** argv) {
                             "download every artifact into this folder");
   AddOutputOption(artifacts_cmd, &artifacts_output);
 
+  dfv::client::DeleteOptions delete_options;
+  auto* delete_cmd = app.add_subcommand("delete", "delete every artifact of a finished job (the job and its events stay)");
+  delete_cmd->add_option("job", delete_options.job_id, "job id")->required();
+
+  dfv::client::GcOptions gc;
+  std::string gc_output = "text";
+  auto* gc_cmd = app.add_subcommand("gc", "apply checkpoint retention to every job again, remove orphan files, "
+                                          "and show what retention freed");
+  AddOutputOption(gc_cmd, &gc_output);
+
   dfv::client::WorkersOptions workers;
   std::string workers_output = "text";
   auto* workers_cmd = app.add_subcommand("workers", "list worker daemons");
@@ -183,6 +193,11 @@ int main(int argc, char** argv) {
     if (*artifacts_cmd) {
       artifacts.format = format(artifacts_output);
       return dfv::client::RunArtifacts(c, artifacts, console);
+    }
+    if (*delete_cmd) return dfv::client::RunDelete(c, delete_options, console);
+    if (*gc_cmd) {
+      gc.format = format(gc_output);
+      return dfv::client::RunGc(c, gc, console);
     }
     if (*top_cmd) {
       top.interval = absl::Seconds(top_interval_seconds);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -89,6 +90,17 @@ absl::Status MakeDirs(const std::string& path) {
   std::filesystem::create_directories(path, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create folder ", path, ": ", ec.message()));
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> AvailableBytes(const std::string& path) {
+  struct statvfs fs;
+  if (::statvfs(path.c_str(), &fs) != 0) {
+    const int err = errno;
+    std::string message = absl::StrCat("statvfs ", path, ": ", std::strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(message);
+    return absl::InternalError(message);
+  }
+  return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
 }
 
 absl::Status AppendToFile(const std::string& path, std::string_view contents) {

@@ -5,6 +5,7 @@
 #define DFV_COMMON_FILE_UTIL_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,11 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Creates `path` and its parents (like mkdir -p).
 absl::Status MakeDirs(const std::string& path);
+
+// The bytes an unprivileged writer may still add to the file system that
+// holds `path` (statvfs: f_bavail * f_frsize). NOT_FOUND when `path` does not
+// exist.
+absl::StatusOr<int64_t> AvailableBytes(const std::string& path);
 
 // Appends to a file, creating it; used for logs such as metrics.csv where a
 // torn final line is acceptable. Not atomic.

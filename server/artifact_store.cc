@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -17,6 +18,7 @@
 #include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "server/retention.h"
 
 namespace dfv::server {
 namespace {
@@ -247,18 +249,11 @@ absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::Get(const std::string& job_
 absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::NewestCheckpoint(
     const std::string& job_id) const {
   DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> all, store_->ListArtifacts(job_id));
-  const dfv::v1::ArtifactInfo* best = nullptr;
-  for (const dfv::v1::ArtifactInfo& info : all) {
-    if (info.kind() != dfv::v1::CHECKPOINT) continue;
-    if (best == nullptr || info.step() > best->step() ||
-        (info.step() == best->step() && info.created_ms() >= best->created_ms())) {
-      best = &info;
-    }
-  }
-  if (best == nullptr) {
+  std::vector<dfv::v1::ArtifactInfo> checkpoints = CheckpointsNewestFirst(all);
+  if (checkpoints.empty()) {
     return absl::NotFoundError(absl::StrCat("job ", job_id, " has no checkpoint"));
   }
-  return *best;
+  return checkpoints.front();
 }
 
 absl::StatusOr<std::unique_ptr<ArtifactReader>> ArtifactStore::Open(const std::string& job_id,
@@ -278,5 +273,75 @@ absl::StatusOr<std::unique_ptr<ArtifactReader>> ArtifactStore::Open(const std::s
   }
   return std::unique_ptr<ArtifactReader>(new ArtifactReader(std::move(info), std::move(path), fd));
 }
+
+absl::Status ArtifactStore::Verify(const std::string& job_id,
+                                   const dfv::v1::ArtifactInfo& info) const {
+  absl::StatusOr<std::unique_ptr<ArtifactReader>> reader = Open(job_id, info.name());
+  if (!reader.ok()) {
+    if (absl::IsDataLoss(reader.status())) return reader.status();
+    return absl::DataLossError(reader.status().message());
+  }
+  constexpr size_t kChunk = 1 << 20;
+  while (true) {
+    DFV_ASSIGN_OR_RETURN(std::string chunk, (*reader)->Read(kChunk));
+    if (chunk.size() < kChunk) return absl::OkStatus();  // the end: size and CRC checked
+  }
+}
+
+absl::Status ArtifactStore::RemoveFiles(const std::string& job_id,
+                                        const std::vector<std::string>& names) const {
+  absl::Status first;
+  for (const std::string& name : names) {
+    const std::string path = PathOf(job_id, name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT && first.ok()) {
+      first = ErrnoError("remove", path, errno);
+    }
+  }
+  return first;
+}
+
+absl::Status ArtifactStore::RemoveJobFolder(const std::string& job_id) const {
+  if (!IsSafePathComponent(job_id)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", job_id, "' is not a valid job id"));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(absl::StrCat(root_, "/", job_id), ec);
+  if (ec) return absl::InternalError(absl::StrCat("remove ", root_, "/", job_id, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ArtifactStore::Orphan>> ArtifactStore::FindOrphans() const {
+  std::vector<Orphan> orphans;
+  std::error_code ec;
+  for (auto job_dir = std::filesystem::directory_iterator(root_, ec);
+       !ec && job_dir != std::filesystem::directory_iterator(); job_dir.increment(ec)) {
+    const std::string job_id = job_dir->path().filename().string();
+    if (!job_dir->is_directory() || !IsSafePathComponent(job_id)) continue;
+    DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> indexed, store_->ListArtifacts(job_id));
+    std::set<std::string> names;
+    for (const dfv::v1::ArtifactInfo& info : indexed) names.insert(info.name());
+    std::error_code walk_ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(job_dir->path(), walk_ec);
+         !walk_ec && it != std::filesystem::recursive_directory_iterator(); it.increment(walk_ec)) {
+      if (!it->is_regular_file()) continue;
+      const std::string file = it->path().filename().string();
+      if (!file.empty() && file.front() == '.' && file.find(kTempMarker) != std::string::npos) {
+        continue;  // an upload in progress
+      }
+      const std::string name = it->path().lexically_relative(job_dir->path()).generic_string();
+      if (names.count(name) > 0) continue;
+      std::error_code size_ec;
+      const auto bytes = std::filesystem::file_size(it->path(), size_ec);
+      orphans.push_back(Orphan{job_id, name, size_ec ? 0 : static_cast<int64_t>(bytes)});
+    }
+    if (walk_ec) {
+      return absl::InternalError(absl::StrCat("cannot scan ", job_dir->path().string(), ": ", walk_ec.message()));
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot scan artifact folder ", root_, ": ", ec.message()));
+  return orphans;
+}
+
+absl::StatusOr<int64_t> ArtifactStore::AvailableBytes() const { return dfv::AvailableBytes(root_); }
 
 }  // namespace dfv::server

@@ -122,6 +122,33 @@ class ArtifactStore {
   absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(const std::string& job_id,
                                                        const std::string& name) const;
 
+  // Reads the whole stored file of `info` (an indexed artifact of the job)
+  // and checks its size and CRC-32 against the index. DATA_LOSS naming what
+  // differs (a truncated or damaged file, a missing one).
+  absl::Status Verify(const std::string& job_id, const dfv::v1::ArtifactInfo& info) const;
+
+  // Removes the files of artifacts whose index rows were deleted, or of
+  // orphans (names as the index or FindOrphans gives them, relative to the
+  // job's folder); a missing file is no error. Returns the first error, after trying every file.
+  absl::Status RemoveFiles(const std::string& job_id, const std::vector<std::string>& names) const;
+  // Removes <root>/<job_id> and what is left below it (after every artifact
+  // of the job was removed from the index).
+  absl::Status RemoveJobFolder(const std::string& job_id) const;
+
+  // A file under the root that no index row names.
+  struct Orphan {
+    std::string job_id;
+    std::string name;  // relative to the job's folder
+    int64_t bytes = 0;
+  };
+  // Every regular file below <root>/<job>/ whose (job, name) is not indexed,
+  // uploads in progress (hidden temporary files) excepted. Reads the index
+  // once per job folder.
+  absl::StatusOr<std::vector<Orphan>> FindOrphans() const;
+
+  // The bytes the file system of the root may still take (AvailableBytes).
+  absl::StatusOr<int64_t> AvailableBytes() const;
+
   // <root>/<job_id>/<name>; both must be valid.
   std::string PathOf(const std::string& job_id, const std::string& name) const;
 

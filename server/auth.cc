@@ -33,6 +33,7 @@ constexpr struct {
     {"GetJob", Role::kViewer},         {"ListJobs", Role::kViewer},
     {"WatchJob", Role::kViewer},       {"ListArtifacts", Role::kViewer},
     {"GetArtifact", Role::kViewer},    {"ListWorkers", Role::kViewer},
+    {"DeleteArtifacts", Role::kSubmitter}, {"CollectGarbage", Role::kSubmitter},
 };
 
 std::string FullMethod(absl::string_view service, absl::string_view method) {

@@ -18,6 +18,7 @@
 #include "common/jobspec/parse.h"
 #include "common/random_secret.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "proto/enums.h"
 #include "server/scheduler.h"
 
@@ -93,6 +94,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
   if (options.cancel_grace_ms < 0) {
     return absl::InvalidArgumentError("cancel_grace_ms must be >= 0");
   }
+  if (options.min_free_bytes < 0 || options.job_artifact_quota_bytes < 0 || options.artifact_quota_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "--min-free-space, --job-artifact-quota and --artifact-quota must be >= 0");
+  }
   const Clock* clock = options.clock != nullptr ? options.clock : RealClock::Get();
   DFV_RETURN_IF_ERROR(MakeDirs(options.data_dir));
 
@@ -152,6 +157,7 @@ Coordinator::~Coordinator() {
 void Coordinator::AdoptSpec(const jobspec::JobSpec& spec, ActiveJob& job) {
   job.device = spec.resources.device;
   job.rendezvous_timeout_seconds = spec.resources.rendezvous_timeout_seconds;
+  job.keep_last = spec.checkpoint.keep_last;
 }
 
 absl::Status Coordinator::Recover() {
@@ -161,6 +167,7 @@ absl::Status Coordinator::Recover() {
     DFV_RETURN_IF_ERROR(RecoverLocked(&outbox));
   }
   Publish(outbox);  // no watcher yet; this counts the events
+  CheckResumes();   // requeued jobs resume from verified checkpoints
   return absl::OkStatus();
 }
 
@@ -345,13 +352,10 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
     }
     workers.push_back(worker);
   }
-  std::string resume;
-  absl::StatusOr<dfv::v1::ArtifactInfo> checkpoint = artifacts_->NewestCheckpoint(id);
-  if (checkpoint.ok()) {
-    resume = checkpoint->name();
-  } else if (!absl::IsNotFound(checkpoint.status())) {
-    return checkpoint.status();
+  if (job.resume_checked_after != job.record.job.attempt()) {
+    return absl::InternalError(absl::StrCat("placement of ", id, " before its checkpoints were checked"));
   }
+  const std::string resume = job.resume;
 
   JobRecord next = job.record;
   next.job.set_state(dfv::v1::SCHEDULED);
@@ -445,8 +449,8 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
 
 void Coordinator::ScheduleLocked(Outbox* outbox) {
   std::vector<QueuedJob> queued;
-  for (const auto& [id, job] : active_) {
-    if (job.record.job.state() != dfv::v1::QUEUED) continue;
+  for (auto& [id, job] : active_) {
+    if (job.record.job.state() != dfv::v1::QUEUED || !ResumeChosenLocked(job)) continue;
     queued.push_back(QueuedJob{id, job.record.job.priority(), job.record.submit_order,
                                job.record.job.world_size(), job.device});
   }
@@ -533,6 +537,8 @@ absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml
   job.set_max_restarts(static_cast<int32_t>(spec.max_restarts));
   job.set_world_size(static_cast<int32_t>(spec.resources.workers));
 
+  // The stored job file, its first event and SQLite's pages for them.
+  DFV_RETURN_IF_ERROR(CheckFreeSpace(static_cast<int64_t>(job.spec_yaml().size()) + 64 * 1024, "this job"));
   Outbox outbox;
   dfv::v1::Job result;
   {
@@ -644,6 +650,8 @@ CoordinatorState Coordinator::MetricsState() const {
     state.artifact_stored_bytes = artifact_bytes_;
   }
   state.watchers = events_->SubscriberCount();
+  absl::StatusOr<int64_t> available = AvailableBytes(options_.data_dir);
+  state.data_available_bytes = available.ok() ? *available : -1;
   return state;
 }
 
@@ -662,6 +670,175 @@ absl::StatusOr<std::unique_ptr<ArtifactReader>> Coordinator::OpenArtifact(
     const std::string& job_id, const std::string& name) const {
   DFV_RETURN_IF_ERROR(store_->GetJob(job_id).status());
   return artifacts_->Open(job_id, name);
+}
+
+// ---------------------------------------------------------------------------
+// Space: free space, quotas, retention, deletion
+
+absl::Status Coordinator::CheckFreeSpace(int64_t bytes, const std::string& what) const {
+  if (options_.min_free_bytes == 0) return absl::OkStatus();  // the check is off
+  absl::StatusOr<int64_t> available = AvailableBytes(options_.data_dir);
+  if (!available.ok()) {
+    // Not knowing is no reason to refuse; the write itself reports a full disk.
+    spdlog::warn("cannot tell the free space of {}: {}", options_.data_dir, available.status().ToString());
+    return absl::OkStatus();
+  }
+  if (*available - bytes >= options_.min_free_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the coordinator's data folder ", options_.data_dir, " has ", FormatBytes(*available),
+      " free; ", what, " needs ", FormatBytes(bytes), " and ", FormatBytes(options_.min_free_bytes),
+      " must stay free (--min-free-space): free space there (dfvctl delete JOB, dfvctl gc) and try again"));
+}
+
+absl::Status Coordinator::CheckQuotasLocked(ActiveJob& job, const dfv::v1::ArtifactInfo& declared,
+                                            Outbox* outbox) {
+  if (options_.job_artifact_quota_bytes <= 0 && options_.artifact_quota_bytes <= 0) return absl::OkStatus();
+  const std::string& id = job.record.job.id();
+  DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> all, store_->ListArtifacts(id));
+  // What the job holds once the upload commits: the declared file replaces
+  // one of the same name, and keep_last removes older checkpoints.
+  int64_t released = 0;
+  int64_t job_bytes = 0;
+  std::vector<dfv::v1::ArtifactInfo> after;
+  for (const dfv::v1::ArtifactInfo& info : all) {
+    if (info.name() == declared.name()) {
+      released += info.size();
+      continue;
+    }
+    job_bytes += info.size();
+    after.push_back(info);
+  }
+  if (declared.kind() == dfv::v1::CHECKPOINT) {
+    dfv::v1::ArtifactInfo incoming = declared;
+    incoming.set_created_ms(clock_->NowMs());
+    after.push_back(incoming);
+    for (const dfv::v1::ArtifactInfo& old :
+         CheckpointsBeyondKeepLast(after, job.keep_last, ProtectedCheckpointsLocked(id))) {
+      job_bytes -= old.size();
+      released += old.size();
+    }
+  }
+  job_bytes += declared.size();
+  std::string refused;
+  if (options_.job_artifact_quota_bytes > 0 && job_bytes > options_.job_artifact_quota_bytes) {
+    refused = absl::StrCat("the job's artifacts would take ", FormatBytes(job_bytes), ", over its quota of ",
+                           FormatBytes(options_.job_artifact_quota_bytes), " (--job-artifact-quota)");
+  } else if (const int64_t total = artifact_bytes_ - released + declared.size();
+             options_.artifact_quota_bytes > 0 && total > options_.artifact_quota_bytes) {
+    refused = absl::StrCat("the coordinator's artifacts would take ", FormatBytes(total),
+                           ", over its quota of ", FormatBytes(options_.artifact_quota_bytes),
+                           " (--artifact-quota); dfvctl delete JOB frees a finished job's");
+  }
+  if (refused.empty()) return absl::OkStatus();
+  const std::string text = absl::StrCat("artifact ", declared.name(), " (", FormatBytes(declared.size()),
+                                        ") refused: ", refused);
+  absl::Status logged = CommitJobLocked(job, job.record, {MessageEvent(text)}, outbox);
+  if (!logged.ok()) spdlog::error("job {}: cannot record {}: {}", id, text, logged.ToString());
+  return absl::ResourceExhaustedError(text);
+}
+
+std::set<std::string> Coordinator::ProtectedCheckpointsLocked(const std::string& job_id) const {
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.resume.empty()) return {};
+  return {it->second.resume};
+}
+
+void Coordinator::ArtifactsRemovedLocked(const std::string& job_id,
+                                         const std::vector<dfv::v1::ArtifactInfo>& removed,
+                                         DeleteReason reason, FreedSpace* freed) {
+  std::vector<std::string> names;
+  int64_t bytes = 0;
+  for (const dfv::v1::ArtifactInfo& info : removed) {
+    names.push_back(info.name());
+    bytes += info.size();
+  }
+  // Under the mutex: an upload of the same name commits under it too, so a
+  // file is never removed after a new one took its place.
+  absl::Status status = artifacts_->RemoveFiles(job_id, names);
+  if (!status.ok()) {
+    // The rows are gone; a file left behind is an orphan for dfvctl gc.
+    spdlog::warn("job {}: {}", job_id, status.ToString());
+  }
+  if (reason != DeleteReason::kOrphan) artifact_bytes_ -= bytes;
+  freed_.Add(reason, static_cast<int64_t>(names.size()), bytes);
+  if (freed != nullptr) freed->Add(reason, static_cast<int64_t>(names.size()), bytes);
+  if (metrics_ != nullptr) metrics_->ArtifactsDeleted(reason, static_cast<int64_t>(names.size()), bytes);
+  spdlog::info("job {}: removed {} artifact file(s), {} ({}): {}", job_id, names.size(), FormatBytes(bytes),
+               DeleteReasonLabel(reason), absl::StrJoin(names, ", "));
+}
+
+absl::Status Coordinator::PruneJobLocked(const std::string& job_id, int64_t keep_last, FreedSpace* freed) {
+  std::vector<dfv::v1::ArtifactInfo> pruned;
+  const std::set<std::string> keep = ProtectedCheckpointsLocked(job_id);
+  DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> all, tx.ListArtifacts(job_id));
+    pruned = CheckpointsBeyondKeepLast(all, keep_last, keep);
+    for (const dfv::v1::ArtifactInfo& old : pruned) DFV_RETURN_IF_ERROR(tx.DeleteArtifact(job_id, old.name()));
+    return absl::OkStatus();
+  }));
+  if (!pruned.empty()) ArtifactsRemovedLocked(job_id, pruned, DeleteReason::kKeepLast, freed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FreedSpace> Coordinator::DeleteJobArtifacts(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  DFV_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
+  if (!dfv::v1::IsFinalState(record.job.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " is ", StateName(record.job.state()),
+        ": only a finished job's artifacts can be deleted (dfvctl cancel ", job_id, " first)"));
+  }
+  std::vector<dfv::v1::ArtifactInfo> removed;
+  DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(removed, tx.ListArtifacts(job_id));
+    for (const dfv::v1::ArtifactInfo& info : removed) DFV_RETURN_IF_ERROR(tx.DeleteArtifact(job_id, info.name()));
+    return absl::OkStatus();
+  }));
+  FreedSpace freed;
+  if (!removed.empty()) ArtifactsRemovedLocked(job_id, removed, DeleteReason::kDeleted, &freed);
+  absl::Status folder = artifacts_->RemoveJobFolder(job_id);
+  if (!folder.ok()) spdlog::warn("job {}: {}", job_id, folder.ToString());
+  return freed;
+}
+
+absl::StatusOr<Coordinator::GarbageReport> Coordinator::CollectGarbage() {
+  GarbageReport report;
+  // keep_last, job by job (specs parsed without the mutex).
+  DFV_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->ListJobs({}, /*limit=*/0));
+  for (const JobRecord& record : jobs) {
+    const std::string& id = record.job.id();
+    jobspec::ParseOptions parse_options;
+    parse_options.source_name = absl::StrCat(id, "/job.yaml");
+    parse_options.drop_other_kind_fields = true;
+    jobspec::ParseResult parsed = jobspec::ParseJobSpecWithErrors(record.job.spec_yaml(), parse_options);
+    if (!parsed.ok()) {
+      spdlog::warn("gc: job {}: its stored job file does not validate; its checkpoints are kept", id);
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    const int64_t keep_last = it != active_.end() ? it->second.keep_last : parsed.spec.checkpoint.keep_last;
+    DFV_RETURN_IF_ERROR(PruneJobLocked(id, keep_last, &report.this_pass));
+  }
+  // Orphans: found without the mutex, each re-checked under it (an upload
+  // renames its file into place and indexes it under the mutex).
+  DFV_ASSIGN_OR_RETURN(std::vector<ArtifactStore::Orphan> orphans, artifacts_->FindOrphans());
+  {
+    absl::MutexLock lock(&mu_);
+    for (const ArtifactStore::Orphan& orphan : orphans) {
+      absl::StatusOr<dfv::v1::ArtifactInfo> indexed = store_->GetArtifact(orphan.job_id, orphan.name);
+      if (indexed.ok()) continue;
+      if (!absl::IsNotFound(indexed.status())) return indexed.status();
+      dfv::v1::ArtifactInfo info;
+      info.set_name(orphan.name);
+      info.set_size(orphan.bytes);
+      ArtifactsRemovedLocked(orphan.job_id, {info}, DeleteReason::kOrphan, &report.this_pass);
+    }
+    report.since_start = freed_;
+    report.stored_bytes = artifact_bytes_;
+  }
+  DFV_ASSIGN_OR_RETURN(report.available_bytes, AvailableBytes(options_.data_dir));
+  return report;
 }
 
 absl::StatusOr<std::vector<JobEvent>> Coordinator::ReadEvents(const std::string& job_id,
@@ -887,14 +1064,20 @@ absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
 
 absl::StatusOr<std::unique_ptr<ArtifactUpload>> Coordinator::BeginUpload(
     const dfv::v1::UploadArtifactRequest::Header& header) {
+  dfv::v1::ArtifactInfo declared = header.info();
+  declared.set_attempt(header.attempt());
+  declared.set_created_ms(0);
+  Outbox outbox;
+  absl::Status allowed;
   {
     absl::MutexLock lock(&mu_);
     DFV_RETURN_IF_ERROR(
         CheckUploaderLocked(header.worker_id(), header.job_id(), header.attempt(), header.info()));
+    allowed = CheckQuotasLocked(active_.at(header.job_id()), declared, &outbox);
   }
-  dfv::v1::ArtifactInfo declared = header.info();
-  declared.set_attempt(header.attempt());
-  declared.set_created_ms(0);
+  Publish(outbox);
+  DFV_RETURN_IF_ERROR(allowed);
+  DFV_RETURN_IF_ERROR(CheckFreeSpace(declared.size(), absl::StrCat("artifact ", declared.name())));
   return artifacts_->BeginUpload(header.job_id(), declared);
 }
 
@@ -912,7 +1095,10 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
     ActiveJob& job = active_.at(job_id);
     JobEvent appended;
     int64_t replaced_bytes = 0;  // an artifact of the same name is replaced
+    std::vector<dfv::v1::ArtifactInfo> pruned;  // checkpoint.keep_last
+    const std::set<std::string> keep = ProtectedCheckpointsLocked(job_id);
     DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+      pruned.clear();
       absl::StatusOr<dfv::v1::ArtifactInfo> previous =
           tx.GetArtifact(job_id, upload->declared().name());
       if (previous.ok()) {
@@ -924,11 +1110,19 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
       JobEvent payload;
       *payload.mutable_artifact() = info;
       DFV_ASSIGN_OR_RETURN(appended, events_->AppendInTransaction(tx, job_id, payload));
+      if (info.kind() == dfv::v1::CHECKPOINT) {
+        DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> all, tx.ListArtifacts(job_id));
+        pruned = CheckpointsBeyondKeepLast(all, job.keep_last, keep);
+        for (const dfv::v1::ArtifactInfo& old : pruned) {
+          DFV_RETURN_IF_ERROR(tx.DeleteArtifact(job_id, old.name()));
+        }
+      }
       return absl::OkStatus();
     }));
     job.record.job.set_last_seq(appended.seq());
     outbox.push_back(std::move(appended));
     artifact_bytes_ += info.size() - replaced_bytes;
+    if (!pruned.empty()) ArtifactsRemovedLocked(job_id, pruned, DeleteReason::kKeepLast, nullptr);
     if (metrics_ != nullptr) metrics_->ArtifactWritten(info.size());
     spdlog::info("job {}: artifact {} ({} bytes, {})", job_id, info.name(), info.size(),
                  info.checksum());
@@ -1036,6 +1230,7 @@ absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequ
 
 void Coordinator::Tick() {
   Outbox outbox;
+  std::vector<ResumeCheck> checks;
   {
     absl::MutexLock lock(&mu_);
     const std::vector<WorkerRecord> expired = registry_.ExpireLeases();
@@ -1049,6 +1244,93 @@ void Coordinator::Tick() {
     ReconcileLocked(&outbox);
   }
   Publish(outbox);
+  CheckResumes();
+}
+
+void Coordinator::CheckResumes() {
+  std::vector<ResumeCheck> checks;
+  {
+    absl::MutexLock lock(&mu_);
+    checks = PendingResumeChecksLocked();
+  }
+  if (checks.empty()) return;
+  for (ResumeCheck& check : checks) RunResumeCheck(check);
+  Outbox outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const ResumeCheck& check : checks) ApplyResumeCheckLocked(check, &outbox);
+    ScheduleLocked(&outbox);
+  }
+  Publish(outbox);
+}
+
+// ---------------------------------------------------------------------------
+// Resuming from a checkpoint that verifies
+
+bool Coordinator::ResumeChosenLocked(ActiveJob& job) {
+  if (job.resume_checked_after == job.record.job.attempt()) return true;
+  if (job.resume_check_pending) return false;
+  // First look since the job was queued: a job with no checkpoint starts
+  // afresh at once; one with checkpoints waits for Tick to find the newest
+  // that verifies (files are not read under the mutex).
+  absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> artifacts = store_->ListArtifacts(job.record.job.id());
+  if (!artifacts.ok()) {
+    spdlog::error("job {}: cannot list its checkpoints: {}", job.record.job.id(), artifacts.status().ToString());
+    return false;
+  }
+  if (!CheckpointsNewestFirst(*artifacts).empty()) {
+    job.resume_check_pending = true;
+    return false;
+  }
+  job.resume.clear();
+  job.resume_checked_after = job.record.job.attempt();
+  return true;
+}
+
+std::vector<Coordinator::ResumeCheck> Coordinator::PendingResumeChecksLocked() {
+  std::vector<ResumeCheck> checks;
+  for (auto& [id, job] : active_) {
+    if (job.record.job.state() != dfv::v1::QUEUED || ResumeChosenLocked(job) || !job.resume_check_pending) continue;
+    absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> artifacts = store_->ListArtifacts(id);
+    if (!artifacts.ok()) {
+      spdlog::error("job {}: cannot list its checkpoints: {}", id, artifacts.status().ToString());
+      continue;
+    }
+    checks.push_back(ResumeCheck{id, job.record.job.attempt(), CheckpointsNewestFirst(*artifacts), "", {}});
+  }
+  return checks;
+}
+
+void Coordinator::RunResumeCheck(ResumeCheck& check) const {
+  for (const dfv::v1::ArtifactInfo& candidate : check.candidates) {
+    absl::Status verified = artifacts_->Verify(check.job_id, candidate);
+    if (verified.ok()) {
+      check.chosen = candidate.name();
+      return;
+    }
+    spdlog::warn("job {}: checkpoint {} does not verify: {}", check.job_id, candidate.name(),
+                 verified.ToString());
+    check.damaged.push_back(absl::StrCat(candidate.name(), ": ", verified.message()));
+  }
+}
+
+void Coordinator::ApplyResumeCheckLocked(const ResumeCheck& check, Outbox* outbox) {
+  auto it = active_.find(check.job_id);
+  if (it == active_.end()) return;
+  ActiveJob& job = it->second;
+  // The job moved on meanwhile (cancelled, or placed by another path): the
+  // check no longer applies.
+  if (job.record.job.state() != dfv::v1::QUEUED || job.record.job.attempt() != check.after_attempt) return;
+  job.resume = check.chosen;
+  job.resume_checked_after = check.after_attempt;
+  job.resume_check_pending = false;
+  if (check.damaged.empty()) return;
+  const std::string text = absl::StrCat(
+      check.damaged.size() == 1 ? "checkpoint " : "checkpoints ", absl::StrJoin(check.damaged, "; "),
+      check.chosen.empty() ? "; no checkpoint verifies: the next attempt starts from the beginning"
+                           : absl::StrCat("; the next attempt resumes from ", check.chosen));
+  absl::Status status = CommitJobLocked(job, job.record, {MessageEvent(text)}, outbox);
+  if (!status.ok()) spdlog::error("job {}: cannot record {}: {}", check.job_id, text, status.ToString());
 }
 
 }  // namespace dfv::server

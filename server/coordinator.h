@@ -68,6 +68,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,7 @@
 #include "server/event_log.h"
 #include "server/job_store.h"
 #include "server/metrics.h"
+#include "server/retention.h"
 #include "server/worker_registry.h"
 
 namespace dfv::server {
@@ -101,6 +103,19 @@ struct CoordinatorOptions {
   int64_t cancel_grace_ms = 10000;
   // How long a lost worker stays listed.
   int64_t lost_worker_retention_ms = 10 * 60 * 1000;
+  // Space. Submissions and uploads are refused (RESOURCE_EXHAUSTED, naming
+  // the free space) while less than this would stay free on the data
+  // folder's file system after them, so SQLite and the artifacts never meet
+  // a full disk mid-write; service resumes by itself once space is freed.
+  // 0 turns the check off (a full disk then fails the write itself, with
+  // RESOURCE_EXHAUSTED, and nothing of it is kept).
+  int64_t min_free_bytes = int64_t{64} << 20;
+  // Artifact quotas, 0 for none: the bytes the artifacts of one job, and of
+  // all jobs together, may take. An upload that would go past one is refused
+  // (RESOURCE_EXHAUSTED) and the job's events say so; checkpoints that
+  // checkpoint.keep_last removes once the upload commits are not counted.
+  int64_t job_artifact_quota_bytes = 0;
+  int64_t artifact_quota_bytes = 0;
   // Where to count what happens (see server/metrics.h); null: no metrics.
   // Must outlive the Coordinator, which is its state source while it lives.
   CoordinatorMetrics* metrics = nullptr;
@@ -147,6 +162,23 @@ class Coordinator {
   // NOT_FOUND for an unknown job or artifact.
   absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenArtifact(const std::string& job_id,
                                                                const std::string& name) const;
+  // Removes every artifact of a final job (index rows, then files); the job
+  // and its events stay. NOT_FOUND for an unknown job, FAILED_PRECONDITION
+  // for one that is not final.
+  absl::StatusOr<FreedSpace> DeleteJobArtifacts(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // What CollectGarbage did and what the store holds after it.
+  struct GarbageReport {
+    FreedSpace this_pass;
+    FreedSpace since_start;  // by this process, this pass included
+    int64_t stored_bytes = 0;
+    int64_t available_bytes = 0;  // on the data folder's file system
+  };
+  // Applies retention to every job again (checkpoint.keep_last, never the
+  // checkpoint a resume needs) and removes orphan files (see retention.h).
+  // The folder is scanned without the mutex; each removal is re-checked and
+  // done under it.
+  absl::StatusOr<GarbageReport> CollectGarbage() ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Watching a job: read the log, then follow. A follower subscribes
   // first, then reads, so no event falls between the two.
@@ -243,6 +275,23 @@ class Coordinator {
     // Not RUNNING yet since its submission (as far as this process knows:
     // false for jobs placed before a coordinator restart).
     bool first_running_pending = false;
+    int64_t keep_last = 3;  // checkpoint.keep_last
+    // The checkpoint the job's next attempt (while QUEUED) or its live
+    // attempt resumes from; "" for none. For a placement it counts only
+    // while resume_checked_after == record.job.attempt(): it was chosen after
+    // that attempt ended, as the newest checkpoint that verifies.
+    std::string resume;
+    int32_t resume_checked_after = -1;
+    // A placement waits for Tick to verify the job's checkpoints.
+    bool resume_check_pending = false;
+  };
+  // The checkpoints of one queued job, verified by Tick without the mutex.
+  struct ResumeCheck {
+    std::string job_id;
+    int32_t after_attempt = 0;
+    std::vector<dfv::v1::ArtifactInfo> candidates;  // newest first
+    std::string chosen;                             // "" when none verified
+    std::vector<std::string> damaged;               // "NAME: why", in order
   };
   using Outbox = std::vector<dfv::v1::JobEvent>;
 
@@ -321,6 +370,43 @@ class Coordinator {
   // final ones.
   absl::Status InactiveJobStatus(const std::string& job_id) const;
 
+  // RESOURCE_EXHAUSTED when writing `bytes` more (for `what`, "this job
+  // file") would leave less than min_free_bytes free on the data folder's
+  // file system. Takes no lock.
+  absl::Status CheckFreeSpace(int64_t bytes, const std::string& what) const;
+  // RESOURCE_EXHAUSTED when storing `declared` for the job would pass a
+  // quota (the job's message event is queued in `outbox`).
+  absl::Status CheckQuotasLocked(ActiveJob& job, const dfv::v1::ArtifactInfo& declared,
+                                 Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The checkpoints of the job no removal may touch: the one its live or
+  // next attempt resumes from.
+  std::set<std::string> ProtectedCheckpointsLocked(const std::string& job_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After index rows of the job's artifacts were deleted and committed:
+  // removes their files, keeps the stored bytes current and counts them.
+  void ArtifactsRemovedLocked(const std::string& job_id,
+                              const std::vector<dfv::v1::ArtifactInfo>& removed, DeleteReason reason,
+                              FreedSpace* freed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // keep_last over one job's index (gc); returns what it removed.
+  absl::Status PruneJobLocked(const std::string& job_id, int64_t keep_last, FreedSpace* freed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Whether the queued job's resume checkpoint is chosen for its next
+  // attempt; a first look reads the index once (no checkpoint: chosen at
+  // once, "") and marks a job with checkpoints for a resume check.
+  bool ResumeChosenLocked(ActiveJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Resume checks: the queued jobs whose placement waits for one
+  // (candidates read from the index), each run without the mutex
+  // (RunResumeCheck reads every candidate until one verifies), then applied:
+  // the job's resume is set and damaged checkpoints named in its events.
+  // CheckResumes runs every pending check and schedules what became ready
+  // (from Tick, and once after Recover).
+  void CheckResumes() ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<ResumeCheck> PendingResumeChecksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunResumeCheck(ResumeCheck& check) const ABSL_LOCKS_EXCLUDED(mu_);
+  void ApplyResumeCheckLocked(const ResumeCheck& check, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Delivers committed events to their watchers (every appended event
   // passes here once, so this is where they are counted).
   void Publish(const Outbox& outbox);
@@ -342,6 +428,8 @@ class Coordinator {
   // artifacts: counted in the store at start, then kept current.
   std::array<int64_t, dfv::v1::JobState_ARRAYSIZE> final_jobs_ ABSL_GUARDED_BY(mu_){};
   int64_t artifact_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // What retention and deletions removed since this process started.
+  FreedSpace freed_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dfv::server

@@ -183,6 +183,22 @@ absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifactOn(Connection& db, const std::s
   return ReadArtifactRow(*stmt);
 }
 
+absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifactsOn(Connection& db,
+                                                                   const std::string& job_id) {
+  DFV_ASSIGN_OR_RETURN(auto stmt, db.Prepare(absl::StrCat(
+                                      "SELECT ", kArtifactColumns,
+                                      " FROM artifacts WHERE job_id = ? ORDER BY created_ms, name")));
+  stmt->Bind(1, job_id);
+  std::vector<dfv::v1::ArtifactInfo> artifacts;
+  while (true) {
+    DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    DFV_ASSIGN_OR_RETURN(dfv::v1::ArtifactInfo info, ReadArtifactRow(*stmt));
+    artifacts.push_back(std::move(info));
+  }
+  return artifacts;
+}
+
 absl::Status CreateOrCheckSchema(Connection& db, const std::string& path) {
   DFV_ASSIGN_OR_RETURN(std::string mode, db.QueryText("PRAGMA journal_mode=WAL"));
   if (mode != "wal") {
@@ -441,6 +457,22 @@ absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::Tx::GetArtifact(const std::strin
   return GetArtifactOn(*db_, job_id, name);
 }
 
+absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> JobStore::Tx::ListArtifacts(
+    const std::string& job_id) {
+  return ListArtifactsOn(*db_, job_id);
+}
+
+absl::Status JobStore::Tx::DeleteArtifact(const std::string& job_id, const std::string& name) {
+  DFV_ASSIGN_OR_RETURN(auto stmt,
+                       db_->Prepare("DELETE FROM artifacts WHERE job_id = ? AND name = ?"));
+  stmt->Bind(1, job_id).Bind(2, name);
+  DFV_RETURN_IF_ERROR(stmt->Run());
+  if (sqlite3_changes(db_->handle()) == 0) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no artifact '", name, "'"));
+  }
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------
 // Reads
 
@@ -525,18 +557,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListAttempts(const std::str
 absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> JobStore::ListArtifacts(
     const std::string& job_id) const {
   absl::MutexLock lock(&read_mu_);
-  DFV_ASSIGN_OR_RETURN(auto stmt, reader_->Prepare(absl::StrCat(
-                                      "SELECT ", kArtifactColumns,
-                                      " FROM artifacts WHERE job_id = ? ORDER BY created_ms, name")));
-  stmt->Bind(1, job_id);
-  std::vector<dfv::v1::ArtifactInfo> artifacts;
-  while (true) {
-    DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
-    if (!row) break;
-    DFV_ASSIGN_OR_RETURN(dfv::v1::ArtifactInfo info, ReadArtifactRow(*stmt));
-    artifacts.push_back(std::move(info));
-  }
-  return artifacts;
+  return ListArtifactsOn(*reader_, job_id);
 }
 
 absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::GetArtifact(const std::string& job_id,

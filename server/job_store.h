@@ -120,6 +120,12 @@ class JobStore {
     // NOT_FOUND when the job has no artifact of that name.
     absl::StatusOr<dfv::v1::ArtifactInfo> GetArtifact(const std::string& job_id,
                                                       const std::string& name);
+    // The job's artifacts as ListArtifacts orders them, this transaction's
+    // changes included.
+    absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifacts(const std::string& job_id);
+    // Removes the index row of the job's artifact `name` (the file is the
+    // ArtifactStore's to remove once this commits). NOT_FOUND when missing.
+    absl::Status DeleteArtifact(const std::string& job_id, const std::string& name);
 
    private:
     friend class JobStore;

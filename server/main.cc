@@ -4,7 +4,8 @@
 //   dfv-coordinator --data-dir DIR [--listen 127.0.0.1:7070] [--ready-file PATH]
 //                   [--metrics-listen 127.0.0.1:0] [--prometheus-sd-file PATH]
 //                   [--tls-cert PEM --tls-key PEM --tls-ca PEM [--tls-refresh S]] [--insecure]
-//                   [--auth-file PATH]
+//                   [--auth-file PATH] [--min-free-space 64M]
+//                   [--job-artifact-quota SIZE] [--artifact-quota SIZE]
 //   dfv-coordinator hash-token < TOKEN_FILE   (prints the auth-file hash of a token)
 //   dfv-coordinator health [--address HOST:PORT] [--tls-ca PEM]   (exit 0 when serving)
 #include <signal.h>
@@ -73,6 +74,19 @@ int main(int argc, char** argv) {
   app.add_option("--auth-file", options.auth.auth_file,
                  "clients need a bearer token listed (hashed) in this file, one "
                  "'sha256:<hex> viewer|submitter NAME' per line; without it clients need none");
+  app.add_option("--min-free-space", options.coordinator.min_free_bytes,
+                 "refuse submissions and uploads that would leave less free than this on the data "
+                 "folder's file system (bytes; K, M, G suffixes are powers of 1024; 0: no check)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--job-artifact-quota", options.coordinator.job_artifact_quota_bytes,
+                 "the bytes one job's artifacts may take; an upload past it is refused (0: no quota)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--artifact-quota", options.coordinator.artifact_quota_bytes,
+                 "the bytes all jobs' artifacts may take together (0: no quota)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   auto* hash_token = app.add_subcommand(
       "hash-token", "read a token on stdin and print the line's 'sha256:<hex>' for --auth-file");

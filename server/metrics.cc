@@ -178,6 +178,23 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                            .Help("Bytes of artifact uploads committed.")
                            .Register(r)
                            .Add({});
+  auto& deleted = prometheus::BuildCounter()
+                      .Name("dfv_artifacts_deleted_total")
+                      .Help("Artifact files removed, by reason (keep_last, deleted, orphan).")
+                      .Register(r);
+  auto& deleted_bytes = prometheus::BuildCounter()
+                            .Name("dfv_artifact_deleted_bytes_total")
+                            .Help("Bytes of artifact files removed, by reason (keep_last, deleted, orphan).")
+                            .Register(r);
+  for (DeleteReason reason : kDeleteReasons) {
+    artifacts_deleted_[static_cast<int>(reason)] = &deleted.Add({{"reason", DeleteReasonLabel(reason)}});
+    artifact_deleted_bytes_[static_cast<int>(reason)] = &deleted_bytes.Add({{"reason", DeleteReasonLabel(reason)}});
+  }
+  data_available_ = &prometheus::BuildGauge()
+                         .Name("dfv_data_available_bytes")
+                         .Help("Free bytes on the file system of the coordinator's data folder.")
+                         .Register(r)
+                         .Add({});
   events_appended_ = &prometheus::BuildCounter()
                           .Name("dfv_events_appended_total")
                           .Help("Job events appended to the event logs.")
@@ -254,6 +271,7 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
     slots_busy_->Set(static_cast<double>(state.workers.busy_slots));
     artifact_stored_->Set(static_cast<double>(state.artifact_stored_bytes));
     watchers_->Set(static_cast<double>(state.watchers));
+    if (state.data_available_bytes >= 0) data_available_->Set(static_cast<double>(state.data_available_bytes));
   }
   return registry_->Collect();
 }

@@ -19,7 +19,7 @@
 //   error. Calls of other services (gRPC health checking) are not counted.
 //
 // Label values are bounded: job states, worker states, slot states, restart
-// reasons, the services' methods and the 17 status codes.
+// reasons, deletion reasons, the services' methods and the 17 status codes.
 //
 // Thread-safety: all methods are thread-safe. The event methods and the
 // interceptor only touch atomics (no lock), so the Coordinator calls them
@@ -49,6 +49,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "proto/dfv.pb.h"
+#include "server/retention.h"
 #include "server/worker_registry.h"
 
 namespace dfv::server {
@@ -79,6 +80,8 @@ struct CoordinatorState {
   int64_t artifact_stored_bytes = 0;
   // Open WatchJob streams (subscriptions to a job's events).
   int64_t watchers = 0;
+  // Free bytes on the data folder's file system; -1 when unknown.
+  int64_t data_available_bytes = -1;
 };
 
 class CoordinatorMetrics : public prometheus::Collectable {
@@ -103,6 +106,11 @@ class CoordinatorMetrics : public prometheus::Collectable {
   void JobRequeued(RestartReason reason);
   // An upload of `bytes` was committed.
   void ArtifactWritten(int64_t bytes) { artifact_written_->Increment(static_cast<double>(bytes)); }
+  // Artifact files were removed (retention, dfvctl delete, orphans).
+  void ArtifactsDeleted(DeleteReason reason, int64_t files, int64_t bytes) {
+    artifacts_deleted_[static_cast<int>(reason)]->Increment(static_cast<double>(files));
+    artifact_deleted_bytes_[static_cast<int>(reason)]->Increment(static_cast<double>(bytes));
+  }
   // Job events were appended (and committed).
   void EventsAppended(int64_t count) { events_appended_->Increment(static_cast<double>(count)); }
   // A SQLite write transaction committed after `seconds` (BEGIN to COMMIT).
@@ -147,6 +155,8 @@ class CoordinatorMetrics : public prometheus::Collectable {
   prometheus::Counter* leases_expired_;
   std::array<prometheus::Counter*, kRestartReasonCount> restarts_{};
   prometheus::Counter* artifact_written_;
+  std::array<prometheus::Counter*, kDeleteReasonCount> artifacts_deleted_{};
+  std::array<prometheus::Counter*, kDeleteReasonCount> artifact_deleted_bytes_{};
   prometheus::Counter* events_appended_;
   prometheus::Histogram* store_commit_;
 
@@ -158,6 +168,7 @@ class CoordinatorMetrics : public prometheus::Collectable {
   prometheus::Gauge* slots_free_;
   prometheus::Gauge* slots_busy_;
   prometheus::Gauge* artifact_stored_;
+  prometheus::Gauge* data_available_;
   prometheus::Gauge* watchers_;
 
   // Filled in the constructor, read-only afterwards (so lookups take no lock).

@@ -593,6 +593,45 @@ grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext
   });
 }
 
+namespace {
+
+// Every reason, in kDeleteReasons' order.
+void FreedSpaceToProto(const FreedSpace& freed, google::protobuf::RepeatedPtrField<dfv::v1::FreedSpace>* out) {
+  for (DeleteReason reason : kDeleteReasons) {
+    dfv::v1::FreedSpace* row = out->Add();
+    row->set_reason(DeleteReasonLabel(reason));
+    row->set_files(freed.files[static_cast<int>(reason)]);
+    row->set_bytes(freed.bytes[static_cast<int>(reason)]);
+  }
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ClientService::DeleteArtifacts(grpc::CallbackServerContext* context,
+                                                         const dfv::v1::DeleteArtifactsRequest* request,
+                                                         dfv::v1::DeleteArtifactsResponse* response) {
+  return FinishUnary(context, *auth_, kClientService, "DeleteArtifacts", [&](const CallerIdentity&) -> absl::Status {
+    DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+    DFV_ASSIGN_OR_RETURN(FreedSpace freed, coordinator_->DeleteJobArtifacts(request->job_id()));
+    response->set_files(freed.total_files());
+    response->set_bytes(freed.total_bytes());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ClientService::CollectGarbage(grpc::CallbackServerContext* context,
+                                                        const dfv::v1::CollectGarbageRequest* request,
+                                                        dfv::v1::CollectGarbageResponse* response) {
+  return FinishUnary(context, *auth_, kClientService, "CollectGarbage", [&](const CallerIdentity&) -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(Coordinator::GarbageReport report, coordinator_->CollectGarbage());
+    FreedSpaceToProto(report.this_pass, response->mutable_this_pass());
+    FreedSpaceToProto(report.since_start, response->mutable_since_start());
+    response->set_stored_bytes(report.stored_bytes);
+    response->set_available_bytes(report.available_bytes);
+    return absl::OkStatus();
+  });
+}
+
 // ---------------------------------------------------------------------------
 // WorkerGatewayService
 

@@ -80,6 +80,12 @@ class ClientService final : public dfv::v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
                                         const dfv::v1::ListWorkersRequest* request,
                                         dfv::v1::ListWorkersResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteArtifacts(grpc::CallbackServerContext* context,
+                                            const dfv::v1::DeleteArtifactsRequest* request,
+                                            dfv::v1::DeleteArtifactsResponse* response) override;
+  grpc::ServerUnaryReactor* CollectGarbage(grpc::CallbackServerContext* context,
+                                           const dfv::v1::CollectGarbageRequest* request,
+                                           dfv::v1::CollectGarbageResponse* response) override;
 
  private:
   friend class WatchJobReactor;

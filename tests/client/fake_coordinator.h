@@ -170,6 +170,13 @@ class FakeCoordinator final : public Coordinator {
 
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override { return workers; }
 
+  absl::StatusOr<v1::DeleteArtifactsResponse> DeleteArtifacts(const std::string& job_id) override {
+    deleted_jobs.push_back(job_id);
+    return delete_result;
+  }
+
+  absl::StatusOr<v1::CollectGarbageResponse> CollectGarbage() override { return garbage; }
+
   // Adds an artifact to the listing and scripts its transfer.
   void AddArtifact(const std::string& name, const std::string& data,
                    v1::ArtifactKind kind = v1::GRID) {
@@ -188,10 +195,13 @@ class FakeCoordinator final : public Coordinator {
   v1::ListArtifactsResponse artifact_list;
   std::map<std::string, ArtifactScript> transfers;
   v1::ListWorkersResponse workers;
+  absl::StatusOr<v1::DeleteArtifactsResponse> delete_result = v1::DeleteArtifactsResponse();
+  v1::CollectGarbageResponse garbage;
 
   // Recorded calls.
   std::vector<v1::SubmitJobRequest> submitted;
   std::vector<std::string> get_job_calls;  // AwaitJob's too
+  std::vector<std::string> deleted_jobs;   // DeleteArtifacts
   std::vector<absl::Duration> await_waits;
   std::vector<v1::ListJobsRequest> list_requests;
   std::vector<std::pair<std::string, std::string>> cancelled;
