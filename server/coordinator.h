@@ -14,6 +14,14 @@
 //
 // Placement: all ranks of an attempt at once (scheduler.h). When the gang
 // spans hosts, rank 0 runs on a worker whose address is not a loopback one.
+// An attempt resumes from the job's newest checkpoint that verifies: a job
+// with checkpoints waits in the queue until Tick (off the mutex) has read
+// them back newest first (size and CRC-32), and the job's events name any
+// that did not verify.
+//
+// Space (see retention.h): checkpoint.keep_last applied when a checkpoint
+// is stored, artifact quotas, a free-space floor, DeleteJobArtifacts and
+// CollectGarbage.
 //
 // Worker protocol (what a worker daemon must do):
 // - RegisterWorker, then Heartbeat every heartbeat_interval_ms, listing

@@ -343,6 +343,41 @@ TEST_F(CommandsTest, ArtifactsListsOrDownloads) {
   EXPECT_EQ(ReadFileToString(target + "/report.json").value(), "{}");
 }
 
+TEST_F(CommandsTest, DeleteNamesTheJobAndWhatItFreed) {
+  v1::DeleteArtifactsResponse response;
+  response.set_files(14);
+  response.set_bytes(3 << 20);
+  coordinator_.delete_result = response;
+  ASSERT_TRUE(RunDelete(coordinator_, {"j-000003"}, console_).ok());
+  EXPECT_THAT(coordinator_.deleted_jobs, ElementsAre("j-000003"));
+  EXPECT_EQ(out_.text(), "j-000003: deleted 14 artifacts (3.0 MiB)\n");
+  coordinator_.delete_result = absl::FailedPreconditionError("job j-000004 is RUNNING");
+  EXPECT_TRUE(absl::IsFailedPrecondition(RunDelete(coordinator_, {"j-000004"}, console_)));
+  EXPECT_TRUE(absl::IsInvalidArgument(RunDelete(coordinator_, {""}, console_)));
+}
+
+TEST_F(CommandsTest, GcPrintsEachReasonThisPassAndSinceStart) {
+  for (const char* reason : {"keep_last", "deleted", "orphan"}) {
+    v1::FreedSpace* pass = coordinator_.garbage.add_this_pass();
+    pass->set_reason(reason);
+    v1::FreedSpace* total = coordinator_.garbage.add_since_start();
+    total->set_reason(reason);
+    total->set_files(2);
+    total->set_bytes(2048);
+  }
+  coordinator_.garbage.mutable_this_pass(2)->set_files(1);
+  coordinator_.garbage.mutable_this_pass(2)->set_bytes(3);
+  coordinator_.garbage.set_stored_bytes(5 << 20);
+  coordinator_.garbage.set_available_bytes(int64_t{12} << 30);
+  ASSERT_TRUE(RunGc(coordinator_, {OutputFormat::kText}, console_).ok());
+  EXPECT_EQ(out_.text(),
+            "REASON     FILES  FREED  FILES SINCE START  FREED SINCE START\n"
+            "keep_last  0      0 B    2                  2.0 KiB\n"
+            "deleted    0      0 B    2                  2.0 KiB\n"
+            "orphan     1      3 B    2                  2.0 KiB\n"
+            "artifacts stored: 5.0 MiB; free on the coordinator's data folder: 12.0 GiB\n");
+}
+
 TEST_F(CommandsTest, WorkersTable) {
   v1::WorkerInfo* w = coordinator_.workers.add_workers();
   w->set_id("wk-1");

@@ -1,4 +1,5 @@
 // The gRPC services end to end, in process, on 127.0.0.1:0.
+#include "server/retention.h"
 #include "server/service.h"
 
 #include <gmock/gmock.h>
@@ -584,6 +585,36 @@ TEST_F(ServiceTest, ArtifactsRoundTripInChunks) {
   auto missing = client_->GetArtifact(missing_context.get(), get);
   EXPECT_FALSE(missing->Read(&chunk));
   EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, DeleteArtifactsAndCollectGarbageTranslate) {
+  const std::string id = Submit(testing::JobYaml("deleted"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  dfv::v1::UploadArtifactResponse uploaded;
+  const std::string data = "checkpoint bytes";
+  ASSERT_TRUE(Upload(worker_id, assignment, "checkpoints/step-1.ckpt", data, Crc32Hex(Crc32(data)), &uploaded).ok());
+
+  dfv::v1::DeleteArtifactsRequest bad;
+  bad.set_job_id("../etc");
+  dfv::v1::DeleteArtifactsResponse deleted;
+  EXPECT_EQ(client_->DeleteArtifacts(Context().get(), bad, &deleted).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  dfv::v1::DeleteArtifactsRequest request;
+  request.set_job_id(id);
+  grpc::Status running = client_->DeleteArtifacts(Context().get(), request, &deleted);
+  EXPECT_EQ(running.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << running.error_message();
+
+  dfv::v1::CollectGarbageResponse report;
+  ASSERT_TRUE(client_->CollectGarbage(Context().get(), dfv::v1::CollectGarbageRequest(), &report).ok());
+  ASSERT_EQ(report.this_pass_size(), kDeleteReasonCount);
+  ASSERT_EQ(report.since_start_size(), kDeleteReasonCount);
+  for (int i = 0; i < kDeleteReasonCount; ++i) {
+    EXPECT_EQ(report.this_pass(i).reason(), DeleteReasonLabel(kDeleteReasons[i]));
+    EXPECT_EQ(report.this_pass(i).files(), 0);
+  }
+  EXPECT_EQ(report.stored_bytes(), static_cast<int64_t>(data.size()));
+  EXPECT_GT(report.available_bytes(), 0);
 }
 
 TEST_F(ServiceTest, ShutdownEndsOpenWatchesWithUnavailable) {
