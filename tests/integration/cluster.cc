@@ -111,6 +111,11 @@ void Cluster::KillWorker(const std::string& name) {
   workers_.erase(it);
 }
 
+void Cluster::SignalWorker(const std::string& name, int sig) {
+  auto it = workers_.find(name);
+  if (it != workers_.end()) it->second->Signal(sig);
+}
+
 std::vector<std::string> Cluster::Launch(const std::string& process, std::vector<std::string> argv) const {
   return options_.launch ? options_.launch(process, std::move(argv)) : argv;
 }
@@ -244,6 +249,13 @@ std::vector<v1::WorkerInfo> Workers(Cluster& cluster) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   v1::ListWorkersResponse response = FromJson<v1::ListWorkersResponse>(r.out);
   return {response.workers().begin(), response.workers().end()};
+}
+
+pid_t TrainerPid(const std::string& log) {
+  const std::string marker = "trainer pid ";
+  size_t at = log.find(marker);
+  if (at == std::string::npos) return -1;
+  return static_cast<pid_t>(std::stol(log.substr(at + marker.size())));
 }
 
 }  // namespace dfv::testing

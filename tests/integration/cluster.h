@@ -8,6 +8,8 @@
 #ifndef DFV_TESTS_INTEGRATION_CLUSTER_H_
 #define DFV_TESTS_INTEGRATION_CLUSTER_H_
 
+#include <sys/types.h>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -59,6 +61,8 @@ class Cluster {
   absl::Status StartWorker(const std::string& name, int slots = 1, const std::vector<std::string>& extra_args = {});
   // SIGKILLs a worker daemon (its trainers die with their pipe).
   void KillWorker(const std::string& name);
+  // Sends `sig` to the worker daemon `name` (SIGSTOP, SIGCONT, ...).
+  void SignalWorker(const std::string& name, int sig);
 
   // Replaces the options' dfvctl_args for every later Dfvctl call (such as
   // --tls-ca).
@@ -132,6 +136,9 @@ absl::StatusOr<absl::Duration> WaitForState(Cluster& cluster, const std::string&
 // Whether a checkpoint of job `id` reached the coordinator within `timeout`.
 bool WaitForCheckpoint(Cluster& cluster, const std::string& id, absl::Duration timeout);
 std::vector<v1::WorkerInfo> Workers(Cluster& cluster);
+// The trainer pid a worker daemon logged for its first assignment; -1 when
+// none is logged.
+pid_t TrainerPid(const std::string& log);
 
 }  // namespace dfv::testing
 

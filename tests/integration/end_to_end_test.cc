@@ -247,13 +247,6 @@ TEST(EndToEnd, SingleSlotWorkerRunsJobsOneAfterTheOtherInPriorityOrder) {
 }
 
 
-// The trainer pid a worker daemon logged for its first assignment.
-pid_t TrainerPid(const std::string& log) {
-  const std::string marker = "trainer pid ";
-  size_t at = log.find(marker);
-  if (at == std::string::npos) return -1;
-  return static_cast<pid_t>(std::stol(log.substr(at + marker.size())));
-}
 
 TEST(EndToEnd, LostWorkerRequeuesTheJobWhichResumesFromItsCheckpoint) {
   Cluster cluster("lost_worker");
