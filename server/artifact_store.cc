@@ -219,6 +219,13 @@ absl::StatusOr<std::unique_ptr<ArtifactUpload>> ArtifactStore::BeginUpload(
     return absl::InvalidArgumentError(
         absl::StrCat("artifact ", declared.name(), ": size must be >= 0, got ", declared.size()));
   }
+  if (declared.size() == 0 && declared.kind() != dfv::v1::LOG && declared.kind() != dfv::v1::METRICS) {
+    // Only a log or a metrics file may legitimately be empty; an empty
+    // checkpoint, grid, report or job file is a failed write upstream.
+    return absl::InvalidArgumentError(absl::StrCat("artifact ", declared.name(), " is empty (0 bytes); a ",
+                                                   absl::AsciiStrToLower(dfv::v1::ArtifactKind_Name(declared.kind())),
+                                                   " artifact has content"));
+  }
   if (!ParseCrc32Hex(declared.checksum()).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("artifact ", declared.name(),
                                                    ": checksum must look like crc32:0123abcd, got '",

@@ -550,6 +550,17 @@ grpc::ServerWriteReactor<dfv::v1::JobEvent>* ClientService::WatchJob(
   if (status.ok() && request->after_seq() < 0) {
     status = Invalid("after_seq", absl::StrCat("must be >= 0, got ", request->after_seq()));
   }
+  if (status.ok()) {
+    // A watch from beyond the newest event would silently skip the events
+    // up to its number once they come.
+    absl::StatusOr<dfv::v1::Job> job = coordinator_->GetJob(request->job_id());
+    if (!job.ok()) {
+      status = job.status();
+    } else if (request->after_seq() > job->last_seq()) {
+      status = absl::OutOfRangeError(absl::StrCat("after_seq: ", request->after_seq(), " is beyond job ",
+                                                  request->job_id(), "'s newest event, ", job->last_seq()));
+    }
+  }
   if (!status.ok()) return new RefusedWriter<dfv::v1::JobEvent>(status);
   auto* reactor = new WatchJobReactor(coordinator_, this, request->job_id(), request->after_seq(),
                                       watch_batch_);

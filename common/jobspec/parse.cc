@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -337,6 +338,19 @@ absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml_text, const ParseOpti
 
 absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
                                         std::vector<std::string> overrides) {
+  // Refused before reading: a folder, or a file too large to be a job file.
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::is_directory(status)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a folder, not a job file"));
+  }
+  if (!ec && std::filesystem::is_regular_file(status)) {
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (!ec && size > kMaxJobFileBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is ", size, " bytes; a job file may have at most ",
+                                                     kMaxJobFileBytes));
+    }
+  }
   DFV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   ParseOptions options;
   options.source_name = path;

@@ -1,5 +1,6 @@
 #include "server/artifact_store.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -145,6 +146,18 @@ TEST_F(ArtifactStoreTest, AnAbandonedUploadLeavesNothing) {
     EXPECT_EQ(FilesUnder(root_).size(), 1u);  // the hidden temporary file
   }
   EXPECT_TRUE(FilesUnder(root_).empty());
+}
+
+TEST_F(ArtifactStoreTest, AnEmptyArtifactIsRefusedUnlessALogOrMetricsFile) {
+  for (dfv::v1::ArtifactKind kind : {dfv::v1::CHECKPOINT, dfv::v1::GRID, dfv::v1::REPORT, dfv::v1::JOB_SPEC}) {
+    absl::Status status = artifacts_->BeginUpload(job_id_, Declared("empty.bin", "", kind)).status();
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("artifact empty.bin is empty (0 bytes)"));
+  }
+  EXPECT_TRUE(FilesUnder(root_).empty());
+  for (dfv::v1::ArtifactKind kind : {dfv::v1::LOG, dfv::v1::METRICS}) {
+    EXPECT_TRUE(artifacts_->BeginUpload(job_id_, Declared("trainer-rank1.log", "", kind)).ok());
+  }
 }
 
 TEST_F(ArtifactStoreTest, BadNamesAreRefused) {

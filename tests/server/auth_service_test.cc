@@ -141,6 +141,16 @@ class AuthServiceTest : public ::testing::Test {
       dfv::v1::ListWorkersResponse response;
       return client_->ListWorkers(context, dfv::v1::ListWorkersRequest(), &response);
     };
+    calls["DeleteArtifacts"] = [this](grpc::ClientContext* context) {
+      dfv::v1::DeleteArtifactsRequest request;
+      request.set_job_id("j-000001");
+      dfv::v1::DeleteArtifactsResponse response;
+      return client_->DeleteArtifacts(context, request, &response);
+    };
+    calls["CollectGarbage"] = [this](grpc::ClientContext* context) {
+      dfv::v1::CollectGarbageResponse response;
+      return client_->CollectGarbage(context, dfv::v1::CollectGarbageRequest(), &response);
+    };
     return calls;
   }
 
@@ -279,7 +289,7 @@ TEST_F(AuthServiceTest, EveryClientMethodNeedsAKnownToken) {
 
 TEST_F(AuthServiceTest, AViewerReadsButMayNotSubmitOrCancel) {
   std::map<std::string, Call> calls = ClientCalls();
-  for (const char* method : {"SubmitJob", "CancelJob"}) {
+  for (const char* method : {"SubmitJob", "CancelJob", "DeleteArtifacts", "CollectGarbage"}) {
     grpc::Status status = calls[method](Context(Bearer(kViewerToken)).get());
     EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method;
     EXPECT_EQ(status.error_message(),

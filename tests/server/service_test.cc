@@ -488,6 +488,16 @@ TEST_F(ServiceTest, WatchJobReplaysThenFollowsUntilTheJobIsFinal) {
   EXPECT_FALSE(none->Read(&event));
   EXPECT_TRUE(none->Finish().ok());
 
+  // From beyond the newest event: refused, naming it (it would skip events).
+  request.set_after_seq(50);
+  auto future_context = Context();
+  auto future = client_->WatchJob(future_context.get(), request);
+  EXPECT_FALSE(future->Read(&event));
+  grpc::Status future_status = future->Finish();
+  EXPECT_EQ(future_status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(future_status.error_message(), HasSubstr("after_seq: 50 is beyond job"));
+  EXPECT_THAT(future_status.error_message(), HasSubstr("newest event, 5"));
+
   request.set_job_id("j-000404");
   request.set_after_seq(0);
   auto missing_context = Context();
