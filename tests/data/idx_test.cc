@@ -178,6 +178,14 @@ TEST(IdxTest, MissingFileIsNotFound) {
   EXPECT_TRUE(Contains(std::string(got.status().message()), path));
 }
 
+TEST(IdxTest, AFolderIsRefusedNamingIt) {
+  std::string path = FreshDir("folder");
+  auto got = ReadIdx(path);
+  ASSERT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
+  EXPECT_TRUE(Contains(std::string(got.status().message()), "IDX file " + path + " is not a regular file"))
+      << got.status();
+}
+
 TEST(IdxTest, WriteRejectsInconsistentArray) {
   std::string dir = FreshDir("d");
   EXPECT_EQ(WriteIdx(dir + "/x", IdxArray{{2, 2}, {1, 2, 3}}, false).code(), absl::StatusCode::kInvalidArgument);

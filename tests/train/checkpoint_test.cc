@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/jobspec/parse.h"
 #include "tests/train/test_jobs.h"
 #include "worker/models/registry.h"
 
@@ -104,6 +106,31 @@ TEST(CheckpointTest, CorruptTruncatedAndForeignFilesAreRejected) {
   auto newest = train::NewestValidCheckpoint(dir);
   ASSERT_TRUE(newest.ok());
   EXPECT_EQ(*newest, good);
+}
+
+TEST(CheckpointTest, ACheckpointOfAnotherModelImageSizeOrChannelCountIsRefused) {
+  jobspec::JobSpec small_spec = testing::SmallSpritesJob("vae", 28, 1);
+  auto small = Build(small_spec, 1);
+  const std::string dir = testing::FreshDir("ckpt_other_size");
+  const std::string path = dir + "/" + train::CheckpointFileName(10);
+  ASSERT_TRUE(train::SaveCheckpoint(path, *small, {10, 0}, jobspec::JobSpecToYaml(small_spec)).ok());
+  auto loaded = train::LoadCheckpoint(path, *small);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(train::CheckCheckpointFitsJob(loaded->job_yaml, small_spec, path).ok());
+  // The vae's parameters have the same shapes at 28 and 32 pixels, so only
+  // the job the checkpoint carries tells them apart.
+  for (const auto& [other, says] : std::vector<std::pair<jobspec::JobSpec, std::string>>{
+           {testing::SmallSpritesJob("vae", 32, 1), "image size 28, not 32"},
+           {testing::SmallSpritesJob("vae", 28, 3), "1 channel(s), not 3"},
+           {testing::SmallSpritesJob("dcgan", 28, 1), "model vae, not dcgan"}}) {
+    absl::Status st = train::CheckCheckpointFitsJob(loaded->job_yaml, other, path);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << says << ": " << st;
+    EXPECT_NE(std::string(st.message()).find(absl::StrCat("checkpoint ", path, " does not fit this job: it has ")),
+              std::string::npos)
+        << st;
+    EXPECT_NE(std::string(st.message()).find(says), std::string::npos) << st;
+  }
+  EXPECT_TRUE(train::CheckCheckpointFitsJob("", small_spec, path).ok());
 }
 
 TEST(CheckpointTest, PruneKeepsTheNewest) {

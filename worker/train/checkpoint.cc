@@ -12,9 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
+#include "common/jobspec/parse.h"
 #include "common/status_macros.h"
 
 namespace dfv::train {
@@ -64,6 +66,30 @@ std::string FrameCheckpoint(std::string_view payload) {
   PutLe(file, payload.size(), 8);
   file += payload;
   return file;
+}
+
+absl::Status CheckCheckpointFitsJob(const std::string& checkpoint_job_yaml, const jobspec::JobSpec& spec,
+                                    const std::string& path) {
+  if (checkpoint_job_yaml.empty()) return absl::OkStatus();
+  jobspec::ParseOptions options;
+  options.source_name = absl::StrCat(path, " (its job)");
+  options.drop_other_kind_fields = true;
+  absl::StatusOr<jobspec::JobSpec> saved = jobspec::ParseJobSpec(checkpoint_job_yaml, options);
+  if (!saved.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", path, " was written by a job this version cannot read: ", saved.status().message()));
+  }
+  std::vector<std::string> differs;
+  if (saved->model != spec.model) differs.push_back(absl::StrCat("model ", saved->model, ", not ", spec.model));
+  if (saved->dataset.image_size != spec.dataset.image_size) {
+    differs.push_back(absl::StrCat("image size ", saved->dataset.image_size, ", not ", spec.dataset.image_size));
+  }
+  if (saved->dataset.channels != 0 && spec.dataset.channels != 0 && saved->dataset.channels != spec.dataset.channels) {
+    differs.push_back(absl::StrCat(saved->dataset.channels, " channel(s), not ", spec.dataset.channels));
+  }
+  if (differs.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, " does not fit this job: it has ",
+                                                 absl::StrJoin(differs, "; ")));
 }
 
 std::string CheckpointFileName(int64_t step) { return absl::StrFormat("step-%08d.ckpt", step); }

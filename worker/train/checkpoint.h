@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/jobspec/job_spec.h"
 #include "worker/models/model.h"
 
 namespace dfv::train {
@@ -40,6 +41,14 @@ struct LoadedCheckpoint {
 // corrupt file, INVALID_ARGUMENT for a file that is not a dfv checkpoint or
 // does not match the model; `model` is untouched unless the checksum verified.
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path, models::Model& model);
+
+// OK when a checkpoint written by the job `checkpoint_job_yaml` (what
+// LoadCheckpoint returns) can resume `spec`: the same model, image size and
+// channel count (channels only when both name one). INVALID_ARGUMENT naming
+// the checkpoint `path` and what differs otherwise; OK when the checkpoint
+// carries no job (written by a tool).
+absl::Status CheckCheckpointFitsJob(const std::string& checkpoint_job_yaml, const jobspec::JobSpec& spec,
+                                    const std::string& path);
 
 // Bytes before the payload: magic, CRC-32 and length.
 inline constexpr size_t kCheckpointHeaderBytes = 8 + 4 + 8;

@@ -225,6 +225,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(TrainerOptions options) 
   if (!t->options_.resume_from.empty()) {
     DFV_ASSIGN_OR_RETURN(std::string path, ResolveResumePath(t->options_.resume_from));
     DFV_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, LoadCheckpoint(path, *t->model_));
+    DFV_RETURN_IF_ERROR(CheckCheckpointFitsJob(loaded.job_yaml, spec, path));
     if (loaded.state.step > t->total_steps_) {
       return absl::InvalidArgumentError(absl::StrCat(path, " is at step ", loaded.state.step,
                                                      ", beyond this job's ", t->total_steps_, " steps"));
