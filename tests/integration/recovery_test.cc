@@ -6,9 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
@@ -177,6 +181,38 @@ TEST(Recovery, AStoppedWorkerThatComesBackAfterItsLeaseIsFencedOff) {
     if (w.name() == "w1" && w.state() == v1::WORKER_ALIVE) w1_alive = true;
   }
   EXPECT_TRUE(w1_alive) << cluster.Log("w1");
+}
+
+// A worker whose disk fills while it trains (its work folder on a 1 MiB
+// tmpfs, root only): the job fails with that reason, not retried, and the
+// daemon keeps serving.
+TEST(Recovery, AFullWorkerDiskFailsTheJobWithThatReasonAndTheDaemonServesOn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  Cluster cluster("recovery_worker_disk");
+  const std::string work = cluster.dir() + "/w1-work";
+  std::filesystem::create_directories(work);
+  if (::mount("tmpfs", work.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{work};
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  // A vae checkpoint (with its optimisers' state) is larger than the whole disk.
+  const std::string id = Submit(cluster, "job.yaml", GangJob("full", 200, 1, 3));
+  ASSERT_TRUE(WaitForState(cluster, id, v1::FAILED, absl::Seconds(120)).ok())
+      << GetJob(cluster, id).DebugString() << cluster.Log("w1");
+  const v1::Job job = GetJob(cluster, id);
+  EXPECT_THAT(job.reason(), ::testing::HasSubstr("No space left on device")) << job.reason();
+  EXPECT_EQ(job.attempt(), 1) << "a full disk is not retried";
+  std::printf("full worker disk: job FAILED: %s\n", job.reason().c_str());
+  bool alive = false;
+  for (const v1::WorkerInfo& w : Workers(cluster)) {
+    if (w.name() == "w1" && w.state() == v1::WORKER_ALIVE) alive = true;
+  }
+  EXPECT_TRUE(alive) << cluster.Log("w1");
 }
 
 }  // namespace
