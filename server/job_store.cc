@@ -82,6 +82,19 @@ ALTER TABLE attempts ADD COLUMN rendezvous TEXT NOT NULL DEFAULT '';
 PRAGMA user_version = 2;
 )sql";
 
+// The last ReportEvents batch applied per rank of an attempt (see
+// ReportEventsRequest.batch). Added without a schema version bump: created
+// when missing, and a coordinator that predates it never reads it.
+constexpr char kReportBatchesTable[] = R"sql(
+CREATE TABLE IF NOT EXISTS report_batches (
+  job_id TEXT NOT NULL REFERENCES jobs(id),
+  attempt INTEGER NOT NULL,
+  rank INTEGER NOT NULL,
+  last_batch INTEGER NOT NULL,
+  PRIMARY KEY (job_id, attempt, rank)
+) WITHOUT ROWID;
+)sql";
+
 constexpr char kJobColumns[] =
     "id, num, name, model, state, priority, spec_yaml, created_ms, updated_ms, attempt, "
     "max_restarts, restarts, world_size, reason, progress_step, progress_total_steps, "
@@ -238,6 +251,7 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Create(const std::string& pa
   // shell, a backup) may briefly hold one.
   DFV_RETURN_IF_ERROR(writer->Exec("PRAGMA busy_timeout=5000"));
   DFV_RETURN_IF_ERROR(CreateOrCheckSchema(*writer, path));
+  DFV_RETURN_IF_ERROR(writer->Exec(kReportBatchesTable));
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader, Connection::Open(path, /*create=*/false));
   DFV_RETURN_IF_ERROR(reader->Exec("PRAGMA busy_timeout=5000; PRAGMA query_only=1;"));
   return std::unique_ptr<JobStore>(
@@ -370,6 +384,16 @@ absl::Status JobStore::Tx::SetAttemptRendezvous(const std::string& job_id, int32
     return absl::NotFoundError(absl::StrCat("attempt ", attempt, " of job ", job_id, " not found"));
   }
   return absl::OkStatus();
+}
+
+absl::Status JobStore::Tx::SetLastReportBatch(const std::string& job_id, int32_t attempt,
+                                              int32_t rank, int64_t batch) {
+  DFV_ASSIGN_OR_RETURN(auto stmt,
+                       db_->Prepare("INSERT INTO report_batches (job_id, attempt, rank, last_batch) "
+                                    "VALUES (?, ?, ?, ?) ON CONFLICT (job_id, attempt, rank) "
+                                    "DO UPDATE SET last_batch = excluded.last_batch"));
+  stmt->Bind(1, job_id).Bind(2, attempt).Bind(3, rank).Bind(4, batch);
+  return stmt->Run();
 }
 
 absl::Status JobStore::Tx::EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
@@ -543,6 +567,16 @@ absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::GetArtifact(const std::string& j
                                                             const std::string& name) const {
   absl::MutexLock lock(&read_mu_);
   return GetArtifactOn(*reader_, job_id, name);
+}
+
+absl::StatusOr<int64_t> JobStore::LastReportBatch(const std::string& job_id, int32_t attempt,
+                                                  int32_t rank) const {
+  absl::MutexLock lock(&read_mu_);
+  DFV_ASSIGN_OR_RETURN(auto stmt, reader_->Prepare("SELECT last_batch FROM report_batches "
+                                                   "WHERE job_id = ? AND attempt = ? AND rank = ?"));
+  stmt->Bind(1, job_id).Bind(2, attempt).Bind(3, rank);
+  DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
+  return row ? stmt->ColumnInt(0) : 0;
 }
 
 absl::StatusOr<std::array<int64_t, dfv::v1::JobState_ARRAYSIZE>> JobStore::CountJobsByState()

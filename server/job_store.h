@@ -109,6 +109,11 @@ class JobStore {
     absl::Status EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
                             AttemptOutcome outcome, const std::string& reason);
 
+    // Records `batch` as the last ReportEvents batch applied for that rank
+    // of that attempt (ReportEventsRequest.batch).
+    absl::Status SetLastReportBatch(const std::string& job_id, int32_t attempt, int32_t rank,
+                                    int64_t batch);
+
     // The job's newest event seq (0 before the first). NOT_FOUND for no job.
     absl::StatusOr<int64_t> LastSeq(const std::string& job_id);
     // Stores a complete event (job_id, seq, time set) and moves the job's
@@ -143,6 +148,10 @@ class JobStore {
   absl::StatusOr<std::vector<dfv::v1::JobEvent>> ReadEvents(const std::string& job_id,
                                                             int64_t after_seq, int limit) const;
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id) const;
+  // The last ReportEvents batch applied for that rank of that attempt; 0
+  // when none was recorded.
+  absl::StatusOr<int64_t> LastReportBatch(const std::string& job_id, int32_t attempt,
+                                          int32_t rank) const;
   // Artifacts of the job by creation time, then name.
   absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) const;
   // NOT_FOUND when the job has no artifact of that name.
