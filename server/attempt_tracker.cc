@@ -90,7 +90,7 @@ void AttemptTracker::End(const std::string& job_id) {
 
 void AttemptTracker::Recover(const std::string& job_id, int32_t number, int64_t now_ms,
                              int64_t rendezvous_timeout_seconds,
-                             const std::vector<std::string>& worker_names,
+                             const std::vector<RecoveredRank>& ranks,
                              const std::string& rendezvous, bool started,
                              int64_t adopt_deadline_ms) {
   LiveAttempt live;
@@ -101,11 +101,13 @@ void AttemptTracker::Recover(const std::string& job_id, int32_t number, int64_t 
   if (!rendezvous.empty()) live.published_ms = now_ms;
   live.recovered_ms = now_ms;
   live.adopt_deadline_ms = adopt_deadline_ms;
-  for (const std::string& name : worker_names) {
+  for (const RecoveredRank& recovered : ranks) {
     RankState rank;
-    rank.worker_name = name;
-    rank.started = started;
-    rank.awaiting = true;
+    rank.worker_name = recovered.worker_name;
+    rank.started = started || recovered.completed;
+    rank.completed = recovered.completed;
+    rank.awaiting = !recovered.completed;
+    rank.last_batch = recovered.last_batch;
     live.ranks.push_back(std::move(rank));
   }
   attempts_[job_id] = std::move(live);

@@ -103,15 +103,20 @@ class AttemptTracker {
 
   // ---- After a coordinator restart
 
+  // One rank of an attempt as the store knew it.
+  struct RecoveredRank {
+    std::string worker_name;  // the worker it ran on
+    int64_t last_batch = 0;   // the last report batch applied
+    bool completed = false;   // it had completed
+  };
   // Tracks attempt `number` of `job_id` (which has none live) as the store
-  // knew it: rank r ran on the worker named worker_names[r]. Every rank
-  // awaits its worker (RankState::awaiting) until Adopt, or until
-  // `adopt_deadline_ms`, when the caller ends the attempt. `started`: every
-  // rank had reported RUNNING (the job was RUNNING). `rendezvous`: the
-  // address rank 0 had published ("" if none). The backstop counts from
-  // `now_ms`.
+  // knew it. Every rank that had not completed awaits its worker
+  // (RankState::awaiting) until Adopt, or until `adopt_deadline_ms`, when
+  // the caller ends the attempt. `started`: every rank had reported RUNNING
+  // (the job was RUNNING). `rendezvous`: the address rank 0 had published
+  // ("" if none). The backstop counts from `now_ms`.
   void Recover(const std::string& job_id, int32_t number, int64_t now_ms,
-               int64_t rendezvous_timeout_seconds, const std::vector<std::string>& worker_names,
+               int64_t rendezvous_timeout_seconds, const std::vector<RecoveredRank>& ranks,
                const std::string& rendezvous, bool started, int64_t adopt_deadline_ms);
   // Adopts `key` for `worker` when it is an awaiting rank of its job's live
   // attempt placed on a worker of worker.name: the rank runs on that session

@@ -269,13 +269,21 @@ absl::Status Coordinator::AwaitWorkersLocked(ActiveJob& job, JobRecord next, Out
     workers = stored.workers;
     rendezvous = stored.rendezvous;
   }
+  std::vector<AttemptTracker::RecoveredRank> ranks;
+  for (const std::string& name : workers) ranks.push_back({name});
+  DFV_ASSIGN_OR_RETURN(std::vector<AttemptRankRecord> stored, store_->ListAttemptRanks(id, number));
+  for (const AttemptRankRecord& rank : stored) {
+    if (rank.rank < 0 || rank.rank >= static_cast<int32_t>(ranks.size())) continue;
+    ranks[rank.rank].last_batch = rank.last_batch;
+    ranks[rank.rank].completed = rank.completed;
+  }
   const int64_t now = clock_->NowMs();
   const std::string text = absl::StrCat(
       "coordinator restarted; attempt ", number, " waits up to ",
       static_cast<double>(options_.adopt_grace_ms) / 1000.0, " s for its workers (",
       absl::StrJoin(workers, ", "), ") to come back with it");
   DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {MessageEvent(text)}, outbox));
-  tracker_.Recover(id, number, now, job.rendezvous_timeout_seconds, workers, rendezvous,
+  tracker_.Recover(id, number, now, job.rendezvous_timeout_seconds, ranks, rendezvous,
                    /*started=*/job.record.job.state() == dfv::v1::RUNNING,
                    now + options_.adopt_grace_ms);
   return absl::OkStatus();
@@ -292,15 +300,6 @@ void Coordinator::AdoptRunningLocked(const dfv::v1::RegisterWorkerRequest& reque
       spdlog::info("worker {} still runs job {} attempt {} rank {}, which is not adopted: {}",
                    worker.name, key.job_id, key.attempt, key.rank, StopReasonLocked(key));
       continue;
-    }
-    RankState* rank = tracker_.LiveRank(key, worker.id);
-    absl::StatusOr<int64_t> last_batch =
-        store_->LastReportBatch(key.job_id, key.attempt, key.rank);
-    if (last_batch.ok()) {
-      rank->last_batch = *last_batch;
-    } else {
-      spdlog::error("job {} attempt {} rank {}: cannot read its last report batch: {}",
-                    key.job_id, key.attempt, key.rank, last_batch.status().ToString());
     }
     spdlog::info("worker {} came back with job {} attempt {} rank {}: adopted", worker.name,
                  key.job_id, key.attempt, key.rank);
@@ -332,9 +331,12 @@ void Coordinator::AdoptRunningLocked(const dfv::v1::RegisterWorkerRequest& reque
     auto it = active_.find(id);
     const LiveAttempt* attempt = tracker_.Find(id);
     if (it == active_.end() || attempt == nullptr || attempt->adopt_deadline_ms != 0) continue;
+    // Ranks that completed before the restart had nothing to bring back.
+    const auto back = std::count_if(attempt->ranks.begin(), attempt->ranks.end(),
+                                    [](const RankState& rank) { return !rank.completed; });
     const std::string text = absl::StrCat(
-        "coordinator restarted; attempt ", attempt->number, " adopted: its ",
-        attempt->ranks.size(), " rank(s) came back after ",
+        "coordinator restarted; attempt ", attempt->number, " adopted: its ", back,
+        " running rank(s) came back after ",
         static_cast<double>(now - attempt->recovered_ms) / 1000.0, " s and go on");
     spdlog::info("job {}: {}", id, text);
     absl::Status status = CommitJobLocked(it->second, it->second.record, {MessageEvent(text)}, outbox);
@@ -1151,6 +1153,11 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
             if (tracker_.AllRanksCompleted(key.job_id)) {
               result = EndAttemptLocked(job, AttemptOutcome::kSucceeded, dfv::v1::SUCCEEDED, "",
                                         /*count_restart=*/false, &outbox);
+            } else {
+              // A restarted coordinator must not wait for this rank.
+              result = store_->RunInTransaction([&](JobStore::Tx& tx) {
+                return tx.SetRankCompleted(key.job_id, key.attempt, key.rank);
+              });
             }
             break;
           default:

@@ -39,7 +39,7 @@ max_restarts: 2
                          kSteps, kLogEvery, kCheckpointEvery, kSteps);
 }
 
-TEST(CoordinatorRestart, AKilledCoordinatorCostsTheRunningTwoRankJobNoStep) {
+TEST(EndToEnd, AKilledCoordinatorCostsTheRunningTwoRankJobNoStep) {
   const absl::Time test_start = absl::Now();
   Cluster cluster("coordinator_restart");
   ASSERT_TRUE(cluster.StartCoordinator().ok());

@@ -677,7 +677,7 @@ TEST_F(AdoptionTest, WorkersComingBackWithTheirRanksAreAdoptedAndTheAttemptGoesO
   b_.Register();
   ASSERT_EQ(b_.adopted().size(), 1u);
   EXPECT_EQ(b_.adopted()[0].rank(), 1);
-  EXPECT_THAT(Messages().back(), HasSubstr("attempt 1 adopted: its 2 rank(s) came back after 2 s"));
+  EXPECT_THAT(Messages().back(), HasSubstr("attempt 1 adopted: its 2 running rank(s) came back after 2 s"));
   for (FakeWorker* w : {&a_, &b_}) {
     auto beat = w->Beat();
     ASSERT_TRUE(beat.ok());
@@ -828,6 +828,23 @@ TEST_F(AdoptionTest, ACancelPendingBeforeTheRestartEndsInCancelled) {
   EXPECT_EQ(Job(id_).state(), dfv::v1::CANCELLED);
   EXPECT_EQ(Restarts(id_), 0);
   for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) EXPECT_EQ(info.free_slots(), 1);
+}
+
+TEST_F(AdoptionTest, ARankThatCompletedBeforeTheRestartIsNotAwaited) {
+  StartPair();
+  ASSERT_TRUE(b_.Complete(Rank(1), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  Restart();
+  b_.Register();  // nothing left to run: nothing to adopt
+  EXPECT_TRUE(b_.adopted().empty());
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+  a_.Register();
+  ASSERT_EQ(a_.adopted().size(), 1u);
+  EXPECT_THAT(Messages().back(), HasSubstr("attempt 1 adopted: its 1 running rank(s) came back"));
+  Advance(40000, {&a_, &b_});
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+  ASSERT_TRUE(a_.Complete(Rank(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Job(id_).state(), dfv::v1::SUCCEEDED);
+  EXPECT_EQ(Job(id_).attempt(), 1);
 }
 
 TEST_F(AdoptionTest, AnAdoptedRankItsWorkerNoLongerRunsEndsTheAttempt) {
