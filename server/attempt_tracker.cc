@@ -86,6 +86,73 @@ void AttemptTracker::End(const std::string& job_id) {
 }
 
 // ---------------------------------------------------------------------------
+// After a coordinator restart
+
+void AttemptTracker::Recover(const std::string& job_id, int32_t number, int64_t now_ms,
+                             int64_t rendezvous_timeout_seconds,
+                             const std::vector<RecoveredRank>& ranks,
+                             const std::string& rendezvous, bool started,
+                             int64_t adopt_deadline_ms) {
+  LiveAttempt live;
+  live.number = number;
+  live.placed_ms = now_ms;
+  live.rendezvous_timeout_seconds = rendezvous_timeout_seconds;
+  live.rendezvous = rendezvous;
+  if (!rendezvous.empty()) live.published_ms = now_ms;
+  live.recovered_ms = now_ms;
+  live.adopt_deadline_ms = adopt_deadline_ms;
+  for (const RecoveredRank& recovered : ranks) {
+    RankState rank;
+    rank.worker_name = recovered.worker_name;
+    rank.started = started || recovered.completed;
+    rank.completed = recovered.completed;
+    rank.awaiting = !recovered.completed;
+    rank.last_batch = recovered.last_batch;
+    live.ranks.push_back(std::move(rank));
+  }
+  attempts_[job_id] = std::move(live);
+}
+
+bool AttemptTracker::Adopt(const AssignmentKey& key, WorkerRecord& worker, bool started) {
+  LiveAttempt* attempt = FindMutable(key.job_id);
+  if (attempt == nullptr || attempt->number != key.attempt || key.rank < 0 ||
+      key.rank >= static_cast<int32_t>(attempt->ranks.size())) {
+    return false;
+  }
+  RankState& rank = attempt->ranks[key.rank];
+  if (!rank.awaiting || rank.worker_name != worker.name) return false;
+  rank.awaiting = false;
+  rank.worker_id = worker.id;
+  rank.started = rank.started || started;
+  HeldAssignment held;
+  held.assignment.set_job_id(key.job_id);
+  held.assignment.set_attempt(key.attempt);
+  held.assignment.set_rank(key.rank);
+  held.assignment.set_world_size(static_cast<int32_t>(attempt->ranks.size()));
+  held.delivered = true;
+  held.adopted = true;
+  worker.assignments[key] = std::move(held);
+  if (std::none_of(attempt->ranks.begin(), attempt->ranks.end(),
+                   [](const RankState& r) { return r.awaiting; })) {
+    attempt->adopt_deadline_ms = 0;
+  }
+  return true;
+}
+
+std::vector<AssignmentKey> AttemptTracker::AwaitingOn(const std::string& name) const {
+  std::vector<AssignmentKey> keys;
+  for (const auto& [job_id, attempt] : attempts_) {
+    for (int r = 0; r < static_cast<int>(attempt.ranks.size()); ++r) {
+      const RankState& rank = attempt.ranks[r];
+      if (rank.awaiting && rank.worker_name == name) {
+        keys.push_back(AssignmentKey{job_id, attempt.number, r});
+      }
+    }
+  }
+  return keys;
+}
+
+// ---------------------------------------------------------------------------
 // Ranks
 
 const RankState* AttemptTracker::FindLiveRank(const AssignmentKey& key,

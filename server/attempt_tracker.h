@@ -44,6 +44,13 @@ struct RankState {
   std::string worker_name;
   bool started = false;    // reported StateChange{RUNNING}
   bool completed = false;  // CompleteAssignment arrived, or it never ran
+  // Placed before a coordinator restart; no session holds it until its
+  // worker registers again with it (AttemptTracker::Adopt). worker_id is
+  // empty meanwhile.
+  bool awaiting = false;
+  // The last ReportEvents batch applied for this rank (0: none), which the
+  // Coordinator keeps in line with the store.
+  int64_t last_batch = 0;
 };
 
 struct LiveAttempt {
@@ -60,6 +67,10 @@ struct LiveAttempt {
   bool cancelling = false;
   std::string cancel_reason;
   int64_t cancel_deadline_ms = 0;
+  // Recovered after a coordinator restart (Recover): when that was, and
+  // until when its awaiting ranks may come back (0 once none awaits).
+  int64_t recovered_ms = 0;
+  int64_t adopt_deadline_ms = 0;
 };
 
 class AttemptTracker {
@@ -89,6 +100,32 @@ class AttemptTracker {
   // once. Delivered ranks keep theirs until their workers stop reporting
   // them. No-op without a live attempt.
   void End(const std::string& job_id);
+
+  // ---- After a coordinator restart
+
+  // One rank of an attempt as the store knew it.
+  struct RecoveredRank {
+    std::string worker_name;  // the worker it ran on
+    int64_t last_batch = 0;   // the last report batch applied
+    bool completed = false;   // it had completed
+  };
+  // Tracks attempt `number` of `job_id` (which has none live) as the store
+  // knew it. Every rank that had not completed awaits its worker
+  // (RankState::awaiting) until Adopt, or until `adopt_deadline_ms`, when
+  // the caller ends the attempt. `started`: every rank had reported RUNNING
+  // (the job was RUNNING). `rendezvous`: the address rank 0 had published
+  // ("" if none). The backstop counts from `now_ms`.
+  void Recover(const std::string& job_id, int32_t number, int64_t now_ms,
+               int64_t rendezvous_timeout_seconds, const std::vector<RecoveredRank>& ranks,
+               const std::string& rendezvous, bool started, int64_t adopt_deadline_ms);
+  // Adopts `key` for `worker` when it is an awaiting rank of its job's live
+  // attempt placed on a worker of worker.name: the rank runs on that session
+  // from now on (it holds a slot there, as delivered), and has started when
+  // `started` (or already had). Returns whether it was adopted. Once no rank
+  // awaits, the attempt's adopt_deadline_ms is cleared.
+  bool Adopt(const AssignmentKey& key, WorkerRecord& worker, bool started);
+  // The ranks that still await a worker named `name`, in job id order.
+  std::vector<AssignmentKey> AwaitingOn(const std::string& name) const;
 
   // ---- Ranks
 

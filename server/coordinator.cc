@@ -98,6 +98,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
     return absl::InvalidArgumentError(
         "--min-free-space, --job-artifact-quota and --artifact-quota must be >= 0");
   }
+  if (options.adopt_grace_ms < 0) {
+    return absl::InvalidArgumentError("adopt grace must be >= 0");
+  }
   const Clock* clock = options.clock != nullptr ? options.clock : RealClock::Get();
   DFV_RETURN_IF_ERROR(MakeDirs(options.data_dir));
 
@@ -230,6 +233,15 @@ absl::Status Coordinator::RecoverLocked(Outbox* outbox) {
     } else if (job.record.cancel_requested) {
       next.job.set_state(dfv::v1::CANCELLED);
       outcome = AttemptOutcome::kCancelled;
+    } else if (options_.adopt_grace_ms > 0) {
+      // Its trainers may well still run: wait for their workers.
+      AdoptSpec(parsed.spec, job);
+      DFV_RETURN_IF_ERROR(AwaitWorkersLocked(job, std::move(next), outbox));
+      spdlog::info("recovered job {}: {} attempt {} awaits its workers ({}) for {} ms", id,
+                   StateName(state), attempt, absl::StrJoin(job.record.job.workers(), ","),
+                   options_.adopt_grace_ms);
+      active_.emplace(id, std::move(job));
+      continue;
     } else {
       next.job.set_state(dfv::v1::QUEUED);
       next.job.set_reason("coordinator restarted");
@@ -251,6 +263,92 @@ absl::Status Coordinator::RecoverLocked(Outbox* outbox) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status Coordinator::AwaitWorkersLocked(ActiveJob& job, JobRecord next, Outbox* outbox) {
+  const std::string id = job.record.job.id();
+  const int32_t number = job.record.job.attempt();
+  std::vector<std::string> workers(job.record.job.workers().begin(), job.record.job.workers().end());
+  std::string rendezvous;
+  DFV_ASSIGN_OR_RETURN(std::vector<AttemptRecord> attempts, store_->ListAttempts(id));
+  for (const AttemptRecord& stored : attempts) {
+    if (stored.attempt != number) continue;
+    workers = stored.workers;
+    rendezvous = stored.rendezvous;
+  }
+  std::vector<AttemptTracker::RecoveredRank> ranks;
+  for (const std::string& name : workers) ranks.push_back({name});
+  DFV_ASSIGN_OR_RETURN(std::vector<AttemptRankRecord> stored, store_->ListAttemptRanks(id, number));
+  for (const AttemptRankRecord& rank : stored) {
+    if (rank.rank < 0 || rank.rank >= static_cast<int32_t>(ranks.size())) continue;
+    ranks[rank.rank].last_batch = rank.last_batch;
+    ranks[rank.rank].completed = rank.completed;
+  }
+  const int64_t now = clock_->NowMs();
+  const std::string text = absl::StrCat(
+      "coordinator restarted; attempt ", number, " waits up to ",
+      static_cast<double>(options_.adopt_grace_ms) / 1000.0, " s for its workers (",
+      absl::StrJoin(workers, ", "), ") to come back with it");
+  DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), {MessageEvent(text)}, outbox));
+  tracker_.Recover(id, number, now, job.rendezvous_timeout_seconds, ranks, rendezvous,
+                   /*started=*/job.record.job.state() == dfv::v1::RUNNING,
+                   now + options_.adopt_grace_ms);
+  return absl::OkStatus();
+}
+
+void Coordinator::AdoptRunningLocked(const dfv::v1::RegisterWorkerRequest& request,
+                                     WorkerRecord& worker,
+                                     dfv::v1::RegisterWorkerResponse* response, Outbox* outbox) {
+  std::set<std::string> adopted_jobs;
+  for (const dfv::v1::RunningAssignment& running : request.running()) {
+    const AssignmentKey key{running.job_id(), running.attempt(), running.rank()};
+    if (!tracker_.Adopt(key, worker, running.started())) {
+      // Its first heartbeat lists it and gets the cancel.
+      spdlog::info("worker {} still runs job {} attempt {} rank {}, which is not adopted: {}",
+                   worker.name, key.job_id, key.attempt, key.rank, StopReasonLocked(key));
+      continue;
+    }
+    spdlog::info("worker {} came back with job {} attempt {} rank {}: adopted", worker.name,
+                 key.job_id, key.attempt, key.rank);
+    *response->add_adopted() = running;
+    adopted_jobs.insert(key.job_id);
+  }
+
+  // Ranks awaited from this worker that it did not bring back never will.
+  std::map<std::string, std::vector<int32_t>> gone;
+  for (const AssignmentKey& key : tracker_.AwaitingOn(worker.name)) {
+    gone[key.job_id].push_back(key.rank);
+  }
+  for (const auto& [id, ranks] : gone) {
+    auto it = active_.find(id);
+    const LiveAttempt* attempt = tracker_.Find(id);
+    if (it == active_.end() || attempt == nullptr) continue;
+    absl::Status status = RequeueOrFailLocked(
+        it->second,
+        absl::StrCat("coordinator restarted; worker ", worker.name,
+                     " came back without rank(s) ", absl::StrJoin(ranks, ", "), " of attempt ",
+                     attempt->number),
+        RestartReason::kCoordinatorRestarted, outbox);
+    if (!status.ok()) spdlog::error("job {}: cannot record its new state: {}", id, status.ToString());
+  }
+
+  // Attempts whose last awaited rank came back now go on as they were.
+  const int64_t now = clock_->NowMs();
+  for (const std::string& id : adopted_jobs) {
+    auto it = active_.find(id);
+    const LiveAttempt* attempt = tracker_.Find(id);
+    if (it == active_.end() || attempt == nullptr || attempt->adopt_deadline_ms != 0) continue;
+    // Ranks that completed before the restart had nothing to bring back.
+    const auto back = std::count_if(attempt->ranks.begin(), attempt->ranks.end(),
+                                    [](const RankState& rank) { return !rank.completed; });
+    const std::string text = absl::StrCat(
+        "coordinator restarted; attempt ", attempt->number, " adopted: its ", back,
+        " running rank(s) came back after ",
+        static_cast<double>(now - attempt->recovered_ms) / 1000.0, " s and go on");
+    spdlog::info("job {}: {}", id, text);
+    absl::Status status = CommitJobLocked(it->second, it->second.record, {MessageEvent(text)}, outbox);
+    if (!status.ok()) spdlog::error("job {}: cannot record the adoption: {}", id, status.ToString());
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +520,15 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
       }
     } else {
       bool ended = false;
-      for (const RankState& rank : attempt->ranks) {
+      std::vector<std::string> not_back;  // ranks awaited after a restart, past the grace
+      for (int r = 0; r < static_cast<int>(attempt->ranks.size()); ++r) {
+        const RankState& rank = attempt->ranks[r];
+        if (rank.awaiting) {
+          if (now >= attempt->adopt_deadline_ms) {
+            not_back.push_back(absl::StrCat(r, " (worker ", rank.worker_name, ")"));
+          }
+          continue;
+        }
         if (rank.completed || registry_.FindAlive(rank.worker_id) != nullptr) continue;
         const WorkerRecord* old = registry_.Find(rank.worker_id);
         std::string reason = old != nullptr
@@ -432,6 +538,15 @@ void Coordinator::ReconcileLocked(Outbox* outbox) {
         status = RequeueOrFailLocked(job, reason, RestartReason::kWorkerLost, outbox);
         ended = true;
         break;
+      }
+      if (!ended && !not_back.empty()) {
+        status = RequeueOrFailLocked(
+            job,
+            absl::StrCat("coordinator restarted; rank(s) ", absl::StrJoin(not_back, ", "),
+                         " did not come back within ",
+                         static_cast<double>(options_.adopt_grace_ms) / 1000.0, " s"),
+            RestartReason::kCoordinatorRestarted, outbox);
+        ended = true;
       }
       // Ranks that never start (a trainer that cannot be spawned, a worker
       // that never runs it) report nothing: the rendezvous backstop.
@@ -872,6 +987,7 @@ absl::StatusOr<dfv::v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
     response.set_worker_id(registration.worker_id);
     response.set_lease_ttl_ms(options_.lease_ttl_ms);
     response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+    AdoptRunningLocked(request, *registry_.FindAlive(registration.worker_id), &response, &outbox);
     // Jobs that ran on the replaced session lost that worker.
     ReconcileLocked(&outbox);
   }
@@ -918,12 +1034,17 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
 
     // Held assignments the worker does not run.
     bool released = false;  // an assignment the worker no longer reports
+    std::vector<AssignmentKey> vanished;  // adopted ranks it no longer runs
     for (auto it = worker->assignments.begin(); it != worker->assignments.end();) {
       const AssignmentKey key = it->first;
       auto next = std::next(it);
       if (reported.count(key) == 0) {
         const bool wanted = tracker_.Wanted(key, worker_id);
-        if (wanted && it->second.delivered) {
+        if (wanted && it->second.adopted) {
+          // Held again after a restart, it cannot be delivered again.
+          vanished.push_back(key);
+          worker->assignments.erase(it);
+        } else if (wanted && it->second.delivered) {
           // The response that carried it was lost: deliver it again.
           spdlog::warn("worker {} does not report job {} attempt {} rank {}; delivering it again",
                        worker->name, key.job_id, key.attempt, key.rank);
@@ -934,6 +1055,19 @@ absl::StatusOr<dfv::v1::HeartbeatResponse> Coordinator::Heartbeat(
         }
       }
       it = next;
+    }
+
+    for (const AssignmentKey& key : vanished) {
+      auto job = active_.find(key.job_id);
+      if (job == active_.end()) continue;
+      absl::Status status = RequeueOrFailLocked(
+          job->second,
+          absl::StrCat("worker ", worker->name, " no longer runs rank ", key.rank, " of attempt ",
+                       key.attempt, ", adopted after a coordinator restart"),
+          RestartReason::kWorkerLost, &outbox);
+      if (!status.ok()) {
+        spdlog::error("job {}: cannot record its new state: {}", key.job_id, status.ToString());
+      }
     }
 
     // Running assignments that should stop. They keep their slot until the
@@ -994,6 +1128,13 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
     }
     ActiveJob& job = active_.at(key.job_id);
     if (tracker_.Cancelling(key.job_id)) return true;
+    const int64_t batch = request.batch();
+    if (batch > 0 && batch <= rank->last_batch) {
+      // A re-send whose answer was lost: applied already.
+      spdlog::debug("job {} attempt {} rank {}: batch {} was applied already (last {})",
+                    key.job_id, key.attempt, key.rank, batch, rank->last_batch);
+      return false;
+    }
 
     JobRecord next = job.record;
     std::vector<JobEvent> payloads;
@@ -1035,13 +1176,20 @@ absl::StatusOr<bool> Coordinator::ReportEvents(const dfv::v1::ReportEventsReques
     }
     if (!payloads.empty() || next.job.state() != job.record.job.state()) {
       const JobState previous = job.record.job.state();
-      DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox));
+      // The batch's number commits with what it applied.
+      DFV_RETURN_IF_ERROR(CommitJobLocked(job, std::move(next), payloads, &outbox,
+                                          [&](JobStore::Tx& tx) -> absl::Status {
+                                            if (batch <= 0) return absl::OkStatus();
+                                            return tx.SetLastReportBatch(key.job_id, key.attempt,
+                                                                         key.rank, batch);
+                                          }));
       if (previous != job.record.job.state()) {
         spdlog::info("job {} attempt {}: {} -> {}", key.job_id, key.attempt, StateName(previous),
                      StateName(job.record.job.state()));
       }
     }
     rank->started = rank_started;
+    if (batch > 0) rank->last_batch = batch;
   }
   Publish(outbox);
   return false;
@@ -1056,6 +1204,13 @@ absl::Status Coordinator::CheckUploaderLocked(const std::string& worker_id,
     if (absl::IsNotFound(inactive)) return inactive;
     return absl::FailedPreconditionError(
         absl::StrCat(inactive.message(), "; it takes no more artifacts"));
+  }
+  // A late rank of an ended attempt (a worker back after its lease ran out)
+  // must not replace the files of the attempt that took over.
+  if (const int32_t current = active_.at(job_id).record.job.attempt(); attempt < current) {
+    return absl::FailedPreconditionError(absl::StrCat("attempt ", attempt, " of job ", job_id,
+                                                      " has ended and attempt ", current,
+                                                      " took over: its artifacts are not taken"));
   }
   DFV_RETURN_IF_ERROR(tracker_.CheckAttemptMember(job_id, attempt, *worker));
   if (worker->assignments.count(AssignmentKey{job_id, attempt, 0}) > 0) return absl::OkStatus();
@@ -1108,10 +1263,19 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
     int64_t replaced_bytes = 0;  // an artifact of the same name is replaced
     std::vector<dfv::v1::ArtifactInfo> pruned;  // checkpoint.keep_last
     const std::set<std::string> keep = ProtectedCheckpointsLocked(job_id);
+    bool repeated = false;       // ... unless it is this one again
     DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
       pruned.clear();
       absl::StatusOr<dfv::v1::ArtifactInfo> previous =
           tx.GetArtifact(job_id, upload->declared().name());
+      const dfv::v1::ArtifactInfo& declared = upload->declared();
+      if (previous.ok() && previous->attempt() == declared.attempt() &&
+          previous->size() == declared.size() && previous->checksum() == declared.checksum()) {
+        // A re-sent upload whose answer was lost: stored already.
+        repeated = true;
+        info = *previous;
+        return absl::OkStatus();
+      }
       if (previous.ok()) {
         replaced_bytes = previous->size();
       } else if (!absl::IsNotFound(previous.status())) {
@@ -1130,6 +1294,11 @@ absl::StatusOr<dfv::v1::ArtifactInfo> Coordinator::FinishUpload(
       }
       return absl::OkStatus();
     }));
+    if (repeated) {
+      spdlog::info("job {}: artifact {} ({}) was stored already; not stored again", job_id,
+                   info.name(), info.checksum());
+      return info;  // the upload's temporary file goes with it
+    }
     job.record.job.set_last_seq(appended.seq());
     outbox.push_back(std::move(appended));
     artifact_bytes_ += info.size() - replaced_bytes;
@@ -1196,6 +1365,11 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
             if (tracker_.AllRanksCompleted(key.job_id)) {
               result = EndAttemptLocked(job, AttemptOutcome::kSucceeded, dfv::v1::SUCCEEDED, "",
                                         /*count_restart=*/false, &outbox);
+            } else {
+              // A restarted coordinator must not wait for this rank.
+              result = store_->RunInTransaction([&](JobStore::Tx& tx) {
+                return tx.SetRankCompleted(key.job_id, key.attempt, key.rank);
+              });
             }
             break;
           default:

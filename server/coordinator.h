@@ -28,8 +28,30 @@
 //   every assignment it is running until that assignment's
 //   CompleteAssignment call has returned. One heartbeat at a time.
 //   NOT_FOUND from Heartbeat (lease expired, coordinator restarted): register
-//   again; running assignments the coordinator no longer wants are
-//   cancelled in the new session's first heartbeat response.
+//   again, listing the assignments still running (RegisterWorkerRequest
+//   .running); the answer lists those adopted (see "Coordinator restart"),
+//   and running assignments the coordinator no longer wants are cancelled in
+//   the new session's first heartbeat response. While the coordinator is
+//   unreachable, or the session unknown, trainers keep running and their
+//   reports wait in order (the daemon's spool).
+// - Coordinator restart: an attempt the previous coordinator left SCHEDULED
+//   or RUNNING keeps its number and awaits its workers for adopt_grace_ms.
+//   A worker that registers with a running assignment whose job, attempt,
+//   rank and worker name agree with the stored attempt is adopted: the rank
+//   holds its slot in the new session and its reports are accepted as
+//   before. Once every rank is back the attempt simply goes on (a Message
+//   event says it was adopted). An assignment the records do not agree with
+//   gets a cancel. A recovered attempt ends like one that lost a worker
+//   (requeued from its checkpoint while restarts remain, its adopted ranks
+//   cancelled) when a rank is not back by the end of the grace period, or
+//   when its worker registers again without it. A cancel pending before the
+//   restart makes the job CANCELLED at once; its workers get cancels.
+// - Exactly once: a worker re-sends a call whose answer it did not get.
+//   ReportEvents batches carry a number (ReportEventsRequest.batch); one at
+//   or below the last applied number of that rank (stored with the events)
+//   is not applied again. An upload of an artifact already stored for the
+//   same attempt with the same size and checksum is answered with the stored
+//   one and announces nothing new. Completing a rank twice is idempotent.
 // - Start each Assignment it receives; stop each CancelAssignment (cancels
 //   repeat while the worker still reports the assignment, so they are
 //   idempotent). An assignment delivered but missing from the next
@@ -124,6 +146,11 @@ struct CoordinatorOptions {
   // checkpoint.keep_last removes once the upload commits are not counted.
   int64_t job_artifact_quota_bytes = 0;
   int64_t artifact_quota_bytes = 0;
+  // After a restart, how long an attempt the previous coordinator left
+  // SCHEDULED or RUNNING waits for its workers to register again with its
+  // ranks (well above the workers' register retry, 1 s). 0: no waiting;
+  // such jobs are requeued at once ("coordinator restarted").
+  int64_t adopt_grace_ms = 30000;
   // Where to count what happens (see server/metrics.h); null: no metrics.
   // Must outlive the Coordinator, which is its state source while it lives.
   CoordinatorMetrics* metrics = nullptr;
@@ -132,8 +159,10 @@ struct CoordinatorOptions {
 class Coordinator {
  public:
   // Opens the data folder and recovers: jobs a previous coordinator left
-  // SCHEDULED or RUNNING go back to QUEUED as a new attempt (reason
-  // "coordinator restarted"), or to CANCELLED when a cancel was pending.
+  // SCHEDULED or RUNNING keep their attempt, which awaits its workers for
+  // adopt_grace_ms (see "Coordinator restart" above); with adopt_grace_ms 0
+  // they go back to QUEUED as a new attempt at once (reason "coordinator
+  // restarted"). Jobs with a pending cancel become CANCELLED.
   // INVALID_ARGUMENT for bad options, FAILED_PRECONDITION when another
   // coordinator holds the folder.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options);
@@ -324,6 +353,16 @@ class Coordinator {
 
   absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status RecoverLocked(Outbox* outbox) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps a placed job's attempt live, awaiting its workers for
+  // adopt_grace_ms, and says so in its events (`next`: its record to store).
+  absl::Status AwaitWorkersLocked(ActiveJob& job, JobRecord next, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A registering worker's running assignments: adopts those the records
+  // agree with (listed in `response`), and ends the recovered attempts that
+  // awaited a rank from it that it did not bring back.
+  void AdoptRunningLocked(const dfv::v1::RegisterWorkerRequest& request, WorkerRecord& worker,
+                          dfv::v1::RegisterWorkerResponse* response, Outbox* outbox)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // FAILED_PRECONDITION when the live workers of the job's device have fewer
   // slots in all than it has ranks.
@@ -368,9 +407,9 @@ class Coordinator {
   // Why `key` should stop, for a CancelAssignment: the stored state of a
   // final job, else the tracker's answer.
   std::string StopReasonLocked(const AssignmentKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // FAILED_PRECONDITION unless the job is not final and `worker_id` holds
-  // rank 0 of the attempt, or rank r >= 1 and `info` is its
-  // trainer-rank<r>.log.
+  // FAILED_PRECONDITION unless the job is not final, no later attempt took
+  // over, and `worker_id` holds rank 0 of the attempt, or rank r >= 1 and
+  // `info` is its trainer-rank<r>.log.
   absl::Status CheckUploaderLocked(const std::string& worker_id, const std::string& job_id,
                                    int32_t attempt, const dfv::v1::ArtifactInfo& info)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

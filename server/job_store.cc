@@ -82,6 +82,21 @@ ALTER TABLE attempts ADD COLUMN rendezvous TEXT NOT NULL DEFAULT '';
 PRAGMA user_version = 2;
 )sql";
 
+// Per rank of an attempt, what a restarted coordinator needs to adopt it:
+// the last ReportEvents batch applied (see ReportEventsRequest.batch) and
+// whether the rank completed. Added without a schema version bump: created
+// when missing, and a coordinator that predates it never reads it.
+constexpr char kAttemptRanksTable[] = R"sql(
+CREATE TABLE IF NOT EXISTS attempt_ranks (
+  job_id TEXT NOT NULL REFERENCES jobs(id),
+  attempt INTEGER NOT NULL,
+  rank INTEGER NOT NULL,
+  last_batch INTEGER NOT NULL DEFAULT 0,
+  completed INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, attempt, rank)
+) WITHOUT ROWID;
+)sql";
+
 constexpr char kJobColumns[] =
     "id, num, name, model, state, priority, spec_yaml, created_ms, updated_ms, attempt, "
     "max_restarts, restarts, world_size, reason, progress_step, progress_total_steps, "
@@ -254,6 +269,7 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Create(const std::string& pa
   // shell, a backup) may briefly hold one.
   DFV_RETURN_IF_ERROR(writer->Exec("PRAGMA busy_timeout=5000"));
   DFV_RETURN_IF_ERROR(CreateOrCheckSchema(*writer, path));
+  DFV_RETURN_IF_ERROR(writer->Exec(kAttemptRanksTable));
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader, Connection::Open(path, /*create=*/false));
   DFV_RETURN_IF_ERROR(reader->Exec("PRAGMA busy_timeout=5000; PRAGMA query_only=1;"));
   return std::unique_ptr<JobStore>(
@@ -386,6 +402,26 @@ absl::Status JobStore::Tx::SetAttemptRendezvous(const std::string& job_id, int32
     return absl::NotFoundError(absl::StrCat("attempt ", attempt, " of job ", job_id, " not found"));
   }
   return absl::OkStatus();
+}
+
+absl::Status JobStore::Tx::SetLastReportBatch(const std::string& job_id, int32_t attempt,
+                                              int32_t rank, int64_t batch) {
+  DFV_ASSIGN_OR_RETURN(auto stmt,
+                       db_->Prepare("INSERT INTO attempt_ranks (job_id, attempt, rank, last_batch) "
+                                    "VALUES (?, ?, ?, ?) ON CONFLICT (job_id, attempt, rank) "
+                                    "DO UPDATE SET last_batch = excluded.last_batch"));
+  stmt->Bind(1, job_id).Bind(2, attempt).Bind(3, rank).Bind(4, batch);
+  return stmt->Run();
+}
+
+absl::Status JobStore::Tx::SetRankCompleted(const std::string& job_id, int32_t attempt,
+                                            int32_t rank) {
+  DFV_ASSIGN_OR_RETURN(auto stmt,
+                       db_->Prepare("INSERT INTO attempt_ranks (job_id, attempt, rank, completed) "
+                                    "VALUES (?, ?, ?, 1) ON CONFLICT (job_id, attempt, rank) "
+                                    "DO UPDATE SET completed = 1"));
+  stmt->Bind(1, job_id).Bind(2, attempt).Bind(3, rank);
+  return stmt->Run();
 }
 
 absl::Status JobStore::Tx::EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
@@ -564,6 +600,26 @@ absl::StatusOr<dfv::v1::ArtifactInfo> JobStore::GetArtifact(const std::string& j
                                                             const std::string& name) const {
   absl::MutexLock lock(&read_mu_);
   return GetArtifactOn(*reader_, job_id, name);
+}
+
+absl::StatusOr<std::vector<AttemptRankRecord>> JobStore::ListAttemptRanks(
+    const std::string& job_id, int32_t attempt) const {
+  absl::MutexLock lock(&read_mu_);
+  DFV_ASSIGN_OR_RETURN(auto stmt, reader_->Prepare("SELECT rank, last_batch, completed FROM "
+                                                   "attempt_ranks WHERE job_id = ? AND attempt = ? "
+                                                   "ORDER BY rank"));
+  stmt->Bind(1, job_id).Bind(2, attempt);
+  std::vector<AttemptRankRecord> ranks;
+  while (true) {
+    DFV_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    AttemptRankRecord rank;
+    rank.rank = static_cast<int32_t>(stmt->ColumnInt(0));
+    rank.last_batch = stmt->ColumnInt(1);
+    rank.completed = stmt->ColumnInt(2) != 0;
+    ranks.push_back(rank);
+  }
+  return ranks;
 }
 
 absl::StatusOr<std::array<int64_t, dfv::v1::JobState_ARRAYSIZE>> JobStore::CountJobsByState()

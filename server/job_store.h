@@ -67,6 +67,13 @@ struct AttemptRecord {
   std::string rendezvous;
 };
 
+// What a restarted coordinator needs of one rank of a live attempt.
+struct AttemptRankRecord {
+  int32_t rank = 0;
+  int64_t last_batch = 0;   // the last ReportEvents batch applied (0: none)
+  bool completed = false;   // CompleteAssignment arrived
+};
+
 class JobStore {
  public:
   // The current schema version (PRAGMA user_version). A database written by
@@ -109,6 +116,13 @@ class JobStore {
     absl::Status EndAttempt(const std::string& job_id, int32_t attempt, int64_t ended_ms,
                             AttemptOutcome outcome, const std::string& reason);
 
+    // Records `batch` as the last ReportEvents batch applied for that rank
+    // of that attempt (ReportEventsRequest.batch).
+    absl::Status SetLastReportBatch(const std::string& job_id, int32_t attempt, int32_t rank,
+                                    int64_t batch);
+    // Records that the rank of that attempt completed (while others run).
+    absl::Status SetRankCompleted(const std::string& job_id, int32_t attempt, int32_t rank);
+
     // The job's newest event seq (0 before the first). NOT_FOUND for no job.
     absl::StatusOr<int64_t> LastSeq(const std::string& job_id);
     // Stores a complete event (job_id, seq, time set) and moves the job's
@@ -149,6 +163,10 @@ class JobStore {
   absl::StatusOr<std::vector<dfv::v1::JobEvent>> ReadEvents(const std::string& job_id,
                                                             int64_t after_seq, int limit) const;
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id) const;
+  // What was recorded of the ranks of that attempt (SetLastReportBatch,
+  // SetRankCompleted), by rank; ranks with nothing recorded are absent.
+  absl::StatusOr<std::vector<AttemptRankRecord>> ListAttemptRanks(const std::string& job_id,
+                                                                  int32_t attempt) const;
   // Artifacts of the job by creation time, then name.
   absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) const;
   // NOT_FOUND when the job has no artifact of that name.

@@ -87,6 +87,12 @@ int main(int argc, char** argv) {
                  "the bytes all jobs' artifacts may take together (0: no quota)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
+  double adopt_grace_seconds = static_cast<double>(options.coordinator.adopt_grace_ms) / 1000.0;
+  app.add_option("--adopt-grace", adopt_grace_seconds,
+                 "seconds a job left running by a previous coordinator waits for its workers to "
+                 "come back with it after a restart, before it is requeued (0: requeue at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 24.0 * 3600.0));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   auto* hash_token = app.add_subcommand(
       "hash-token", "read a token on stdin and print the line's 'sha256:<hex>' for --auth-file");
@@ -99,6 +105,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dfv-coordinator: --data-dir is required\n");
     return 2;
   }
+  options.coordinator.adopt_grace_ms = static_cast<int64_t>(adopt_grace_seconds * 1000.0);
   dfv::InitLogging("dfv-coordinator", log_level);
 
   // Block the stop signals in every thread (gRPC's threads inherit the mask)

@@ -72,6 +72,21 @@ absl::Status CheckAttemptRank(const std::string& prefix, int32_t attempt, int32_
   return absl::OkStatus();
 }
 
+// The running assignments a worker lists (Heartbeat, RegisterWorker).
+absl::Status CheckRunning(
+    const google::protobuf::RepeatedPtrField<dfv::v1::RunningAssignment>& running) {
+  if (running.size() > kMaxRunning) {
+    return Invalid("running",
+                   absl::StrCat("has ", running.size(), " entries; at most ", kMaxRunning));
+  }
+  for (int i = 0; i < running.size(); ++i) {
+    const std::string prefix = absl::StrCat("running[", i, "].");
+    DFV_RETURN_IF_ERROR(CheckJobId(running[i].job_id(), prefix + "job_id"));
+    DFV_RETURN_IF_ERROR(CheckAttemptRank(prefix, running[i].attempt(), running[i].rank()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckArtifactName(const std::string& field, const std::string& name) {
   absl::Status status = ValidateArtifactName(name);
   if (!status.ok()) return Invalid(field, std::string(status.message()));
@@ -682,6 +697,7 @@ grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
                                     "' has port 0; report the port /metrics is served on"));
       }
     }
+    DFV_RETURN_IF_ERROR(CheckRunning(request->running()));
     DFV_ASSIGN_OR_RETURN(*response, coordinator_->RegisterWorker(*request));
     return absl::OkStatus();
   });
@@ -693,16 +709,7 @@ grpc::ServerUnaryReactor* WorkerGatewayService::Heartbeat(grpc::CallbackServerCo
   return FinishUnary(context, *auth_, kWorkerService, "Heartbeat", [&](const CallerIdentity& caller) -> absl::Status {
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
-    if (request->running_size() > kMaxRunning) {
-      return Invalid("running", absl::StrCat("has ", request->running_size(),
-                                             " entries; at most ", kMaxRunning));
-    }
-    for (int i = 0; i < request->running_size(); ++i) {
-      const dfv::v1::RunningAssignment& running = request->running(i);
-      const std::string prefix = absl::StrCat("running[", i, "].");
-      DFV_RETURN_IF_ERROR(CheckJobId(running.job_id(), prefix + "job_id"));
-      DFV_RETURN_IF_ERROR(CheckAttemptRank(prefix, running.attempt(), running.rank()));
-    }
+    DFV_RETURN_IF_ERROR(CheckRunning(request->running()));
     DFV_ASSIGN_OR_RETURN(*response, coordinator_->Heartbeat(*request));
     return absl::OkStatus();
   });
@@ -716,6 +723,9 @@ grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
     DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
     DFV_RETURN_IF_ERROR(CheckAttemptRank("", request->attempt(), request->rank()));
+    if (request->batch() < 0) {
+      return Invalid("batch", absl::StrCat("must be >= 0, got ", request->batch()));
+    }
     if (request->events_size() > kMaxEventsPerReport) {
       return Invalid("events", absl::StrCat("has ", request->events_size(),
                                             " entries; at most ", kMaxEventsPerReport));

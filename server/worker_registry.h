@@ -40,6 +40,9 @@ struct WorkerRegistryOptions {
 struct HeldAssignment {
   dfv::v1::Assignment assignment;  // what the worker is told to run
   bool delivered = false;          // sent in a heartbeat response
+  // Held again after a coordinator restart (the worker ran it before):
+  // `assignment` names only the rank, so it is never delivered again.
+  bool adopted = false;
 };
 
 struct WorkerRecord {

@@ -106,6 +106,12 @@ int main(int argc, char** argv) {
                  "seconds a finished job's series stay on /metrics")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--spool-bytes", daemon.spool_bytes,
+                 "bytes the reports waiting for an unreachable coordinator may take under --work-dir "
+                 "(split among the slots); past it the oldest metrics rows are dropped, never "
+                 "checkpoints, state changes or outcomes")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   dfv::rpc::AddTlsFlags(app, daemon.tls, daemon.insecure,
                         "this worker's certificate (PEM, CN = its name at the coordinator); with --tls-key and "
                         "--tls-ca: mutual TLS to the coordinator, TLS on the health service",

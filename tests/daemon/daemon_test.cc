@@ -227,7 +227,10 @@ TEST_F(DaemonTest, AFailedHeartbeatKeepsTheSessionAndTheTrainers) {
   EXPECT_EQ(link_->completions_, 0);
 }
 
-TEST_F(DaemonTest, SessionExpiryAbandonsTrainersAndRegistersAgainOnceTheCoordinatorAnswers) {
+// The coordinator forgot the session (its lease expired, or the coordinator
+// restarted): the trainers keep running, the daemon registers again listing
+// them, and the coordinator's heartbeat answers cancel what it does not adopt.
+TEST_F(DaemonTest, SessionExpiryKeepsTheTrainersAndListsThemWhenRegisteringAgain) {
   StartDaemon();
   Answer(Deliver({MakeAssignment("j-1", 1, 0), MakeAssignment("j-1", 1, 1)}));
   ASSERT_GE(WaitForRunning(0, {"j-1/1/0", "j-1/1/1"}), 0);
@@ -245,17 +248,45 @@ TEST_F(DaemonTest, SessionExpiryAbandonsTrainersAndRegistersAgainOnceTheCoordina
   }
   int renewed = WaitForHeartbeat(before, [](const v1::HeartbeatRequest& r) { return r.worker_id() == "w-2"; });
   ASSERT_GE(renewed, 0);
-  EXPECT_FALSE(Alive(first));
-  EXPECT_FALSE(Alive(second));
+  EXPECT_TRUE(Alive(first));
+  EXPECT_TRUE(Alive(second));
   {
     absl::MutexLock lock(&link_->mu_);
-    EXPECT_TRUE(Running(link_->heartbeat_requests_[renewed]).empty());
-    EXPECT_EQ(link_->register_requests_.size(), 4u) << "the first, two refused, the second session";
-    EXPECT_EQ(link_->completions_, 0) << "an abandoned trainer reports nothing";
-    EXPECT_TRUE(link_->uploads_.empty());
+    EXPECT_EQ(Running(link_->heartbeat_requests_[renewed]), (std::vector<std::string>{"j-1/1/0", "j-1/1/1"}));
+    ASSERT_EQ(link_->register_requests_.size(), 4u) << "the first, two refused, the second session";
+    for (size_t i = 1; i < 4; ++i) {
+      const v1::RegisterWorkerRequest& again = link_->register_requests_[i];
+      ASSERT_EQ(again.running_size(), 2) << i;
+      std::vector<std::string> listed;
+      for (const v1::RunningAssignment& r : again.running()) {
+        listed.push_back(absl::StrCat(r.job_id(), "/", r.attempt(), "/", r.rank()));
+        EXPECT_FALSE(r.started()) << "the shell trainer never says it trains";
+      }
+      std::sort(listed.begin(), listed.end());
+      EXPECT_EQ(listed, (std::vector<std::string>{"j-1/1/0", "j-1/1/1"}));
+    }
+    EXPECT_EQ(link_->register_requests_[0].running_size(), 0);
+    EXPECT_EQ(link_->completions_, 0);
   }
   EXPECT_EQ(TrainerStarts().size(), 2u);
   EXPECT_FALSE(std::filesystem::exists(ReadyFile()));
+
+  // The coordinator did not adopt them: its cancel stops both.
+  v1::HeartbeatResponse cancel;
+  cancel.add_cancels()->set_job_id("j-1");
+  cancel.mutable_cancels(0)->set_attempt(1);
+  cancel.mutable_cancels(0)->set_reason("attempt 1 of job j-1 is over");
+  Answer(cancel);
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        absl::MutexLock lock(&link_->mu_);
+        return link_->completions_ == 2;
+      },
+      kTimeout));
+  EXPECT_FALSE(Alive(first));
+  EXPECT_FALSE(Alive(second));
+  absl::MutexLock lock(&link_->mu_);
+  EXPECT_EQ(link_->outcome_, v1::OUTCOME_CANCELLED);
 }
 
 TEST_F(DaemonTest, ACancelInAHeartbeatResponseStopsTheTrainerAndReportsCancelled) {

@@ -54,23 +54,41 @@ class RecordingLink : public CoordinatorLink {
     heartbeat_answers_.pop_front();
     return answer;
   }
-  absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
+  // While `down_` is set, the runners' reports (events, uploads, outcome)
+  // fail with it, as calls to an unreachable coordinator do. Batches are
+  // kept in batches_ and applied once, like the coordinator does.
+  absl::Status ReportEvents(const AssignmentKey& key, int64_t batch, const std::vector<v1::JobEvent>& events,
                             bool* cancel) override {
     absl::MutexLock lock(&mu_);
-    for (const auto& e : events) events_.push_back(e);
+    if (!down_.ok()) return down_;
+    ++calls_;
+    batches_.push_back(batch);
+    if (batch > 0 && batch <= last_batch_[key]) return LoseAnswer();
+    if (batch > 0) last_batch_[key] = batch;
+    for (const auto& e : events) {
+      events_.push_back(e);
+      order_.push_back(e.has_metrics() ? absl::StrCat("metrics ", e.metrics().step())
+                                       : e.has_message() ? "message" : e.has_state() ? "state" : "progress");
+    }
     *cancel = answer_cancel_;
-    return absl::OkStatus();
+    return LoseAnswer();
   }
   absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override {
     auto contents = ReadFileToString(path);
     if (!contents.ok()) return contents.status();
     absl::MutexLock lock(&mu_);
+    if (!down_.ok()) return down_;
+    ++calls_;
     uploads_[info.name()] = {info, *contents};
+    order_.push_back("upload " + info.name());
     return absl::OkStatus();
   }
   absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome, const std::string& reason,
                                   bool retryable) override {
     absl::MutexLock lock(&mu_);
+    if (!down_.ok()) return down_;
+    ++calls_;
+    order_.push_back("outcome");
     outcome_ = outcome;
     reason_ = reason;
     retryable_ = retryable;
@@ -89,6 +107,12 @@ class RecordingLink : public CoordinatorLink {
     auto it = downloadable_.find(name);
     if (it == downloadable_.end()) return absl::NotFoundError(absl::StrCat("no artifact ", name));
     return WriteFileAtomically(dest_path, it->second);
+  }
+
+  absl::Status LoseAnswer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (lose_answers_ == 0) return absl::OkStatus();
+    --lose_answers_;
+    return absl::DeadlineExceededError("the answer was lost");
   }
 
   // Polls `done` (which may lock mu_) until it holds or `timeout` passes.
@@ -120,8 +144,18 @@ class RecordingLink : public CoordinatorLink {
   std::deque<absl::StatusOr<v1::HeartbeatResponse>> heartbeat_answers_;
 
   // The assignments (AssignmentRunner's calls).
+  absl::Status down_;  // OK: reports are taken
+  int calls_ = 0;      // reports taken
+  std::vector<int64_t> batches_;  // the batch number of every ReportEvents taken
+  std::map<AssignmentKey, int64_t> last_batch_;
+  // This many ReportEvents answers are lost after the batch was applied
+  // (DEADLINE_EXCEEDED), as when the coordinator dies right after its commit.
+  int lose_answers_ = 0;
   std::vector<v1::JobEvent> events_;
   std::map<std::string, std::pair<v1::ArtifactInfo, std::string>> uploads_;
+  // What was applied, in order: "metrics STEP", "state", "message",
+  // "progress", "upload NAME", "outcome".
+  std::vector<std::string> order_;
   std::map<std::string, std::string> downloadable_;
   bool answer_cancel_ = false;
   v1::Outcome outcome_ = v1::OUTCOME_UNSPECIFIED;

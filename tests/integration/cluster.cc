@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -65,9 +66,27 @@ absl::StatusOr<std::string> Cluster::WaitForReadyFile(const std::string& path, d
 }
 
 absl::Status Cluster::StartCoordinator(const std::vector<std::string>& extra_args) {
+  return SpawnCoordinator(options_.coordinator_listen, extra_args);
+}
+
+void Cluster::KillCoordinator() {
+  if (!coordinator_) return;
+  coordinator_->Signal(SIGKILL);
+  coordinator_->Wait();
+  coordinator_.reset();
+}
+
+absl::Status Cluster::RestartCoordinator(const std::vector<std::string>& extra_args) {
+  if (coordinator_) return absl::FailedPreconditionError("the coordinator still runs");
+  std::error_code ec;
+  std::filesystem::remove(absl::StrCat(dir_, "/coordinator.ready"), ec);
+  return SpawnCoordinator(coordinator_address_, extra_args);
+}
+
+absl::Status Cluster::SpawnCoordinator(const std::string& listen, const std::vector<std::string>& extra_args) {
   const std::string ready = absl::StrCat(dir_, "/coordinator.ready");
   daemon::SpawnOptions options;
-  options.argv = {DFV_COORDINATOR_BINARY, "--listen",    options_.coordinator_listen, "--data-dir",
+  options.argv = {DFV_COORDINATOR_BINARY, "--listen",    listen, "--data-dir",
                   dir_ + "/coordinator-data",   "--ready-file", ready,        "--log-level", "debug"};
   options.argv.insert(options.argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
   options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
@@ -133,7 +152,7 @@ CommandResult Cluster::DfvctlWith(const std::vector<std::string>& global_args, c
 }
 
 CommandResult Cluster::Run(const std::string& process, std::vector<std::string> argv, absl::Duration timeout) {
-  static int counter = 0;
+  static std::atomic<int> counter{0};  // Run may be called from several threads
   const std::string err_path = absl::StrCat(dir_, "/", process, "-", ++counter, ".err");
   const std::string what = argv.size() > 1 ? absl::StrCat(argv[0], " ", argv[1]) : argv[0];
   daemon::SpawnOptions options;

@@ -56,6 +56,11 @@ class Cluster {
   // Starts the coordinator (with `extra_args` on its command line) and waits
   // for its ready file.
   absl::Status StartCoordinator(const std::vector<std::string>& extra_args = {});
+  // SIGKILLs the coordinator (no chance to clean up, as in a crash).
+  void KillCoordinator();
+  // Starts a coordinator again on the same data folder and the address the
+  // first one was bound to (with `extra_args`), and waits for its ready file.
+  absl::Status RestartCoordinator(const std::vector<std::string>& extra_args = {});
   // Starts a worker daemon with `slots` slots (and `extra_args` on its
   // command line) and waits until it registered.
   absl::Status StartWorker(const std::string& name, int slots = 1, const std::vector<std::string>& extra_args = {});
@@ -94,6 +99,7 @@ class Cluster {
   std::string Log(const std::string& process) const;
 
  private:
+  absl::Status SpawnCoordinator(const std::string& listen, const std::vector<std::string>& extra_args);
   absl::StatusOr<std::string> WaitForReadyFile(const std::string& path, daemon::Subprocess& process,
                                                const std::string& what);
 

@@ -44,6 +44,7 @@ class CoordinatorTest : public ::testing::Test {
     CoordinatorOptions options;
     options.data_dir = data_dir_;
     options.clock = &clock_;
+    options.adopt_grace_ms = adopt_grace_ms_;
     auto coordinator = Coordinator::Create(options);
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
     coordinator_ = std::move(*coordinator);
@@ -98,6 +99,7 @@ class CoordinatorTest : public ::testing::Test {
 
   std::string data_dir_;
   FakeClock clock_;
+  int64_t adopt_grace_ms_ = CoordinatorOptions().adopt_grace_ms;
   std::unique_ptr<Coordinator> coordinator_;
 };
 
@@ -521,7 +523,9 @@ TEST_F(CoordinatorTest, JobsWaitForAWorkerOfTheirDevice) {
   EXPECT_EQ(cuda.running()[0].job_id(), gpu);
 }
 
-TEST_F(CoordinatorTest, RestartRequeuesPlacedJobsAndKeepsEverything) {
+// With adoption off (--adopt-grace 0), as before adoption existed.
+TEST_F(CoordinatorTest, RestartWithoutAdoptionRequeuesPlacedJobsAndKeepsEverything) {
+  adopt_grace_ms_ = 0;
   const std::string finished = Submit(testing::JobYaml("finished"));
   const std::string running = Submit(testing::JobYaml("running"));
   const std::string queued = Submit(testing::JobYaml("waiting", 3));
@@ -601,6 +605,258 @@ TEST_F(CoordinatorTest, RestartFinishesAPendingCancel) {
   dfv::v1::Job job = Job(id);
   EXPECT_EQ(job.state(), dfv::v1::CANCELLED);
   EXPECT_EQ(job.reason(), "stop it");
+}
+
+// ---- Coordinator restart: adoption
+
+class AdoptionTest : public CoordinatorTest {
+ protected:
+  // A two-rank job RUNNING on a (rank 0) and b (rank 1), each rank having
+  // reported batch 1 (RUNNING) and rank 0 batch 2 (a metrics row).
+  void StartPair() {
+    for (FakeWorker* w : {&a_, &b_, &c_}) w->set_coordinator(coordinator_.get());
+    id_ = Submit(testing::JobYaml("pair", 2));
+    for (FakeWorker* w : {&a_, &b_}) {
+      w->Register();
+      ASSERT_TRUE(w->Beat().ok());
+    }
+    ASSERT_TRUE(a_.Beat().ok());
+    ASSERT_EQ(a_.running().size(), 1u);
+    ASSERT_TRUE(a_.Publish(a_.running()[0], "127.0.0.1:4242").ok());
+    ASSERT_TRUE(b_.Beat().ok());
+    ASSERT_EQ(b_.running().size(), 1u);
+    ASSERT_THAT(a_.Report(Rank(0), {Running()}, 1), IsOkAndHolds(false));
+    ASSERT_THAT(b_.Report(Rank(1), {Running()}, 1), IsOkAndHolds(false));
+    ASSERT_THAT(a_.Report(Rank(0), {Metrics(1, 0.9)}, 2), IsOkAndHolds(false));
+    ASSERT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+  }
+  const dfv::v1::Assignment& Rank(int r) { return (r == 0 ? a_ : b_).running().at(0); }
+
+  // The coordinator process is killed and a new one opens the folder; the
+  // workers keep their trainers.
+  void Restart() {
+    Open();
+    for (FakeWorker* w : {&a_, &b_, &c_}) w->set_coordinator(coordinator_.get());
+  }
+
+  std::vector<std::string> Messages() {
+    std::vector<std::string> texts;
+    for (const JobEvent& e : Events(id_)) {
+      if (e.has_message()) texts.push_back(e.message().text());
+    }
+    return texts;
+  }
+  int MetricsRows() {
+    int rows = 0;
+    for (const JobEvent& e : Events(id_)) rows += e.has_metrics() ? 1 : 0;
+    return rows;
+  }
+
+  // Pointed at the coordinator by StartPair and Restart.
+  FakeWorker a_{nullptr, "a"};
+  FakeWorker b_{nullptr, "b"};
+  FakeWorker c_{nullptr, "c"};
+  std::string id_;
+};
+
+TEST_F(AdoptionTest, WorkersComingBackWithTheirRanksAreAdoptedAndTheAttemptGoesOn) {
+  StartPair();
+  Restart();
+  // The attempt waits for its workers; nothing is requeued.
+  dfv::v1::Job waiting = Job(id_);
+  EXPECT_EQ(waiting.state(), dfv::v1::RUNNING);
+  EXPECT_EQ(waiting.attempt(), 1);
+  EXPECT_THAT(Messages(), ElementsAre(HasSubstr("coordinator restarted; attempt 1 waits up to 30 s")));
+  clock_.AdvanceMs(2000);
+  coordinator_->Tick();
+
+  a_.Register();
+  ASSERT_EQ(a_.adopted().size(), 1u);
+  EXPECT_EQ(a_.adopted()[0].job_id(), id_);
+  EXPECT_EQ(a_.adopted()[0].rank(), 0);
+  b_.Register();
+  ASSERT_EQ(b_.adopted().size(), 1u);
+  EXPECT_EQ(b_.adopted()[0].rank(), 1);
+  EXPECT_THAT(Messages().back(), HasSubstr("attempt 1 adopted: its 2 running rank(s) came back after 2 s"));
+  for (FakeWorker* w : {&a_, &b_}) {
+    auto beat = w->Beat();
+    ASSERT_TRUE(beat.ok());
+    EXPECT_EQ(beat->cancels_size(), 0);
+    EXPECT_EQ(beat->assignments_size(), 0);
+  }
+  for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) {
+    EXPECT_EQ(info.free_slots(), 0) << info.name() << " holds its adopted rank";
+  }
+  // Long after the grace period the attempt still runs.
+  Advance(60000, {&a_, &b_});
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+
+  // Its reports go on; batch 2 of rank 0 was applied before the restart.
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(1, 0.9)}, 2), IsOkAndHolds(false));
+  EXPECT_EQ(MetricsRows(), 1);
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(2, 0.8)}, 3), IsOkAndHolds(false));
+  EXPECT_EQ(MetricsRows(), 2);
+  ASSERT_TRUE(b_.Complete(Rank(1), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  ASSERT_TRUE(a_.Complete(Rank(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  dfv::v1::Job done = Job(id_);
+  EXPECT_EQ(done.state(), dfv::v1::SUCCEEDED);
+  EXPECT_EQ(done.attempt(), 1);
+  EXPECT_EQ(Restarts(id_), 0);
+  EXPECT_THAT(StateTrail(id_), ElementsAre(dfv::v1::QUEUED, dfv::v1::SCHEDULED, dfv::v1::RUNNING,
+                                           dfv::v1::SUCCEEDED));
+}
+
+TEST_F(AdoptionTest, RanksTheRecordsDisagreeWithAreCancelled) {
+  StartPair();
+  Restart();
+  // Another worker claims rank 1: not adopted (the name disagrees).
+  c_.running() = {Rank(1)};
+  c_.Register();
+  EXPECT_TRUE(c_.adopted().empty());
+  auto beat = c_.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).job_id(), id_);
+  // A wrong rank or attempt from the right worker: not adopted either.
+  dfv::v1::Assignment wrong_rank = Rank(0);
+  wrong_rank.set_rank(1);
+  dfv::v1::Assignment wrong_attempt = Rank(0);
+  wrong_attempt.set_attempt(7);
+  a_.running() = {wrong_rank, wrong_attempt};
+  a_.Register();
+  EXPECT_TRUE(a_.adopted().empty());
+  beat = a_.Beat();
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->cancels_size(), 2);
+  // a came back without rank 0: the attempt cannot go on, and is requeued
+  // without waiting for the rest of the grace period.
+  dfv::v1::Job job = Job(id_);
+  EXPECT_EQ(job.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(job.reason(), "coordinator restarted; worker a came back without rank(s) 0 of attempt 1");
+  EXPECT_EQ(Restarts(id_), 1);
+  // b comes back with rank 1 of that attempt, which is over: cancelled.
+  b_.Register();
+  EXPECT_TRUE(b_.adopted().empty());
+  beat = b_.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).attempt(), 1);
+}
+
+TEST_F(AdoptionTest, AnAttemptWithRanksNotBackWithinTheGraceIsRequeuedAndItsAdoptedRanksCancelled) {
+  StartPair();
+  Restart();
+  a_.Register();
+  ASSERT_EQ(a_.adopted().size(), 1u);
+  ASSERT_TRUE(a_.Beat().ok());
+  Advance(29000, {&a_});
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING) << "b may still come back";
+  Advance(2000, {&a_});
+  dfv::v1::Job job = Job(id_);
+  EXPECT_EQ(job.state(), dfv::v1::QUEUED);
+  EXPECT_EQ(job.reason(), "coordinator restarted; rank(s) 1 (worker b) did not come back within 30 s");
+  EXPECT_EQ(Restarts(id_), 1);
+  auto beat = a_.Beat();
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->cancels_size(), 1);
+  EXPECT_EQ(beat->cancels(0).attempt(), 1);
+  // Once it stopped, the job runs again as attempt 2 (resuming as a lost
+  // worker's job does).
+  ASSERT_TRUE(a_.Complete(Rank(0), dfv::v1::OUTCOME_CANCELLED).ok());
+  b_.running().clear();  // b's daemon restarted without its trainer
+  b_.Register();
+  ASSERT_TRUE(b_.Beat().ok());
+  ASSERT_TRUE(a_.Beat().ok());
+  EXPECT_EQ(Job(id_).state(), dfv::v1::SCHEDULED);
+  EXPECT_EQ(Job(id_).attempt(), 2);
+}
+
+TEST_F(AdoptionTest, ADuplicateBatchIsAnsweredAndNotAppliedAgainAcrossARestart) {
+  StartPair();
+  const int64_t seq = Job(id_).last_seq();
+  // The answer to batch 2 was lost: the re-send changes nothing.
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(1, 0.9)}, 2), IsOkAndHolds(false));
+  EXPECT_EQ(Job(id_).last_seq(), seq);
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(2, 0.8)}, 3), IsOkAndHolds(false));
+  EXPECT_EQ(Job(id_).last_seq(), seq + 1);
+  // Not numbered: applied every time.
+  EXPECT_THAT(a_.Report(Rank(0), {Message("hi")}), IsOkAndHolds(false));
+  EXPECT_THAT(a_.Report(Rank(0), {Message("hi")}), IsOkAndHolds(false));
+  EXPECT_EQ(Job(id_).last_seq(), seq + 3);
+
+  // The coordinator was killed right after committing batch 3: the number
+  // was stored with its events.
+  Restart();
+  a_.Register();
+  b_.Register();
+  const int64_t after_restart = Job(id_).last_seq();  // + the two restart messages
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(2, 0.8)}, 3), IsOkAndHolds(false));
+  EXPECT_EQ(Job(id_).last_seq(), after_restart);
+  EXPECT_THAT(a_.Report(Rank(0), {Metrics(3, 0.7)}, 4), IsOkAndHolds(false));
+  EXPECT_EQ(MetricsRows(), 3);
+  // Rank 1's batches are counted on their own.
+  EXPECT_THAT(b_.Report(Rank(1), {Message("rank 1 here")}, 2), IsOkAndHolds(false));
+  EXPECT_EQ(Messages().back(), "rank 1: rank 1 here");
+
+  // An upload re-sent after its answer was lost is the stored one, once.
+  ASSERT_TRUE(a_.Upload(Rank(0), "checkpoints/step-3.ckpt", dfv::v1::CHECKPOINT, 3, "c3").ok());
+  const int64_t uploaded = Job(id_).last_seq();
+  auto again = a_.Upload(Rank(0), "checkpoints/step-3.ckpt", dfv::v1::CHECKPOINT, 3, "c3");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->checksum(), Crc32Hex(Crc32("c3")));
+  EXPECT_EQ(Job(id_).last_seq(), uploaded);
+  // Other contents under the same name replace it, as before.
+  ASSERT_TRUE(a_.Upload(Rank(0), "checkpoints/step-3.ckpt", dfv::v1::CHECKPOINT, 3, "c3b").ok());
+  EXPECT_EQ(Job(id_).last_seq(), uploaded + 1);
+}
+
+TEST_F(AdoptionTest, ACancelPendingBeforeTheRestartEndsInCancelled) {
+  StartPair();
+  ASSERT_TRUE(coordinator_->CancelJob(id_, "stop it").ok());
+  Restart();
+  EXPECT_EQ(Job(id_).state(), dfv::v1::CANCELLED);
+  EXPECT_EQ(Job(id_).reason(), "stop it");
+  for (FakeWorker* w : {&a_, &b_}) {
+    w->Register();
+    EXPECT_TRUE(w->adopted().empty());
+    auto beat = w->Beat();
+    ASSERT_TRUE(beat.ok());
+    ASSERT_EQ(beat->cancels_size(), 1);
+    EXPECT_THAT(beat->cancels(0).reason(), HasSubstr("CANCELLED"));
+    ASSERT_TRUE(w->Complete(w->running().at(0), dfv::v1::OUTCOME_CANCELLED).ok());
+  }
+  EXPECT_EQ(Job(id_).state(), dfv::v1::CANCELLED);
+  EXPECT_EQ(Restarts(id_), 0);
+  for (const dfv::v1::WorkerInfo& info : coordinator_->ListWorkers()) EXPECT_EQ(info.free_slots(), 1);
+}
+
+TEST_F(AdoptionTest, ARankThatCompletedBeforeTheRestartIsNotAwaited) {
+  StartPair();
+  ASSERT_TRUE(b_.Complete(Rank(1), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  Restart();
+  b_.Register();  // nothing left to run: nothing to adopt
+  EXPECT_TRUE(b_.adopted().empty());
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+  a_.Register();
+  ASSERT_EQ(a_.adopted().size(), 1u);
+  EXPECT_THAT(Messages().back(), HasSubstr("attempt 1 adopted: its 1 running rank(s) came back"));
+  Advance(40000, {&a_, &b_});
+  EXPECT_EQ(Job(id_).state(), dfv::v1::RUNNING);
+  ASSERT_TRUE(a_.Complete(Rank(0), dfv::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Job(id_).state(), dfv::v1::SUCCEEDED);
+  EXPECT_EQ(Job(id_).attempt(), 1);
+}
+
+TEST_F(AdoptionTest, AnAdoptedRankItsWorkerNoLongerRunsEndsTheAttempt) {
+  StartPair();
+  Restart();
+  a_.Register();
+  b_.Register();
+  b_.running().clear();  // its trainer died without a word
+  ASSERT_TRUE(b_.Beat().ok());
+  dfv::v1::Job job = Job(id_);
+  EXPECT_EQ(job.state(), dfv::v1::QUEUED);
+  EXPECT_THAT(job.reason(), HasSubstr("worker b no longer runs rank 1 of attempt 1"));
 }
 
 TEST_F(CoordinatorTest, OneCoordinatorPerDataFolder) {

@@ -54,6 +54,8 @@ class FakeWorker {
   FakeWorker(Coordinator* coordinator, std::string name, int slots = 1, std::string device = "cpu")
       : coordinator_(coordinator), name_(std::move(name)), slots_(slots), device_(std::move(device)) {}
 
+  // Like the daemon, lists what it still runs (as started ranks); the
+  // answer's adopted ones are kept in adopted().
   void Register() {
     dfv::v1::RegisterWorkerRequest request;
     request.set_name(name_);
@@ -61,9 +63,17 @@ class FakeWorker {
     request.set_device(device_);
     request.set_address(address_.empty() ? absl::StrCat("127.0.0.1:", 9000 + name_.size()) : address_);
     request.set_metrics_address(metrics_address_);
+    for (const dfv::v1::Assignment& a : running_) {
+      dfv::v1::RunningAssignment* r = request.add_running();
+      r->set_job_id(a.job_id());
+      r->set_attempt(a.attempt());
+      r->set_rank(a.rank());
+      r->set_started(true);
+    }
     auto response = coordinator_->RegisterWorker(request);
     ASSERT_TRUE(response.ok()) << response.status();
     id_ = response->worker_id();
+    adopted_.assign(response->adopted().begin(), response->adopted().end());
   }
 
   // One heartbeat listing what runs; new assignments start running.
@@ -83,8 +93,11 @@ class FakeWorker {
     return response;
   }
 
-  absl::StatusOr<bool> Report(const dfv::v1::Assignment& a, std::vector<JobEvent> events) {
+  // `batch`: ReportEventsRequest.batch (0: not numbered).
+  absl::StatusOr<bool> Report(const dfv::v1::Assignment& a, std::vector<JobEvent> events,
+                              int64_t batch = 0) {
     dfv::v1::ReportEventsRequest request;
+    request.set_batch(batch);
     request.set_worker_id(id_);
     request.set_job_id(a.job_id());
     request.set_attempt(a.attempt());
@@ -151,6 +164,10 @@ class FakeWorker {
   // The /metrics address it registers with (default none).
   void set_metrics_address(const std::string& address) { metrics_address_ = address; }
   std::vector<dfv::v1::Assignment>& running() { return running_; }
+  // What the last Register's answer adopted.
+  const std::vector<dfv::v1::RunningAssignment>& adopted() const { return adopted_; }
+  // A restarted coordinator (on the same data folder) to talk to.
+  void set_coordinator(Coordinator* coordinator) { coordinator_ = coordinator; }
 
  private:
   Coordinator* coordinator_;
@@ -161,6 +178,7 @@ class FakeWorker {
   std::string metrics_address_;
   std::string id_;
   std::vector<dfv::v1::Assignment> running_;
+  std::vector<dfv::v1::RunningAssignment> adopted_;
 };
 
 // Advances `clock` past the lease TTL while `alive` keep heartbeating, then

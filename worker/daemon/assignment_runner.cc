@@ -89,6 +89,14 @@ absl::Status AssignmentRunner::Retry(const char* what, Call call) {
 }
 
 void AssignmentRunner::Run() {
+  absl::StatusOr<std::unique_ptr<ReportSpool>> spool = ReportSpool::Create(
+      (std::filesystem::path(options_.work_dir) / "spool").string(), options_.spool_bytes);
+  if (spool.ok()) {
+    spool_ = std::move(*spool);
+  } else {
+    spdlog::error("{} attempt {} rank {}: no report spool, reports go out directly: {}", key_.job_id, key_.attempt,
+                  key_.rank, spool.status().ToString());
+  }
   auto [outcome, reason] = RunTrainer();
   if (trainer_started_ && options_.metrics != nullptr) {
     TrainerOutcome ended = TrainerOutcome::kAbandoned;
@@ -100,15 +108,109 @@ void AssignmentRunner::Run() {
     options_.metrics->TrainerEnded(key_, ended);
   }
   if (!abandon_.load()) {
-    AssignmentKey key = key_;
-    // Retry logs a final failure; the lease logic covers a report that never arrives.
-    const bool retryable = outcome == v1::OUTCOME_FAILED && IsRetryableTrainerError(trainer_error_);
-    Retry("completing", [&] { return options_.link->CompleteAssignment(key, outcome, reason, retryable); })
-        .IgnoreError();
+    SpooledReport completion;
+    completion.kind = SpooledReport::Kind::kCompletion;
+    completion.outcome = outcome;
+    completion.reason = reason;
+    completion.retryable = outcome == v1::OUTCOME_FAILED && IsRetryableTrainerError(trainer_error_);
+    Queue(std::move(completion));
+    // Everything still spooled goes out first; the coordinator may be away
+    // for a while, and the worker lists this assignment until then.
+    while (!Deliver()) {
+      while (absl::Now() < next_send_ && !abandon_.load()) absl::SleepFor(absl::Milliseconds(20));
+    }
     spdlog::info("{} attempt {} rank {}: {}{}{}", key_.job_id, key_.attempt, key_.rank,
                  v1::Outcome_Name(outcome), reason.empty() ? "" : ": ", reason);
   }
   finished_.store(true);
+}
+
+void AssignmentRunner::Queue(SpooledReport report) {
+  if (spool_ != nullptr) {
+    absl::Status queued;
+    switch (report.kind) {
+      case SpooledReport::Kind::kEvents:
+        queued = spool_->PushEvents(std::move(report.events));
+        break;
+      case SpooledReport::Kind::kUpload:
+        queued = spool_->PushUpload(report.artifact, report.path);
+        break;
+      case SpooledReport::Kind::kCompletion:
+        queued = spool_->PushCompletion(report.outcome, report.reason, report.retryable);
+        break;
+    }
+    if (queued.ok()) {
+      Deliver();
+      return;
+    }
+    spdlog::warn("{} attempt {} rank {}: cannot spool a report, sending it directly: {}", key_.job_id, key_.attempt,
+                 key_.rank, queued.ToString());
+  }
+  // No spool: the old way, retried for a while, unnumbered.
+  Retry("reporting to the coordinator about", [&] { return Send(report); }).IgnoreError();
+}
+
+bool AssignmentRunner::MustWait(const absl::Status& status) {
+  if (Retryable(status)) return true;
+  if (!absl::IsNotFound(status)) return false;
+  // The session is unknown until the daemon has registered again; an
+  // unknown job stays unknown.
+  const absl::Time now = absl::Now();
+  if (not_found_since_ == absl::InfiniteFuture()) not_found_since_ = now;
+  return now - not_found_since_ < options_.retry_for;
+}
+
+bool AssignmentRunner::Deliver() {
+  if (spool_ == nullptr) return true;
+  while (!spool_->empty()) {
+    if (abandon_.load()) return true;
+    if (absl::Now() < next_send_) return false;
+    absl::StatusOr<SpooledReport> report = spool_->Front();
+    absl::Status status = report.status();
+    if (report.ok()) {
+      status = Send(*report);
+      spool_->MarkFrontSent();
+      if (!status.ok() && MustWait(status)) {
+        if (!waiting_) {
+          waiting_ = true;
+          spdlog::warn("{} attempt {} rank {}: the coordinator takes no reports now ({}); they wait in the spool",
+                       key_.job_id, key_.attempt, key_.rank, status.ToString());
+        }
+        next_send_ = absl::Now() + backoff_;
+        backoff_ = std::min(backoff_ * 2, absl::Seconds(2));
+        return false;
+      }
+    }
+    if (!status.ok()) {
+      spdlog::warn("{} attempt {} rank {}: dropping a report the coordinator refused: {}", key_.job_id,
+                   key_.attempt, key_.rank, status.ToString());
+    }
+    spool_->Pop();
+    backoff_ = absl::Milliseconds(200);
+    not_found_since_ = absl::InfiniteFuture();
+    if (waiting_) {
+      waiting_ = false;
+      spdlog::info("{} attempt {} rank {}: the coordinator takes reports again; {} more queued", key_.job_id,
+                   key_.attempt, key_.rank, spool_->size());
+    }
+  }
+  return true;
+}
+
+absl::Status AssignmentRunner::Send(const SpooledReport& report) {
+  switch (report.kind) {
+    case SpooledReport::Kind::kEvents: {
+      bool cancel = false;
+      absl::Status status = options_.link->ReportEvents(key_, report.batch, report.events, &cancel);
+      if (status.ok() && cancel) Cancel("the coordinator ended this attempt");
+      return status;
+    }
+    case SpooledReport::Kind::kUpload:
+      return options_.link->UploadArtifact(key_, report.artifact, report.path);
+    case SpooledReport::Kind::kCompletion:
+      return options_.link->CompleteAssignment(key_, report.outcome, report.reason, report.retryable);
+  }
+  return absl::InternalError("unknown report kind");
 }
 
 std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
@@ -186,7 +288,10 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
       pending.erase(0, newline + 1);
       if (!line.empty()) HandleLine(line, &events);
     }
-    if (!abandon_.load()) FlushEvents(&events);
+    if (!abandon_.load()) {
+      FlushEvents(&events);
+      Deliver();  // what waits in the spool, when its time has come
+    }
   }
   // The trainer closed stdout; it exits right after (or was killed). Its pid
   // stops being its once reaped below.
@@ -207,12 +312,12 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   }
   // Every rank's log is kept: a failure on rank 1 is explained by its log.
   if (std::filesystem::exists(log_path)) {
-    v1::ArtifactInfo info;
-    info.set_name(key_.rank == 0 ? "trainer.log" : absl::StrCat("trainer-rank", key_.rank, ".log"));
-    info.set_kind(v1::LOG);
-    AssignmentKey key = key_;
-    Retry("uploading the log of", [&] { return options_.link->UploadArtifact(key, info, log_path); })
-        .IgnoreError();  // logged; the outcome matters more than the log
+    SpooledReport upload;
+    upload.kind = SpooledReport::Kind::kUpload;
+    upload.artifact.set_name(key_.rank == 0 ? "trainer.log" : absl::StrCat("trainer-rank", key_.rank, ".log"));
+    upload.artifact.set_kind(v1::LOG);
+    upload.path = log_path;
+    Queue(std::move(upload));
   }
 
   {
@@ -237,6 +342,7 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
   if (options_.metrics != nullptr) options_.metrics->TrainerReported(key_, report);
   switch (report.report_case()) {
     case v1::TrainerReport::kStarted: {
+      started_.store(true);
       // "This rank is training": the coordinator turns the job RUNNING once
       // every rank has said so.
       v1::StateChange* running = events->emplace_back().mutable_state();
@@ -297,22 +403,22 @@ void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEv
 
 void AssignmentRunner::FlushEvents(std::vector<v1::JobEvent>* events) {
   if (events->empty()) return;
-  bool cancel = false;
-  AssignmentKey key = key_;
-  absl::Status status = Retry("reporting events of", [&] { return options_.link->ReportEvents(key, *events, &cancel); });
+  SpooledReport report;
+  report.kind = SpooledReport::Kind::kEvents;
+  report.events = std::move(*events);
   events->clear();
-  if (status.ok() && cancel) Cancel("the coordinator ended this attempt");
+  Queue(std::move(report));
 }
 
 void AssignmentRunner::Upload(v1::ArtifactKind kind, const std::string& relative_path, int64_t step) {
-  v1::ArtifactInfo info;
-  info.set_name(relative_path);
-  info.set_kind(kind);
-  info.set_step(step);
-  const std::string path = (std::filesystem::path(run_dir_) / relative_path).string();
-  AssignmentKey key = key_;
-  // Logged by Retry; a missing grid must not fail the training.
-  Retry("uploading an artifact of", [&] { return options_.link->UploadArtifact(key, info, path); }).IgnoreError();
+  SpooledReport report;
+  report.kind = SpooledReport::Kind::kUpload;
+  report.artifact.set_name(relative_path);
+  report.artifact.set_kind(kind);
+  report.artifact.set_step(step);
+  report.path = (std::filesystem::path(run_dir_) / relative_path).string();
+  // A refused or missing grid is logged; it must not fail the training.
+  Queue(std::move(report));
 }
 
 }  // namespace dfv::daemon

@@ -5,10 +5,19 @@
 // trainer's error says a peer or the rendezvous failed. Each runner owns one
 // thread.
 //
+// Events, uploads and the outcome go out in order through a ReportSpool: a
+// report the coordinator cannot take now (UNAVAILABLE, DEADLINE_EXCEEDED,
+// RESOURCE_EXHAUSTED; NOT_FOUND for up to retry_for, while the daemon
+// registers a new session) waits there, and the trainer keeps running; the
+// runner tries again with a backoff (200 ms doubling to 2 s) until the
+// coordinator takes it. Other errors drop that report (logged). Event
+// batches carry the spool's batch numbers, so a re-send is applied once.
+//
 // Folder layout under RunnerOptions::work_dir:
 //   job.yaml          the canonical job the coordinator sent
 //   resume/<ckpt>     the checkpoint this attempt resumes from, if any
 //   run/              the trainer's run folder (see worker/train/trainer.h)
+//   spool/            reports not delivered yet (see report_spool.h)
 //   trainer.log       the trainer's stderr
 #ifndef DFV_WORKER_DAEMON_ASSIGNMENT_RUNNER_H_
 #define DFV_WORKER_DAEMON_ASSIGNMENT_RUNNER_H_
@@ -26,6 +35,7 @@
 #include "proto/dfv.pb.h"
 #include "worker/daemon/coordinator_link.h"
 #include "worker/daemon/metrics.h"
+#include "worker/daemon/report_spool.h"
 
 namespace dfv::daemon {
 
@@ -52,8 +62,13 @@ struct RunnerOptions {
   CoordinatorLink* link = nullptr;
   // After a cancel the trainer gets SIGTERM, and SIGKILL after this.
   absl::Duration cancel_grace = absl::Seconds(3);
-  // How long to keep retrying a call to an unreachable coordinator.
+  // How long to keep retrying PublishRendezvous and FetchCheckpoint while
+  // the coordinator is unreachable, and a spooled report it answers
+  // NOT_FOUND (an unknown session, until the daemon has registered again).
   absl::Duration retry_for = absl::Seconds(30);
+  // The most the report spool takes on disk before it drops metrics rows
+  // (see report_spool.h).
+  int64_t spool_bytes = int64_t{64} << 20;
   // Told about the trainer process and its figures; may be null. Not owned;
   // must outlive the runner.
   TrainerMetrics* metrics = nullptr;
@@ -85,6 +100,8 @@ class AssignmentRunner {
 
   // True once the outcome was reported (or abandoned) and the trainer reaped.
   bool finished() const { return finished_.load(); }
+  // True once the trainer reported that it trains.
+  bool started() const { return started_.load(); }
 
   const AssignmentKey& key() const { return key_; }
 
@@ -96,6 +113,15 @@ class AssignmentRunner {
   void HandleLine(const std::string& line, std::vector<v1::JobEvent>* events);
   void FlushEvents(std::vector<v1::JobEvent>* events);
   void Upload(v1::ArtifactKind kind, const std::string& relative_path, int64_t step);
+  // Sends spooled reports in order. True when none is left (or the run was
+  // abandoned); false when the next one must wait for the coordinator (it is
+  // tried again from next_send_ on).
+  bool Deliver();
+  absl::Status Send(const SpooledReport& report);
+  // Whether a report that got `status` waits in the spool to be sent again.
+  bool MustWait(const absl::Status& status);
+  // Queues a report (sent directly when the spool could not be made).
+  void Queue(SpooledReport report);
   bool StopRequested() const;
   template <typename Call>
   absl::Status Retry(const char* what, Call call);
@@ -106,12 +132,18 @@ class AssignmentRunner {
   std::thread thread_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> abandon_{false};
+  std::atomic<bool> started_{false};
 
   mutable absl::Mutex mu_;
   bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
 
   // Owned by the runner's thread.
+  std::unique_ptr<ReportSpool> spool_;  // null when it could not be made
+  absl::Time next_send_ = absl::InfinitePast();
+  absl::Duration backoff_ = absl::Milliseconds(200);
+  absl::Time not_found_since_ = absl::InfiniteFuture();  // of the report at the front
+  bool waiting_ = false;          // the coordinator has not been taking reports
   bool trainer_started_ = false;  // the metrics were told of a trainer process
   bool saw_finished_ = false;
   absl::Status trainer_error_;

@@ -64,10 +64,11 @@ absl::StatusOr<v1::HeartbeatResponse> GrpcCoordinatorLink::Heartbeat(const v1::H
   return response;
 }
 
-absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
-                                               bool* cancel) {
+absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, int64_t batch,
+                                               const std::vector<v1::JobEvent>& events, bool* cancel) {
   v1::ReportEventsRequest request;
   SetAssignment(request, worker_id(), key);
+  request.set_batch(batch);
   for (const v1::JobEvent& event : events) *request.add_events() = event;
   v1::ReportEventsResponse response;
   grpc::ClientContext context;

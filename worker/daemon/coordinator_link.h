@@ -35,10 +35,11 @@ class CoordinatorLink {
   // the link sets its worker_id. The response carries assignments to start
   // and cancels. NOT_FOUND when the session has expired (register again).
   virtual absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) = 0;
-  // Forwards events (payload only). Sets *cancel when the coordinator says
-  // the attempt is over and the rank must stop.
-  virtual absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
-                                    bool* cancel) = 0;
+  // Forwards events (payload only) as batch number `batch` of this rank (see
+  // ReportEventsRequest.batch; 0: not numbered). Sets *cancel when the
+  // coordinator says the attempt is over and the rank must stop.
+  virtual absl::Status ReportEvents(const AssignmentKey& key, int64_t batch,
+                                    const std::vector<v1::JobEvent>& events, bool* cancel) = 0;
   // Uploads the file at `path` as artifact `info` (name, kind, step); the
   // link fills in size and checksum.
   virtual absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info,
@@ -65,7 +66,7 @@ class GrpcCoordinatorLink : public CoordinatorLink {
 
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request) override;
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override;
-  absl::Status ReportEvents(const AssignmentKey& key, const std::vector<v1::JobEvent>& events,
+  absl::Status ReportEvents(const AssignmentKey& key, int64_t batch, const std::vector<v1::JobEvent>& events,
                             bool* cancel) override;
   absl::Status UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info, const std::string& path) override;
   absl::Status CompleteAssignment(const AssignmentKey& key, v1::Outcome outcome,

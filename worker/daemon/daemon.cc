@@ -84,6 +84,10 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   if (options.register_retry <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("register_retry: must be positive");
   }
+  if (options.spool_bytes < options.slots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--spool-bytes: ", options.spool_bytes, " is less than one byte per slot"));
+  }
   if (options.metrics_job_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--metrics-job-grace: must be >= 0");
   }
@@ -197,12 +201,26 @@ absl::Status WorkerDaemon::Register() {
   request.set_device(options_.device);
   request.set_address(address_);
   request.set_metrics_address(metrics_address());
+  // What still runs from an earlier session, for the coordinator to adopt.
+  ReapFinished();
+  for (const auto& runner : runners_) {
+    v1::RunningAssignment* running = request.add_running();
+    running->set_job_id(runner->key().job_id);
+    running->set_attempt(runner->key().attempt);
+    running->set_rank(runner->key().rank);
+    running->set_started(runner->started());
+  }
   DFV_ASSIGN_OR_RETURN(const v1::RegisterWorkerResponse response, link_->RegisterWorker(request));
   if (response.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
   }
   spdlog::info("registered with {} as {} ({}), {} slot(s), {}", options_.coordinator, options_.name,
                response.worker_id(), options_.slots, options_.device);
+  if (request.running_size() > 0) {
+    // The others get cancels in the heartbeat answers.
+    spdlog::info("the coordinator adopted {} of the {} assignment(s) still running here", response.adopted_size(),
+                 request.running_size());
+  }
   return absl::OkStatus();
 }
 
@@ -230,6 +248,7 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   options.data_plane_interface = options_.data_plane_interface;
   options.link = link_.get();
   options.cancel_grace = options_.cancel_grace;
+  options.spool_bytes = options_.spool_bytes / options_.slots;
   options.metrics = metrics_.get();
   spdlog::info("assignment {} attempt {} rank {}/{}", a.job_id(), a.attempt(), a.rank(), a.world_size());
   runners_.push_back(AssignmentRunner::Start(std::move(options)));
@@ -238,11 +257,14 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
 
 void WorkerDaemon::UpdateSlotMetrics() { metrics_->SetBusySlots(static_cast<int>(runners_.size())); }
 
-absl::Status WorkerDaemon::Heartbeat() {
-  // Reap runners that reported their outcome.
+void WorkerDaemon::ReapFinished() {
   runners_.erase(std::remove_if(runners_.begin(), runners_.end(), [](const auto& r) { return r->finished(); }),
                  runners_.end());
   UpdateSlotMetrics();
+}
+
+absl::Status WorkerDaemon::Heartbeat() {
+  ReapFinished();  // they reported their outcome
   v1::HeartbeatRequest request;  // the link quotes the session's worker id
   for (const auto& runner : runners_) {
     auto* running = request.add_running();
@@ -287,13 +309,11 @@ absl::Status WorkerDaemon::Run() {
     if (status.ok()) {
       last_contact = absl::Now();
     } else if (absl::IsNotFound(status)) {
-      // The coordinator forgot this session (lease expired, or it restarted):
-      // it has already rescheduled what ran here, so stop those trainers.
-      spdlog::warn("session expired ({}); stopping {} trainer(s) and registering again", std::string(status.message()),
-                   runners_.size());
-      for (const auto& runner : runners_) runner->Abandon();
-      runners_.clear();
-      UpdateSlotMetrics();
+      // The coordinator forgot this session (lease expired, or it
+      // restarted). The trainers keep running: registering again lists them,
+      // and the coordinator keeps those it still wants.
+      spdlog::warn("session unknown to the coordinator ({}); registering again with {} trainer(s) running",
+                   std::string(status.message()), runners_.size());
       registered = false;
     } else {
       spdlog::warn("heartbeat failed ({} since last contact): {}",

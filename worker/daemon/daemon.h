@@ -84,6 +84,10 @@ struct WorkerDaemonOptions {
   // The wait between registration attempts while the coordinator is
   // unreachable.
   absl::Duration register_retry = absl::Seconds(1);
+  // The most the reports waiting for the coordinator may take on this
+  // worker's disk (under work_dir), split evenly among the slots; past it
+  // the oldest metrics rows are dropped (see report_spool.h).
+  int64_t spool_bytes = int64_t{256} << 20;
 };
 
 class WorkerDaemon {
@@ -105,11 +109,14 @@ class WorkerDaemon {
 
   // Registers (retrying while the coordinator is unreachable), writes the
   // ready file once, then heartbeats and runs assignments until Stop().
-  // When a heartbeat answers NOT_FOUND (the session expired) the running
-  // trainers are killed without reporting and the daemon registers again.
-  // On stop, running trainers are killed; the coordinator reschedules their
-  // jobs when this worker's lease expires. Call from one thread at a time;
-  // errors only when the ready file cannot be written.
+  // Trainers keep running while the coordinator cannot be reached (their
+  // reports wait in their runners' spools). When a heartbeat answers
+  // NOT_FOUND (the session expired, or the coordinator restarted) the daemon
+  // registers again listing the assignments it still runs; the coordinator
+  // adopts those it agrees with and cancels the others in its heartbeat
+  // answers. On stop, running trainers are killed; the coordinator
+  // reschedules their jobs when this worker's lease expires. Call from one
+  // thread at a time; errors only when the ready file cannot be written.
   absl::Status Run();
 
   // Makes Run() return soon. Thread-safe.
@@ -134,6 +141,8 @@ class WorkerDaemon {
   std::string AssignmentDir(const v1::Assignment& assignment) const;
   bool WaitForStop(absl::Duration timeout);
   void UpdateSlotMetrics();
+  // Drops the runners that reported their outcome.
+  void ReapFinished();
 
   WorkerDaemonOptions options_;
   std::string address_;
