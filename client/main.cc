@@ -5,6 +5,7 @@
 //   watch JOB [--after-seq N] [-o json]
 //   cancel JOB [--reason TEXT]
 //   artifacts JOB [--download DIR] [-o json]
+//   report JOB [JOB ...] [-o json]
 //   workers [-o json]
 //   top [--interval SECONDS] [-n ITERATIONS]
 // The coordinator's address comes from --coordinator or $DFV_COORDINATOR; with
@@ -122,6 +123,12 @@ int main(int argc, char** argv) {
                             "download every artifact into this folder");
   AddOutputOption(artifacts_cmd, &artifacts_output);
 
+  dfv::client::ReportOptions report;
+  std::string report_output = "text";
+  auto* report_cmd = app.add_subcommand("report", "show jobs' evaluation reports side by side");
+  report_cmd->add_option("jobs", report.job_ids, "job ids (one column each)")->required();
+  AddOutputOption(report_cmd, &report_output);
+
   dfv::client::WorkersOptions workers;
   std::string workers_output = "text";
   auto* workers_cmd = app.add_subcommand("workers", "list worker daemons");
@@ -183,6 +190,10 @@ int main(int argc, char** argv) {
     if (*artifacts_cmd) {
       artifacts.format = format(artifacts_output);
       return dfv::client::RunArtifacts(c, artifacts, console);
+    }
+    if (*report_cmd) {
+      report.format = format(report_output);
+      return dfv::client::RunReport(c, report, console);
     }
     if (*top_cmd) {
       top.interval = absl::Seconds(top_interval_seconds);
