@@ -119,7 +119,7 @@ void FlattenReport(const nlohmann::json& value, const std::string& path,
 }  // namespace
 
 std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann::json>>& reports) {
-  static const char* const kLeading[] = {"job", "model", "dataset", "steps", "wall_seconds"};
+  static const char* const kLeading[] = {"job", "model", "dataset", "steps", "wall_seconds", "evaluation_seconds"};
   std::vector<std::string> row_order;
   std::map<std::string, std::vector<std::string>> cells;  // path -> one cell per report
   auto add = [&](size_t column, const std::vector<std::pair<std::string, std::string>>& leaves) {

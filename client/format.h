@@ -54,7 +54,7 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts);
 // produces") side by side, one column per job headed by its id (the first
 // column, FIELD, names the rows), one row per
 // value found in any report, named by its path: first job, model, dataset,
-// steps and wall_seconds, then the "evaluation" object's values without that
+// steps, wall_seconds and evaluation_seconds, then the "evaluation" object's values without that
 // prefix (e.g. "latent.s.mlp.test_accuracy"), then any other values. Numbers
 // as FormatMetricValue prints them, text as it is (e.g. "not applicable:
 // ..."), lists joined by ",", "-" where a report lacks the row.

@@ -300,7 +300,9 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
 
 absl::Status Trainer::WriteReport(const RunSummary& summary) {
   SetTrainMode(*model_, false);
+  const auto evaluation_start = Clock::now();
   auto evaluation = Evaluate(*model_, data_, options_.spec, device_, options_.out_dir);
+  const double evaluation_seconds = Seconds(Clock::now() - evaluation_start);
   SetTrainMode(*model_, true);
   if (!evaluation.ok()) return evaluation.status();
   for (const std::string& file : evaluation->files) ReportArtifact(v1::REPORT, file, summary.steps);
@@ -310,6 +312,7 @@ absl::Status Trainer::WriteReport(const RunSummary& summary) {
   report["dataset"] = options_.spec.dataset.kind;
   report["steps"] = summary.steps;
   report["wall_seconds"] = summary.wall_seconds;
+  report["evaluation_seconds"] = evaluation_seconds;
   nlohmann::json final_metrics = nlohmann::json::object();
   for (const auto& [name, value] : summary.final_metrics) final_metrics[name] = value;
   report["final_metrics"] = final_metrics;
