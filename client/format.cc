@@ -130,8 +130,11 @@ std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann:
     }
   };
   // Three passes so every report's leading rows come before any report's
-  // evaluation rows, whatever order the keys have in each.
+  // evaluation rows, whatever order the keys have in each. Within the later
+  // passes rows are sorted by path, so a part one report has as a text
+  // ("not applicable") sits beside the values another report has under it.
   for (int pass = 0; pass < 3; ++pass) {
+    const size_t pass_start = row_order.size();
     for (size_t c = 0; c < reports.size(); ++c) {
       const nlohmann::json& report = reports[c].second;
       if (!report.is_object()) continue;
@@ -149,6 +152,7 @@ std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann:
       }
       add(c, leaves);
     }
+    if (pass > 0) std::sort(row_order.begin() + pass_start, row_order.end());
   }
   std::vector<std::string> header = {"FIELD"};
   for (const auto& [id, report] : reports) header.push_back(id);

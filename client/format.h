@@ -55,7 +55,8 @@ std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts);
 // column, FIELD, names the rows), one row per
 // value found in any report, named by its path: first job, model, dataset,
 // steps, wall_seconds and evaluation_seconds, then the "evaluation" object's values without that
-// prefix (e.g. "latent.s.mlp.test_accuracy"), then any other values. Numbers
+// prefix (e.g. "latent.s.mlp.test_accuracy"), then any other values, each
+// group sorted by path. Numbers
 // as FormatMetricValue prints them, text as it is (e.g. "not applicable:
 // ..."), lists joined by ",", "-" where a report lacks the row.
 std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann::json>>& reports);

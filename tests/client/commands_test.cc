@@ -447,6 +447,8 @@ TEST_F(CommandsTest, ReportShowsTwoJobsSideBySide) {
   }
   EXPECT_THAT(accuracy, ::testing::MatchesRegex("latent.s.mlp.test_accuracy +0.9 +-"));
   EXPECT_THAT(predictor, HasSubstr("not applicable: vae has no separate s and z codes"));
+  // Sorted by path: the text row of one job sits just before the other's values.
+  EXPECT_THAT(predictor, ::testing::MatchesRegex("predictors +- +not applicable[^\n]*\npredictors.z_to_s.regeneration_mse +0.002 +-\n"));
   EXPECT_THAT(out_.text(), HasSubstr("final_metrics.loss"));
 
   // -o json: one object keyed by job id.
