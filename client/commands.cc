@@ -281,6 +281,32 @@ absl::Status RunGc(Coordinator& coordinator, const GcOptions& options, const Con
   return absl::OkStatus();
 }
 
+absl::Status RunReport(Coordinator& coordinator, const ReportOptions& options, const Console& console) {
+  if (options.job_ids.empty()) return absl::InvalidArgumentError("at least one job id is required");
+  std::vector<std::pair<std::string, nlohmann::json>> reports;
+  for (const std::string& job_id : options.job_ids) {
+    DFV_RETURN_IF_ERROR(RequireJobId(job_id));
+    absl::StatusOr<FetchedArtifact> fetched = FetchArtifact(coordinator, job_id, v1::kReportArtifactName);
+    if (!fetched.ok()) {
+      return absl::Status(fetched.status().code(),
+                          absl::StrCat("job ", job_id, ": ", v1::kReportArtifactName, ": ", fetched.status().message()));
+    }
+    nlohmann::json report = nlohmann::json::parse(fetched->data, nullptr, /*allow_exceptions=*/false);
+    if (!report.is_object()) {
+      return absl::DataLossError(absl::StrCat("job ", job_id, ": ", v1::kReportArtifactName, " is not a JSON object"));
+    }
+    reports.emplace_back(job_id, std::move(report));
+  }
+  if (options.format == OutputFormat::kJson) {
+    nlohmann::json all = nlohmann::json::object();
+    for (const auto& [id, report] : reports) all[id] = report;
+    PrintOut(console, all.dump(2) + "\n");
+    return absl::OkStatus();
+  }
+  PrintOut(console, FormatReportTable(reports));
+  return absl::OkStatus();
+}
+
 absl::Status RunWorkers(Coordinator& coordinator, const WorkersOptions& options,
                         const Console& console) {
   DFV_ASSIGN_OR_RETURN(v1::ListWorkersResponse response, coordinator.ListWorkers());

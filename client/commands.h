@@ -120,6 +120,18 @@ struct GcOptions {
 // (FormatGarbageReport, or the response as JSON).
 absl::Status RunGc(Coordinator& coordinator, const GcOptions& options, const Console& console);
 
+struct ReportOptions {
+  std::vector<std::string> job_ids;  // one or more
+  OutputFormat format = OutputFormat::kText;
+};
+
+// Fetches each job's report.json artifact and prints FormatReportTable of
+// them (text) or one JSON object {job id: report, ...} (json).
+// INVALID_ARGUMENT without a job id; NOT_FOUND-style errors of the fetch
+// name the job ("job ID: report.json: ..."); DATA_LOSS for a report that is
+// not a JSON object.
+absl::Status RunReport(Coordinator& coordinator, const ReportOptions& options, const Console& console);
+
 struct WorkersOptions {
   OutputFormat format = OutputFormat::kText;
 };

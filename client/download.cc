@@ -56,6 +56,17 @@ absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
     return result;
   }
 
+  DFV_ASSIGN_OR_RETURN(FetchedArtifact fetched, FetchArtifact(coordinator, job_id, name));
+  result.info = std::move(fetched.info);
+  DFV_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(result.path).parent_path().string()));
+  DFV_RETURN_IF_ERROR(WriteFileAtomically(result.path, fetched.data));
+  return result;
+}
+
+absl::StatusOr<FetchedArtifact> FetchArtifact(Coordinator& coordinator, const std::string& job_id,
+                                              const std::string& name) {
+  DFV_RETURN_IF_ERROR(CheckServerName(name));
+  FetchedArtifact result;
   std::unique_ptr<ArtifactChunkStream> stream = coordinator.GetArtifact(job_id, name);
   v1::ArtifactChunk chunk;
   if (!stream->Read(&chunk)) {
@@ -72,7 +83,7 @@ absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
   absl::StatusOr<uint32_t> expected_crc = ParseCrc32Hex(info.checksum());
   if (!expected_crc.ok()) return DataLoss(name, std::string(expected_crc.status().message()));
 
-  std::string data;
+  std::string& data = result.data;
   data.reserve(static_cast<size_t>(std::min(info.size(), kMaxReserveBytes)));
   uint32_t crc = 0;
   auto append = [&](const std::string& bytes) -> absl::Status {
@@ -95,8 +106,6 @@ absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
     return DataLoss(name, absl::StrCat("checksum mismatch: expected ", info.checksum(), ", got ",
                                        Crc32Hex(crc)));
   }
-  DFV_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(result.path).parent_path().string()));
-  DFV_RETURN_IF_ERROR(WriteFileAtomically(result.path, data));
   return result;
 }
 

@@ -37,6 +37,17 @@ absl::StatusOr<DownloadedArtifact> DownloadArtifact(Coordinator& coordinator,
                                                     const v1::ArtifactInfo& listed,
                                                     const std::string& dir);
 
+struct FetchedArtifact {
+  v1::ArtifactInfo info;  // as the transfer's first chunk described it
+  std::string data;       // every byte, checked against info's size and checksum
+};
+
+// Fetches artifact `name` of `job_id` into memory with DownloadArtifact's
+// checks (the same errors; nothing is written). For small artifacts such as
+// report.json.
+absl::StatusOr<FetchedArtifact> FetchArtifact(Coordinator& coordinator, const std::string& job_id,
+                                              const std::string& name);
+
 struct DownloadSummary {
   std::vector<DownloadedArtifact> artifacts;  // in the order listed
   int64_t bytes_fetched = 0;                  // over the wire, skipped files excluded

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <cmath>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -75,6 +76,82 @@ std::string FormatTable(const std::vector<std::string>& header,
   append_row(header);
   for (const auto& row : rows) append_row(row);
   return out;
+}
+
+namespace {
+
+std::string ReportCell(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_boolean()) return value.get<bool>() ? "true" : "false";
+  if (value.is_number_integer()) return absl::StrCat(value.get<int64_t>());
+  if (value.is_number()) return FormatMetricValue(value.get<double>());
+  if (value.is_array()) {
+    std::vector<std::string> parts;
+    for (const nlohmann::json& item : value) parts.push_back(ReportCell(item));
+    return absl::StrJoin(parts, ",");
+  }
+  return value.is_null() ? "-" : value.dump();
+}
+
+// Appends the leaves under `value` as (path, cell), objects recursed into.
+void FlattenReport(const nlohmann::json& value, const std::string& path,
+                   std::vector<std::pair<std::string, std::string>>* out) {
+  if (value.is_object()) {
+    for (const auto& [key, child] : value.items()) {
+      FlattenReport(child, path.empty() ? key : absl::StrCat(path, ".", key), out);
+    }
+    return;
+  }
+  out->emplace_back(path, ReportCell(value));
+}
+
+}  // namespace
+
+std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann::json>>& reports) {
+  static const char* const kLeading[] = {"job", "model", "dataset", "steps", "wall_seconds", "evaluation_seconds"};
+  std::vector<std::string> row_order;
+  std::map<std::string, std::vector<std::string>> cells;  // path -> one cell per report
+  auto add = [&](size_t column, const std::vector<std::pair<std::string, std::string>>& leaves) {
+    for (const auto& [path, cell] : leaves) {
+      auto [it, inserted] = cells.emplace(path, std::vector<std::string>(reports.size(), "-"));
+      if (inserted) row_order.push_back(path);
+      it->second[column] = cell;
+    }
+  };
+  // Three passes so every report's leading rows come before any report's
+  // evaluation rows, whatever order the keys have in each. Within the later
+  // passes rows are sorted by path, so a part one report has as a text
+  // ("not applicable") sits beside the values another report has under it.
+  for (int pass = 0; pass < 3; ++pass) {
+    const size_t pass_start = row_order.size();
+    for (size_t c = 0; c < reports.size(); ++c) {
+      const nlohmann::json& report = reports[c].second;
+      if (!report.is_object()) continue;
+      std::vector<std::pair<std::string, std::string>> leaves;
+      for (const auto& [key, value] : report.items()) {
+        const bool leading = std::find(std::begin(kLeading), std::end(kLeading), key) != std::end(kLeading);
+        if (pass == 0 && leading) continue;  // in kLeading's order below
+        if (pass == 1 && key == "evaluation") FlattenReport(value, "", &leaves);
+        if (pass == 2 && !leading && key != "evaluation") FlattenReport(value, key, &leaves);
+      }
+      if (pass == 0) {
+        for (const char* key : kLeading) {
+          if (report.contains(key)) FlattenReport(report[key], key, &leaves);
+        }
+      }
+      add(c, leaves);
+    }
+    if (pass > 0) std::sort(row_order.begin() + pass_start, row_order.end());
+  }
+  std::vector<std::string> header = {"FIELD"};
+  for (const auto& [id, report] : reports) header.push_back(id);
+  std::vector<std::vector<std::string>> rows;
+  for (const std::string& path : row_order) {
+    std::vector<std::string> row = {path};
+    row.insert(row.end(), cells[path].begin(), cells[path].end());
+    rows.push_back(std::move(row));
+  }
+  return FormatTable(header, rows);
 }
 
 std::string FormatStepProgress(const v1::Progress& progress) {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
@@ -44,6 +46,17 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone 
 
 // `artifacts`: NAME KIND STEP SIZE ATTEMPT.
 std::string FormatArtifactTable(const std::vector<v1::ArtifactInfo>& artifacts);
+
+// `report`: evaluation reports (each job's report.json, README "What a job
+// produces") side by side, one column per job headed by its id (the first
+// column, FIELD, names the rows), one row per
+// value found in any report, named by its path: first job, model, dataset,
+// steps, wall_seconds and evaluation_seconds, then the "evaluation" object's values without that
+// prefix (e.g. "latent.s.mlp.test_accuracy"), then any other values, each
+// group sorted by path. Numbers
+// as FormatMetricValue prints them, text as it is (e.g. "not applicable:
+// ..."), lists joined by ",", "-" where a report lacks the row.
+std::string FormatReportTable(const std::vector<std::pair<std::string, nlohmann::json>>& reports);
 
 // `workers`: ID NAME DEVICE SLOTS(free/total) STATE ADDRESS HEARTBEAT JOBS.
 std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, int64_t now_ms);

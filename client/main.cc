@@ -5,6 +5,7 @@
 //   watch JOB [--after-seq N] [-o json]
 //   cancel JOB [--reason TEXT]
 //   artifacts JOB [--download DIR] [-o json]
+//   report JOB [JOB ...] [-o json]
 //   workers [-o json]
 //   top [--interval SECONDS] [-n ITERATIONS]
 // The coordinator's address comes from --coordinator or $DFV_COORDINATOR; with
@@ -132,6 +133,12 @@ int main(int argc, char** argv) {
                                           "and show what retention freed");
   AddOutputOption(gc_cmd, &gc_output);
 
+  dfv::client::ReportOptions report;
+  std::string report_output = "text";
+  auto* report_cmd = app.add_subcommand("report", "show jobs' evaluation reports side by side");
+  report_cmd->add_option("jobs", report.job_ids, "job ids (one column each)")->required();
+  AddOutputOption(report_cmd, &report_output);
+
   dfv::client::WorkersOptions workers;
   std::string workers_output = "text";
   auto* workers_cmd = app.add_subcommand("workers", "list worker daemons");
@@ -198,6 +205,10 @@ int main(int argc, char** argv) {
     if (*gc_cmd) {
       gc.format = format(gc_output);
       return dfv::client::RunGc(c, gc, console);
+    }
+    if (*report_cmd) {
+      report.format = format(report_output);
+      return dfv::client::RunReport(c, report, console);
     }
     if (*top_cmd) {
       top.interval = absl::Seconds(top_interval_seconds);

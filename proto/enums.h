@@ -14,6 +14,10 @@ namespace dfv::v1 {
 // ARTIFACT_KIND_UNSPECIFIED or a value this build does not know.
 std::string ArtifactKindName(ArtifactKind kind);
 
+// The name of the REPORT artifact holding a run's evaluation report (JSON),
+// which the trainer writes and `dfvctl report` reads.
+inline constexpr char kReportArtifactName[] = "report.json";
+
 // SUCCEEDED, FAILED and CANCELLED: a job in one of them never changes again
 // and its last event is the StateChange into it.
 bool IsFinalState(JobState state);

@@ -291,6 +291,11 @@ Decl DeclareJob(const ModelInfo* model, const DatasetInfo* dataset) {
                    .Default(int64_t{250}).Min(0),
                Bind(&JobSpec::samples, &SamplesSpec::every_steps)),
           Leaf(grids, Bind(&JobSpec::samples, &SamplesSpec::grids)),
+          Leaf(F::Int("upscale", absl::StrCat("nearest-neighbour enlargement of the grid PNGs (0 = the smallest "
+                                              "factor that makes a grid at least ", kAutoGridWidth,
+                                              " pixels wide)"))
+                   .Default(int64_t{0}).Range(0, 16),
+               Bind(&JobSpec::samples, &SamplesSpec::upscale)),
       }),
       Section("evaluate", "evaluation after training", {
           Leaf(F::EnumList("classifiers", {"mlp", "linear_svm"},
@@ -299,6 +304,32 @@ Decl DeclareJob(const ModelInfo* model, const DatasetInfo* dataset) {
                Bind(&JobSpec::evaluate, &EvaluateSpec::classifiers)),
           Leaf(F::Bool("tsne", "draw a t-SNE plot of the latent codes").Default(false),
                Bind(&JobSpec::evaluate, &EvaluateSpec::tsne)),
+          Leaf(F::Int("probe_train_images",
+                      "training images whose codes train the probes and predictors (a seeded sample; 0 = the "
+                      "whole training split)")
+                   .Default(int64_t{0}).Min(0),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::probe_train_images)),
+          Leaf(F::Bool("predictors",
+                       "MLP regressors z -> s and s -> z: their test MSE and the regeneration error of "
+                       "decoding with the predicted code (models with separate s and z)")
+                   .Default(false),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::predictors)),
+          Leaf(F::Bool("swap",
+                       "swap consistency: decode (z of a, s of b) for test pairs of different classes and "
+                       "report how often a CNN trained on the real images sees b's class")
+                   .Default(false),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::swap)),
+          Leaf(F::Bool("factors",
+                       "on data sets with ground-truth factors (sprites): how well s and z predict each "
+                       "factor, and the mutual information gap (MIG)")
+                   .Default(false),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::factors)),
+          Leaf(F::Int("factor_bins", "histogram bins of codes and continuous factors (MIG, factor probes)")
+                   .Default(int64_t{20}).Range(2, 1000),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::factor_bins)),
+          Leaf(F::Int("judge_epochs", "training passes of the swap-consistency CNN over the training split")
+                   .Default(int64_t{2}).Range(1, 100),
+               Bind(&JobSpec::evaluate, &EvaluateSpec::judge_epochs)),
       }),
       Leaf(F::Int("priority", "scheduling priority; higher runs first")
                .Default(int64_t{0}).Range(-100, 100),

@@ -77,11 +77,21 @@ struct CheckpointSpec {
 struct SamplesSpec {
   int64_t every_steps = 250;        // 0 = only at the end
   std::vector<std::string> grids;   // subset of the model's grids
+  int64_t upscale = 0;              // nearest-neighbour factor of grid PNGs (0 = to >= kAutoGridWidth px wide)
 };
+
+// What samples.upscale = 0 aims for: grids at least this many pixels wide.
+inline constexpr int kAutoGridWidth = 512;
 
 struct EvaluateSpec {
   std::vector<std::string> classifiers;  // mlp | linear_svm
   bool tsne = false;
+  int64_t probe_train_images = 0;  // training images encoded for probes and predictors (0 = all)
+  bool predictors = false;         // z -> s and s -> z regressors and regeneration errors
+  bool swap = false;               // swap consistency, judged by a CNN trained on the real images
+  bool factors = false;            // per-factor probes and MIG (data sets with ground-truth factors)
+  int64_t factor_bins = 20;        // histogram bins of codes and factors (MIG, factor probes)
+  int64_t judge_epochs = 2;        // training passes of the swap judge
 };
 
 struct JobSpec {

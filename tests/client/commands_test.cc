@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "google/protobuf/util/json_util.h"
@@ -441,6 +444,64 @@ TEST_F(CommandsTest, TopShowsWorkersAndUnfinishedJobsScreenAfterScreen) {
   options.iterations = 1;
   ASSERT_TRUE(RunTop(coordinator_, options, console_).ok());
   EXPECT_EQ(tty.text(), "\x1b[H\x1b[2J" + screen);
+}
+
+TEST_F(CommandsTest, ReportShowsTwoJobsSideBySide) {
+  const std::string first = R"({"job": "cvae", "model": "cycle_vae", "dataset": "sprites", "steps": 40,
+      "wall_seconds": 12.5, "final_metrics": {"loss": 0.25},
+      "evaluation": {"test_images": 64, "reconstruction_mse": 0.0123,
+                     "latent": {"s": {"mlp": {"test_accuracy": 0.9}, "chance": {"majority": 0.1}}},
+                     "predictors": {"z_to_s": {"regeneration_mse": 0.002}}}})";
+  const std::string second = R"({"job": "vae", "model": "vae", "dataset": "sprites", "steps": 40,
+      "wall_seconds": 8, "evaluation": {"test_images": 64, "reconstruction_mse": 0.02,
+                     "predictors": "not applicable: vae has no separate s and z codes"}})";
+  for (const auto& [id, data] : {std::pair<std::string, std::string>{"j-000001", first}, {"j-000002", second}}) {
+    coordinator_.job_transfers[id]["report.json"] =
+        testing::Transfer(testing::MakeInfo("report.json", data, v1::REPORT), data);
+  }
+  ReportOptions options;
+  options.job_ids = {"j-000001", "j-000002"};
+  ASSERT_TRUE(RunReport(coordinator_, options, console_).ok()) << err_.text();
+  EXPECT_THAT(coordinator_.artifact_jobs, ElementsAre("j-000001", "j-000002"));
+  EXPECT_THAT(coordinator_.artifact_requests, ElementsAre("report.json", "report.json"));
+  const std::vector<std::string> lines = absl::StrSplit(out_.text(), '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 8u);
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex("FIELD +j-000001 +j-000002"));
+  // Leading rows in their fixed order, then the evaluation without its prefix.
+  EXPECT_THAT(lines[1], StartsWith("job "));
+  EXPECT_THAT(lines[2], StartsWith("model "));
+  EXPECT_THAT(lines[2], HasSubstr("cycle_vae"));
+  EXPECT_THAT(lines[3], StartsWith("dataset "));
+  EXPECT_THAT(out_.text(), HasSubstr("latent.s.mlp.test_accuracy"));
+  EXPECT_THAT(out_.text(), ::testing::Not(HasSubstr("evaluation.")));
+  // A row one report lacks reads "-"; text values are shown as they are.
+  std::string accuracy, predictor;
+  for (const std::string& line : lines) {
+    if (absl::StartsWith(line, "latent.s.mlp.test_accuracy")) accuracy = line;
+    if (absl::StartsWith(line, "predictors")) predictor += line + "\n";
+  }
+  EXPECT_THAT(accuracy, ::testing::MatchesRegex("latent.s.mlp.test_accuracy +0.9 +-"));
+  EXPECT_THAT(predictor, HasSubstr("not applicable: vae has no separate s and z codes"));
+  // Sorted by path: the text row of one job sits just before the other's values.
+  EXPECT_THAT(predictor, ::testing::MatchesRegex("predictors +- +not applicable[^\n]*\npredictors.z_to_s.regeneration_mse +0.002 +-\n"));
+  EXPECT_THAT(out_.text(), HasSubstr("final_metrics.loss"));
+
+  // -o json: one object keyed by job id.
+  CapturedFile json_out;
+  console_.out = json_out.get();
+  options.format = OutputFormat::kJson;
+  ASSERT_TRUE(RunReport(coordinator_, options, console_).ok());
+  const nlohmann::json all = nlohmann::json::parse(json_out.text());
+  EXPECT_EQ(all["j-000001"]["model"], "cycle_vae");
+  EXPECT_EQ(all["j-000002"]["evaluation"]["reconstruction_mse"], 0.02);
+
+  // A job without a report names the job; no ids is a usage error.
+  options.job_ids = {"j-000003"};
+  const absl::Status missing = RunReport(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("job j-000003: report.json"));
+  options.job_ids.clear();
+  EXPECT_TRUE(absl::IsInvalidArgument(RunReport(coordinator_, options, console_)));
 }
 
 TEST(CommandHelpersTest, ExitCodesAndOneLineErrors) {

@@ -160,8 +160,12 @@ class FakeCoordinator final : public Coordinator {
   std::unique_ptr<ArtifactChunkStream> GetArtifact(const std::string& job_id,
                                                    const std::string& name) override {
     artifact_requests.push_back(name);
-    auto it = transfers.find(name);
-    if (it == transfers.end()) {
+    artifact_jobs.push_back(job_id);
+    auto job_it = job_transfers.find(job_id);
+    const std::map<std::string, ArtifactScript>& scripts =
+        job_it != job_transfers.end() ? job_it->second : transfers;
+    auto it = scripts.find(name);
+    if (it == scripts.end()) {
       return std::make_unique<FakeStream<v1::ArtifactChunk>>(
           std::vector<v1::ArtifactChunk>{}, absl::NotFoundError("no artifact " + name));
     }
@@ -194,6 +198,8 @@ class FakeCoordinator final : public Coordinator {
   std::deque<WatchScript> watch_scripts;
   v1::ListArtifactsResponse artifact_list;
   std::map<std::string, ArtifactScript> transfers;
+  // Per job id; a job listed here gets only its own transfers.
+  std::map<std::string, std::map<std::string, ArtifactScript>> job_transfers;
   v1::ListWorkersResponse workers;
   absl::StatusOr<v1::DeleteArtifactsResponse> delete_result = v1::DeleteArtifactsResponse();
   v1::CollectGarbageResponse garbage;
@@ -207,6 +213,7 @@ class FakeCoordinator final : public Coordinator {
   std::vector<std::pair<std::string, std::string>> cancelled;
   std::vector<int64_t> watch_after_seqs;
   std::vector<std::string> artifact_requests;
+  std::vector<std::string> artifact_jobs;  // the job id of each artifact request
 
  private:
   std::string address_ = "127.0.0.1:7070";

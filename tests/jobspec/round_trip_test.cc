@@ -45,6 +45,13 @@ void ExpectSameSpec(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.samples.grids, b.samples.grids);
   EXPECT_EQ(a.evaluate.classifiers, b.evaluate.classifiers);
   EXPECT_EQ(a.evaluate.tsne, b.evaluate.tsne);
+  EXPECT_EQ(a.samples.upscale, b.samples.upscale);
+  EXPECT_EQ(a.evaluate.probe_train_images, b.evaluate.probe_train_images);
+  EXPECT_EQ(a.evaluate.predictors, b.evaluate.predictors);
+  EXPECT_EQ(a.evaluate.swap, b.evaluate.swap);
+  EXPECT_EQ(a.evaluate.factors, b.evaluate.factors);
+  EXPECT_EQ(a.evaluate.factor_bins, b.evaluate.factor_bins);
+  EXPECT_EQ(a.evaluate.judge_epochs, b.evaluate.judge_epochs);
   EXPECT_EQ(a.priority, b.priority);
   EXPECT_EQ(a.max_restarts, b.max_restarts);
   EXPECT_TRUE(SpecsEqual(a, b));
@@ -100,9 +107,16 @@ TEST(JobSpecRoundTripTest, CanonicalYamlOfMinimalVae) {
             "samples:\n"
             "  every_steps: 250\n"
             "  grids: [reconstruction, random]\n"
+            "  upscale: 0\n"
             "evaluate:\n"
             "  classifiers: []\n"
             "  tsne: false\n"
+            "  probe_train_images: 0\n"
+            "  predictors: false\n"
+            "  swap: false\n"
+            "  factors: false\n"
+            "  factor_bins: 20\n"
+            "  judge_epochs: 2\n"
             "priority: 0\n"
             "max_restarts: 3\n");
 }
@@ -144,7 +158,8 @@ TEST(JobSpecRoundTripTest, EditedSpecsOfBothModelsWithAwkwardValues) {
     spec.checkpoint = {0, 1};
     spec.samples.every_steps = 0;
     spec.samples.grids = {"reconstruction"};
-    spec.evaluate = {{"mlp", "linear_svm"}, true};
+    spec.samples.upscale = 3;
+    spec.evaluate = {{"mlp", "linear_svm"}, true, 1000, true, true, true, 7, 5};
     spec.priority = -100;
     spec.max_restarts = 100;
     ExpectSameSpec(RoundTrip(spec), spec);

@@ -38,7 +38,7 @@ dataset: {kind: sprites, image_size: %d, channels: %d, sprites_train: 256, sprit
 model_params: {feature_maps: 16%s}
 train: {epochs: 100, max_steps: %d, batch_size: 16, seed: 5, threads: 1, log_every_steps: 3}
 checkpoint: {every_steps: 3, keep_last: 2}
-samples: {every_steps: 3}
+samples: {every_steps: 3, upscale: 1}
 evaluate: {classifiers: [mlp], tsne: true}
 )",
                                              model, model, size, channels, extra_params, max_steps));

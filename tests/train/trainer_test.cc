@@ -337,5 +337,85 @@ TEST(TrainerTest, EvaluationProbesBothCodesAndDrawsTsne) {
   }
 }
 
+// Issue 16's end-to-end check: a sprites job with the whole evaluation on
+// has every field of the report, each a number in its range.
+TEST(TrainerTest, EvaluationOnSpritesHasEveryField) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("cycle_vae", 28, 3, 20);
+  spec.evaluate.classifiers = {"mlp", "linear_svm"};
+  spec.evaluate.tsne = true;
+  spec.evaluate.predictors = true;
+  spec.evaluate.swap = true;
+  spec.evaluate.factors = true;
+  const std::string out = testing::FreshDir("evaluation_sprites");
+  auto summary = RunJob(spec, out);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  auto report = nlohmann::json::parse(*ReadFileToString(out + "/report.json"));
+  const auto& eval = report["evaluation"];
+  auto in_unit = [](const nlohmann::json& v) { return v.is_number() && v >= 0.0 && v <= 1.0; };
+  for (const char* code : {"s", "z"}) {
+    const auto& probe = eval["latent"][code];
+    EXPECT_TRUE(in_unit(probe["mlp"]["test_accuracy"])) << probe;
+    EXPECT_DOUBLE_EQ(probe["chance"]["uniform"].get<double>(), 1.0 / 30);
+    EXPECT_TRUE(in_unit(probe["chance"]["majority"])) << probe;
+    EXPECT_EQ(probe["train_codes_used"], 512);  // the whole training split
+  }
+  for (const char* direction : {"z_to_s", "s_to_z"}) {
+    const auto& p = eval["predictors"][direction];
+    EXPECT_GE(p["test_mse"].get<double>(), 0.0) << direction;
+    EXPECT_GT(p["baseline_mse"].get<double>(), 0.0) << direction;
+    EXPECT_TRUE(in_unit(p["regeneration_mse"])) << direction;
+  }
+  const auto& swap = eval["swap"];
+  EXPECT_EQ(swap["pairs"], 64);
+  EXPECT_TRUE(in_unit(swap["b_class_rate"]));
+  EXPECT_TRUE(in_unit(swap["a_class_rate"]));
+  EXPECT_DOUBLE_EQ(swap["chance"].get<double>(), 1.0 / 30);
+  EXPECT_TRUE(in_unit(swap["judge"]["test_accuracy"]));
+  const std::vector<std::string> z_factors = {"x", "y", "scale", "rotation"};
+  for (const std::string& f : z_factors) {
+    EXPECT_TRUE(in_unit(swap["z_factors_kept"][f])) << f;
+    EXPECT_TRUE(swap["judge"]["factor_r2"][f].is_number()) << f;
+  }
+  const auto& factors = eval["factors"];
+  EXPECT_EQ(factors["s_factors"], (std::vector<std::string>{"shape", "colour"}));
+  EXPECT_EQ(factors["z_factors"], z_factors);
+  for (const char* code : {"s", "z"}) {
+    for (const char* f : {"shape", "colour", "x", "y", "scale", "rotation"}) {
+      EXPECT_TRUE(in_unit(factors["probes"][code][f]["test_accuracy"])) << code << " " << f;
+      EXPECT_TRUE(in_unit(factors["probes"][code][f]["chance"]["majority"])) << code << " " << f;
+    }
+  }
+  EXPECT_EQ(factors["probes"]["s"]["shape"]["classes"], 6);
+  EXPECT_TRUE(in_unit(factors["mig"]["mig"]));
+  EXPECT_EQ(factors["mig"]["factors"].size(), 6u);
+  for (const char* code : {"s", "z"}) {
+    auto plot = ReadPngFile(out + "/" + eval["tsne"][code].get<std::string>());
+    ASSERT_TRUE(plot.ok()) << plot.status();
+    EXPECT_EQ(plot->width, 512);
+  }
+  // Grids are enlarged to at least 512 pixels across by default.
+  for (const auto& entry : fs::directory_iterator(out + "/grids")) {
+    auto grid = ReadPngFile(entry.path().string());
+    ASSERT_TRUE(grid.ok()) << grid.status();
+    EXPECT_GE(grid->width, 512) << entry.path();
+  }
+}
+
+// Models without separate s and z say so instead of giving a number.
+TEST(TrainerTest, EvaluationSaysNotApplicableForAModelWithoutSplitCodes) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("vae", 28, 3, 10);
+  spec.evaluate.predictors = true;
+  spec.evaluate.swap = true;
+  spec.evaluate.factors = true;
+  const std::string out = testing::FreshDir("evaluation_vae");
+  auto summary = RunJob(spec, out);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  auto report = nlohmann::json::parse(*ReadFileToString(out + "/report.json"));
+  for (const char* part : {"predictors", "swap", "factors"}) {
+    ASSERT_TRUE(report["evaluation"][part].is_string()) << part;
+    EXPECT_EQ(report["evaluation"][part].get<std::string>().rfind("not applicable", 0), 0u) << part;
+  }
+}
+
 }  // namespace
 }  // namespace dfv

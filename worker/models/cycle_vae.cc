@@ -87,6 +87,10 @@ class CycleVae : public Model {
     return EncodeSplitCodes(encoder_, images);
   }
 
+  torch::Tensor Decode(const torch::Tensor& s, const torch::Tensor& z) override {
+    return DecodeSplitCodes(decoder_, s, z);
+  }
+
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     return SplitCodesGrid("cycle_vae", name, in, encoder_, decoder_);
   }

@@ -201,6 +201,10 @@ class Lord : public Model, public LordControls {
     return {{"s", class_encoder_->forward(images)}, {"z", content_encoder_->forward(images)}};
   }
 
+  torch::Tensor Decode(const torch::Tensor& s, const torch::Tensor& z) override {
+    return amortized_generator_->forward(z, s);
+  }
+
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     if (name == jobspec::grid::kSwap) {
       // Rows take s (class encoder) from the left column, columns take z

@@ -211,6 +211,10 @@ class Mathieu : public Model, public MathieuControls {
     return EncodeSplitCodes(encoder_, images);
   }
 
+  torch::Tensor Decode(const torch::Tensor& s, const torch::Tensor& z) override {
+    return DecodeSplitCodes(decoder_, s, z);
+  }
+
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {
     return SplitCodesGrid("mathieu", name, in, encoder_, decoder_);
   }

@@ -92,6 +92,12 @@ class Model {
   // (specified) and/or "z" (unspecified), each [N, D]. Empty when the model
   // has no encoder. Called in eval mode under NoGrad.
   virtual std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) { return {}; }
+
+  // Images [N, C, H, W] in [0, 1] decoded from a specified code `s` and an
+  // unspecified code `z` as Encode gives them ([N, Ds] and [N, Dz]); the
+  // evaluation's regeneration errors and swaps use it. Models without both
+  // codes return an undefined tensor. Called in eval mode under NoGrad.
+  virtual torch::Tensor Decode(const torch::Tensor& s, const torch::Tensor& z) { return {}; }
 };
 
 // Builds the model `context.spec->model`. INVALID_ARGUMENT for a name the

@@ -16,6 +16,10 @@ std::map<std::string, torch::Tensor> EncodeSplitCodes(SplitEncoder& encoder, con
   return {{"s", c.s}, {"z", c.mu}};
 }
 
+torch::Tensor DecodeSplitCodes(SplitDecoder& decoder, const torch::Tensor& s, const torch::Tensor& z) {
+  return decoder->forward(z, s);
+}
+
 torch::Tensor SplitCodesGrid(const std::string& model, const std::string& name, const GridInputs& in,
                              SplitEncoder& encoder, SplitDecoder& decoder) {
   torch::Tensor grid = SplitCodeGrid(

@@ -20,6 +20,9 @@ torch::Tensor ReconstructWithSplitCodes(SplitEncoder& encoder, SplitDecoder& dec
 // {"s": s, "z": mu}: Model::Encode.
 std::map<std::string, torch::Tensor> EncodeSplitCodes(SplitEncoder& encoder, const torch::Tensor& images);
 
+// decoder(z, s): Model::Decode.
+torch::Tensor DecodeSplitCodes(SplitDecoder& decoder, const torch::Tensor& s, const torch::Tensor& z);
+
 // SplitCodeGrid's grids (reconstruction, swap, interpolation) of `in`;
 // Model::RenderGrid. Throws, naming `model`, for any other grid name.
 torch::Tensor SplitCodesGrid(const std::string& model, const std::string& name, const GridInputs& in,

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/raster.h"
 #include "common/status_macros.h"
 
 namespace dfv::train {
@@ -132,16 +133,32 @@ ProbeScores Score(const torch::Tensor& train_pred, const torch::Tensor& train_y,
   return s;
 }
 
+// Seed 002's MLP: two hidden layers of `hidden` with batch norm and
+// LeakyReLU(0.2); the probes and the code predictors share it.
+torch::nn::Sequential MakeMlp(int64_t inputs, int64_t hidden, int64_t outputs) {
+  const auto leaky = torch::nn::LeakyReLUOptions().negative_slope(0.2);
+  return torch::nn::Sequential(torch::nn::Linear(inputs, hidden), torch::nn::BatchNorm1d(hidden),
+                               torch::nn::LeakyReLU(leaky), torch::nn::Linear(hidden, hidden),
+                               torch::nn::BatchNorm1d(hidden), torch::nn::LeakyReLU(leaky),
+                               torch::nn::Linear(hidden, outputs));
+}
+
+// Standardises by the columns' mean and population std over `reference`; a
+// constant column becomes all zeros rather than NaN.
+struct Standardiser {
+  explicit Standardiser(const torch::Tensor& reference)
+      : mean(reference.mean(0, /*keepdim=*/true)),
+        stddev((reference - mean).pow(2).mean(0, /*keepdim=*/true).sqrt().clamp_min(1e-8)) {}
+  torch::Tensor Apply(const torch::Tensor& x) const { return (x - mean) / stddev; }
+  torch::Tensor Invert(const torch::Tensor& x) const { return x * stddev + mean; }
+  torch::Tensor mean;
+  torch::Tensor stddev;
+};
+
 ProbeScores ProbeMlp(const torch::Tensor& train_x, const torch::Tensor& train_y,
                      const torch::Tensor& test_x, const torch::Tensor& test_y, int64_t num_classes,
                      const ProbeOptions& options) {
-  const int64_t d = train_x.size(1);
-  const int64_t h = options.mlp_hidden;
-  const auto leaky = torch::nn::LeakyReLUOptions().negative_slope(0.2);
-  torch::nn::Sequential net(torch::nn::Linear(d, h), torch::nn::BatchNorm1d(h),
-                            torch::nn::LeakyReLU(leaky), torch::nn::Linear(h, h),
-                            torch::nn::BatchNorm1d(h), torch::nn::LeakyReLU(leaky),
-                            torch::nn::Linear(h, num_classes));
+  torch::nn::Sequential net = MakeMlp(train_x.size(1), options.mlp_hidden, num_classes);
   net->train();
   TrainMinibatches(
       net->parameters(),
@@ -219,12 +236,11 @@ absl::StatusOr<ProbeReport> ProbeLatentUnsafe(const torch::Tensor& train_codes,
     train_y = train_y.index_select(0, keep);
   }
   report.train_codes_used = train_x.size(0);
+  report.chance = ChanceOf(test_y, num_classes);
 
-  const torch::Tensor mean = train_x.mean(0, /*keepdim=*/true);
-  // Population std; a constant dimension becomes all zeros rather than NaN.
-  const torch::Tensor std = (train_x - mean).pow(2).mean(0, /*keepdim=*/true).sqrt().clamp_min(1e-8);
-  train_x = (train_x - mean) / std;
-  test_x = (test_x - mean) / std;
+  const Standardiser standardise(train_x);
+  train_x = standardise.Apply(train_x);
+  test_x = standardise.Apply(test_x);
 
   for (const std::string& name : options.classifiers) {
     if (report.scores.count(name)) continue;
@@ -236,6 +252,74 @@ absl::StatusOr<ProbeReport> ProbeLatentUnsafe(const torch::Tensor& train_codes,
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+absl::Status CheckRegressionInputs(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                   const std::string& what, int64_t min_rows) {
+  for (const torch::Tensor* t : {&inputs, &targets}) {
+    if (!t->defined() || t->dim() != 2 || !t->is_floating_point() || t->size(1) < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " inputs and targets must be 2-D floating tensors"));
+    }
+  }
+  if (inputs.size(0) != targets.size(0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", inputs.size(0), " inputs but ", targets.size(0), " targets"));
+  }
+  if (inputs.size(0) < min_rows) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": need at least ", min_rows, " rows"));
+  }
+  if (!torch::isfinite(inputs).all().item<bool>() || !torch::isfinite(targets).all().item<bool>()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " codes contain NaN or infinity"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CodePrediction> PredictCodeUnsafe(const torch::Tensor& train_inputs,
+                                                 const torch::Tensor& train_targets,
+                                                 const torch::Tensor& test_inputs,
+                                                 const torch::Tensor& test_targets,
+                                                 const RegressorOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (options.hidden < 1 || options.epochs < 0 || options.batch_size < 2 || !(options.learning_rate > 0)) {
+    return absl::InvalidArgumentError("regressor options out of range");
+  }
+  DFV_RETURN_IF_ERROR(CheckRegressionInputs(train_inputs, train_targets, "train", 2));
+  DFV_RETURN_IF_ERROR(CheckRegressionInputs(test_inputs, test_targets, "test", 1));
+  if (train_inputs.size(1) != test_inputs.size(1) || train_targets.size(1) != test_targets.size(1)) {
+    return absl::InvalidArgumentError("train and test codes differ in dimension");
+  }
+  auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat32).contiguous(); };
+  const torch::Tensor train_x = cpu(train_inputs), train_t = cpu(train_targets);
+  const torch::Tensor test_x = cpu(test_inputs), test_t = cpu(test_targets);
+
+  torch::AutoGradMode enable_grad(true);
+  torch::manual_seed(options.seed);
+  const Standardiser in(train_x), out(train_t);
+  torch::nn::Sequential net = MakeMlp(train_x.size(1), options.hidden, train_t.size(1));
+  net->train();
+  TrainMinibatches(
+      net->parameters(),
+      [&](const torch::Tensor& x, const torch::Tensor& t) {
+        return torch::nn::functional::mse_loss(net->forward(x), t);
+      },
+      in.Apply(train_x), out.Apply(train_t), options.epochs, options.batch_size, options.learning_rate);
+  net->eval();
+
+  CodePrediction result;
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> parts;
+    const torch::Tensor x = in.Apply(test_x);
+    for (int64_t begin = 0; begin < x.size(0); begin += kPredictChunk) {
+      parts.push_back(net->forward(x.slice(0, begin, std::min(x.size(0), begin + kPredictChunk))));
+    }
+    result.test_predictions = out.Invert(torch::cat(parts)).contiguous();
+  }
+  result.test_mse = (result.test_predictions - test_t).pow(2).mean().item<double>();
+  result.baseline_mse = (out.mean - test_t).pow(2).mean().item<double>();
+  result.train_codes = train_x.size(0);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 // ---- t-SNE ----
@@ -515,6 +599,7 @@ nlohmann::json ProbeReportToJson(const ProbeReport& report) {
   j["subsampled"] = report.train_codes_used < report.train_codes_given;
   j["test_codes"] = report.test_codes;
   j["seconds"] = report.seconds;
+  j["chance"] = {{"majority", report.chance.majority}, {"uniform", report.chance.uniform}};
   for (const auto& [name, s] : report.scores) {
     j[name] = {{"train_accuracy", s.train_accuracy},
                {"test_accuracy", s.test_accuracy},
@@ -534,6 +619,32 @@ absl::StatusOr<ProbeReport> ProbeLatent(const torch::Tensor& train_codes,
                              options);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("latent probe failed: ", e.what()));
+  }
+}
+
+ChanceLevel ChanceOf(const torch::Tensor& labels, int64_t num_classes) {
+  ChanceLevel chance;
+  if (num_classes < 1 || !labels.defined() || labels.numel() == 0) return chance;
+  const torch::Tensor counts = torch::bincount(labels.detach().reshape({-1}).to(torch::kCPU, torch::kLong));
+  chance.majority = counts.max().item<double>() / static_cast<double>(labels.numel());
+  chance.uniform = 1.0 / static_cast<double>(num_classes);
+  return chance;
+}
+
+nlohmann::json CodePredictionToJson(const CodePrediction& prediction) {
+  return {{"test_mse", prediction.test_mse},
+          {"baseline_mse", prediction.baseline_mse},
+          {"train_codes", prediction.train_codes},
+          {"seconds", prediction.seconds}};
+}
+
+absl::StatusOr<CodePrediction> PredictCode(const torch::Tensor& train_inputs, const torch::Tensor& train_targets,
+                                           const torch::Tensor& test_inputs, const torch::Tensor& test_targets,
+                                           const RegressorOptions& options) {
+  try {
+    return PredictCodeUnsafe(train_inputs, train_targets, test_inputs, test_targets, options);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("code predictor failed: ", e.what()));
   }
 }
 
@@ -595,12 +706,45 @@ absl::StatusOr<torch::Tensor> Tsne(const torch::Tensor& codes, const TsneOptions
 }
 
 Image8 ScatterPlot(const torch::Tensor& points, const torch::Tensor& labels, int64_t num_classes,
-                   int size) {
+                   int size, const PlotLabels& text) {
   Image8 image;
   size = std::max(size, 16);
   image.width = image.height = size;
   image.channels = 3;
   image.pixels.assign(static_cast<size_t>(size) * size * 3, 255);
+  // The plot area [left, right) x [top, bottom); a title and a legend take
+  // their room from it.
+  int top = 0, right = size;
+  constexpr std::array<uint8_t, 3> kInk = {0, 0, 0};
+  if (!text.title.empty()) {
+    // Twice the font when it fits; otherwise once, cut to the width.
+    const int scale = size >= 384 && TextWidth(text.title, 2) <= size - 16 ? 2 : 1;
+    const int pad = 4 * scale;
+    std::string title = text.title;
+    const int max_chars = std::max(1, (size - 8 + 1) / kGlyphAdvance);
+    if (TextWidth(title, scale) > size - 8 && static_cast<int>(title.size()) > max_chars) {
+      title = title.substr(0, std::max(0, max_chars - 2)) + "..";
+    }
+    DrawText(image, std::max(0, (size - TextWidth(title, scale)) / 2), pad, title, kInk, scale);
+    top = kGlyphHeight * scale + 2 * pad;
+  }
+  if (!text.class_names.empty()) {
+    const int rows = static_cast<int>(text.class_names.size());
+    // Twice the font when there is room for it, as in the title.
+    const int scale = size >= 384 && rows * (kGlyphHeight + 3) * 2 <= size - top ? 2 : 1;
+    const int row_height = (kGlyphHeight + 3) * scale;
+    int widest = 0;
+    for (const std::string& name : text.class_names) widest = std::max(widest, TextWidth(name, scale));
+    const int swatch = kGlyphHeight * scale;
+    const int legend_width = std::min(size / 2, swatch + 3 * scale + widest + 8 * scale);
+    right = size - legend_width;
+    const int legend_top = top + std::max(0, (size - top - rows * row_height) / 2);
+    for (int c = 0; c < rows; ++c) {
+      const int y = legend_top + c * row_height;
+      FillRect(image, right, y, swatch, swatch, ClassColour(c, num_classes));
+      DrawText(image, right + swatch + 3 * scale, y, text.class_names[c], kInk, scale);
+    }
+  }
   try {
     if (!points.defined() || !labels.defined() || points.dim() != 2 || points.size(1) != 2 ||
         labels.numel() != points.size(0)) {
@@ -623,10 +767,12 @@ Image8 ScatterPlot(const torch::Tensor& points, const torch::Tensor& labels, int
     if (!(min_x <= max_x)) return image;  // no finite point
 
     constexpr int kRadius = 2;
+    const double width = right, height = size - top;
     const double margin = std::max(8.0, size / 32.0);
     const double span = std::max({max_x - min_x, max_y - min_y, 1e-12});
-    const double scale = (size - 2 * margin) / span;
+    const double scale = std::max(1.0, std::min(width, height) - 2 * margin) / span;
     const double mid_x = (min_x + max_x) / 2, mid_y = (min_y + max_y) / 2;
+    const double centre_x = width / 2.0, centre_y = top + height / 2.0;
 
     // A fixed Fisher-Yates shuffle of the drawing order (mt19937 is specified
     // by the standard, so the picture is the same everywhere).
@@ -638,14 +784,14 @@ Image8 ScatterPlot(const torch::Tensor& points, const torch::Tensor& labels, int
     for (int64_t i : order) {
       const double x = pts[2 * i], y = pts[2 * i + 1];
       if (!std::isfinite(x) || !std::isfinite(y)) continue;
-      const int cx = static_cast<int>(std::lround(size / 2.0 + (x - mid_x) * scale));
-      const int cy = static_cast<int>(std::lround(size / 2.0 - (y - mid_y) * scale));  // y up
+      const int cx = static_cast<int>(std::lround(centre_x + (x - mid_x) * scale));
+      const int cy = static_cast<int>(std::lround(centre_y - (y - mid_y) * scale));  // y up
       const std::array<uint8_t, 3> colour = ClassColour(lp[i], num_classes);
       for (int dy = -kRadius; dy <= kRadius; ++dy) {
         for (int dx = -kRadius; dx <= kRadius; ++dx) {
           if (dx * dx + dy * dy > kRadius * kRadius + 1) continue;
           const int px = cx + dx, py = cy + dy;
-          if (px < 0 || py < 0 || px >= size || py >= size) continue;
+          if (px < 0 || py < top || px >= right || py >= size) continue;
           uint8_t* out = &image.pixels[(static_cast<size_t>(py) * size + px) * 3];
           out[0] = colour[0];
           out[1] = colour[1];
@@ -654,7 +800,7 @@ Image8 ScatterPlot(const torch::Tensor& points, const torch::Tensor& labels, int
       }
     }
   } catch (const std::exception&) {
-    image.pixels.assign(image.pixels.size(), 255);
+    return ScatterPlot(torch::Tensor(), torch::Tensor(), num_classes, size, text);
   }
   return image;
 }

@@ -1,6 +1,7 @@
 // The latent-space part of the end-of-run evaluation (DESIGN.md, "What a job
 // produces"): how well the class can be predicted from a latent code (an MLP
-// and a linear SVM probe, accuracy and macro-F1 on train and test), a t-SNE
+// and a linear SVM probe, accuracy and macro-F1 on train and test, beside
+// chance), how well one code predicts the other (an MLP regressor), a t-SNE
 // embedding of the codes and a scatter plot of it.
 //
 // Everything here runs on the CPU in float32 (codes on another device are
@@ -34,7 +35,7 @@ struct ProbeOptions {
   uint64_t seed = 1;
   // Training codes beyond this many are subsampled (uniformly, without
   // replacement, by `seed`); the report says how many were used. <= 0: all.
-  int64_t max_train_codes = 10000;
+  int64_t max_train_codes = 0;
 
   // MLP (seed 002's classifier): Linear D->hidden, BatchNorm1d, LeakyReLU
   // 0.2, Linear hidden->hidden, BatchNorm1d, LeakyReLU 0.2, Linear
@@ -63,8 +64,19 @@ struct ProbeScores {
   double test_macro_f1 = 0;
 };
 
+// The accuracy of guessing, for reading a probe's accuracy against.
+struct ChanceLevel {
+  double majority = 0;  // always answering the most frequent class: its share of the labels
+  double uniform = 0;   // answering uniformly at random: 1 / num_classes
+};
+
+// Chance levels of predicting `labels` ([N] non-negative integers); zeros
+// for no labels or num_classes < 1.
+ChanceLevel ChanceOf(const torch::Tensor& labels, int64_t num_classes);
+
 struct ProbeReport {
   std::map<std::string, ProbeScores> scores;  // classifier name -> scores
+  ChanceLevel chance;  // of the test labels
   int64_t train_codes_given = 0;
   int64_t train_codes_used = 0;  // < train_codes_given when subsampled
   int64_t test_codes = 0;
@@ -72,7 +84,8 @@ struct ProbeReport {
 };
 
 // {"train_codes": .., "train_codes_used": .., "subsampled": bool,
-//  "test_codes": .., "seconds": .., "mlp": {"train_accuracy": .., ...}, ...}
+//  "test_codes": .., "seconds": .., "chance": {"majority": .., "uniform": ..},
+//  "mlp": {"train_accuracy": .., ...}, ...}
 nlohmann::json ProbeReportToJson(const ProbeReport& report);
 
 // Trains each classifier in `options` to predict `train_labels` ([N] integer,
@@ -94,6 +107,44 @@ absl::StatusOr<ProbeReport> ProbeLatent(const torch::Tensor& train_codes,
                                         const torch::Tensor& test_codes,
                                         const torch::Tensor& test_labels, int64_t num_classes,
                                         const ProbeOptions& options = {});
+
+struct RegressorOptions {
+  // Seeds the global torch generator (weights, shuffling).
+  uint64_t seed = 1;
+  // The probe's MLP (ProbeOptions) with `targets` outputs and a squared
+  // error loss on standardised targets; Adam with the same linear decay.
+  int64_t hidden = 256;
+  int64_t epochs = 15;
+  int64_t batch_size = 256;
+  double learning_rate = 2e-3;
+};
+
+struct CodePrediction {
+  // Mean squared error per test code dimension, in the target's own units.
+  double test_mse = 0;
+  // The same for always predicting the training targets' mean: what an input
+  // that says nothing about the target scores.
+  double baseline_mse = 0;
+  torch::Tensor test_predictions;  // [M, Dt] float32 on the CPU, target units
+  int64_t train_codes = 0;
+  double seconds = 0;
+};
+
+// {"test_mse": .., "baseline_mse": .., "train_codes": .., "seconds": ..}
+nlohmann::json CodePredictionToJson(const CodePrediction& prediction);
+
+// Trains an MLP regressor (seed 002's code predictors z -> s and s -> z)
+// from `train_inputs` [N, Di] to `train_targets` [N, Dt] and predicts the
+// targets of `test_inputs` [M, Di], scored against `test_targets` [M, Dt].
+// Inputs and targets are standardised with the training set's mean and std.
+// Reseeds the global torch generator and enables gradients like ProbeLatent.
+//
+// Errors: INVALID_ARGUMENT for non-2-D, non-floating or non-finite tensors,
+// mismatched rows or dimensions, N < 2 or M < 1, bad options; INTERNAL for
+// anything LibTorch throws.
+absl::StatusOr<CodePrediction> PredictCode(const torch::Tensor& train_inputs, const torch::Tensor& train_targets,
+                                           const torch::Tensor& test_inputs, const torch::Tensor& test_targets,
+                                           const RegressorOptions& options = {});
 
 // Macro-averaged F1 of integer class predictions against the truth (both [N]):
 // the mean over classes of 2TP / (2TP + FP + FN), over the classes in
@@ -134,15 +185,29 @@ struct TsneOptions {
 // or bad options; INTERNAL for anything LibTorch throws. N <= 1 gives zeros.
 absl::StatusOr<torch::Tensor> Tsne(const torch::Tensor& codes, const TsneOptions& options = {});
 
+// What a scatter plot says about itself.
+struct PlotLabels {
+  // Drawn centred along the top (upper case, see common/raster.h), at twice
+  // the font's size when it fits, cut with ".." when even the small font
+  // does not; empty: no title band.
+  std::string title;
+  // The name of each class, drawn as a legend (a swatch of the class's
+  // colour and its name, one row per class) down the right-hand side;
+  // empty: no legend.
+  std::vector<std::string> class_names;
+};
+
 // A size x size RGB scatter plot of `points` [N, 2] on white, scaled uniformly
 // to fit with a margin, one filled dot (radius 2) per point coloured by
 // `labels` [N] from a fixed palette (tab10 for the first ten classes, then
 // golden-ratio hues; labels out of range are black). Points are drawn in a
 // fixed shuffled order so no class systematically covers another; non-finite
-// points are skipped. Malformed input (shapes) gives a blank white image;
-// sizes below 16 are raised to 16.
+// points are skipped. A title and a legend (`text`) take their room from the
+// plot area, never from the image's size. Malformed input (shapes) gives a
+// blank white image (with its title and legend); sizes below 16 are raised
+// to 16.
 Image8 ScatterPlot(const torch::Tensor& points, const torch::Tensor& labels, int64_t num_classes,
-                   int size = 512);
+                   int size = 512, const PlotLabels& text = {});
 
 }  // namespace dfv::train
 

@@ -14,10 +14,12 @@
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
 #include "common/png.h"
+#include "common/raster.h"
 #include "common/status_macros.h"
 #include "worker/data/dataset.h"
 #include "worker/data/tensor.h"
 #include "worker/models/registry.h"
+#include "proto/enums.h"
 #include "worker/protocol/trainer_report.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/evaluation.h"
@@ -271,6 +273,9 @@ absl::Status Trainer::WriteGrids(int64_t step) {
     torch::NoGradGuard no_grad;
     for (const std::string& name : options_.spec.samples.grids) {
       Image8 image = TensorToImage8(model_->RenderGrid(name, grid_inputs_));
+      const int64_t upscale = options_.spec.samples.upscale;
+      image = UpscaleNearest(image, upscale > 0 ? static_cast<int>(upscale)
+                                                : UpscaleFactorFor(image.width, jobspec::kAutoGridWidth));
       std::string rel = absl::StrFormat("grids/%s-step%08d.png", name, step);
       status = WritePngFile((std::filesystem::path(options_.out_dir) / rel).string(), image);
       if (!status.ok()) break;
@@ -296,8 +301,9 @@ absl::Status Trainer::WriteCheckpoint(int64_t step, int64_t epoch) {
 
 absl::Status Trainer::WriteReport(const RunSummary& summary) {
   SetTrainMode(*model_, false);
-  auto evaluation = Evaluate(*model_, data_, options_.spec.evaluate, options_.spec.train.seed, device_,
-                             options_.out_dir);
+  const auto evaluation_start = Clock::now();
+  auto evaluation = Evaluate(*model_, data_, options_.spec, device_, options_.out_dir);
+  const double evaluation_seconds = Seconds(Clock::now() - evaluation_start);
   SetTrainMode(*model_, true);
   if (!evaluation.ok()) return evaluation.status();
   for (const std::string& file : evaluation->files) ReportArtifact(v1::REPORT, file, summary.steps);
@@ -307,13 +313,14 @@ absl::Status Trainer::WriteReport(const RunSummary& summary) {
   report["dataset"] = options_.spec.dataset.kind;
   report["steps"] = summary.steps;
   report["wall_seconds"] = summary.wall_seconds;
+  report["evaluation_seconds"] = evaluation_seconds;
   nlohmann::json final_metrics = nlohmann::json::object();
   for (const auto& [name, value] : summary.final_metrics) final_metrics[name] = value;
   report["final_metrics"] = final_metrics;
   report["evaluation"] = evaluation->report;
-  DFV_RETURN_IF_ERROR(WriteFileAtomically((std::filesystem::path(options_.out_dir) / "report.json").string(),
+  DFV_RETURN_IF_ERROR(WriteFileAtomically((std::filesystem::path(options_.out_dir) / v1::kReportArtifactName).string(),
                                           report.dump(2) + "\n"));
-  ReportArtifact(v1::REPORT, "report.json", summary.steps);
+  ReportArtifact(v1::REPORT, v1::kReportArtifactName, summary.steps);
   return absl::OkStatus();
 }
 
@@ -477,7 +484,7 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
   summary.wall_seconds = Seconds(Clock::now() - run_start);
   if (is_chief_) {
     DFV_RETURN_IF_ERROR(WriteReport(summary));
-    summary.report_path = "report.json";
+    summary.report_path = v1::kReportArtifactName;
   }
   return summary;
 }
