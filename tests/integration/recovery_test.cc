@@ -6,12 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -19,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "proto/dfv.pb.h"
 #include "tests/integration/cluster.h"
+#include "tests/testing/tmpfs.h"
 
 namespace dfv::testing {
 namespace {
@@ -187,17 +185,11 @@ TEST(Recovery, AStoppedWorkerThatComesBackAfterItsLeaseIsFencedOff) {
 // tmpfs, root only): the job fails with that reason, not retried, and the
 // daemon keeps serving.
 TEST(Recovery, AFullWorkerDiskFailsTheJobWithThatReasonAndTheDaemonServesOn) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
   Cluster cluster("recovery_worker_disk");
   const std::string work = cluster.dir() + "/w1-work";
   std::filesystem::create_directories(work);
-  if (::mount("tmpfs", work.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{work};
+  auto tmpfs = ScopedTmpfs::Mount(work, "1m");
+  if (!tmpfs.ok()) GTEST_SKIP() << tmpfs.status().message();
   ASSERT_TRUE(cluster.StartCoordinator().ok());
   ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
   // A vae checkpoint (with its optimisers' state) is larger than the whole disk.

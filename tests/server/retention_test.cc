@@ -2,14 +2,9 @@
 // floor, resuming from the newest checkpoint that verifies, dfvctl delete
 // and gc. The Coordinator is driven by fake workers with a FakeClock; one
 // test fills a real (tmpfs) file system when it runs as root.
-#include <sys/mount.h>
-#include <unistd.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -20,6 +15,7 @@
 #include "server/retention.h"
 #include "tests/server/fake_worker.h"
 #include "tests/server/test_util.h"
+#include "tests/testing/tmpfs.h"
 
 namespace dfv::server {
 namespace {
@@ -361,15 +357,8 @@ TEST_F(RetentionTest, GcAppliesKeepLastToOldJobsAndRemovesOrphans) {
 
 // A real full disk: a 4 MiB tmpfs as the data folder (root only).
 TEST_F(RetentionTest, AFullDataFolderRefusesWritesLosesNothingAndRecoversByItself) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
-  const std::string mount_point = data_dir_;
-  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=4m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mount_point};
+  auto tmpfs = dfv::testing::ScopedTmpfs::Mount(data_dir_, "4m");
+  if (!tmpfs.ok()) GTEST_SKIP() << tmpfs.status().message();
   options_.min_free_bytes = 256 * 1024;
   Open();
   const std::string id = StartJob(/*keep_last=*/3);
