@@ -16,12 +16,7 @@ namespace {
 
 std::unique_ptr<models::Model> Build(const jobspec::JobSpec& spec, uint64_t seed) {
   torch::manual_seed(seed);
-  models::ModelContext ctx;
-  ctx.spec = &spec;
-  ctx.channels = 3;
-  ctx.image_size = 28;
-  ctx.num_classes = 30;
-  auto model = models::CreateModel(ctx);
+  auto model = models::CreateModel(testing::SpritesModelContext(spec));
   EXPECT_TRUE(model.ok()) << model.status();
   return std::move(*model);
 }

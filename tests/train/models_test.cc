@@ -92,13 +92,7 @@ TEST(ModelDecodeTest, DecodingTheEncodedCodesReconstructs) {
   for (const std::string name : {"cycle_vae", "mathieu", "lord", "vae", "dcgan"}) {
     torch::manual_seed(0);
     jobspec::JobSpec spec = testing::SmallSpritesJob(name, 28, 3);
-    models::ModelContext ctx;
-    ctx.spec = &spec;
-    ctx.channels = 3;
-    ctx.image_size = 28;
-    ctx.num_classes = 4;
-    ctx.train_size = 64;
-    auto model = models::CreateModel(ctx);
+    auto model = models::CreateModel(testing::SpritesModelContext(spec, 4, 64));
     ASSERT_TRUE(model.ok()) << model.status();
     torch::NoGradGuard no_grad;
     for (auto& [module_name, module] : (*model)->Modules()) module->eval();

@@ -36,6 +36,16 @@ samples: {every_steps: 20}
                                     model, model, image_size, channels, max_steps));
 }
 
+models::ModelContext SpritesModelContext(const jobspec::JobSpec& spec, int64_t num_classes, int64_t train_size) {
+  models::ModelContext ctx;
+  ctx.spec = &spec;
+  ctx.channels = 3;
+  ctx.image_size = 28;
+  ctx.num_classes = num_classes;
+  ctx.train_size = train_size;
+  return ctx;
+}
+
 data::Batch RandomBatch(int64_t n, int channels, int size) {
   data::Batch b;
   b.images = torch::rand({n, channels, size, size});

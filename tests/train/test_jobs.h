@@ -8,6 +8,7 @@
 
 #include "common/jobspec/job_spec.h"
 #include "worker/data/batch_loader.h"
+#include "worker/models/model.h"
 
 namespace dfv::testing {
 
@@ -22,6 +23,11 @@ jobspec::JobSpec SmallSpritesJob(const std::string& model, int image_size = 28, 
 // A batch of `n` random images (channels x size x size, values in [0, 1])
 // with every field a model may read: labels i % 4, indices i, same-class
 // and other-class images, other labels (i + 1) % 4.
+// What models::CreateModel needs to build `spec`'s model for the small
+// sprites jobs (3 channels, 28 pixels); `spec` must outlive the context.
+models::ModelContext SpritesModelContext(const jobspec::JobSpec& spec, int64_t num_classes = 30,
+                                         int64_t train_size = 0);
+
 data::Batch RandomBatch(int64_t n, int channels, int size);
 
 // A fresh, empty folder under the test temp dir.

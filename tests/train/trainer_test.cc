@@ -148,12 +148,7 @@ TEST(TrainerTest, ResumeGivesTheSameParametersAndCurveAsAnUninterruptedRun) {
 
   auto build = [&]() {
     torch::manual_seed(0);
-    models::ModelContext ctx;
-    ctx.spec = &spec;
-    ctx.channels = 3;
-    ctx.image_size = 28;
-    ctx.num_classes = 30;
-    return std::move(models::CreateModel(ctx).value());
+    return std::move(models::CreateModel(testing::SpritesModelContext(spec)).value());
   };
   auto a = build(), b = build();
   ASSERT_TRUE(train::LoadCheckpoint(straight + "/checkpoints/" + train::CheckpointFileName(40), *a).ok());
@@ -200,13 +195,7 @@ TEST(TrainerTest, TraceHoldsTheInitialWeightsAndEachTracedStepsBatchAndMetrics) 
   EXPECT_NE(root.at("job_yaml").toStringRef().find("model: cycle_vae"), std::string::npos);
 
   torch::manual_seed(spec.train.seed);
-  models::ModelContext ctx;
-  ctx.spec = &spec;
-  ctx.channels = 3;
-  ctx.image_size = 28;
-  ctx.num_classes = 30;
-  ctx.train_size = 512;
-  auto fresh = models::CreateModel(ctx);
+  auto fresh = models::CreateModel(testing::SpritesModelContext(spec, 30, 512));
   ASSERT_TRUE(fresh.ok());
   const c10::impl::GenericDict state = root.at("state").toGenericDict();
   ASSERT_EQ(state.size(), (*fresh)->Modules().size());
