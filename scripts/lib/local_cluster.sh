@@ -1,0 +1,56 @@
+# Sourced by scripts/quickstart.sh and scripts/reproduce.sh: starts a
+# coordinator and CPU worker daemons on loopback for this shell and stops them
+# when the shell exits.
+#
+#   start_local_cluster BIN_DIR WORKERS TAG
+#
+# BIN_DIR holds the built binaries; WORKERS is how many daemons (one slot
+# each); TAG names the state folder (mktemp under $TMPDIR) that keeps their
+# logs. Afterwards DFV_COORDINATOR is exported (HOST:PORT) and CLUSTER_STATE
+# names the state folder. An exit trap stops the daemons, workers first.
+
+cluster_pids=()
+stop_local_cluster() {
+  # Workers first, so they do not retry a coordinator that is gone.
+  for ((i = ${#cluster_pids[@]} - 1; i >= 0; i--)); do kill -TERM "${cluster_pids[i]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
+# Waits for a daemon's ready file (its bound address on the first line).
+wait_ready() {
+  local file=$1 pid=$2 name=$3
+  for _ in $(seq 300); do
+    if [ -s "$file" ]; then head -n1 "$file"; return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$CLUSTER_TAG: $name exited; its log:" >&2; cat "$CLUSTER_STATE/$name.log" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  echo "$CLUSTER_TAG: $name is not ready after 30 s; its log is $CLUSTER_STATE/$name.log" >&2
+  return 1
+}
+
+start_local_cluster() {
+  local bin=$1 workers=$2
+  CLUSTER_TAG=$3
+  CLUSTER_STATE=$(mktemp -d "${TMPDIR:-/tmp}/dfv-$CLUSTER_TAG.XXXXXX")
+  trap stop_local_cluster EXIT
+
+  "$bin/dfv-coordinator" --listen 127.0.0.1:0 --data-dir "$CLUSTER_STATE/coordinator" \
+    --ready-file "$CLUSTER_STATE/coordinator.ready" 2>"$CLUSTER_STATE/coordinator.log" &
+  cluster_pids+=($!)
+  local coordinator
+  coordinator=$(wait_ready "$CLUSTER_STATE/coordinator.ready" "${cluster_pids[-1]}" coordinator)
+  echo "coordinator on $coordinator (logs in $CLUSTER_STATE)" >&2
+
+  local n
+  for ((n = 1; n <= workers; n++)); do
+    "$bin/dfv-worker" --coordinator "$coordinator" --listen 127.0.0.1:0 --name "worker-$n" --slots 1 \
+      --work-dir "$CLUSTER_STATE/worker-$n" --ready-file "$CLUSTER_STATE/worker-$n.ready" \
+      2>"$CLUSTER_STATE/worker-$n.log" &
+    cluster_pids+=($!)
+    wait_ready "$CLUSTER_STATE/worker-$n.ready" "${cluster_pids[-1]}" "worker-$n" >/dev/null
+  done
+  echo "$workers CPU worker(s) registered" >&2
+  export DFV_COORDINATOR=$coordinator
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The reproduction table (docs/reproduction.md): trains every job file in
+# examples/reproduction/ through the whole service, one after the other, on a
+# local coordinator and one CPU worker daemon (all cores), downloads each
+# run, and renders the table from the runs' report.json with the published
+# figures and the targets beside them (scripts/reproduction_table.py).
+# Each run is an ordinary `dfvctl submit --follow`, so this is also a long
+# end-to-end test of the service: it exits non-zero if a job does not end
+# SUCCEEDED or its report lacks a field the table needs.
+#
+#   scripts/reproduce.sh [--only REGEX] [--out DIR] [--docs] [-- dfvctl submit args...]
+#
+#   --only REGEX  run only the job files whose name matches (grep -E)
+#   --out DIR     folder for the runs and the table (default runs/reproduction-<time>)
+#   --docs        also write the table to docs/reproduction.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+only=. out="runs/reproduction-$(date +%Y%m%d-%H%M%S)" docs=0 submit_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) only=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --docs) docs=1; shift ;;
+    --) shift; submit_args=("$@"); break ;;
+    *) echo "reproduce: unknown argument $1 (known: --only, --out, --docs, --)" >&2; exit 2 ;;
+  esac
+done
+
+scripts/install-deps.sh --reproduce
+DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+bin="${BUILD_DIR:-build}/bin"
+
+mapfile -t files < <(ls examples/reproduction/*.yaml | grep -E -- "$only" || true)
+if [ ${#files[@]} -eq 0 ]; then
+  echo "reproduce: no job file in examples/reproduction/ matches '$only'" >&2
+  exit 2
+fi
+
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
+start_local_cluster "$bin" 1 reproduce
+mkdir -p "$out"
+started=$(date +%s)
+failed=()
+for file in "${files[@]}"; do
+  name=$(basename "$file" .yaml)
+  echo "reproduce: $name ($(date +%H:%M:%S))" >&2
+  if ! "$bin/dfvctl" submit --follow "$file" --download "$out/$name" "${submit_args[@]}" > "$out/$name.log" 2>&1; then
+    echo "reproduce: $name did not succeed; its output is $out/$name.log" >&2
+    failed+=("$name")
+  fi
+done
+seconds=$(($(date +%s) - started))
+
+# The table checks every run's report for the fields it shows.
+if ! python3 scripts/reproduction_table.py --total-seconds "$seconds" "$out" > "$out/reproduction.md"; then
+  failed+=("the table")
+fi
+[ "$docs" = 1 ] && cp "$out/reproduction.md" docs/reproduction.md
+echo "reproduce: ${#files[@]} runs in ${seconds}s; table in $out/reproduction.md" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "reproduce: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
