@@ -19,6 +19,12 @@
 // them back newest first (size and CRC-32), and the job's events name any
 // that did not verify.
 //
+// Evaluation jobs (EvaluateCheckpoint): a new job whose spec is another
+// job's, ending at the step of one of its checkpoints, which becomes the new
+// job's own artifact (a hard link, so retention or deletion of the source's
+// artifacts leaves it) and the checkpoint its first attempt resumes from.
+// Job.evaluates names the source; otherwise it is a job like any other.
+//
 // Space (see retention.h): checkpoint.keep_last applied when a checkpoint
 // is stored, artifact quotas, a free-space floor, DeleteJobArtifacts and
 // CollectGarbage.
