@@ -66,6 +66,13 @@ absl::StatusOr<v1::Job> FollowAndShow(Coordinator& coordinator, const std::strin
   return job;
 }
 
+// The coordinator's validation answers one line per problem, like ours.
+void PrintLines(std::FILE* out, absl::string_view text) {
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::fprintf(out, "%s\n", std::string(line).c_str());
+  }
+}
+
 std::string DownloadNote(const DownloadSummary& summary, const std::string& dir) {
   int fetched = 0;
   for (const DownloadedArtifact& a : summary.artifacts) fetched += a.already_present ? 0 : 1;
@@ -74,6 +81,47 @@ std::string DownloadNote(const DownloadSummary& summary, const std::string& dir)
   const int kept = static_cast<int>(summary.artifacts.size()) - fetched;
   if (kept > 0) absl::StrAppend(&note, "; ", kept, " already there");
   return note;
+}
+
+// After a job's id was printed: follows it (FollowAndShow), downloads its
+// artifacts into `download_dir` (empty: runs/<job_id>) and prints the folder
+// on Console::out; the job's outcome (JobOutcome).
+absl::Status FollowAndDownload(Coordinator& coordinator, const std::string& job_id,
+                               const std::string& download_dir, const FollowOptions& follow_options,
+                               const Console& console) {
+  std::string dir = download_dir;
+  if (dir.empty()) {
+    // The id becomes a path component: never trust it unchecked.
+    if (!IsSafePathComponent(job_id)) {
+      return absl::InternalError(
+          absl::StrCat("job id '", job_id, "' cannot name a folder; pass --download DIR"));
+    }
+    dir = absl::StrCat("runs/", job_id);
+  }
+  WatchDisplayOptions display_options;
+  display_options.lines = console.err;
+  display_options.status = console.err;
+  display_options.interactive = console.err_is_tty;
+  display_options.width = console.width;
+  display_options.zone = console.zone;
+  WatchDisplay display(display_options);
+  DFV_ASSIGN_OR_RETURN(v1::Job final_job, FollowAndShow(coordinator, job_id, follow_options, display));
+  if (final_job.state() == v1::SUCCEEDED) {
+    display.PrintLine(FormatFinalState(final_job));
+  } else {
+    display.EndLiveLine();  // the error line says how it ended
+  }
+  // A failed or cancelled job's checkpoints and logs are still worth having.
+  absl::StatusOr<DownloadSummary> summary = DownloadArtifacts(coordinator, job_id, dir, nullptr);
+  if (!summary.ok()) {
+    if (final_job.state() == v1::SUCCEEDED) return summary.status();
+    std::fprintf(console.err, "dfvctl: download failed: %s\n",
+                 std::string(summary.status().message()).c_str());
+    return JobOutcome(final_job);
+  }
+  std::fprintf(console.err, "%s\n", DownloadNote(*summary, dir).c_str());
+  PrintOut(console, dir + "\n");
+  return JobOutcome(final_job);
 }
 
 }  // namespace
@@ -124,10 +172,7 @@ absl::Status RunSubmit(Coordinator& coordinator, const SubmitOptions& options,
   request.set_wait_for_workers(options.wait_for_workers);
   absl::StatusOr<v1::Job> job = coordinator.SubmitJob(request);
   if (absl::IsInvalidArgument(job.status())) {
-    // The coordinator's validation answers one line per problem, like ours.
-    for (absl::string_view line : absl::StrSplit(job.status().message(), '\n', absl::SkipEmpty())) {
-      std::fprintf(console.err, "%s\n", std::string(line).c_str());
-    }
+    PrintLines(console.err, job.status().message());
     return absl::InvalidArgumentError(
         absl::StrCat("the coordinator at ", coordinator.address(), " refused ", options.file));
   }
@@ -135,45 +180,33 @@ absl::Status RunSubmit(Coordinator& coordinator, const SubmitOptions& options,
   if (job->id().empty()) {
     return absl::InternalError("the coordinator accepted the job but returned no job id");
   }
-  const std::string job_id = job->id();
-  PrintOut(console, job_id + "\n");
+  PrintOut(console, job->id() + "\n");
   if (!options.follow) return absl::OkStatus();
-
-  std::string dir = options.download_dir;
-  if (dir.empty()) {
-    // The id becomes a path component: never trust it unchecked.
-    if (!IsSafePathComponent(job_id)) {
-      return absl::InternalError(
-          absl::StrCat("job id '", job_id, "' cannot name a folder; pass --download DIR"));
-    }
-    dir = absl::StrCat("runs/", job_id);
-  }
-  WatchDisplayOptions display_options;
-  display_options.lines = console.err;
-  display_options.status = console.err;
-  display_options.interactive = console.err_is_tty;
-  display_options.width = console.width;
-  display_options.zone = console.zone;
-  WatchDisplay display(display_options);
-  DFV_ASSIGN_OR_RETURN(v1::Job final_job,
-                       FollowAndShow(coordinator, job_id, options.follow_options, display));
-  if (final_job.state() == v1::SUCCEEDED) {
-    display.PrintLine(FormatFinalState(final_job));
-  } else {
-    display.EndLiveLine();  // the error line says how it ended
-  }
-  // A failed or cancelled job's checkpoints and logs are still worth having.
-  absl::StatusOr<DownloadSummary> summary = DownloadArtifacts(coordinator, job_id, dir, nullptr);
-  if (!summary.ok()) {
-    if (final_job.state() == v1::SUCCEEDED) return summary.status();
-    std::fprintf(console.err, "dfvctl: download failed: %s\n",
-                 std::string(summary.status().message()).c_str());
-    return JobOutcome(final_job);
-  }
-  std::fprintf(console.err, "%s\n", DownloadNote(*summary, dir).c_str());
-  PrintOut(console, dir + "\n");
-  return JobOutcome(final_job);
+  return FollowAndDownload(coordinator, job->id(), options.download_dir, options.follow_options, console);
 }
+
+absl::Status RunEval(Coordinator& coordinator, const EvalOptions& options, const Console& console) {
+  DFV_RETURN_IF_ERROR(RequireJobId(options.job_id));
+  v1::EvaluateCheckpointRequest request;
+  request.set_job_id(options.job_id);
+  request.set_checkpoint(options.checkpoint);
+  for (const std::string& o : options.overrides) request.add_overrides(o);
+  request.set_wait_for_workers(options.wait_for_workers);
+  absl::StatusOr<v1::Job> job = coordinator.EvaluateCheckpoint(request);
+  if (absl::IsInvalidArgument(job.status())) {
+    PrintLines(console.err, job.status().message());
+    return absl::InvalidArgumentError(absl::StrCat("the coordinator at ", coordinator.address(),
+                                                   " refused to evaluate ", options.job_id));
+  }
+  if (!job.ok()) return job.status();
+  if (job->id().empty()) {
+    return absl::InternalError("the coordinator accepted the evaluation but returned no job id");
+  }
+  PrintOut(console, job->id() + "\n");
+  if (!options.follow) return absl::OkStatus();
+  return FollowAndDownload(coordinator, job->id(), options.download_dir, options.follow_options, console);
+}
+
 
 absl::Status RunList(Coordinator& coordinator, const ListOptions& options, const Console& console) {
   if (options.limit < 0) return absl::InvalidArgumentError("--limit must be >= 0");

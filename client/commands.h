@@ -65,6 +65,23 @@ struct SubmitOptions {
 absl::Status RunSubmit(Coordinator& coordinator, const SubmitOptions& options,
                        const Console& console);
 
+struct EvalOptions {
+  std::string job_id;                  // the job whose checkpoint is evaluated
+  std::string checkpoint;              // --checkpoint NAME; empty: the newest that verifies
+  std::vector<std::string> overrides;  // --set key.path=value, in order
+  bool wait_for_workers = false;       // as SubmitOptions'
+  bool follow = false;                 // as SubmitOptions'
+  std::string download_dir;            // with follow; empty: runs/<new job id>
+  FollowOptions follow_options;
+};
+
+// Asks the coordinator for a job that evaluates a stored checkpoint of
+// `job_id` (EvaluateCheckpointRequest) and prints the new job's id alone on
+// Console::out; then, with `follow`, as RunSubmit. The coordinator's
+// INVALID_ARGUMENT lines (refused overrides) are printed one per line on
+// Console::err; its other refusals come back as they are.
+absl::Status RunEval(Coordinator& coordinator, const EvalOptions& options, const Console& console);
+
 struct ListOptions {
   std::vector<std::string> states;  // filter (ParseJobState names); empty: all
   int limit = 0;                    // 0: all

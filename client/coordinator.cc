@@ -101,6 +101,11 @@ absl::StatusOr<v1::Job> GrpcCoordinator::SubmitJob(const v1::SubmitJobRequest& r
   return std::move(*response.mutable_job());
 }
 
+absl::StatusOr<v1::Job> GrpcCoordinator::EvaluateCheckpoint(const v1::EvaluateCheckpointRequest& request) {
+  DFV_ASSIGN_OR_RETURN(v1::EvaluateCheckpointResponse response, Unary(&Stub::EvaluateCheckpoint, request));
+  return std::move(*response.mutable_job());
+}
+
 absl::StatusOr<v1::Job> GrpcCoordinator::GetJob(const std::string& job_id) {
   v1::GetJobRequest request;
   request.set_job_id(job_id);

@@ -49,6 +49,8 @@ class Coordinator {
   virtual const std::string& address() const = 0;
 
   virtual absl::StatusOr<v1::Job> SubmitJob(const v1::SubmitJobRequest& request) = 0;
+  // The new evaluation job.
+  virtual absl::StatusOr<v1::Job> EvaluateCheckpoint(const v1::EvaluateCheckpointRequest& request) = 0;
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
   // GetJob that, while the coordinator is unreachable, waits up to `wait`
   // for it to come back instead of failing at once (gRPC wait_for_ready);
@@ -97,6 +99,7 @@ class GrpcCoordinator final : public Coordinator {
   const std::string& address() const override { return options_.address; }
 
   absl::StatusOr<v1::Job> SubmitJob(const v1::SubmitJobRequest& request) override;
+  absl::StatusOr<v1::Job> EvaluateCheckpoint(const v1::EvaluateCheckpointRequest& request) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
   absl::StatusOr<v1::Job> AwaitJob(const std::string& job_id, absl::Duration wait) override;
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request) override;

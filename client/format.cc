@@ -164,15 +164,25 @@ std::string FormatStepProgress(const v1::Progress& progress) {
 }
 
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_ms) {
+  const bool evaluations = std::any_of(jobs.begin(), jobs.end(), [](const v1::Job& job) { return job.has_evaluates(); });
   std::vector<std::vector<std::string>> rows;
   rows.reserve(jobs.size());
   for (const v1::Job& job : jobs) {
     rows.push_back({job.id(), job.name(), job.model(), JobStateName(job.state()),
                     absl::StrCat(job.priority()), absl::StrCat(job.attempt()),
                     FormatStepProgress(job.progress()), Age(job.created_ms(), now_ms)});
+    if (evaluations) {
+      rows.back().push_back(job.has_evaluates() ? FormatEvaluates(job.evaluates(), /*with_name=*/false) : "-");
+    }
   }
-  return FormatTable({"ID", "NAME", "MODEL", "STATE", "PRIORITY", "ATTEMPT", "PROGRESS", "AGE"},
-                     rows);
+  std::vector<std::string> header = {"ID", "NAME", "MODEL", "STATE", "PRIORITY", "ATTEMPT", "PROGRESS", "AGE"};
+  if (evaluations) header.push_back("EVALUATES");
+  return FormatTable(header, rows);
+}
+
+std::string FormatEvaluates(const v1::Evaluates& evaluates, bool with_name) {
+  if (!with_name) return absl::StrCat(evaluates.job_id(), " step ", evaluates.step());
+  return absl::StrCat(evaluates.job_id(), " ", evaluates.checkpoint(), " (step ", evaluates.step(), ")");
 }
 
 std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone zone) {
@@ -180,6 +190,7 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone 
   fields.emplace_back("id", job.id());
   fields.emplace_back("name", job.name());
   fields.emplace_back("model", job.model());
+  if (job.has_evaluates()) fields.emplace_back("evaluates", FormatEvaluates(job.evaluates(), /*with_name=*/true));
   fields.emplace_back("state", JobStateName(job.state()));
   if (!job.reason().empty()) fields.emplace_back("reason", job.reason());
   fields.emplace_back("priority", absl::StrCat(job.priority()));

@@ -36,12 +36,18 @@ std::string FormatTable(const std::vector<std::string>& header,
 // the first step.
 std::string FormatStepProgress(const v1::Progress& progress);
 
-// `list`: ID NAME MODEL STATE PRIORITY ATTEMPT PROGRESS AGE. `now_ms` (ms
-// since the epoch) dates the ages.
+// `list`: ID NAME MODEL STATE PRIORITY ATTEMPT PROGRESS AGE, and
+// EVALUATES ("j-000001 step 500", "-" for other jobs) when any of the jobs
+// evaluates a checkpoint. `now_ms` (ms since the epoch) dates the ages.
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_ms);
 
-// `get`: one "key: value" line per field, then the resolved job file,
-// indented. Times are printed in `zone`.
+// What an evaluation job evaluates: "j-000001 step 500", with_name
+// "j-000001 checkpoints/step-00000500.ckpt (step 500)".
+std::string FormatEvaluates(const v1::Evaluates& evaluates, bool with_name);
+
+// `get`: one "key: value" line per field (with "evaluates" for an
+// evaluation job), then the resolved job file, indented. Times are printed
+// in `zone`.
 std::string FormatJobDetails(const v1::Job& job, int64_t now_ms, absl::TimeZone zone);
 
 // `artifacts`: NAME KIND STEP SIZE ATTEMPT.

@@ -1,5 +1,6 @@
 // dfvctl: the command-line client of the dfv coordinator. Verbs:
 //   submit FILE [--set k=v ...] [--wait] [--follow [--download DIR]]
+//   eval JOB [--checkpoint NAME] [--set k=v ...] [--wait] [--follow [--download DIR]]
 //   list [--state S ...] [--limit N] [-o json]
 //   get JOB [-o json]
 //   watch JOB [--after-seq N] [-o json]
@@ -85,6 +86,29 @@ int main(int argc, char** argv) {
       ->add_option("--download", submit.download_dir,
                    "with --follow: folder for the artifacts (default: runs/<job-id>)")
       ->needs(follow_flag);
+
+  dfv::client::EvalOptions eval;
+  auto* eval_cmd = app.add_subcommand(
+      "eval",
+      "evaluate a stored checkpoint of a job as a new job on a worker (the job's file, named NAME-eval, on "
+      "one rank, resumed at the checkpoint's step: nothing trains, the evaluation, grids and report.json "
+      "are its artifacts, `dfvctl report NEW` shows them)");
+  eval_cmd->add_option("job", eval.job_id, "id of the job whose checkpoint is evaluated")->required();
+  eval_cmd->add_option("--checkpoint", eval.checkpoint,
+                       "the checkpoint, as `dfvctl artifacts JOB` names it (checkpoints/step-00000500.ckpt) "
+                       "or its file name (default: the newest that verifies)");
+  eval_cmd->add_option("--set", eval.overrides,
+                       "override a field of the evaluation's job file: evaluate.* (e.g. "
+                       "evaluate.classifiers=[mlp], evaluate.swap=true), samples.*, resources.*, name, "
+                       "priority or max_restarts (repeatable, applied in order)");
+  eval_cmd->add_flag("--wait", eval.wait_for_workers,
+                     "queue it even if the live workers have too few slots of its device");
+  auto* eval_follow_flag =
+      eval_cmd->add_flag("--follow", eval.follow, "watch the new job, then download its results");
+  eval_cmd
+      ->add_option("--download", eval.download_dir,
+                   "with --follow: folder for the artifacts (default: runs/<new-job-id>)")
+      ->needs(eval_follow_flag);
 
   dfv::client::ListOptions list;
   std::string list_output = "text";
@@ -184,6 +208,7 @@ int main(int argc, char** argv) {
       return dfv::client::ParseOutputFormat(text).value_or(dfv::client::OutputFormat::kText);
     };
     if (*submit_cmd) return dfv::client::RunSubmit(c, submit, console);
+    if (*eval_cmd) return dfv::client::RunEval(c, eval, console);
     if (*list_cmd) {
       list.format = format(list_output);
       return dfv::client::RunList(c, list, console);

@@ -295,6 +295,44 @@ absl::Status ArtifactStore::Verify(const std::string& job_id,
   }
 }
 
+absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::Share(const std::string& from_job,
+                                                           const dfv::v1::ArtifactInfo& info,
+                                                           const std::string& to_job,
+                                                           JobStore::Tx& tx) const {
+  for (const std::string* job_id : {&from_job, &to_job}) {
+    if (!IsSafePathComponent(*job_id)) {
+      return absl::InvalidArgumentError(absl::StrCat("'", *job_id, "' is not a valid job id"));
+    }
+  }
+  DFV_RETURN_IF_ERROR(ValidateArtifactName(info.name()));
+  const std::string from = PathOf(from_job, info.name());
+  const std::filesystem::path to(PathOf(to_job, info.name()));
+  const std::string dir = to.parent_path().string();
+  DFV_RETURN_IF_ERROR(MakeDirs(dir));
+  // The temporary name is one Create sweeps after a crash.
+  const std::string temp = absl::StrCat(dir, "/.", to.filename().string(), kTempMarker, RandomSuffix());
+  if (::link(from.c_str(), temp.c_str()) != 0) {
+    const int err = errno;
+    if (err == EXDEV || err == EPERM || err == EMLINK || err == EOPNOTSUPP) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot link ", from, " to ", temp, ": ", std::strerror(err),
+          " (artifacts are shared between jobs as hard links, which this file system refuses)"));
+    }
+    return ErrnoError("link", from, err);
+  }
+  if (::rename(temp.c_str(), to.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    return ErrnoError("rename to", to.string(), err);
+  }
+  SyncDir(dir);
+  dfv::v1::ArtifactInfo shared = info;
+  shared.set_attempt(0);
+  shared.set_created_ms(clock_->NowMs());
+  DFV_RETURN_IF_ERROR(tx.PutArtifact(to_job, shared));
+  return shared;
+}
+
 absl::Status ArtifactStore::RemoveFiles(const std::string& job_id,
                                         const std::vector<std::string>& names) const {
   absl::Status first;

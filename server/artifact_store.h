@@ -127,6 +127,22 @@ class ArtifactStore {
   // differs (a truncated or damaged file, a missing one).
   absl::Status Verify(const std::string& job_id, const dfv::v1::ArtifactInfo& info) const;
 
+  // Gives `info`, an indexed artifact of job `from_job`, to job `to_job`
+  // under the same name without copying its bytes: a hard link to the
+  // stored file (made under a temporary name and renamed into place, so a
+  // file a crash left there is replaced), indexed for `to_job` through `tx`
+  // with attempt 0 and created_ms now. Returns the new index row. Both rows
+  // then name one file; removing either job's artifact (retention, delete)
+  // unlinks only that job's name. Stored files are never written in place
+  // (uploads rename new files over old names), so neither job can change
+  // the other's bytes. If `tx` does not commit, the caller removes the
+  // file (RemoveFiles). NOT_FOUND when from_job's file is gone;
+  // FAILED_PRECONDITION when the artifact folder's file system has no hard
+  // links; other file system errors as for uploads.
+  absl::StatusOr<dfv::v1::ArtifactInfo> Share(const std::string& from_job,
+                                              const dfv::v1::ArtifactInfo& info,
+                                              const std::string& to_job, JobStore::Tx& tx) const;
+
   // Removes the files of artifacts whose index rows were deleted, or of
   // orphans (names as the index or FindOrphans gives them, relative to the
   // job's folder); a missing file is no error. Returns the first error, after trying every file.

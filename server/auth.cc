@@ -34,6 +34,7 @@ constexpr struct {
     {"WatchJob", Role::kViewer},       {"ListArtifacts", Role::kViewer},
     {"GetArtifact", Role::kViewer},    {"ListWorkers", Role::kViewer},
     {"DeleteArtifacts", Role::kSubmitter}, {"CollectGarbage", Role::kSubmitter},
+    {"EvaluateCheckpoint", Role::kSubmitter},
 };
 
 std::string FullMethod(absl::string_view service, absl::string_view method) {

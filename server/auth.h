@@ -10,10 +10,12 @@
 //   sha256:<64 hex digits: SHA-256 of the token> ROLE NAME
 //
 // ROLE is `viewer` (every read: jobs, events, artifacts, workers) or
-// `submitter` (also SubmitJob and CancelJob); NAME (1-64 of [A-Za-z0-9._@-])
-// says whose token it is in logs and errors. Tokens themselves are never
-// stored, logged or quoted in errors; a presented token is hashed and
-// compared with every entry in constant time (CRYPTO_memcmp).
+// `submitter` (also the calls that queue, cancel or remove something:
+// SubmitJob, EvaluateCheckpoint, CancelJob, ...; auth.cc lists every
+// method's role); NAME (1-64 of [A-Za-z0-9._@-]) says whose token it is
+// in logs and errors. Tokens themselves are never stored, logged or quoted
+// in errors; a presented token is hashed and compared with every entry in
+// constant time (CRYPTO_memcmp).
 //
 // Workers (the dfv.v1.WorkerGateway service) carry no token. Their identity
 // is the common name of their verified client certificate when TLS is on

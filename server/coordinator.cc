@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
@@ -628,17 +630,7 @@ absl::Status Coordinator::CheckCapacityLocked(const jobspec::JobSpec& spec) {
       "; submit with --wait to queue it until workers join"));
 }
 
-absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml,
-                                                    const std::string& source_name,
-                                                    const std::vector<std::string>& overrides,
-                                                    bool wait_for_workers) {
-  jobspec::ParseOptions parse_options;
-  parse_options.source_name = source_name.empty() ? "job.yaml" : source_name;
-  parse_options.overrides = overrides;
-  jobspec::ParseResult parsed = jobspec::ParseJobSpecWithErrors(spec_yaml, parse_options);
-  if (!parsed.ok()) return jobspec::SpecErrorsToStatus(parsed.errors);
-  const jobspec::JobSpec& spec = parsed.spec;
-
+absl::StatusOr<JobRecord> Coordinator::NewJobRecord(const jobspec::JobSpec& spec) const {
   const int64_t now = clock_->NowMs();
   JobRecord record;
   dfv::v1::Job& job = record.job;
@@ -651,37 +643,231 @@ absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml
   job.set_updated_ms(now);
   job.set_max_restarts(static_cast<int32_t>(spec.max_restarts));
   job.set_world_size(static_cast<int32_t>(spec.resources.workers));
-
   // The stored job file, its first event and SQLite's pages for them.
   DFV_RETURN_IF_ERROR(CheckFreeSpace(static_cast<int64_t>(job.spec_yaml().size()) + 64 * 1024, "this job"));
+  return record;
+}
+
+absl::StatusOr<dfv::v1::Job> Coordinator::SubmitJob(const std::string& spec_yaml,
+                                                    const std::string& source_name,
+                                                    const std::vector<std::string>& overrides,
+                                                    bool wait_for_workers) {
+  jobspec::ParseOptions parse_options;
+  parse_options.source_name = source_name.empty() ? "job.yaml" : source_name;
+  parse_options.overrides = overrides;
+  jobspec::ParseResult parsed = jobspec::ParseJobSpecWithErrors(spec_yaml, parse_options);
+  if (!parsed.ok()) return jobspec::SpecErrorsToStatus(parsed.errors);
+  const jobspec::JobSpec& spec = parsed.spec;
+
+  DFV_ASSIGN_OR_RETURN(JobRecord record, NewJobRecord(spec));
   Outbox outbox;
-  dfv::v1::Job result;
+  absl::StatusOr<dfv::v1::Job> result;
   {
     absl::MutexLock lock(&mu_);
     if (!wait_for_workers) DFV_RETURN_IF_ERROR(CheckCapacityLocked(spec));
-    JobEvent appended;
-    DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
-      DFV_RETURN_IF_ERROR(tx.InsertJob(&record));
-      DFV_ASSIGN_OR_RETURN(appended, events_->AppendInTransaction(
-                                         tx, record.job.id(),
-                                         StateEvent(dfv::v1::QUEUED, 0, "", record.job.workers())));
-      return absl::OkStatus();
-    }));
-    record.job.set_last_seq(appended.seq());
-    outbox.push_back(appended);
-    result = record.job;
-    spdlog::info("job {} ({}, model {}, {} worker(s) on {}) QUEUED", result.id(), result.name(),
-                 result.model(), result.world_size(), spec.resources.device);
-    if (metrics_ != nullptr) metrics_->JobSubmitted();
-    ActiveJob active;
-    active.record = std::move(record);
-    active.queued_ms = now;
-    active.first_running_pending = true;
-    AdoptSpec(spec, active);
-    active_.emplace(result.id(), std::move(active));
-    ScheduleLocked(&outbox);
+    result = InsertJobLocked(std::move(record), spec, /*resume=*/"", &outbox,
+                             [](JobStore::Tx&, const std::string&) {
+                               return std::vector<JobEvent>{};
+                             });
   }
   Publish(outbox);
+  return result;
+}
+
+absl::StatusOr<dfv::v1::Job> Coordinator::InsertJobLocked(JobRecord record, const jobspec::JobSpec& spec,
+                                                          const std::string& resume, Outbox* outbox,
+                                                          NewJobExtras extras) {
+  std::vector<JobEvent> appended;
+  DFV_RETURN_IF_ERROR(store_->RunInTransaction([&](JobStore::Tx& tx) -> absl::Status {
+    appended.clear();
+    DFV_RETURN_IF_ERROR(tx.InsertJob(&record));
+    std::vector<JobEvent> payloads = {StateEvent(dfv::v1::QUEUED, 0, "", record.job.workers())};
+    DFV_ASSIGN_OR_RETURN(std::vector<JobEvent> more, extras(tx, record.job.id()));
+    payloads.insert(payloads.end(), more.begin(), more.end());
+    for (const JobEvent& payload : payloads) {
+      DFV_ASSIGN_OR_RETURN(JobEvent event, events_->AppendInTransaction(tx, record.job.id(), payload));
+      appended.push_back(std::move(event));
+    }
+    return absl::OkStatus();
+  }));
+  record.job.set_last_seq(appended.back().seq());
+  outbox->insert(outbox->end(), appended.begin(), appended.end());
+  const dfv::v1::Job result = record.job;
+  spdlog::info("job {} ({}, model {}, {} worker(s) on {}) QUEUED", result.id(), result.name(), result.model(),
+               result.world_size(), spec.resources.device);
+  if (metrics_ != nullptr) metrics_->JobSubmitted();
+  ActiveJob active;
+  active.record = std::move(record);
+  active.queued_ms = result.created_ms();
+  active.first_running_pending = true;
+  if (!resume.empty()) {
+    active.resume = resume;
+    active.resume_checked_after = 0;
+  }
+  AdoptSpec(spec, active);
+  active_.emplace(result.id(), std::move(active));
+  ScheduleLocked(outbox);
+  return result;
+}
+
+namespace {
+
+// The top-level keys an evaluation's overrides may set: how it is named,
+// queued and placed, its grids and its evaluation. Everything else
+// (model, data, training) describes the checkpoint as it was trained.
+constexpr const char* kEvaluationOverridable[] = {"name",      "priority", "max_restarts",
+                                                  "resources", "samples",  "evaluate"};
+
+absl::Status CheckEvaluationOverrides(const std::vector<std::string>& overrides) {
+  std::vector<std::string> refused;
+  for (const std::string& text : overrides) {
+    const std::string key(absl::StripAsciiWhitespace(text.substr(0, text.find('='))));
+    const std::string top = key.substr(0, key.find('.'));
+    const bool allowed = std::any_of(std::begin(kEvaluationOverridable), std::end(kEvaluationOverridable),
+                                     [&](const char* name) { return top == name; });
+    if (allowed) continue;
+    refused.push_back(absl::StrCat(
+        "--set ", text, ": ", key,
+        ": an evaluation keeps the job file the checkpoint was trained with; only name, priority, "
+        "max_restarts, resources.*, samples.* and evaluate.* may be set"));
+  }
+  if (refused.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(refused, "\n"));
+}
+
+// The checkpoint of `checkpoints` (newest first) that `wanted` names: its
+// artifact name, or the file name alone.
+const dfv::v1::ArtifactInfo* FindCheckpoint(const std::vector<dfv::v1::ArtifactInfo>& checkpoints,
+                                            const std::string& wanted) {
+  for (const dfv::v1::ArtifactInfo& info : checkpoints) {
+    if (info.name() == wanted) return &info;
+  }
+  for (const dfv::v1::ArtifactInfo& info : checkpoints) {
+    if (absl::EndsWith(info.name(), absl::StrCat("/", wanted))) return &info;
+  }
+  return nullptr;
+}
+
+std::string CheckpointNames(const std::vector<dfv::v1::ArtifactInfo>& checkpoints) {
+  std::vector<std::string> names;
+  for (const dfv::v1::ArtifactInfo& info : checkpoints) names.push_back(info.name());
+  return absl::StrJoin(names, ", ");
+}
+
+}  // namespace
+
+absl::StatusOr<dfv::v1::Job> Coordinator::EvaluateCheckpoint(const EvaluationRequest& request) {
+  const std::string& source_id = request.job_id;
+  DFV_RETURN_IF_ERROR(CheckEvaluationOverrides(request.overrides));
+  DFV_ASSIGN_OR_RETURN(JobRecord source, store_->GetJob(source_id));
+  DFV_ASSIGN_OR_RETURN(std::vector<dfv::v1::ArtifactInfo> artifacts, store_->ListArtifacts(source_id));
+  const std::vector<dfv::v1::ArtifactInfo> checkpoints = CheckpointsNewestFirst(artifacts);
+  if (checkpoints.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", source_id, " (", StateName(source.job.state()),
+                                                      ") has no checkpoint to evaluate"));
+  }
+  std::vector<dfv::v1::ArtifactInfo> candidates = checkpoints;
+  if (!request.checkpoint.empty()) {
+    const dfv::v1::ArtifactInfo* named = FindCheckpoint(checkpoints, request.checkpoint);
+    if (named == nullptr) {
+      return absl::NotFoundError(absl::StrCat("job ", source_id, " has no checkpoint ", request.checkpoint,
+                                              "; its checkpoints: ", CheckpointNames(checkpoints)));
+    }
+    candidates = {*named};
+  }
+
+  // Read back without the mutex, as a resume check would.
+  const dfv::v1::ArtifactInfo* chosen = nullptr;
+  std::vector<std::string> damaged;
+  for (const dfv::v1::ArtifactInfo& candidate : candidates) {
+    absl::Status verified = artifacts_->Verify(source_id, candidate);
+    if (verified.ok()) {
+      chosen = &candidate;
+      break;
+    }
+    spdlog::warn("job {}: checkpoint {} does not verify: {}", source_id, candidate.name(), verified.ToString());
+    damaged.push_back(absl::StrCat(candidate.name(), ": ", verified.message()));
+  }
+  if (chosen == nullptr && !request.checkpoint.empty()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", damaged.front(), " (job ", source_id,
+                                            ") does not verify; its checkpoints: ", CheckpointNames(checkpoints)));
+  }
+  if (chosen == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("no checkpoint of job ", source_id,
+                                                      " verifies: ", absl::StrJoin(damaged, "; ")));
+  }
+  if (chosen->step() <= 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", chosen->name(), " of job ", source_id, " holds step ", chosen->step(),
+                     ": nothing was trained"));
+  }
+
+  // The source's job file, renamed, on one rank, with the caller's
+  // overrides, and ending at the checkpoint's step so that nothing trains.
+  std::string name = source.job.name().substr(0, 64 - 5);
+  std::vector<std::string> overrides = {absl::StrCat("name=\"", name, "-eval\""), "resources.workers=1"};
+  overrides.insert(overrides.end(), request.overrides.begin(), request.overrides.end());
+  overrides.push_back(absl::StrCat("train.max_steps=", chosen->step()));
+  jobspec::ParseOptions parse_options;
+  parse_options.source_name = absl::StrCat(source_id, "/job.yaml");
+  parse_options.overrides = overrides;
+  // A job stored by an older version may list every data set kind's fields.
+  parse_options.drop_other_kind_fields = true;
+  jobspec::ParseResult parsed = jobspec::ParseJobSpecWithErrors(source.job.spec_yaml(), parse_options);
+  if (!parsed.ok()) return jobspec::SpecErrorsToStatus(parsed.errors);
+  const jobspec::JobSpec& spec = parsed.spec;
+  if (!jobspec::EvaluatesCodes(spec.evaluate)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", source_id, " has no evaluation in its job file (evaluate: asks for no classifiers, tsne, "
+        "predictors, swap or factors); add one, e.g. --set evaluate.classifiers=[mlp]"));
+  }
+
+  DFV_ASSIGN_OR_RETURN(JobRecord record, NewJobRecord(spec));
+  dfv::v1::Evaluates* evaluates = record.job.mutable_evaluates();
+  evaluates->set_job_id(source_id);
+  evaluates->set_checkpoint(chosen->name());
+  evaluates->set_step(chosen->step());
+
+  Outbox outbox;
+  absl::StatusOr<dfv::v1::Job> result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!request.wait_for_workers) DFV_RETURN_IF_ERROR(CheckCapacityLocked(spec));
+    std::string shared_into;  // the new job's id once its file is linked
+    dfv::v1::ArtifactInfo shared;
+    result = InsertJobLocked(
+        record, spec, chosen->name(), &outbox,
+        [&](JobStore::Tx& tx, const std::string& id) -> absl::StatusOr<std::vector<JobEvent>> {
+          // Retention removes files under this mutex: what was verified is
+          // still the indexed file, unless it was replaced or removed since.
+          absl::StatusOr<dfv::v1::ArtifactInfo> now_indexed = tx.GetArtifact(source_id, chosen->name());
+          if (!now_indexed.ok() || now_indexed->checksum() != chosen->checksum() ||
+              now_indexed->created_ms() != chosen->created_ms()) {
+            return absl::FailedPreconditionError(absl::StrCat("checkpoint ", chosen->name(), " of job ", source_id,
+                                                              " was removed or replaced while it was read; try again"));
+          }
+          DFV_ASSIGN_OR_RETURN(shared, artifacts_->Share(source_id, *chosen, id, tx));
+          shared_into = id;
+          JobEvent linked;
+          *linked.mutable_artifact() = shared;
+          return std::vector<JobEvent>{
+              MessageEvent(absl::StrCat("evaluates checkpoint ", chosen->name(), " (step ", chosen->step(),
+                                        ") of job ", source_id, ", given to this job without a copy")),
+              linked};
+        });
+    if (result.ok()) {
+      artifact_bytes_ += shared.size();
+    } else if (!shared_into.empty()) {
+      // Linked, but the transaction did not commit: nothing indexes the file.
+      absl::Status removed = artifacts_->RemoveFiles(shared_into, {shared.name()});
+      if (removed.ok()) removed = artifacts_->RemoveJobFolder(shared_into);
+      if (!removed.ok()) spdlog::warn("job {}: {}", shared_into, removed.ToString());
+    }
+  }
+  Publish(outbox);
+  if (result.ok()) {
+    spdlog::info("job {} evaluates checkpoint {} of job {}", result->id(), chosen->name(), source_id);
+  }
   return result;
 }
 

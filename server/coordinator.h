@@ -19,6 +19,12 @@
 // them back newest first (size and CRC-32), and the job's events name any
 // that did not verify.
 //
+// Evaluation jobs (EvaluateCheckpoint): a new job whose spec is another
+// job's, ending at the step of one of its checkpoints, which becomes the new
+// job's own artifact (a hard link, so retention or deletion of the source's
+// artifacts leaves it) and the checkpoint its first attempt resumes from.
+// Job.evaluates names the source; otherwise it is a job like any other.
+//
 // Space (see retention.h): checkpoint.keep_last applied when a checkpoint
 // is stored, artifact quotas, a free-space floor, DeleteJobArtifacts and
 // CollectGarbage.
@@ -183,6 +189,22 @@ class Coordinator {
                                          const std::string& source_name,
                                          const std::vector<std::string>& overrides,
                                          bool wait_for_workers = false) ABSL_LOCKS_EXCLUDED(mu_);
+  // What EvaluateCheckpoint evaluates and how.
+  struct EvaluationRequest {
+    std::string job_id;                  // the job whose checkpoint it is
+    std::string checkpoint;              // artifact or file name; "": newest that verifies
+    std::vector<std::string> overrides;  // "key.path=value"
+    bool wait_for_workers = false;       // as SubmitJob's
+  };
+  // Queues a new job that evaluates a stored checkpoint (see
+  // dfv.v1.EvaluateCheckpointRequest for the spec it gets and every
+  // refusal). The checkpoint is read back (size and CRC-32) on the caller's
+  // thread without the mutex; then, under it, the new job, its index row of
+  // the checkpoint (ArtifactStore::Share, a hard link) and its first events
+  // commit in one transaction, and its first attempt resumes from that
+  // checkpoint without being read again. Nothing is stored on an error.
+  absl::StatusOr<dfv::v1::Job> EvaluateCheckpoint(const EvaluationRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND for an unknown job.
   absl::StatusOr<dfv::v1::Job> GetJob(const std::string& job_id) const;
   // Newest first; all states when `states` is empty; all jobs when limit 0.
@@ -363,6 +385,23 @@ class Coordinator {
   void AdoptRunningLocked(const dfv::v1::RegisterWorkerRequest& request, WorkerRecord& worker,
                           dfv::v1::RegisterWorkerResponse* response, Outbox* outbox)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // A new QUEUED job's row for `spec`, created now. RESOURCE_EXHAUSTED (see
+  // CheckFreeSpace) when storing it would leave too little free space.
+  absl::StatusOr<JobRecord> NewJobRecord(const jobspec::JobSpec& spec) const;
+  // What a new job's transaction adds after its row and QUEUED event: rows
+  // of its own, and the payloads of the events that follow.
+  using NewJobExtras =
+      absl::FunctionRef<absl::StatusOr<std::vector<dfv::v1::JobEvent>>(JobStore::Tx&, const std::string& job_id)>;
+  // Stores `record` (its spec `spec`) as a new QUEUED job with its QUEUED
+  // event and what `extras` adds, in one transaction (nothing is stored
+  // when any of it fails); then makes it active and schedules. `resume`:
+  // the checkpoint its first attempt resumes from, known to verify; "" to
+  // look at its checkpoints as for any queued job. Returns the job as
+  // stored.
+  absl::StatusOr<dfv::v1::Job> InsertJobLocked(JobRecord record, const jobspec::JobSpec& spec,
+                                               const std::string& resume, Outbox* outbox,
+                                               NewJobExtras extras) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // FAILED_PRECONDITION when the live workers of the job's device have fewer
   // slots in all than it has ranks.

@@ -82,6 +82,15 @@ ALTER TABLE attempts ADD COLUMN rendezvous TEXT NOT NULL DEFAULT '';
 PRAGMA user_version = 2;
 )sql";
 
+// Version 3: what an evaluation job evaluates (dfv.v1.Evaluates; '' and 0
+// for every other job). Written once, when the job is inserted.
+constexpr char kMigrateV2ToV3[] = R"sql(
+ALTER TABLE jobs ADD COLUMN evaluates_job TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN evaluates_checkpoint TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN evaluates_step INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 3;
+)sql";
+
 // Per rank of an attempt, what a restarted coordinator needs to adopt it:
 // the last ReportEvents batch applied (see ReportEventsRequest.batch) and
 // whether the rank completed. Added without a schema version bump: created
@@ -101,7 +110,7 @@ constexpr char kJobColumns[] =
     "id, num, name, model, state, priority, spec_yaml, created_ms, updated_ms, attempt, "
     "max_restarts, restarts, world_size, reason, progress_step, progress_total_steps, "
     "progress_epoch, progress_samples_per_second, progress_eta_seconds, workers, last_seq, "
-    "cancel_requested";
+    "cancel_requested, evaluates_job, evaluates_checkpoint, evaluates_step";
 
 std::string JoinNames(const google::protobuf::RepeatedPtrField<std::string>& names) {
   return absl::StrJoin(names, ",");
@@ -144,6 +153,12 @@ absl::StatusOr<JobRecord> ReadJobRow(const Statement& row) {
   for (std::string& name : SplitNames(row.ColumnText(19))) job.add_workers(std::move(name));
   job.set_last_seq(row.ColumnInt(20));
   record.cancel_requested = row.ColumnInt(21) != 0;
+  if (std::string evaluated = row.ColumnText(22); !evaluated.empty()) {
+    dfv::v1::Evaluates* evaluates = job.mutable_evaluates();
+    evaluates->set_job_id(std::move(evaluated));
+    evaluates->set_checkpoint(row.ColumnText(23));
+    evaluates->set_step(row.ColumnInt(24));
+  }
   return record;
 }
 
@@ -234,7 +249,7 @@ absl::Status CreateOrCheckSchema(Connection& db, const std::string& path) {
     int64_t to_version;
     const char* sql;
   };
-  for (const Step& step : {Step{1, kSchemaV1}, Step{2, kMigrateV1ToV2}}) {
+  for (const Step& step : {Step{1, kSchemaV1}, Step{2, kMigrateV1ToV2}, Step{3, kMigrateV2ToV3}}) {
     if (version >= step.to_version) continue;
     DFV_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
     absl::Status status = db.Exec(step.sql);
@@ -313,7 +328,8 @@ absl::Status JobStore::Tx::InsertJob(JobRecord* record) {
       auto stmt,
       db_->Prepare("INSERT INTO jobs (id, num, name, model, state, priority, spec_yaml, created_ms, "
                    "updated_ms, attempt, max_restarts, restarts, world_size, reason, workers, "
-                   "cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+                   "cancel_requested, evaluates_job, evaluates_checkpoint, evaluates_step) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   stmt->Bind(1, id)
       .Bind(2, num)
       .Bind(3, job.name())
@@ -329,7 +345,10 @@ absl::Status JobStore::Tx::InsertJob(JobRecord* record) {
       .Bind(13, job.world_size())
       .Bind(14, job.reason())
       .Bind(15, JoinNames(job.workers()))
-      .Bind(16, record->cancel_requested ? 1 : 0);
+      .Bind(16, record->cancel_requested ? 1 : 0)
+      .Bind(17, job.evaluates().job_id())
+      .Bind(18, job.evaluates().checkpoint())
+      .Bind(19, job.evaluates().step());
   DFV_RETURN_IF_ERROR(stmt->Run());
   record->job.set_id(id);
   record->job.set_last_seq(0);

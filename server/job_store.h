@@ -78,8 +78,9 @@ class JobStore {
  public:
   // The current schema version (PRAGMA user_version). A database written by
   // a newer coordinator is refused rather than misread; an older one is
-  // upgraded in place (version 2 added attempts.rendezvous).
-  static constexpr int kSchemaVersion = 2;
+  // upgraded in place (version 2 added attempts.rendezvous, version 3 the
+  // jobs' evaluates_* columns).
+  static constexpr int kSchemaVersion = 3;
 
   // Told how long each committed write transaction took, from BEGIN to the
   // end of COMMIT (seconds, a monotonic clock), on the committing thread
@@ -100,7 +101,8 @@ class JobStore {
    public:
     // Inserts a new job and assigns its id ("j-000001", increasing, never
     // reused) and submit_order into `record`. record->job.last_seq is
-    // ignored (a new job has no events).
+    // ignored (a new job has no events). job.evaluates is stored here
+    // only; UpdateJob leaves it as it is.
     absl::Status InsertJob(JobRecord* record);
     // NOT_FOUND when there is no such job.
     absl::StatusOr<JobRecord> GetJob(const std::string& job_id);

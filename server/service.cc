@@ -66,6 +66,20 @@ absl::Status CheckMaxBytes(const std::string& field, const std::string& value, s
   return absl::OkStatus();
 }
 
+// A request's "key.path=value" overrides (SubmitJob, EvaluateCheckpoint).
+absl::Status CheckOverrides(const google::protobuf::RepeatedPtrField<std::string>& overrides) {
+  if (overrides.size() > kMaxOverrides) {
+    return Invalid("overrides", absl::StrCat("has ", overrides.size(), " entries; at most ", kMaxOverrides,
+                                             " are allowed"));
+  }
+  for (int i = 0; i < overrides.size(); ++i) {
+    const std::string field = absl::StrCat("overrides[", i, "]");
+    if (overrides[i].empty()) return Invalid(field, "must not be empty");
+    DFV_RETURN_IF_ERROR(CheckMaxBytes(field, overrides[i], kMaxOverrideBytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckAttemptRank(const std::string& prefix, int32_t attempt, int32_t rank) {
   if (attempt < 1) return Invalid(prefix + "attempt", absl::StrCat("must be >= 1, got ", attempt));
   if (rank < 0) return Invalid(prefix + "rank", absl::StrCat("must be >= 0, got ", rank));
@@ -133,6 +147,25 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
     DFV_ASSIGN_OR_RETURN(CallerIdentity caller, Authorize(auth, context, service, method));
     return body(caller);
   })));
+  return reactor;
+}
+
+// FinishUnary for a body that reads files: authorized on the gRPC thread,
+// then run on `io`, which finishes the call (the request and response live
+// until then).
+template <typename Body>
+grpc::ServerUnaryReactor* FinishUnaryOnIo(grpc::CallbackServerContext* context, const Authenticator& auth,
+                                          IoExecutor* io, const char* service, const char* method,
+                                          Body body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<CallerIdentity> caller = Authorize(auth, context, service, method);
+  if (!caller.ok()) {
+    reactor->Finish(rpc::ToGrpcStatus(caller.status()));
+    return reactor;
+  }
+  io->Post([reactor, method, caller = *std::move(caller), body = std::move(body)]() mutable {
+    reactor->Finish(rpc::ToGrpcStatus(Guarded(method, [&] { return body(caller); })));
+  });
   return reactor;
 }
 
@@ -496,21 +529,34 @@ grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* 
     if (request->spec_yaml().empty()) return Invalid("spec_yaml", "must not be empty");
     DFV_RETURN_IF_ERROR(CheckMaxBytes("spec_yaml", request->spec_yaml(), jobspec::kMaxJobFileBytes));
     DFV_RETURN_IF_ERROR(CheckMaxBytes("source_name", request->source_name(), kMaxSourceNameBytes));
-    if (request->overrides_size() > kMaxOverrides) {
-      return Invalid("overrides", absl::StrCat("has ", request->overrides_size(),
-                                               " entries; at most ", kMaxOverrides, " are allowed"));
-    }
-    for (int i = 0; i < request->overrides_size(); ++i) {
-      const std::string field = absl::StrCat("overrides[", i, "]");
-      if (request->overrides(i).empty()) return Invalid(field, "must not be empty");
-      DFV_RETURN_IF_ERROR(CheckMaxBytes(field, request->overrides(i), kMaxOverrideBytes));
-    }
+    DFV_RETURN_IF_ERROR(CheckOverrides(request->overrides()));
     std::vector<std::string> overrides(request->overrides().begin(), request->overrides().end());
     DFV_ASSIGN_OR_RETURN(*response->mutable_job(),
                          coordinator_->SubmitJob(request->spec_yaml(), request->source_name(),
                                                  overrides, request->wait_for_workers()));
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* ClientService::EvaluateCheckpoint(grpc::CallbackServerContext* context,
+                                                            const dfv::v1::EvaluateCheckpointRequest* request,
+                                                            dfv::v1::EvaluateCheckpointResponse* response) {
+  return FinishUnaryOnIo(
+      context, *auth_, io_, kClientService, "EvaluateCheckpoint",
+      [this, request, response](const CallerIdentity&) -> absl::Status {
+        DFV_RETURN_IF_ERROR(CheckJobId(request->job_id()));
+        if (!request->checkpoint().empty()) {
+          DFV_RETURN_IF_ERROR(CheckArtifactName("checkpoint", request->checkpoint()));
+        }
+        DFV_RETURN_IF_ERROR(CheckOverrides(request->overrides()));
+        Coordinator::EvaluationRequest evaluation;
+        evaluation.job_id = request->job_id();
+        evaluation.checkpoint = request->checkpoint();
+        evaluation.overrides.assign(request->overrides().begin(), request->overrides().end());
+        evaluation.wait_for_workers = request->wait_for_workers();
+        DFV_ASSIGN_OR_RETURN(*response->mutable_job(), coordinator_->EvaluateCheckpoint(evaluation));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* context,

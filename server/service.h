@@ -86,6 +86,10 @@ class ClientService final : public dfv::v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* CollectGarbage(grpc::CallbackServerContext* context,
                                            const dfv::v1::CollectGarbageRequest* request,
                                            dfv::v1::CollectGarbageResponse* response) override;
+  // Reads the checkpoint back on the IoExecutor before it answers.
+  grpc::ServerUnaryReactor* EvaluateCheckpoint(grpc::CallbackServerContext* context,
+                                               const dfv::v1::EvaluateCheckpointRequest* request,
+                                               dfv::v1::EvaluateCheckpointResponse* response) override;
 
  private:
   friend class WatchJobReactor;

@@ -94,6 +94,14 @@ struct EvaluateSpec {
   int64_t judge_epochs = 2;        // training passes of the swap judge
 };
 
+// Whether the evaluation looks at the codes (probes, t-SNE, predictors,
+// swaps, factors); without any of them a report holds only what every job's
+// has (the reconstruction error).
+inline bool EvaluatesCodes(const EvaluateSpec& evaluate) {
+  return !evaluate.classifiers.empty() || evaluate.tsne || evaluate.predictors || evaluate.swap ||
+         evaluate.factors;
+}
+
 struct JobSpec {
   std::string name;
   std::string model;

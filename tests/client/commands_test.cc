@@ -220,6 +220,69 @@ TEST_F(CommandsTest, SubmitFollowRefusesAJobIdThatCannotNameAFolder) {
   EXPECT_THAT(status.message(), HasSubstr("cannot name a folder"));
 }
 
+TEST_F(CommandsTest, EvalSendsTheJobCheckpointAndOverridesAndPrintsOnlyTheNewId) {
+  coordinator_.job.set_id("j-000008");
+  EvalOptions options;
+  options.job_id = "j-000003";
+  options.checkpoint = "step-00000060.ckpt";
+  options.overrides = {"evaluate.classifiers=[mlp]", "evaluate.swap=true"};
+  ASSERT_TRUE(RunEval(coordinator_, options, console_).ok());
+  EXPECT_EQ(out_.text(), "j-000008\n");
+  EXPECT_EQ(err_.text(), "");
+  ASSERT_EQ(coordinator_.evaluated.size(), 1u);
+  const v1::EvaluateCheckpointRequest& request = coordinator_.evaluated[0];
+  EXPECT_EQ(request.job_id(), "j-000003");
+  EXPECT_EQ(request.checkpoint(), "step-00000060.ckpt");
+  EXPECT_THAT(request.overrides(), ElementsAre("evaluate.classifiers=[mlp]", "evaluate.swap=true"));
+  EXPECT_FALSE(request.wait_for_workers());
+  EXPECT_THAT(coordinator_.watch_after_seqs, IsEmpty());
+  EXPECT_THAT(coordinator_.submitted, IsEmpty());
+}
+
+TEST_F(CommandsTest, EvalPrintsRefusedOverridesLineByLineAndOtherRefusalsAsTheyAre) {
+  EvalOptions options;
+  options.job_id = "j-000003";
+  options.overrides = {"train.lr=1", "model=vae"};
+  coordinator_.evaluate_status = absl::InvalidArgumentError(
+      "--set train.lr=1: train.lr: an evaluation keeps the job file the checkpoint was trained with\n"
+      "--set model=vae: model: an evaluation keeps the job file the checkpoint was trained with");
+  absl::Status status = RunEval(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_EQ(ExitCode(status), 2);
+  EXPECT_THAT(status.message(), HasSubstr("refused to evaluate j-000003"));
+  EXPECT_EQ(err_.text(),
+            "--set train.lr=1: train.lr: an evaluation keeps the job file the checkpoint was trained with\n"
+            "--set model=vae: model: an evaluation keeps the job file the checkpoint was trained with\n");
+  EXPECT_EQ(out_.text(), "");
+
+  coordinator_.evaluate_status =
+      absl::NotFoundError("job j-000003 has no checkpoint step-9.ckpt; its checkpoints: checkpoints/step-00000060.ckpt");
+  status = RunEval(coordinator_, options, console_);
+  EXPECT_TRUE(absl::IsNotFound(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("its checkpoints: checkpoints/step-00000060.ckpt"));
+  EXPECT_EQ(out_.text(), "");
+
+  options.job_id = "";
+  EXPECT_TRUE(absl::IsInvalidArgument(RunEval(coordinator_, options, console_)));
+}
+
+TEST_F(CommandsTest, EvalFollowWatchesTheNewJobAndDownloadsItsResults) {
+  ScriptRun(v1::SUCCEEDED);
+  EvalOptions options;
+  options.job_id = "j-000003";
+  options.wait_for_workers = true;
+  options.follow = true;
+  options.download_dir = (dir_ / "evaluated").string();
+  absl::Status status = RunEval(coordinator_, options, console_);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(out_.text(), "j-000001\n" + options.download_dir + "\n");
+  ASSERT_EQ(coordinator_.evaluated.size(), 1u);
+  EXPECT_TRUE(coordinator_.evaluated[0].wait_for_workers());
+  EXPECT_THAT(coordinator_.watch_after_seqs, ElementsAre(0));
+  EXPECT_THAT(err_.text(), HasSubstr("j-000001 SUCCEEDED\n"));
+  EXPECT_TRUE(fs::exists(options.download_dir + "/grids/swap-step00000100.png"));
+}
+
 TEST_F(CommandsTest, WatchPrintsEventsThenTheFinalState) {
   ScriptRun(v1::SUCCEEDED);
   WatchOptions options;

@@ -116,6 +116,12 @@ class FakeCoordinator final : public Coordinator {
     return job;
   }
 
+  absl::StatusOr<v1::Job> EvaluateCheckpoint(const v1::EvaluateCheckpointRequest& request) override {
+    evaluated.push_back(request);
+    if (!evaluate_status.ok()) return evaluate_status;
+    return job;
+  }
+
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override {
     get_job_calls.push_back(job_id);
     if (!get_job_results.empty()) {
@@ -192,6 +198,7 @@ class FakeCoordinator final : public Coordinator {
   // Scripted answers.
   v1::Job job;                                          // SubmitJob, Get/AwaitJob, CancelJob
   absl::Status submit_status;                           // non-OK: SubmitJob fails
+  absl::Status evaluate_status;                         // non-OK: EvaluateCheckpoint fails
   absl::Status get_job_status;                          // non-OK: Get/AwaitJob fail
   std::deque<absl::StatusOr<v1::Job>> get_job_results;  // consumed before `job`
   v1::ListJobsResponse jobs;
@@ -206,6 +213,7 @@ class FakeCoordinator final : public Coordinator {
 
   // Recorded calls.
   std::vector<v1::SubmitJobRequest> submitted;
+  std::vector<v1::EvaluateCheckpointRequest> evaluated;
   std::vector<std::string> get_job_calls;  // AwaitJob's too
   std::vector<std::string> deleted_jobs;   // DeleteArtifacts
   std::vector<absl::Duration> await_waits;

@@ -137,6 +137,27 @@ TEST(FormatJobDetailsTest, EveryFieldThenTheSpec) {
             "  model: cycle_vae\n");
 }
 
+TEST(FormatJobTableTest, EvaluationJobsAddAColumnNamingWhatTheyEvaluate) {
+  v1::Job eval;
+  eval.set_id("j-000002");
+  eval.set_name("cyclevae-fashion-eval");
+  eval.set_model("cycle_vae");
+  eval.set_state(v1::QUEUED);
+  eval.set_created_ms(kNoonMs - 4000);
+  eval.mutable_evaluates()->set_job_id("j-000001");
+  eval.mutable_evaluates()->set_checkpoint("checkpoints/step-00000060.ckpt");
+  eval.mutable_evaluates()->set_step(60);
+  EXPECT_EQ(
+      FormatJobTable({SampleJob(), eval}, kNoonMs),
+      "ID        NAME                   MODEL      STATE    PRIORITY  ATTEMPT  PROGRESS       AGE    EVALUATES\n"
+      "j-000001  cyclevae-fashion       cycle_vae  RUNNING  5         2        1200/5622 21%  2m31s  -\n"
+      "j-000002  cyclevae-fashion-eval  cycle_vae  QUEUED   0         0        -              4s     j-000001 step 60\n");
+  EXPECT_THAT(FormatJobDetails(eval, kNoonMs, absl::UTCTimeZone()),
+              HasSubstr("model:      cycle_vae\n"
+                        "evaluates:  j-000001 checkpoints/step-00000060.ckpt (step 60)\n"
+                        "state:      QUEUED\n"));
+}
+
 TEST(FormatJobDetailsTest, FinishedJobHasNoEta) {
   v1::Job job = SampleJob();
   job.set_state(v1::SUCCEEDED);

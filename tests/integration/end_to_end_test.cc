@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/file_util.h"
 #include "common/png.h"
 #include "common/rpc/health.h"
 #include "proto/dfv.pb.h"
@@ -100,6 +101,87 @@ TEST(EndToEnd, SubmitWatchDownloadAndResume) {
   std::string log = cluster.Log("resume");
   EXPECT_TRUE(exit.exited && exit.code == 0) << log;
   EXPECT_TRUE(absl::StrContains(log, "at step 60")) << log;
+}
+
+// A job trained without evaluation; `dfvctl eval` evaluates its step-40
+// checkpoint as a new job: nothing trains, the report has the probes, and
+// the source's artifacts are as they were.
+TEST(EndToEnd, EvalRunsAStoredCheckpointsEvaluationAsANewJob) {
+  Cluster cluster("eval");
+  ASSERT_TRUE(cluster.StartCoordinator().ok());
+  ASSERT_TRUE(cluster.StartWorker("w1").ok()) << cluster.Log("w1");
+  const std::string id = Submit(cluster, "job.yaml", SmallJob("plain", "cycle_vae", 60));
+  ASSERT_EQ(cluster.Dfvctl({"watch", id}).exit_code, 0) << cluster.Log("coordinator") << cluster.Log("w1");
+  CommandResult before = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+
+  // Nothing to evaluate without an evaluation; a training field is refused.
+  CommandResult nothing = cluster.Dfvctl({"eval", id});
+  EXPECT_EQ(nothing.exit_code, 1);
+  EXPECT_THAT(nothing.err, ::testing::HasSubstr("evaluate.classifiers=[mlp]"));
+  CommandResult training = cluster.Dfvctl({"eval", id, "--set", "evaluate.classifiers=[mlp]", "--set", "train.lr=1"});
+  EXPECT_EQ(training.exit_code, 2);
+  EXPECT_THAT(training.err, ::testing::HasSubstr("--set train.lr=1: train.lr:"));
+
+  const std::string download = cluster.dir() + "/evaluated";
+  CommandResult eval = cluster.Dfvctl({"eval", id, "--checkpoint", "step-00000040.ckpt", "--set",
+                                       "evaluate.classifiers=[mlp]", "--follow", "--download", download});
+  ASSERT_EQ(eval.exit_code, 0) << eval.err << cluster.Log("coordinator") << cluster.Log("w1");
+  const std::vector<std::string> lines = absl::StrSplit(eval.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << eval.out;
+  const std::string eval_id = lines[0];
+  EXPECT_NE(eval_id, id);
+  EXPECT_EQ(lines[1], download);
+
+  v1::Job job = GetJob(cluster, eval_id);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.name(), "plain-eval");
+  EXPECT_EQ(job.evaluates().job_id(), id);
+  EXPECT_EQ(job.evaluates().checkpoint(), "checkpoints/step-00000040.ckpt");
+  EXPECT_EQ(job.evaluates().step(), 40);
+
+  // It resumed at its last step and trained nothing.
+  CommandResult watch = cluster.Dfvctl({"watch", eval_id, "-o", "json"});
+  ASSERT_EQ(watch.exit_code, 0) << watch.err;
+  bool resumed = false;
+  for (const v1::JobEvent& e : ParseEvents(watch.out)) {
+    EXPECT_FALSE(e.has_metrics()) << e.DebugString();
+    if (e.has_message() && absl::StrContains(e.message().text(), "at step 40")) resumed = true;
+  }
+  EXPECT_TRUE(resumed) << watch.out;
+
+  // Its report has the probes, for the checkpoint's step.
+  auto report = nlohmann::json::parse(ReadFileToString(download + "/report.json").value());
+  EXPECT_EQ(report["steps"], 40);
+  for (const char* code : {"s", "z"}) {
+    const nlohmann::json& probe = report["evaluation"]["latent"][code];
+    ASSERT_TRUE(probe.contains("mlp")) << report.dump(2);
+    EXPECT_GE(probe["mlp"]["test_accuracy"].get<double>(), 0.0);
+    EXPECT_TRUE(probe.contains("chance"));
+  }
+  EXPECT_TRUE(std::filesystem::exists(download + "/grids/swap-step00000040.png"));
+  // The one checkpoint it holds is the one it evaluated.
+  int checkpoints = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(download + "/checkpoints")) {
+    EXPECT_EQ(entry.path().filename(), "step-00000040.ckpt");
+    ++checkpoints;
+  }
+  EXPECT_EQ(checkpoints, 1);
+  CommandResult table = cluster.Dfvctl({"report", eval_id});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, ::testing::HasSubstr("latent.s.mlp.test_accuracy"));
+
+  // The source job's artifacts are unchanged, and deleting them leaves the
+  // evaluation's checkpoint readable.
+  CommandResult after = cluster.Dfvctl({"artifacts", id, "-o", "json"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(after.out, before.out);
+  ASSERT_EQ(cluster.Dfvctl({"delete", id}).exit_code, 0);
+  const std::string again = cluster.dir() + "/again";
+  CommandResult fetched = cluster.Dfvctl({"artifacts", eval_id, "--download", again});
+  ASSERT_EQ(fetched.exit_code, 0) << fetched.err;
+  EXPECT_EQ(ReadFileToString(again + "/checkpoints/step-00000040.ckpt").value(),
+            ReadFileToString(download + "/checkpoints/step-00000040.ckpt").value());
 }
 
 TEST(EndToEnd, CancelFreesTheSlotAndTheWorkerKeepsServing) {

@@ -96,6 +96,13 @@ class AuthServiceTest : public ::testing::Test {
       dfv::v1::SubmitJobResponse response;
       return client_->SubmitJob(context, request, &response);
     };
+    calls["EvaluateCheckpoint"] = [this](grpc::ClientContext* context) {
+      dfv::v1::EvaluateCheckpointRequest request;
+      request.set_job_id("j-000001");
+      request.add_overrides("evaluate.classifiers=[mlp]");
+      dfv::v1::EvaluateCheckpointResponse response;
+      return client_->EvaluateCheckpoint(context, request, &response);
+    };
     calls["GetJob"] = [this](grpc::ClientContext* context) {
       dfv::v1::GetJobRequest request;
       request.set_job_id("j-000001");
@@ -289,7 +296,7 @@ TEST_F(AuthServiceTest, EveryClientMethodNeedsAKnownToken) {
 
 TEST_F(AuthServiceTest, AViewerReadsButMayNotSubmitOrCancel) {
   std::map<std::string, Call> calls = ClientCalls();
-  for (const char* method : {"SubmitJob", "CancelJob", "DeleteArtifacts", "CollectGarbage"}) {
+  for (const char* method : {"SubmitJob", "CancelJob", "DeleteArtifacts", "CollectGarbage", "EvaluateCheckpoint"}) {
     grpc::Status status = calls[method](Context(Bearer(kViewerToken)).get());
     EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method;
     EXPECT_EQ(status.error_message(),

@@ -122,7 +122,8 @@ TEST(MethodRulesTest, EveryMethodOfBothServicesHasARuleAndNoRuleIsStale) {
     EXPECT_EQ(rule->second.audience, Audience::kWorker) << method;
   }
   EXPECT_EQ(MethodRules().size(), client.size() + worker.size()) << "a rule names no method";
-  // Only submitting, cancelling and removing artifacts change anything.
+  // Only submitting (a job, or an evaluation), cancelling and removing
+  // artifacts change anything.
   std::set<std::string> submitter_only;
   for (const auto& [method, rule] : MethodRules()) {
     if (rule.audience == Audience::kClient && rule.min_role == Role::kSubmitter) {
@@ -132,6 +133,7 @@ TEST(MethodRulesTest, EveryMethodOfBothServicesHasARuleAndNoRuleIsStale) {
   EXPECT_THAT(submitter_only, ::testing::ElementsAre("/dfv.v1.Coordinator/CancelJob",
                                                      "/dfv.v1.Coordinator/CollectGarbage",
                                                      "/dfv.v1.Coordinator/DeleteArtifacts",
+                                                     "/dfv.v1.Coordinator/EvaluateCheckpoint",
                                                      "/dfv.v1.Coordinator/SubmitJob"));
 }
 

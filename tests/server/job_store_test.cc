@@ -42,6 +42,35 @@ TEST(JobStoreTest, IdsIncreaseAndSurviveReopen) {
   EXPECT_EQ(Insert(**store, NewJob("c")), "j-000003");
 }
 
+TEST(JobStoreTest, AnEvaluationJobsLinkSurvivesUpdatesAndReopen) {
+  const std::string path = testing::FreshDir("evaluates") + "/dfv.db";
+  std::string id;
+  {
+    auto store = JobStore::Create(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_FALSE((*store)->GetJob(Insert(**store, NewJob("plain")))->job.has_evaluates());
+    JobRecord record = NewJob("plain-eval");
+    record.job.mutable_evaluates()->set_job_id("j-000001");
+    record.job.mutable_evaluates()->set_checkpoint("checkpoints/step-00000060.ckpt");
+    record.job.mutable_evaluates()->set_step(60);
+    id = Insert(**store, record);
+    auto stored = (*store)->GetJob(id);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    stored->job.set_state(dfv::v1::SUCCEEDED);
+    stored->job.clear_evaluates();  // UpdateJob does not write it
+    ASSERT_TRUE((*store)->RunInTransaction([&](JobStore::Tx& tx) { return tx.UpdateJob(*stored); }).ok());
+  }
+  auto store = JobStore::Create(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto jobs = (*store)->ListJobs({dfv::v1::SUCCEEDED}, 0);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 1u);
+  const dfv::v1::Evaluates& evaluates = (*jobs)[0].job.evaluates();
+  EXPECT_EQ(evaluates.job_id(), "j-000001");
+  EXPECT_EQ(evaluates.checkpoint(), "checkpoints/step-00000060.ckpt");
+  EXPECT_EQ(evaluates.step(), 60);
+}
+
 TEST(JobStoreTest, JobsAttemptsEventsAndArtifactsSurviveReopen) {
   const std::string path = testing::FreshDir("reopen") + "/dfv.db";
   std::string id;
@@ -211,10 +240,15 @@ TEST(JobStoreTest, AttemptRendezvousIsStoredAndVersionOneDatabasesAreUpgraded) {
     EXPECT_TRUE(absl::IsNotFound((*store)->RunInTransaction(
         [&](JobStore::Tx& tx) { return tx.SetAttemptRendezvous(id, 2, "10.0.0.1:1"); })));
   }
-  // Turn it into a version 1 database: no rendezvous column.
+  // Turn it into a version 1 database: no rendezvous column (nor the
+  // evaluates_* columns of version 3).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE attempts DROP COLUMN rendezvous; PRAGMA user_version = 1;",
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE attempts DROP COLUMN rendezvous; "
+                         "ALTER TABLE jobs DROP COLUMN evaluates_job; "
+                         "ALTER TABLE jobs DROP COLUMN evaluates_checkpoint; "
+                         "ALTER TABLE jobs DROP COLUMN evaluates_step; PRAGMA user_version = 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);

@@ -627,6 +627,43 @@ TEST_F(ServiceTest, DeleteArtifactsAndCollectGarbageTranslate) {
   EXPECT_GT(report.available_bytes(), 0);
 }
 
+TEST_F(ServiceTest, EvaluateCheckpointValidatesItsFieldsAndAnswersFromTheIoThreads) {
+  const std::string id = Submit(testing::JobYaml("trained"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  dfv::v1::UploadArtifactResponse uploaded;
+  const std::string data = "checkpoint bytes";
+  ASSERT_TRUE(Upload(worker_id, assignment, "checkpoints/step-1.ckpt", data, Crc32Hex(Crc32(data)), &uploaded).ok());
+
+  auto evaluate = [&](const std::string& job_id, const std::string& checkpoint,
+                      std::vector<std::string> overrides, dfv::v1::EvaluateCheckpointResponse* response) {
+    dfv::v1::EvaluateCheckpointRequest request;
+    request.set_job_id(job_id);
+    request.set_checkpoint(checkpoint);
+    for (const std::string& o : overrides) request.add_overrides(o);
+    request.set_wait_for_workers(true);
+    return client_->EvaluateCheckpoint(Context().get(), request, response);
+  };
+  dfv::v1::EvaluateCheckpointResponse response;
+  grpc::Status status = evaluate("../etc", "", {}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("job_id"));
+  status = evaluate(id, "../step-1.ckpt", {}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("checkpoint:"));
+  status = evaluate(id, "", {""}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("overrides[0]"));
+  status = evaluate("j-000042", "", {"evaluate.tsne=true"}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+
+  status = evaluate(id, "step-1.ckpt", {"evaluate.tsne=true"}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.job().name(), "trained-eval");
+  EXPECT_EQ(response.job().evaluates().job_id(), id);
+  EXPECT_EQ(response.job().evaluates().checkpoint(), "checkpoints/step-1.ckpt");
+}
+
 TEST_F(ServiceTest, ShutdownEndsOpenWatchesWithUnavailable) {
   const std::string id = Submit(testing::JobYaml("interrupted"));
   dfv::v1::WatchJobRequest request;

@@ -167,6 +167,32 @@ TEST(TrainerTest, ResumeGivesTheSameParametersAndCurveAsAnUninterruptedRun) {
   EXPECT_EQ(ma["reverse_cycle"], mb["reverse_cycle"]);
 }
 
+// What `dfvctl eval` runs: a resume at the last step trains nothing, and
+// writes the grids and the report of that checkpoint but no checkpoint.
+TEST(TrainerTest, ResumingAtTheLastStepOnlyEvaluates) {
+  jobspec::JobSpec spec = testing::SmallSpritesJob("cycle_vae", 28, 3, 20);
+  const std::string trained = testing::FreshDir("last_step_trained");
+  ASSERT_TRUE(RunJob(spec, trained).ok());
+
+  spec.evaluate.classifiers = {"mlp"};
+  spec.evaluate.probe_train_images = 64;
+  const std::string evaluated = testing::FreshDir("last_step_evaluated");
+  auto summary = RunJob(spec, evaluated, trained + "/checkpoints/" + train::CheckpointFileName(20));
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->steps, 20);
+  EXPECT_TRUE(summary->final_metrics.empty());
+  EXPECT_TRUE(train::ListCheckpoints(evaluated + "/checkpoints").empty());
+  for (const std::string& grid : spec.samples.grids) {
+    char name[128];
+    std::snprintf(name, sizeof(name), "%s/grids/%s-step%08d.png", evaluated.c_str(), grid.c_str(), 20);
+    EXPECT_TRUE(fs::exists(name)) << name;
+  }
+  auto report = nlohmann::json::parse(*ReadFileToString(evaluated + "/report.json"));
+  EXPECT_EQ(report["steps"], 20);
+  EXPECT_TRUE(report["evaluation"]["latent"]["s"].contains("mlp")) << report.dump(2);
+  EXPECT_TRUE(report["evaluation"]["latent"]["z"].contains("mlp")) << report.dump(2);
+}
+
 // trace_path: the initial weights (those a model built with the job's seed
 // has), then each traced step's batch and metrics (metrics.csv's rows at one
 // step per row), in one file that torch::pickle_load and torch.load read.

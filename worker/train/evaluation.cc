@@ -146,7 +146,7 @@ absl::StatusOr<EvaluationResult> Evaluate(models::Model& model, const data::Data
   if (reconstructs && elements > 0) report["reconstruction_mse"] = squared_error / elements;
 
   const bool wants_train_codes = !spec.classifiers.empty() || spec.predictors || spec.factors;
-  if (!wants_train_codes && !spec.tsne && !spec.swap) return result;
+  if (!jobspec::EvaluatesCodes(spec)) return result;
 
   DFV_ASSIGN_OR_RETURN(auto test_codes, EncodeAll(model, test, all_test, device));
   if (test_codes.empty()) return result;  // no encoder: nothing to probe

@@ -480,7 +480,10 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
 
   summary.steps = total_steps_;
   DFV_RETURN_IF_ERROR(WriteGrids(total_steps_));
-  DFV_RETURN_IF_ERROR(WriteCheckpoint(total_steps_, epoch));
+  // A run that resumed at its last step changed nothing: the checkpoint it
+  // resumed from is its model, and writing it again would only cost a copy
+  // (an evaluation job's checkpoint is the training job's file, linked).
+  if (start_step_ < total_steps_) DFV_RETURN_IF_ERROR(WriteCheckpoint(total_steps_, epoch));
   summary.wall_seconds = Seconds(Clock::now() - run_start);
   if (is_chief_) {
     DFV_RETURN_IF_ERROR(WriteReport(summary));

@@ -8,6 +8,7 @@
 //   metrics.csv                   one row per log window
 //   grids/<grid>-step<N>.png      sample grids, every samples.every_steps and at the end
 //   checkpoints/step-<N>.ckpt     every checkpoint.every_steps and at the end, keep_last kept
+//                                 (none at the end of a run that trained no step)
 //   report.json                   the evaluation at the end
 #ifndef DFV_WORKER_TRAIN_TRAINER_H_
 #define DFV_WORKER_TRAIN_TRAINER_H_
@@ -73,7 +74,9 @@ class Trainer {
   ~Trainer();
 
   // Trains to the end (or until cancelled: CANCELLED), writing the run folder
-  // as described above. Never throws; LibTorch errors come back as INTERNAL
+  // as described above. A run resumed at its last step (total_steps) trains
+  // nothing: it writes the grids and the evaluation of the checkpoint it
+  // resumed from, and no checkpoint (its model is that one). Never throws; LibTorch errors come back as INTERNAL
   // naming the step, a diverged loss as FAILED_PRECONDITION.
   absl::StatusOr<RunSummary> Run();
 
