@@ -94,6 +94,9 @@ int main(int argc, char** argv) {
   app.add_option("--name", daemon.name, "worker name; with TLS, its certificate's CN (default: HOSTNAME-PID)")
       ->envname("DFV_WORKER_NAME");
   app.add_option("--slots", daemon.slots, "assignments run at once")->capture_default_str();
+  app.add_flag("!--no-core-share", daemon.share_cores,
+               "with --slots > 1, let every trainer use all of this daemon's cores instead of pinning each to "
+               "its slot's share");
   app.add_option("--device", daemon.device, "cpu or cuda")->capture_default_str();
   app.add_option("--work-dir", daemon.work_dir, "folder for assignment runs (default: dfv-work/NAME)");
   app.add_option("--ready-file", daemon.ready_file,

@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
                          "this host's address for Gloo and the published rendezvous");
   assignment->add_option("--data-root", assignment_options.data_roots,
                          "read the data set only under this folder (repeatable; default: anywhere)");
+  assignment->add_option("--core-share", assignment_options.core_share,
+                         "the daemon pinned this process to its slot's cores (e.g. 'slot 2 of 2'): "
+                         "train.threads 0 uses all of them");
 
   CLI11_PARSE(app, argc, argv);
 

@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/cpu_cores.h"
 #include "common/file_util.h"
 #include "tests/daemon/fake_link.h"
 #include "tests/testing/http_get.h"
@@ -203,6 +204,73 @@ TEST_F(DaemonTest, HeartbeatsListRunningAssignmentsAndADuplicateDeliveryStartsOn
   ASSERT_EQ(starts.size(), 2u);
   EXPECT_TRUE(absl::StrContains(starts[0], "/j-1-a1-r0/run --rank 0 --world-size 1")) << starts[0];
   EXPECT_TRUE(absl::StrContains(starts[1], "/j-2-a3-r0/run --rank 0 --world-size 1")) << starts[1];
+}
+
+// The fake trainer for the core-sharing tests: records its CPU affinity list
+// (as the kernel shows it, e.g. "0-1") and its arguments, then sleeps.
+void RecordAffinity(WorkerDaemonOptions& options, const std::filesystem::path& starts) {
+  options.trainer_command = {
+      "/bin/sh", "-c",
+      absl::StrCat("echo $$ \"cpus=$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status)\" \"$@\" >> '",
+                   starts.string(), "'; exec sleep 30"),
+      "fake-trainer"};
+}
+
+// The trainer start line of job `job_id`.
+std::string StartOf(const std::vector<std::string>& starts, const std::string& job_id) {
+  for (const std::string& line : starts) {
+    if (absl::StrContains(line, absl::StrCat("/", job_id, "-a"))) return line;
+  }
+  return "";
+}
+
+TEST_F(DaemonTest, TwoSlotsPinEachTrainerToItsOwnShareOfTheCoresAndReuseAFreedSlot) {
+  StartDaemon(nullptr, [this](WorkerDaemonOptions& options) { RecordAffinity(options, dir_ / "starts"); });
+  const std::vector<int> cpus = AffinityCpus();
+  ASSERT_FALSE(cpus.empty());
+  Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(1));
+  Answer(Deliver({MakeAssignment("j-2", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(2));
+  std::vector<std::string> starts = TrainerStarts();
+  for (int slot : {0, 1}) {
+    const std::string line = StartOf(starts, slot == 0 ? "j-1" : "j-2");
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("cpus=", FormatCpuList(CoreShare(cpus, 2, slot)), " ")))
+        << line;
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("--core-share slot ", slot + 1, " of 2"))) << line;
+  }
+  // j-1 ends; the next assignment gets its slot (and cores) back.
+  const size_t before = Heartbeats();
+  v1::HeartbeatResponse cancel;
+  cancel.add_cancels()->set_job_id("j-1");
+  cancel.mutable_cancels(0)->set_attempt(1);
+  Answer(cancel);
+  ASSERT_GE(WaitForRunning(before, {"j-2/1/0"}), 0);
+  Answer(Deliver({MakeAssignment("j-3", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(3));
+  const std::string third = StartOf(TrainerStarts(), "j-3");
+  EXPECT_TRUE(absl::StrContains(third, absl::StrCat("cpus=", FormatCpuList(CoreShare(cpus, 2, 0)), " "))) << third;
+  EXPECT_TRUE(absl::StrContains(third, "--core-share slot 1 of 2")) << third;
+}
+
+TEST_F(DaemonTest, WithoutCoreSharingOrWithOneSlotTrainersKeepTheDaemonsCores) {
+  for (const bool one_slot : {true, false}) {
+    SCOPED_TRACE(one_slot ? "one slot" : "--no-core-share");
+    TearDown();
+    StartDaemon(nullptr, [&](WorkerDaemonOptions& options) {
+      RecordAffinity(options, dir_ / "starts");
+      if (one_slot) {
+        options.slots = 1;
+      } else {
+        options.share_cores = false;
+      }
+    });
+    Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+    ASSERT_TRUE(WaitForTrainers(1));
+    const std::string line = TrainerStarts().at(0);
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("cpus=", FormatCpuList(AffinityCpus()), " "))) << line;
+    EXPECT_FALSE(absl::StrContains(line, "--core-share")) << line;
+  }
 }
 
 TEST_F(DaemonTest, AFailedHeartbeatKeepsTheSessionAndTheTrainers) {

@@ -253,6 +253,10 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   if (!a.rendezvous_secret().empty()) {
     spawn.env.push_back(absl::StrCat(protocol::kRendezvousSecretEnv, "=", a.rendezvous_secret()));
   }
+  if (!options_.cpus.empty()) {
+    argv.insert(argv.end(), {"--core-share", absl::StrCat("slot ", options_.slot + 1, " of ", options_.slots)});
+    spawn.cpus = options_.cpus;
+  }
   spawn.argv = argv;
   spawn.stderr_path = log_path;
   auto child_or = Subprocess::Spawn(spawn);

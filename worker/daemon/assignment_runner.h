@@ -72,6 +72,12 @@ struct RunnerOptions {
   // Told about the trainer process and its figures; may be null. Not owned;
   // must outlive the runner.
   TrainerMetrics* metrics = nullptr;
+  // The daemon's slot this runner holds (0-based), and the CPUs it pins the
+  // trainer to (its share, common/cpu_cores.h CoreShare); empty: not pinned.
+  // When pinned the trainer gets --core-share "slot S of N".
+  int slot = 0;
+  int slots = 1;
+  std::vector<int> cpus;
 };
 
 // Whether a trainer's error line means a failure that is not the job's
@@ -104,6 +110,8 @@ class AssignmentRunner {
   bool started() const { return started_.load(); }
 
   const AssignmentKey& key() const { return key_; }
+  // The daemon's slot this runner holds (RunnerOptions::slot).
+  int slot() const { return options_.slot; }
 
  private:
   explicit AssignmentRunner(RunnerOptions options);

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/cpu_cores.h"
 #include "common/data_roots.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
@@ -117,6 +119,18 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
   auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), std::move(link)));
+  daemon->cpus_ = AffinityCpus();
+  if (daemon->options_.share_cores && daemon->options_.slots > 1 && !daemon->cpus_.empty()) {
+    std::vector<std::string> shares;
+    for (int slot = 0; slot < daemon->options_.slots; ++slot) {
+      shares.push_back(FormatCpuList(CoreShare(daemon->cpus_, daemon->options_.slots, slot)));
+    }
+    spdlog::info("cores: {} shared among {} slots as {}{}", FormatCpuList(daemon->cpus_), daemon->options_.slots,
+                 absl::StrJoin(shares, " | "),
+                 daemon->options_.slots > static_cast<int>(daemon->cpus_.size())
+                     ? " (more slots than cores: some share one)"
+                     : "");
+  }
   if (!daemon->options_.metrics_listen.empty()) {
     DFV_ASSIGN_OR_RETURN(daemon->metrics_server_,
                          metrics::MetricsServer::Create(daemon->options_.metrics_listen, daemon->options_.insecure));
@@ -250,7 +264,19 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   options.cancel_grace = options_.cancel_grace;
   options.spool_bytes = options_.spool_bytes / options_.slots;
   options.metrics = metrics_.get();
-  spdlog::info("assignment {} attempt {} rank {}/{}", a.job_id(), a.attempt(), a.rank(), a.world_size());
+  // The lowest slot no runner holds; its share of the cores, when shared.
+  std::vector<bool> taken(static_cast<size_t>(options_.slots), false);
+  for (const auto& runner : runners_) {
+    if (runner->slot() >= 0 && runner->slot() < options_.slots) taken[static_cast<size_t>(runner->slot())] = true;
+  }
+  options.slot = static_cast<int>(std::find(taken.begin(), taken.end(), false) - taken.begin());
+  options.slots = options_.slots;
+  if (options_.share_cores && options_.slots > 1 && options.slot < options_.slots) {
+    options.cpus = CoreShare(cpus_, options_.slots, options.slot);
+  }
+  spdlog::info("assignment {} attempt {} rank {}/{}{}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
+               options.cpus.empty() ? std::string()
+                                    : absl::StrCat(", slot ", options.slot + 1, ", cpus ", FormatCpuList(options.cpus)));
   runners_.push_back(AssignmentRunner::Start(std::move(options)));
   UpdateSlotMetrics();
 }

@@ -88,6 +88,12 @@ struct WorkerDaemonOptions {
   // worker's disk (under work_dir), split evenly among the slots; past it
   // the oldest metrics rows are dropped (see report_spool.h).
   int64_t spool_bytes = int64_t{256} << 20;
+  // With slots > 1: pin each trainer to its slot's share of the cores this
+  // daemon may use (common/cpu_cores.h CoreShare), so that trainers running
+  // side by side never oversubscribe them; train.threads 0 then means the
+  // share. With one slot, or false, trainers inherit the daemon's mask and
+  // split it among their job's ranks on the host.
+  bool share_cores = true;
 };
 
 class WorkerDaemon {
@@ -156,6 +162,9 @@ class WorkerDaemon {
   std::shared_ptr<GpuCollector> gpu_metrics_;  // cuda workers only
   std::unique_ptr<metrics::MetricsServer> metrics_server_;  // serves the two above; null when off
   absl::Duration heartbeat_interval_ = absl::Milliseconds(500);
+  // The CPUs this daemon may use (its affinity at Create); shared among the
+  // slots when share_cores.
+  std::vector<int> cpus_;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu_cores.h"
 
 extern char** environ;
 
@@ -100,8 +101,21 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   for (const std::string& set : options.env) envp.push_back(const_cast<char*>(set.c_str()));
   envp.push_back(nullptr);
 
+  // posix_spawn has no affinity attribute; the child inherits the spawning
+  // thread's mask, so narrow this thread's for the call. Setting it on the
+  // child after the spawn would race with the threads it starts.
+  std::vector<int> restore;
+  if (!options.cpus.empty()) {
+    restore = AffinityCpus();
+    if (absl::Status pinned = SetThreadAffinity(options.cpus); !pinned.ok()) {
+      close(read_end);
+      close(write_end);
+      return pinned;
+    }
+  }
   pid_t pid = -1;
   int err = posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), envp.data());
+  if (!restore.empty()) SetThreadAffinity(restore).IgnoreError();  // a mask this thread had: cannot fail
   close(write_end);
   if (err != 0) {
     close(read_end);

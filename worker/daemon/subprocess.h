@@ -30,6 +30,10 @@ struct SpawnOptions {
   // place of the same names in) the parent's. The way to hand the child a
   // secret: unlike argv, /proc/PID/environ is readable only by its owner.
   std::vector<std::string> env;
+  // The child's CPU affinity (CPU numbers); empty: the calling thread's. Set
+  // on the calling thread around the spawn (the child inherits it from its
+  // first instruction, before it can start threads) and restored after.
+  std::vector<int> cpus;
 };
 
 struct ExitStatus {
