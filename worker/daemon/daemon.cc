@@ -289,9 +289,10 @@ void WorkerDaemon::ReapFinished() {
   UpdateSlotMetrics();
 }
 
-absl::Status WorkerDaemon::Heartbeat() {
+absl::StatusOr<bool> WorkerDaemon::Heartbeat() {
   ReapFinished();  // they reported their outcome
   v1::HeartbeatRequest request;  // the link quotes the session's worker id
+  request.set_wait_ms(absl::ToInt64Milliseconds(heartbeat_interval_));
   for (const auto& runner : runners_) {
     auto* running = request.add_running();
     running->set_job_id(runner->key().job_id);
@@ -308,14 +309,15 @@ absl::Status WorkerDaemon::Heartbeat() {
     }
   }
   for (const v1::Assignment& assignment : response.assignments()) StartAssignment(assignment);
-  return absl::OkStatus();
+  return response.assignments_size() > 0;
 }
 
 absl::Status WorkerDaemon::Run() {
   bool ready_written = false;
   bool registered = false;
   absl::Time last_contact = absl::Now();
-  while (!WaitForStop(registered ? heartbeat_interval_ : absl::ZeroDuration())) {
+  absl::Time next_beat = absl::InfinitePast();
+  while (!WaitForStop(registered ? std::max(absl::ZeroDuration(), next_beat - absl::Now()) : absl::ZeroDuration())) {
     if (!registered) {
       absl::Status status = Register();
       if (!status.ok()) {
@@ -331,7 +333,13 @@ absl::Status WorkerDaemon::Run() {
       }
       continue;
     }
-    absl::Status status = Heartbeat();
+    const absl::Time beat_start = absl::Now();
+    absl::StatusOr<bool> delivered = Heartbeat();
+    absl::Status status = delivered.status();
+    // A held (long-polled) beat has taken the interval already; one that
+    // brought assignments is followed at once (more may come for the other
+    // slots); one answered at once waits out the rest of the interval.
+    next_beat = delivered.ok() && *delivered ? absl::Now() : beat_start + heartbeat_interval_;
     if (status.ok()) {
       last_contact = absl::Now();
     } else if (absl::IsNotFound(status)) {

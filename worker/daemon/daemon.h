@@ -115,6 +115,10 @@ class WorkerDaemon {
 
   // Registers (retrying while the coordinator is unreachable), writes the
   // ready file once, then heartbeats and runs assignments until Stop().
+  // Heartbeats are long polls: the coordinator holds one up to the heartbeat
+  // interval and answers as soon as it places a job here, so one beat
+  // follows another at once (a coordinator that answers at once gets one
+  // per interval) and Stop() may wait for one held beat.
   // Trainers keep running while the coordinator cannot be reached (their
   // reports wait in their runners' spools). When a heartbeat answers
   // NOT_FOUND (the session expired, or the coordinator restarted) the daemon
@@ -141,8 +145,10 @@ class WorkerDaemon {
  private:
   WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link);
   absl::Status Register();
-  // One heartbeat round; NOT_FOUND when the session has expired.
-  absl::Status Heartbeat();
+  // One heartbeat round, long-polled for up to the heartbeat interval
+  // (HeartbeatRequest.wait_ms); true when it delivered assignments.
+  // NOT_FOUND when the session has expired.
+  absl::StatusOr<bool> Heartbeat();
   void StartAssignment(const v1::Assignment& assignment);
   std::string AssignmentDir(const v1::Assignment& assignment) const;
   bool WaitForStop(absl::Duration timeout);
