@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/time/clock.h"
+
 namespace dfv::server {
 
 HeartbeatParking::HeartbeatParking() : thread_([this] { Loop(); }) {}

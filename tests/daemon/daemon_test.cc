@@ -99,6 +99,9 @@ class DaemonTest : public ::testing::Test {
                                "fake-trainer"};
     options.cancel_grace = absl::Seconds(1);
     options.register_retry = absl::Milliseconds(20);
+    // Off unless a test turns it on: the shell trainer would record every
+    // prestarted process as a start.
+    options.prestart_trainers = false;
     // Off unless a test turns it on: a metrics server takes about 2 s to
     // stop (civetweb), which every test would pay.
     options.metrics_listen = "";
@@ -271,6 +274,51 @@ TEST_F(DaemonTest, WithoutCoreSharingOrWithOneSlotTrainersKeepTheDaemonsCores) {
     EXPECT_TRUE(absl::StrContains(line, absl::StrCat("cpus=", FormatCpuList(AffinityCpus()), " "))) << line;
     EXPECT_FALSE(absl::StrContains(line, "--core-share")) << line;
   }
+}
+
+TEST_F(DaemonTest, APrestartedTrainerPerFreeSlotTakesTheNextAssignmentOnItsStdin) {
+  const std::filesystem::path handed = std::filesystem::path(::testing::TempDir()) / "daemon_test_handed";
+  std::filesystem::remove(handed);
+  StartDaemon(nullptr, [&](WorkerDaemonOptions& options) {
+    options.prestart_trainers = true;
+    // Records its start; prestarted, it records the line it is handed.
+    options.trainer_command = {
+        "/bin/sh", "-c",
+        absl::StrCat("echo $$ \"$@\" >> '", (dir_ / "starts").string(), "'; ",
+                     "if [ \"$1\" = --prestarted ]; then read line; echo \"$$ $line\" >> '", handed.string(),
+                     "'; fi; exec sleep 30"),
+        "fake-trainer"};
+  });
+  ASSERT_TRUE(WaitForTrainers(2)) << "one prestarted per free slot";
+  for (const std::string& line : TrainerStarts()) EXPECT_TRUE(absl::StrContains(line, "--prestarted")) << line;
+  v1::Assignment a = MakeAssignment("j-1", 1, 0);
+  a.set_world_size(2);
+  a.set_rendezvous("127.0.0.1:0");
+  a.set_rendezvous_secret("00112233445566778899aabbccddeeff");
+  Answer(Deliver({a}));
+  std::vector<std::string> lines;
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        std::ifstream in(handed);
+        lines.clear();
+        for (std::string line; std::getline(in, line);) lines.push_back(line);
+        return !lines.empty();
+      },
+      kTimeout));
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& line = lines[0];
+  // The prestarted process of slot 1 took it: its pid, the assignment's
+  // flags and the secret in the environment entries, not in the flags.
+  EXPECT_EQ(std::stoi(line), TrainerPid(0)) << line;
+  EXPECT_TRUE(absl::StrContains(line, "/j-1-a1-r0/job.yaml")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"--rank\",\"0\",\"--world-size\",\"2\"")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"env\":[\"DFV_RENDEZVOUS_SECRET=00112233445566778899aabbccddeeff\"]"))
+      << line;
+  // Its stderr is the assignment's trainer.log now.
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "work" / "j-1-a1-r0" / "trainer.log"));
+  // The slot is busy: no new process until a slot frees.
+  ASSERT_GE(WaitForRunning(Heartbeats(), {"j-1/1/0"}), 0);
+  EXPECT_EQ(TrainerStarts().size(), 2u);
 }
 
 TEST_F(DaemonTest, AFailedHeartbeatKeepsTheSessionAndTheTrainers) {

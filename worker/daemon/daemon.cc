@@ -28,6 +28,12 @@ std::string HostName() {
 
 std::string DefaultName() { return absl::StrCat(HostName(), "-", getpid()); }
 
+// The stderr of the trainer prestarted for `slot`, until an assignment's
+// runner renames it to its trainer.log.
+std::string PrestartedLog(const std::string& work_dir, int slot) {
+  return (std::filesystem::path(work_dir) / absl::StrCat("prestarted-slot", slot + 1, ".log")).string();
+}
+
 // The host others reach this worker at: the flag, else the listen host unless
 // that is a wildcard (0.0.0.0 reaches nothing from another host), then the
 // data-plane address, then the host name (which a container network's DNS
@@ -271,14 +277,56 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   }
   options.slot = static_cast<int>(std::find(taken.begin(), taken.end(), false) - taken.begin());
   options.slots = options_.slots;
-  if (options_.share_cores && options_.slots > 1 && options.slot < options_.slots) {
-    options.cpus = CoreShare(cpus_, options_.slots, options.slot);
+  if (options.slot < options_.slots) {
+    options.cpus = SlotCpus(options.slot);
+    if (static_cast<size_t>(options.slot) < prestarted_.size() && prestarted_[options.slot] != nullptr) {
+      options.prestarted = std::move(prestarted_[options.slot]);
+      options.prestarted_log = PrestartedLog(options_.work_dir, options.slot);
+    }
   }
   spdlog::info("assignment {} attempt {} rank {}/{}{}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
                options.cpus.empty() ? std::string()
                                     : absl::StrCat(", slot ", options.slot + 1, ", cpus ", FormatCpuList(options.cpus)));
   runners_.push_back(AssignmentRunner::Start(std::move(options)));
   UpdateSlotMetrics();
+}
+
+std::vector<int> WorkerDaemon::SlotCpus(int slot) const {
+  if (!options_.share_cores || options_.slots < 2) return {};
+  return CoreShare(cpus_, options_.slots, slot);
+}
+
+void WorkerDaemon::Prestart() {
+  if (!options_.prestart_trainers) return;
+  prestarted_.resize(static_cast<size_t>(options_.slots));
+  std::vector<bool> taken(static_cast<size_t>(options_.slots), false);
+  for (const auto& runner : runners_) {
+    if (runner->slot() >= 0 && runner->slot() < options_.slots) taken[static_cast<size_t>(runner->slot())] = true;
+  }
+  for (int slot = 0; slot < options_.slots; ++slot) {
+    std::unique_ptr<Subprocess>& trainer = prestarted_[static_cast<size_t>(slot)];
+    if (trainer != nullptr && trainer->TryWait().has_value()) {
+      spdlog::warn("the trainer prestarted for slot {} exited ({}); see {}", slot + 1,
+                   DescribeExit(*trainer->TryWait()), PrestartedLog(options_.work_dir, slot));
+      trainer.reset();
+      continue;  // tried again at the next heartbeat, not in a tight loop
+    }
+    if (taken[static_cast<size_t>(slot)] || trainer != nullptr) continue;
+    SpawnOptions spawn;
+    spawn.argv = options_.trainer_command;
+    spawn.argv.push_back("--prestarted");
+    spawn.stderr_path = PrestartedLog(options_.work_dir, slot);
+    std::error_code ignored;
+    std::filesystem::remove(spawn.stderr_path, ignored);  // a log of an earlier one
+    spawn.cpus = SlotCpus(slot);
+    spawn.stdin_pipe = true;
+    absl::StatusOr<std::unique_ptr<Subprocess>> started = Subprocess::Spawn(spawn);
+    if (!started.ok()) {
+      spdlog::warn("cannot prestart a trainer for slot {}: {}", slot + 1, started.status().ToString());
+      continue;
+    }
+    trainer = std::move(*started);
+  }
 }
 
 void WorkerDaemon::UpdateSlotMetrics() { metrics_->SetBusySlots(static_cast<int>(runners_.size())); }
@@ -291,6 +339,7 @@ void WorkerDaemon::ReapFinished() {
 
 absl::StatusOr<bool> WorkerDaemon::Heartbeat() {
   ReapFinished();  // they reported their outcome
+  Prestart();      // for the slots they freed
   v1::HeartbeatRequest request;  // the link quotes the session's worker id
   request.set_wait_ms(absl::ToInt64Milliseconds(heartbeat_interval_));
   for (const auto& runner : runners_) {
@@ -355,6 +404,7 @@ absl::Status WorkerDaemon::Run() {
                    status.ToString());
     }
   }
+  prestarted_.clear();  // killed and reaped
   spdlog::info("stopping: abandoning {} running trainer(s)", runners_.size());
   for (const auto& runner : runners_) runner->Abandon();
   runners_.clear();
