@@ -20,7 +20,7 @@
 //
 //   dfv_bench_overhead --coordinator build/bin/dfv-coordinator
 //       --worker build/bin/dfv-worker --trainer build/bin/dfv-trainer
-//       [--jobs 100] [--starts 20] [--upload-mb 200] [--uploads 5]
+//       [--jobs 100] [--starts 20] [--settle-ms 3000] [--upload-mb 200] [--uploads 5]
 //       [--only latency|upload]
 #include <unistd.h>
 
@@ -95,6 +95,7 @@ struct Options {
   int starts = 20;
   int upload_mb = 200;
   int uploads = 5;
+  int settle_ms = 3000;
   std::string only;  // "", "latency" or "upload"
 };
 
@@ -234,11 +235,25 @@ int Latency(const Options& options, const std::string& dir) {
     return 1;
   }
   auto stub = dfv::v1::Coordinator::NewStub(Channel(coordinator->address));
-  std::printf("latency: %d one-step jobs one after the other on an idle cluster (1 worker, 1 slot); load %s\n",
-              options.jobs, LoadAverage().c_str());
+  std::printf("latency: %d one-step jobs one after the other on an idle cluster (1 worker, 1 slot; each submitted "
+              "%d ms after the last one's slot was free); load %s\n",
+              options.jobs, options.settle_ms, LoadAverage().c_str());
   std::vector<double> running, first_step;
   int failed = 0;
   for (int i = 0; i < options.jobs; ++i) {
+    // Idle: the last job's slot is free again, and then `--settle-ms` pass
+    // with nothing happening (a daemon restarts its prestarted trainer for
+    // the freed slot meanwhile).
+    for (int wait = 0; wait < 600; ++wait) {
+      dfv::v1::ListWorkersResponse workers;
+      grpc::ClientContext context;
+      if (stub->ListWorkers(&context, dfv::v1::ListWorkersRequest(), &workers).ok() && workers.workers_size() > 0 &&
+          workers.workers(0).free_slots() == workers.workers(0).slots()) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    absl::SleepFor(absl::Milliseconds(options.settle_ms));
     const JobTimes t = SubmitAndFollow(*stub);
     if (!t.succeeded || t.running_ms < 0 || t.first_step_ms < 0) {
       ++failed;
@@ -394,6 +409,9 @@ int main(int argc, char** argv) {
   app.add_option("--trainer", options.trainer_binary, "dfv-trainer binary");
   app.add_option("--jobs", options.jobs, "tiny jobs submitted one after the other")->capture_default_str();
   app.add_option("--starts", options.starts, "trainer processes started on their own")->capture_default_str();
+  app.add_option("--settle-ms", options.settle_ms,
+                 "pause between a job's slot being free and the next submit (an idle cluster)")
+      ->capture_default_str();
   app.add_option("--upload-mb", options.upload_mb, "checkpoint size (MiB)")->capture_default_str();
   app.add_option("--uploads", options.uploads, "uploads of it")->capture_default_str();
   app.add_option("--only", options.only, "latency or upload (default: both)")

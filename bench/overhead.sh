@@ -19,7 +19,8 @@
 #     the daemon's GrpcCoordinatorLink into a real coordinator; MB/s
 #     (target: median >= 500 MB/s).
 #
-#   bench/overhead.sh [ROUNDS] [STEPS]       (default 3 rounds of 400 steps)
+#   bench/overhead.sh [ROUNDS] [STEPS] [PARTS]   (default 3 rounds of 400 steps, parts "1 2 3";
+#                                                  PARTS 1 runs part 1 alone)
 #
 # Time: part 1 about 2 x ROUNDS x (STEPS x ~0.03 s + ~5 s) on the 2-core
 # development machine; part 2 about a minute; part 3 about 20 s. Other work on
@@ -32,6 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 steps=${2:-400}
+parts=${3:-1 2 3}
 build_dir=${BUILD_DIR:-build}
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 
@@ -62,6 +64,7 @@ wait_for_file() {  # PATH PROCESS-NAME
 }
 
 echo "machine: $(nproc) cores"
+part1() {
 echo "== 1. the same job locally and through the service; load before: $(uptime)"
 "$bin/dfv-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" --ready-file "$work/coordinator.ready" \
   --metrics-listen "" 2>"$work/coordinator.log" &
@@ -125,9 +128,18 @@ awk -v st="$(median_of service 2)" -v lt="$(median_of local 2)" -v sc="$(median_
 for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 pids=()
+}
 
+case " $parts " in *" 1 "*) part1 ;; esac
+only=""
+case " $parts " in
+  *" 2 "*" 3 "*) ;;
+  *" 2 "*) only="--only latency" ;;
+  *" 3 "*) only="--only upload" ;;
+  *) exit 0 ;;
+esac
 echo
 echo "== 2 and 3. latency and upload; load before: $(uptime)"
 # shellcheck disable=SC2086
 "$bin/dfv_bench_overhead" --coordinator "$bin/dfv-coordinator" --worker "$bin/dfv-worker" \
-  --trainer "$bin/dfv-trainer" ${DFV_OVERHEAD_FLAGS:-}
+  --trainer "$bin/dfv-trainer" $only ${DFV_OVERHEAD_FLAGS:-}

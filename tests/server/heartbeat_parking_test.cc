@@ -75,13 +75,30 @@ TEST(HeartbeatParking, ACallWithNothingToSendAfterAWakeWaitsOnUntilItsDeadline) 
   EXPECT_EQ(call.finals.load(), 1);
 }
 
-TEST(HeartbeatParking, AWakeWhileTheCallIsBeingAnsweredIsNotLost) {
+TEST(HeartbeatParking, AWakeJustBeforeTheCallIsParkedIsNotLost) {
   HeartbeatParking parking;
-  Call call(/*finish_on=*/2);
-  parking.Wake({"w-1"});  // before it is parked: answered once it is
+  Call call;
+  parking.Wake({"w-1"});  // the heartbeat had found nothing a moment earlier
   parking.Park("w-1", absl::Now() + absl::Seconds(30), call.answer());
   ASSERT_TRUE(call.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(call.finals.load(), 0);
+}
+
+TEST(HeartbeatParking, AWakeWhileTheCallIsBeingAnsweredIsNotLost) {
+  HeartbeatParking parking;
+  std::atomic<int> answers{0};
+  absl::Notification done;
+  parking.Park("w-1", absl::Now() + absl::Seconds(30), [&](bool final) {
+    if (++answers == 1 && !final) {
+      parking.Wake({"w-1"});  // a placement while this answer runs
+      return false;           // it had found nothing: parked again
+    }
+    done.Notify();
+    return true;
+  });
+  parking.Wake({"w-1"});
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(answers.load(), 2);
 }
 
 TEST(HeartbeatParking, StopAnswersEveryParkedCallAndLaterOnesAtOnce) {
