@@ -203,6 +203,8 @@ TEST_F(DaemonTest, HeartbeatsListRunningAssignmentsAndADuplicateDeliveryStartsOn
       EXPECT_EQ(Running(link_->heartbeat_requests_[i]), (std::vector<std::string>{"j-1/1/0", "j-2/3/0"})) << i;
     }
   }
+  // Beats follow a delivery at once now: the trainers may start after them.
+  ASSERT_TRUE(WaitForTrainers(2));
   std::vector<std::string> starts = TrainerStarts();
   ASSERT_EQ(starts.size(), 2u);
   EXPECT_TRUE(absl::StrContains(starts[0], "/j-1-a1-r0/run --rank 0 --world-size 1")) << starts[0];
@@ -505,7 +507,10 @@ TEST_F(DaemonTest, ServesMetricsWithTheBusySlotsAndTheTrainersStarted) {
         auto response = dfv::testing::HttpGet(daemon_->metrics_address(), "/metrics");
         if (!response.ok() || response->status != 200) return false;
         text = response->body;
-        return Scraped(text, "dfv_worker_slots{state=\"busy\"}") == 1;
+        // The runner counts the trainer once its spawn returned, which may
+        // be after the trainer itself recorded its start.
+        return Scraped(text, "dfv_worker_slots{state=\"busy\"}") == 1 &&
+               Scraped(text, "dfv_trainers_started_total") == 1;
       },
       kTimeout))
       << text;
