@@ -483,13 +483,26 @@ absl::Status Coordinator::PlaceLocked(ActiveJob& job, const std::vector<std::str
     base.set_rendezvous_secret(std::move(secret));
   }
   tracker_.Place(id, number, attempt.started_ms, job.rendezvous_timeout_seconds, workers, base);
+  for (const WorkerRecord* worker : workers) deliverable_to_.push_back(worker->id);
   spdlog::info("job {} attempt {}: SCHEDULED on {}{}{}", id, number,
                absl::StrJoin(job.record.job.workers(), ","), resume.empty() ? "" : ", resuming from ",
                resume);
   return absl::OkStatus();
 }
 
+void Coordinator::NotifyDeliverable() {
+  std::vector<std::string> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    workers.swap(deliverable_to_);
+  }
+  if (!workers.empty() && options_.on_deliverable) options_.on_deliverable(workers);
+}
+
 void Coordinator::Publish(const Outbox& outbox) {
+  // Every change that places a job publishes its events here, after its
+  // lock is released.
+  NotifyDeliverable();
   if (outbox.empty()) return;
   if (metrics_ != nullptr) metrics_->EventsAppended(static_cast<int64_t>(outbox.size()));
   events_->Publish(outbox);
@@ -1573,9 +1586,18 @@ absl::Status Coordinator::CompleteAssignment(const dfv::v1::CompleteAssignmentRe
 }
 
 absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequest& request) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = PublishRendezvousLocked(request);
+  }
+  NotifyDeliverable();  // the ranks it released
+  return status;
+}
+
+absl::Status Coordinator::PublishRendezvousLocked(const dfv::v1::PublishRendezvousRequest& request) {
   const AssignmentKey key{request.job_id(), request.attempt(), request.rank()};
   const std::string& job_id = key.job_id;
-  absl::MutexLock lock(&mu_);
   DFV_ASSIGN_OR_RETURN(WorkerRecord * worker, registry_.FindSession(request.worker_id()));
   if (active_.count(job_id) == 0) {
     absl::Status inactive = InactiveJobStatus(job_id);
@@ -1593,6 +1615,7 @@ absl::Status Coordinator::PublishRendezvous(const dfv::v1::PublishRendezvousRequ
     return tx.SetAttemptRendezvous(job_id, key.attempt, request.address());
   }));
   tracker_.SetRendezvous(job_id, request.address(), clock_->NowMs());
+  for (const RankState& rank : tracker_.Find(job_id)->ranks) deliverable_to_.push_back(rank.worker_id);
   spdlog::info("job {} attempt {}: rank 0 on {} published its rendezvous at {}; releasing the other {} rank(s)",
                job_id, key.attempt, worker->name, request.address(),
                tracker_.Find(job_id)->ranks.size() - 1);

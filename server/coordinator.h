@@ -102,6 +102,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -160,6 +161,13 @@ struct CoordinatorOptions {
   // Where to count what happens (see server/metrics.h); null: no metrics.
   // Must outlive the Coordinator, which is its state source while it lives.
   CoordinatorMetrics* metrics = nullptr;
+  // Called with the ids of workers that were just given assignments to
+  // deliver (a placement, ranks released by a published rendezvous), after
+  // the change is committed and outside the coordinator's lock, on the
+  // thread that made it; long-polled heartbeats (heartbeat_parking.h) are
+  // answered at once through it. Must not call back into the Coordinator
+  // synchronously. Empty: nobody is told.
+  std::function<void(const std::vector<std::string>&)> on_deliverable;
 };
 
 class Coordinator {
@@ -495,7 +503,11 @@ class Coordinator {
 
   // Delivers committed events to their watchers (every appended event
   // passes here once, so this is where they are counted).
-  void Publish(const Outbox& outbox);
+  void Publish(const Outbox& outbox) ABSL_LOCKS_EXCLUDED(mu_);
+  // Hands the workers in deliverable_to_ to options_.on_deliverable.
+  void NotifyDeliverable() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status PublishRendezvousLocked(const dfv::v1::PublishRendezvousRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Declared first so that the folder lock is released last.
   const std::unique_ptr<DirLock> lock_;
@@ -509,6 +521,8 @@ class Coordinator {
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
   AttemptTracker tracker_ ABSL_GUARDED_BY(mu_);  // changes registry_'s held assignments
+  // Workers given something to deliver since the last NotifyDeliverable.
+  std::vector<std::string> deliverable_to_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // by job id
   // Jobs in final states (by dfv::v1::JobState) and the bytes of all
   // artifacts: counted in the store at start, then kept current.

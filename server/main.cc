@@ -8,6 +8,7 @@
 //                   [--job-artifact-quota SIZE] [--artifact-quota SIZE]
 //   dfv-coordinator hash-token < TOKEN_FILE   (prints the auth-file hash of a token)
 //   dfv-coordinator health [--address HOST:PORT] [--tls-ca PEM]   (exit 0 when serving)
+#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -51,6 +52,12 @@ int HashToken() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Uploads arrive as 1 MiB messages: with glibc's defaults each buffer for
+  // one is mmapped fresh or trimmed back to the system after use, and its
+  // pages fault in again for every message (half the coordinator's CPU for a
+  // 200 MB checkpoint, bench/overhead.sh). Keep such buffers in the heap.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"dfv-coordinator: schedules dfv jobs on worker daemons"};
   dfv::server::CoordinatorServerOptions options;
   std::string ready_file;

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/jobspec/parse.h"
@@ -708,8 +709,13 @@ grpc::ServerUnaryReactor* ClientService::CollectGarbage(grpc::CallbackServerCont
 // WorkerGatewayService
 
 WorkerGatewayService::WorkerGatewayService(Coordinator* coordinator, IoExecutor* io,
-                                           const Authenticator* auth)
-    : coordinator_(coordinator), io_(io), auth_(auth) {}
+                                           const Authenticator* auth, HeartbeatParking* parking,
+                                           int64_t max_heartbeat_wait_ms)
+    : coordinator_(coordinator),
+      io_(io),
+      auth_(auth),
+      parking_(parking),
+      max_heartbeat_wait_ms_(max_heartbeat_wait_ms) {}
 
 grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
     grpc::CallbackServerContext* context, const dfv::v1::RegisterWorkerRequest* request,
@@ -752,13 +758,40 @@ grpc::ServerUnaryReactor* WorkerGatewayService::RegisterWorker(
 grpc::ServerUnaryReactor* WorkerGatewayService::Heartbeat(grpc::CallbackServerContext* context,
                                                           const dfv::v1::HeartbeatRequest* request,
                                                           dfv::v1::HeartbeatResponse* response) {
-  return FinishUnary(context, *auth_, kWorkerService, "Heartbeat", [&](const CallerIdentity& caller) -> absl::Status {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = Guarded("Heartbeat", [&]() -> absl::Status {
+    DFV_ASSIGN_OR_RETURN(CallerIdentity caller, Authorize(*auth_, context, kWorkerService, "Heartbeat"));
     DFV_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckSessionCaller(coordinator_, caller, request->worker_id()));
     DFV_RETURN_IF_ERROR(CheckRunning(request->running()));
     DFV_ASSIGN_OR_RETURN(*response, coordinator_->Heartbeat(*request));
     return absl::OkStatus();
   });
+  // Only assignments end the wait: a cancel is repeated in every answer
+  // while the worker still reports the rank (its trainer stopping), and
+  // answering those at once would have the worker beat in a tight loop.
+  auto has_news = [](const dfv::v1::HeartbeatResponse& r) { return r.assignments_size() > 0; };
+  const int64_t wait_ms = std::min(request->wait_ms(), max_heartbeat_wait_ms_);
+  if (!status.ok() || parking_ == nullptr || wait_ms <= 0 || has_news(*response)) {
+    reactor->Finish(rpc::ToGrpcStatus(status));
+    return reactor;
+  }
+  // Nothing to deliver now: wait for a placement on this worker. Each
+  // answer runs the heartbeat again (renewing the lease); the request is
+  // the one the worker sent, whose running list is still what it runs.
+  parking_->Park(request->worker_id(), absl::Now() + absl::Milliseconds(wait_ms),
+                 [this, reactor, request, response, has_news](bool final) {
+                   absl::Status again = Guarded("Heartbeat", [&]() -> absl::Status {
+                     DFV_ASSIGN_OR_RETURN(*response, coordinator_->Heartbeat(*request));
+                     return absl::OkStatus();
+                   });
+                   if (!again.ok() || final || has_news(*response)) {
+                     reactor->Finish(rpc::ToGrpcStatus(again));
+                     return true;
+                   }
+                   return false;
+                 });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerGatewayService::ReportEvents(
@@ -886,11 +919,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     metrics_server->Register(metrics);
     coordinator_options.metrics = metrics.get();
   }
+  // Made before the Coordinator, which wakes the heartbeats parked in it.
+  auto parking = std::make_unique<HeartbeatParking>();
+  coordinator_options.on_deliverable = [p = parking.get()](const std::vector<std::string>& workers) {
+    p->Wake(workers);
+  };
   DFV_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
                        Coordinator::Create(coordinator_options));
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(
       options, std::move(metrics), std::move(metrics_server), std::move(auth),
-      std::move(coordinator)));
+      std::move(coordinator), std::move(parking)));
   if (!options.prometheus_sd_file.empty()) {
     server->sd_file_ = std::make_unique<PrometheusSdFile>(options.prometheus_sd_file);
     DFV_RETURN_IF_ERROR(server->sd_file_->Update(server->coordinator_->MetricsTargets()));
@@ -937,7 +975,8 @@ CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
                                      std::shared_ptr<CoordinatorMetrics> metrics,
                                      std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
                                      std::unique_ptr<Authenticator> auth,
-                                     std::unique_ptr<Coordinator> coordinator)
+                                     std::unique_ptr<Coordinator> coordinator,
+                                     std::unique_ptr<HeartbeatParking> parking)
     : options_(options),
       metrics_(std::move(metrics)),
       metrics_server_(std::move(metrics_server)),
@@ -945,10 +984,12 @@ CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
       auth_(std::move(auth)),
       coordinator_(std::move(coordinator)),
       io_(std::make_unique<IoExecutor>(std::max(1, options.io_threads))),
+      parking_(std::move(parking)),
       client_service_(
           std::make_unique<ClientService>(coordinator_.get(), io_.get(), auth_.get())),
-      worker_service_(
-          std::make_unique<WorkerGatewayService>(coordinator_.get(), io_.get(), auth_.get())) {}
+      worker_service_(std::make_unique<WorkerGatewayService>(coordinator_.get(), io_.get(), auth_.get(),
+                                                             parking_.get(),
+                                                             options.coordinator.heartbeat_interval_ms)) {}
 
 CoordinatorServer::~CoordinatorServer() {
   Shutdown();
@@ -991,6 +1032,7 @@ void CoordinatorServer::Shutdown() {
       health->SetServingStatus(false);
     }
     client_service_->BeginShutdown();
+    parking_->Stop();  // parked heartbeats are answered now, not at their deadline
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(options_.shutdown_grace_ms));
   }

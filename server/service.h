@@ -38,6 +38,7 @@
 #include "proto/dfv.grpc.pb.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
+#include "server/heartbeat_parking.h"
 #include "server/io_executor.h"
 #include "server/metrics.h"
 
@@ -106,11 +107,14 @@ class ClientService final : public dfv::v1::Coordinator::CallbackService {
   bool shutting_down_ ABSL_GUARDED_BY(watch_mu_) = false;
 };
 
-// dfv.v1.WorkerGateway. Thread-safe; `coordinator`, `io` and `auth` must
-// outlive it.
+// dfv.v1.WorkerGateway. Thread-safe; `coordinator`, `io`, `auth` and
+// `parking` must outlive it. A Heartbeat with wait_ms > 0 and nothing to
+// deliver waits in `parking` (null: answered at once) for up to
+// min(wait_ms, max_heartbeat_wait_ms).
 class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackService {
  public:
-  WorkerGatewayService(Coordinator* coordinator, IoExecutor* io, const Authenticator* auth);
+  WorkerGatewayService(Coordinator* coordinator, IoExecutor* io, const Authenticator* auth,
+                       HeartbeatParking* parking = nullptr, int64_t max_heartbeat_wait_ms = 0);
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const dfv::v1::RegisterWorkerRequest* request,
@@ -136,6 +140,8 @@ class WorkerGatewayService final : public dfv::v1::WorkerGateway::CallbackServic
   Coordinator* const coordinator_;
   IoExecutor* const io_;
   const Authenticator* const auth_;
+  HeartbeatParking* const parking_;
+  const int64_t max_heartbeat_wait_ms_;
 };
 
 struct CoordinatorServerOptions {
@@ -211,7 +217,8 @@ class CoordinatorServer {
   CoordinatorServer(const CoordinatorServerOptions& options,
                     std::shared_ptr<CoordinatorMetrics> metrics,
                     std::unique_ptr<dfv::metrics::MetricsServer> metrics_server,
-                    std::unique_ptr<Authenticator> auth, std::unique_ptr<Coordinator> coordinator);
+                    std::unique_ptr<Authenticator> auth, std::unique_ptr<Coordinator> coordinator,
+                    std::unique_ptr<HeartbeatParking> parking);
   void TickLoop();
   // Rewrites the service-discovery file when the workers' endpoints changed.
   void UpdateSdFile();
@@ -229,6 +236,9 @@ class CoordinatorServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<IoExecutor> io_;
+  // Before the services that park heartbeats in it; stopped before the
+  // gRPC server shuts down.
+  std::unique_ptr<HeartbeatParking> parking_;
   std::unique_ptr<ClientService> client_service_;
   std::unique_ptr<WorkerGatewayService> worker_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,6 +1,7 @@
 // dfv-worker: the worker daemon. No LibTorch: each assignment trains in a
 // dfv-trainer process (worker/trainer_main.cc) that the daemon starts.
 //   dfv-worker --coordinator ADDR [--listen ADDR] [--name N] [--slots N]
+//              [--no-core-share] [--no-prestart]
 //              [--device cpu|cuda] [--work-dir DIR] [--ready-file PATH]
 //              [--metrics-listen ADDR] [--metrics-job-grace SECONDS]
 //              [--trainer PATH] [--tls-cert PEM --tls-key PEM --tls-ca PEM
@@ -94,6 +95,12 @@ int main(int argc, char** argv) {
   app.add_option("--name", daemon.name, "worker name; with TLS, its certificate's CN (default: HOSTNAME-PID)")
       ->envname("DFV_WORKER_NAME");
   app.add_option("--slots", daemon.slots, "assignments run at once")->capture_default_str();
+  app.add_flag("!--no-prestart", daemon.prestart_trainers,
+               "start every assignment's trainer when it arrives instead of keeping one started ahead per "
+               "free slot (which holds its memory while it waits)");
+  app.add_flag("!--no-core-share", daemon.share_cores,
+               "with --slots > 1, let every trainer use all of this daemon's cores instead of pinning each to "
+               "its slot's share");
   app.add_option("--device", daemon.device, "cpu or cuda")->capture_default_str();
   app.add_option("--work-dir", daemon.work_dir, "folder for assignment runs (default: dfv-work/NAME)");
   app.add_option("--ready-file", daemon.ready_file,

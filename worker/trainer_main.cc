@@ -11,6 +11,10 @@
 //                            one assignment's rank: what a worker daemon starts;
 //                            a multi-rank one reads its attempt's rendezvous
 //                            secret from $DFV_RENDEZVOUS_SECRET
+//   dfv-trainer assignment --prestarted
+//                            started ahead by a worker daemon: waits for one
+//                            line on stdin (v1::PrestartedAssignment: the
+//                            flags above, environment entries), then runs it
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,7 +22,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <string>
+#include <vector>
 
 #include "common/logging.h"
 #include "common/text.h"
@@ -89,8 +95,9 @@ int main(int argc, char** argv) {
 
   dfv::worker::TrainerProcessOptions assignment_options;
   auto* assignment = app.add_subcommand("assignment", "one assignment's rank (started by a worker daemon)");
-  assignment->add_option("--job", assignment_options.job_file, "canonical job file")->required();
-  assignment->add_option("--out", assignment_options.out_dir, "run folder")->required();
+  // Required (checked below), except with --prestarted, which reads them.
+  assignment->add_option("--job", assignment_options.job_file, "canonical job file (required)");
+  assignment->add_option("--out", assignment_options.out_dir, "run folder (required)");
   assignment->add_option("--resume", assignment_options.resume_from, "checkpoint to resume from");
   assignment->add_option("--rank", assignment_options.rank, "this rank");
   assignment->add_option("--world-size", assignment_options.world_size, "number of ranks");
@@ -99,8 +106,42 @@ int main(int argc, char** argv) {
                          "this host's address for Gloo and the published rendezvous");
   assignment->add_option("--data-root", assignment_options.data_roots,
                          "read the data set only under this folder (repeatable; default: anywhere)");
+  assignment->add_option("--core-share", assignment_options.core_share,
+                         "the daemon pinned this process to its slot's cores (e.g. 'slot 2 of 2'): "
+                         "train.threads 0 uses all of them");
+
+  bool prestarted = false;
+  assignment->add_flag("--prestarted", prestarted,
+                       "wait for the assignment's flags on stdin (one line from the worker daemon, which "
+                       "started this process ahead of time)");
 
   CLI11_PARSE(app, argc, argv);
+
+  if (*assignment && prestarted) {
+    // Everything until here (loading LibTorch above all) happened before the
+    // assignment existed; the daemon now sends it.
+    std::string line;
+    if (!std::getline(std::cin, line)) return 0;  // the daemon stopped without using this process
+    auto handed = dfv::protocol::DecodePrestartedAssignment(line);
+    if (!handed.ok()) return Fail("dfv-trainer assignment --prestarted", handed.status());
+    for (const std::string& entry : handed->env()) {
+      const size_t eq = entry.find('=');
+      ::setenv(entry.substr(0, eq).c_str(), entry.substr(eq + 1).c_str(), 1);
+    }
+    // CLI11 takes the arguments last first.
+    std::vector<std::string> args(handed->args().rbegin(), handed->args().rend());
+    args.push_back("assignment");
+    try {
+      app.clear();
+      app.parse(args);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+  }
+  if (*assignment && (assignment_options.job_file.empty() || assignment_options.out_dir.empty())) {
+    std::fprintf(stderr, "dfv-trainer assignment: --job and --out are required\n");
+    return 2;
+  }
 
   if (*assignment) {
     dfv::InitLogging("dfv-trainer", log_level);

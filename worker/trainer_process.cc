@@ -45,6 +45,7 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
   trainer_options.world_size = options.world_size;
   trainer_options.observer = &observer;
   trainer_options.cancel = cancel;
+  trainer_options.core_share = options.core_share;
 
   // Data-parallel: meet the other ranks first (rank 0 announces the address
   // its store listens on; the daemon relays it to the others).

@@ -30,6 +30,9 @@ struct TrainerProcessOptions {
   // The folders the job's data set must lie under (common/data_roots.h),
   // checked before anything is read; empty: no restriction.
   std::vector<std::string> data_roots;
+  // The daemon pinned this process to its slot's share of the cores
+  // (train::TrainerOptions::core_share), e.g. "slot 2 of 2"; empty: not.
+  std::string core_share;
 };
 
 // Trains and reports. A data set outside `data_roots` fails at once with

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 namespace dfv {
 namespace {
@@ -72,6 +74,78 @@ TEST(DescribeThreadPlan, NamesCoresRanksAndThreads) {
   EXPECT_EQ(DescribeThreadPlan(PlanTrainThreads(1, 4, 2)),
             "threads: 4 cores available to this process, 2 ranks of this job on this host: 1 intra-op thread "
             "each (train.threads)");
+}
+
+TEST(AffinityCpus, ListsTheMask) {
+  const std::vector<int> cpus = AffinityCpus();
+  EXPECT_EQ(static_cast<int>(cpus.size()), AffinityCount());
+  EXPECT_TRUE(std::is_sorted(cpus.begin(), cpus.end()));
+}
+
+TEST(CoreShare, SplitsTheCpusIntoDisjointBlocksCoveringThemAll) {
+  const std::vector<int> cpus = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  for (int slots = 1; slots <= 10; ++slots) {
+    std::vector<int> covered;
+    for (int slot = 0; slot < slots; ++slot) {
+      const std::vector<int> share = CoreShare(cpus, slots, slot);
+      ASSERT_FALSE(share.empty()) << slots << " slots, slot " << slot;
+      // Balanced: sizes differ by at most one, the larger blocks first.
+      EXPECT_EQ(static_cast<int>(share.size()), 10 / slots + (slot < 10 % slots ? 1 : 0));
+      covered.insert(covered.end(), share.begin(), share.end());
+    }
+    EXPECT_EQ(covered, cpus) << slots << " slots: disjoint, in order, all of them";
+  }
+  EXPECT_EQ(CoreShare({0, 1}, 1, 0), (std::vector<int>{0, 1})) << "one slot: the whole mask";
+  EXPECT_EQ(CoreShare({0, 1}, 2, 0), (std::vector<int>{0}));
+  EXPECT_EQ(CoreShare({0, 1}, 2, 1), (std::vector<int>{1}));
+  EXPECT_EQ(CoreShare({2, 5, 7}, 2, 0), (std::vector<int>{2, 5})) << "the mask's own CPU numbers";
+  EXPECT_EQ(CoreShare({2, 5, 7}, 2, 1), (std::vector<int>{7}));
+}
+
+TEST(CoreShare, MoreSlotsThanCpusShareOneCpuEachRoundRobin) {
+  EXPECT_EQ(CoreShare({4, 6}, 4, 0), (std::vector<int>{4}));
+  EXPECT_EQ(CoreShare({4, 6}, 4, 1), (std::vector<int>{6}));
+  EXPECT_EQ(CoreShare({4, 6}, 4, 2), (std::vector<int>{4}));
+  EXPECT_EQ(CoreShare({4, 6}, 4, 3), (std::vector<int>{6}));
+}
+
+TEST(CoreShare, NothingForABadSlotOrNoCpus) {
+  EXPECT_TRUE(CoreShare({}, 2, 0).empty());
+  EXPECT_TRUE(CoreShare({0, 1}, 2, 2).empty());
+  EXPECT_TRUE(CoreShare({0, 1}, 2, -1).empty());
+  EXPECT_TRUE(CoreShare({0, 1}, 0, 0).empty());
+}
+
+TEST(FormatCpuList, JoinsRuns) {
+  EXPECT_EQ(FormatCpuList({0, 1, 2, 3, 6}), "0-3,6");
+  EXPECT_EQ(FormatCpuList({1}), "1");
+  EXPECT_EQ(FormatCpuList({0, 2, 3}), "0,2-3");
+  EXPECT_EQ(FormatCpuList({}), "");
+}
+
+TEST(SetThreadAffinity, NarrowsOnlyTheCallingThread) {
+  const std::vector<int> all = AffinityCpus();
+  ASSERT_FALSE(all.empty());
+  std::vector<int> seen;
+  absl::Status status;
+  std::thread worker([&] {
+    status = SetThreadAffinity({all.back()});
+    seen = AffinityCpus();
+  });
+  worker.join();
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(seen, std::vector<int>{all.back()});
+  EXPECT_EQ(AffinityCpus(), all) << "the main thread keeps its mask";
+  EXPECT_TRUE(absl::IsInvalidArgument(SetThreadAffinity({})));
+  EXPECT_TRUE(absl::IsInvalidArgument(SetThreadAffinity({-1})));
+}
+
+TEST(DescribeThreadPlan, NamesTheWorkersShare) {
+  ThreadPlan plan = PlanTrainThreads(0, 1, 1);
+  plan.share = "slot 2 of 2, cpus 1";
+  EXPECT_EQ(DescribeThreadPlan(plan),
+            "threads: 1 core available to this process (the worker's share for slot 2 of 2, cpus 1): 1 intra-op "
+            "thread (train.threads 0: all of the share)");
 }
 
 }  // namespace

@@ -120,6 +120,29 @@ TEST(AssignmentRunner, TrainsAndRelaysEventsAndArtifacts) {
   EXPECT_EQ(ckpt.second, *on_disk);
 }
 
+TEST(AssignmentRunner, HandsItsAssignmentToAPrestartedTrainer) {
+  RecordingLink link;
+  RunnerOptions options = Options("prestarted", SpritesJob(10), &link);
+  std::filesystem::create_directories(options.work_dir);
+  SpawnOptions spawn;
+  spawn.argv = {DFV_TRAINER_BINARY, "assignment", "--prestarted"};
+  spawn.stderr_path = options.work_dir + "/prestarted.log";
+  spawn.stdin_pipe = true;
+  auto prestarted = Subprocess::Spawn(spawn);
+  ASSERT_TRUE(prestarted.ok()) << prestarted.status();
+  options.prestarted = std::move(*prestarted);
+  options.prestarted_log = spawn.stderr_path;
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(120)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_SUCCEEDED) << link.reason_;
+  EXPECT_TRUE(link.uploads_.count("checkpoints/step-00000010.ckpt"));
+  // Its log became the assignment's trainer.log (and was uploaded).
+  EXPECT_FALSE(std::filesystem::exists(spawn.stderr_path));
+  EXPECT_TRUE(std::filesystem::exists(options.work_dir + "/trainer.log"));
+  EXPECT_TRUE(link.uploads_.count("trainer.log"));
+}
+
 TEST(AssignmentRunner, ResumesFromADownloadedCheckpoint) {
   RecordingLink first;
   auto runner = AssignmentRunner::Start(Options("resume-a", SpritesJob(20), &first));

@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/cpu_cores.h"
 #include "common/file_util.h"
 #include "tests/daemon/fake_link.h"
 #include "tests/testing/http_get.h"
@@ -98,6 +99,9 @@ class DaemonTest : public ::testing::Test {
                                "fake-trainer"};
     options.cancel_grace = absl::Seconds(1);
     options.register_retry = absl::Milliseconds(20);
+    // Off unless a test turns it on: the shell trainer would record every
+    // prestarted process as a start.
+    options.prestart_trainers = false;
     // Off unless a test turns it on: a metrics server takes about 2 s to
     // stop (civetweb), which every test would pay.
     options.metrics_listen = "";
@@ -199,10 +203,124 @@ TEST_F(DaemonTest, HeartbeatsListRunningAssignmentsAndADuplicateDeliveryStartsOn
       EXPECT_EQ(Running(link_->heartbeat_requests_[i]), (std::vector<std::string>{"j-1/1/0", "j-2/3/0"})) << i;
     }
   }
+  // Beats follow a delivery at once now: the trainers may start after them.
+  ASSERT_TRUE(WaitForTrainers(2));
   std::vector<std::string> starts = TrainerStarts();
   ASSERT_EQ(starts.size(), 2u);
   EXPECT_TRUE(absl::StrContains(starts[0], "/j-1-a1-r0/run --rank 0 --world-size 1")) << starts[0];
   EXPECT_TRUE(absl::StrContains(starts[1], "/j-2-a3-r0/run --rank 0 --world-size 1")) << starts[1];
+}
+
+// The fake trainer for the core-sharing tests: records its CPU affinity list
+// (as the kernel shows it, e.g. "0-1") and its arguments, then sleeps.
+void RecordAffinity(WorkerDaemonOptions& options, const std::filesystem::path& starts) {
+  options.trainer_command = {
+      "/bin/sh", "-c",
+      absl::StrCat("echo $$ \"cpus=$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status)\" \"$@\" >> '",
+                   starts.string(), "'; exec sleep 30"),
+      "fake-trainer"};
+}
+
+// The trainer start line of job `job_id`.
+std::string StartOf(const std::vector<std::string>& starts, const std::string& job_id) {
+  for (const std::string& line : starts) {
+    if (absl::StrContains(line, absl::StrCat("/", job_id, "-a"))) return line;
+  }
+  return "";
+}
+
+TEST_F(DaemonTest, TwoSlotsPinEachTrainerToItsOwnShareOfTheCoresAndReuseAFreedSlot) {
+  StartDaemon(nullptr, [this](WorkerDaemonOptions& options) { RecordAffinity(options, dir_ / "starts"); });
+  const std::vector<int> cpus = AffinityCpus();
+  ASSERT_FALSE(cpus.empty());
+  Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(1));
+  Answer(Deliver({MakeAssignment("j-2", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(2));
+  std::vector<std::string> starts = TrainerStarts();
+  for (int slot : {0, 1}) {
+    const std::string line = StartOf(starts, slot == 0 ? "j-1" : "j-2");
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("cpus=", FormatCpuList(CoreShare(cpus, 2, slot)), " ")))
+        << line;
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("--core-share slot ", slot + 1, " of 2"))) << line;
+  }
+  // j-1 ends; the next assignment gets its slot (and cores) back.
+  const size_t before = Heartbeats();
+  v1::HeartbeatResponse cancel;
+  cancel.add_cancels()->set_job_id("j-1");
+  cancel.mutable_cancels(0)->set_attempt(1);
+  Answer(cancel);
+  ASSERT_GE(WaitForRunning(before, {"j-2/1/0"}), 0);
+  Answer(Deliver({MakeAssignment("j-3", 1, 0)}));
+  ASSERT_TRUE(WaitForTrainers(3));
+  const std::string third = StartOf(TrainerStarts(), "j-3");
+  EXPECT_TRUE(absl::StrContains(third, absl::StrCat("cpus=", FormatCpuList(CoreShare(cpus, 2, 0)), " "))) << third;
+  EXPECT_TRUE(absl::StrContains(third, "--core-share slot 1 of 2")) << third;
+}
+
+TEST_F(DaemonTest, WithoutCoreSharingOrWithOneSlotTrainersKeepTheDaemonsCores) {
+  for (const bool one_slot : {true, false}) {
+    SCOPED_TRACE(one_slot ? "one slot" : "--no-core-share");
+    TearDown();
+    StartDaemon(nullptr, [&](WorkerDaemonOptions& options) {
+      RecordAffinity(options, dir_ / "starts");
+      if (one_slot) {
+        options.slots = 1;
+      } else {
+        options.share_cores = false;
+      }
+    });
+    Answer(Deliver({MakeAssignment("j-1", 1, 0)}));
+    ASSERT_TRUE(WaitForTrainers(1));
+    const std::string line = TrainerStarts().at(0);
+    EXPECT_TRUE(absl::StrContains(line, absl::StrCat("cpus=", FormatCpuList(AffinityCpus()), " "))) << line;
+    EXPECT_FALSE(absl::StrContains(line, "--core-share")) << line;
+  }
+}
+
+TEST_F(DaemonTest, APrestartedTrainerPerFreeSlotTakesTheNextAssignmentOnItsStdin) {
+  const std::filesystem::path handed = std::filesystem::path(::testing::TempDir()) / "daemon_test_handed";
+  std::filesystem::remove(handed);
+  StartDaemon(nullptr, [&](WorkerDaemonOptions& options) {
+    options.prestart_trainers = true;
+    // Records its start; prestarted, it records the line it is handed.
+    options.trainer_command = {
+        "/bin/sh", "-c",
+        absl::StrCat("echo $$ \"$@\" >> '", (dir_ / "starts").string(), "'; ",
+                     "if [ \"$1\" = --prestarted ]; then read line; echo \"$$ $line\" >> '", handed.string(),
+                     "'; fi; exec sleep 30"),
+        "fake-trainer"};
+  });
+  ASSERT_TRUE(WaitForTrainers(2)) << "one prestarted per free slot";
+  for (const std::string& line : TrainerStarts()) EXPECT_TRUE(absl::StrContains(line, "--prestarted")) << line;
+  v1::Assignment a = MakeAssignment("j-1", 1, 0);
+  a.set_world_size(2);
+  a.set_rendezvous("127.0.0.1:0");
+  a.set_rendezvous_secret("00112233445566778899aabbccddeeff");
+  Answer(Deliver({a}));
+  std::vector<std::string> lines;
+  ASSERT_TRUE(link_->WaitFor(
+      [&] {
+        std::ifstream in(handed);
+        lines.clear();
+        for (std::string line; std::getline(in, line);) lines.push_back(line);
+        return !lines.empty();
+      },
+      kTimeout));
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& line = lines[0];
+  // The prestarted process of slot 1 took it: its pid, the assignment's
+  // flags and the secret in the environment entries, not in the flags.
+  EXPECT_EQ(std::stoi(line), TrainerPid(0)) << line;
+  EXPECT_TRUE(absl::StrContains(line, "/j-1-a1-r0/job.yaml")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"--rank\",\"0\",\"--world-size\",\"2\"")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"env\":[\"DFV_RENDEZVOUS_SECRET=00112233445566778899aabbccddeeff\"]"))
+      << line;
+  // Its stderr is the assignment's trainer.log now.
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "work" / "j-1-a1-r0" / "trainer.log"));
+  // The slot is busy: no new process until a slot frees.
+  ASSERT_GE(WaitForRunning(Heartbeats(), {"j-1/1/0"}), 0);
+  EXPECT_EQ(TrainerStarts().size(), 2u);
 }
 
 TEST_F(DaemonTest, AFailedHeartbeatKeepsTheSessionAndTheTrainers) {
@@ -389,7 +507,10 @@ TEST_F(DaemonTest, ServesMetricsWithTheBusySlotsAndTheTrainersStarted) {
         auto response = dfv::testing::HttpGet(daemon_->metrics_address(), "/metrics");
         if (!response.ok() || response->status != 200) return false;
         text = response->body;
-        return Scraped(text, "dfv_worker_slots{state=\"busy\"}") == 1;
+        // The runner counts the trainer once its spawn returned, which may
+        // be after the trainer itself recorded its start.
+        return Scraped(text, "dfv_worker_slots{state=\"busy\"}") == 1 &&
+               Scraped(text, "dfv_trainers_started_total") == 1;
       },
       kTimeout))
       << text;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "common/cpu_cores.h"
 #include "common/file_util.h"
 
 namespace dfv::daemon {
@@ -80,6 +82,51 @@ TEST(Subprocess, EnvAddsToAndReplacesTheParentsEnvironment) {
   ASSERT_TRUE(child.ok()) << child.status();
   EXPECT_EQ(ReadAll(**child), "kept new x=y\n1\n");
   EXPECT_TRUE((*child)->Wait().exited);
+}
+
+TEST(Subprocess, CpusPinTheChildAndLeaveTheCallerAlone) {
+  const std::vector<int> all = AffinityCpus();
+  ASSERT_FALSE(all.empty());
+  SpawnOptions options;
+  options.argv = {"/bin/sh", "-c", "grep '^Cpus_allowed_list:' /proc/self/status"};
+  options.cpus = {all.back()};
+  auto child = Subprocess::Spawn(options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(**child), absl::StrCat("Cpus_allowed_list:\t", all.back(), "\n"));
+  EXPECT_TRUE((*child)->Wait().exited);
+  EXPECT_EQ(AffinityCpus(), all) << "the spawning thread's mask is restored";
+}
+
+TEST(Subprocess, StdinPipeCarriesWhatTheParentWrites) {
+  SpawnOptions options;
+  options.argv = {"/bin/sh", "-c", "read line; echo \"got $line\"; cat"};
+  options.stdin_pipe = true;
+  auto child = Subprocess::Spawn(options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_TRUE((*child)->WriteStdin("one\ntwo\n").ok());
+  (*child)->CloseStdin();  // cat ends
+  EXPECT_EQ(ReadAll(**child), "got one\ntwo\n");
+  EXPECT_TRUE((*child)->Wait().exited);
+  EXPECT_TRUE(absl::IsFailedPrecondition((*child)->WriteStdin("late")));
+}
+
+TEST(Subprocess, WritingToAChildThatExitedIsAnErrorNotASignal) {
+  SpawnOptions options;
+  options.argv = {"/bin/true"};
+  options.stdin_pipe = true;
+  auto child = Subprocess::Spawn(options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  (*child)->Wait();
+  // Its end of the socket is closed: EPIPE (with SIGPIPE this test would die).
+  const std::string big(1 << 20, 'x');
+  EXPECT_FALSE((*child)->WriteStdin(big).ok());
+}
+
+TEST(Subprocess, WithoutAStdinPipeWritingIsRefused) {
+  auto child = Subprocess::Spawn({{"/bin/true"}, "", ""});
+  ASSERT_TRUE(child.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition((*child)->WriteStdin("x")));
+  (*child)->Wait();
 }
 
 TEST(Subprocess, MissingProgramIsAnError) {

@@ -114,6 +114,27 @@ TEST(TrainerReport, AMessageWithInvalidUtf8StaysOneDecodableLine) {
   EXPECT_EQ(RoundTrip(message).message().text(), "bad  bytes from a file");
 }
 
+TEST(PrestartedAssignment, RoundTripsAsOneLine) {
+  v1::PrestartedAssignment handed;
+  for (const char* arg : {"--job", "/w/j-1-a1-r0/job.yaml", "--out", "/w/j-1-a1-r0/run", "--rank", "0"}) {
+    handed.add_args(arg);
+  }
+  handed.add_env("DFV_RENDEZVOUS_SECRET=0123abcd");
+  handed.add_env("A=b=c");
+  const std::string line = EncodePrestartedAssignment(handed);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  auto decoded = DecodePrestartedAssignment(line);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->SerializeAsString(), handed.SerializeAsString());
+}
+
+TEST(PrestartedAssignment, RefusesWhatIsNotOne) {
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodePrestartedAssignment("not json").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodePrestartedAssignment(R"({"args":["x"],"env":["NOEQUALS"]})").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodePrestartedAssignment(R"({"env":["=value"]})").status()));
+  EXPECT_TRUE(DecodePrestartedAssignment(R"({"args":["--job","j.yaml"]})").ok());
+}
+
 TEST(TrainerReport, ErrorKeepsCodeAndMessage) {
   v1::TrainerReport back = RoundTrip(ErrorReport(absl::NotFoundError("dataset.path: /x does not exist")));
   ASSERT_EQ(back.report_case(), v1::TrainerReport::kError);

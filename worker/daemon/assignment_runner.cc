@@ -253,13 +253,21 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   if (!a.rendezvous_secret().empty()) {
     spawn.env.push_back(absl::StrCat(protocol::kRendezvousSecretEnv, "=", a.rendezvous_secret()));
   }
+  if (!options_.cpus.empty()) {
+    argv.insert(argv.end(), {"--core-share", absl::StrCat("slot ", options_.slot + 1, " of ", options_.slots)});
+    spawn.cpus = options_.cpus;
+  }
   spawn.argv = argv;
   spawn.stderr_path = log_path;
-  auto child_or = Subprocess::Spawn(spawn);
-  if (!child_or.ok()) return failed(std::string(child_or.status().message()));
-  std::unique_ptr<Subprocess> child = std::move(child_or).value();
-  spdlog::info("{} attempt {} rank {}/{}: trainer pid {}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
-               child->pid());
+  std::shared_ptr<Subprocess> child = HandOver(spawn);
+  const bool prestarted = child != nullptr;
+  if (child == nullptr) {
+    auto child_or = Subprocess::Spawn(spawn);
+    if (!child_or.ok()) return failed(std::string(child_or.status().message()));
+    child = std::move(child_or).value();
+  }
+  spdlog::info("{} attempt {} rank {}/{}: trainer pid {}{}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
+               child->pid(), prestarted ? " (prestarted)" : "");
   if (options_.metrics != nullptr) {
     options_.metrics->TrainerStarted(a, child->pid());
     trainer_started_ = true;
@@ -328,6 +336,37 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   if (!trainer_error_.ok()) return failed(std::string(trainer_error_.message()));
   std::string last = LastLine(log_path);
   return failed(absl::StrCat("trainer ", DescribeExit(exit), last.empty() ? "" : "; last log line: ", last));
+}
+
+std::shared_ptr<Subprocess> AssignmentRunner::HandOver(const SpawnOptions& spawn) {
+  std::shared_ptr<Subprocess> trainer = std::move(options_.prestarted);
+  if (trainer == nullptr) return nullptr;
+  if (trainer->TryWait().has_value()) {
+    spdlog::warn("{} attempt {} rank {}: the prestarted trainer had exited ({}); starting one", key_.job_id,
+                 key_.attempt, key_.rank, DescribeExit(*trainer->TryWait()));
+    return nullptr;
+  }
+  // Its stderr so far (nothing, normally) and from now on is this
+  // assignment's log: the open file is renamed, not copied.
+  std::error_code ec;
+  std::filesystem::rename(options_.prestarted_log, spawn.stderr_path, ec);
+  if (ec) {
+    spdlog::warn("{}: cannot move the prestarted trainer's log {} to {}: {}", key_.job_id, options_.prestarted_log,
+                 spawn.stderr_path, ec.message());
+  }
+  v1::PrestartedAssignment handed;
+  // The flags after the trainer command, which the prestarted trainer was
+  // started with.
+  for (size_t i = options_.trainer_command.size(); i < spawn.argv.size(); ++i) handed.add_args(spawn.argv[i]);
+  for (const std::string& entry : spawn.env) handed.add_env(entry);
+  absl::Status sent = trainer->WriteStdin(protocol::EncodePrestartedAssignment(handed) + "\n");
+  trainer->CloseStdin();
+  if (!sent.ok()) {
+    spdlog::warn("{} attempt {} rank {}: the prestarted trainer did not take its assignment ({}); starting one",
+                 key_.job_id, key_.attempt, key_.rank, sent.ToString());
+    return nullptr;  // its destructor kills and reaps it
+  }
+  return trainer;
 }
 
 void AssignmentRunner::HandleLine(const std::string& line, std::vector<v1::JobEvent>* events) {

@@ -36,6 +36,7 @@
 #include "worker/daemon/coordinator_link.h"
 #include "worker/daemon/metrics.h"
 #include "worker/daemon/report_spool.h"
+#include "worker/daemon/subprocess.h"
 
 namespace dfv::daemon {
 
@@ -72,7 +73,28 @@ struct RunnerOptions {
   // Told about the trainer process and its figures; may be null. Not owned;
   // must outlive the runner.
   TrainerMetrics* metrics = nullptr;
+  // The daemon's slot this runner holds (0-based), and the CPUs it pins the
+  // trainer to (its share, common/cpu_cores.h CoreShare); empty: not pinned.
+  // When pinned the trainer gets --core-share "slot S of N".
+  int slot = 0;
+  int slots = 1;
+  std::vector<int> cpus;
+  // A trainer the daemon started ahead (`assignment --prestarted`, pinned
+  // like this slot), waiting on its stdin for an assignment: the runner
+  // hands it this one (WritePrestartedAssignment) instead of starting a
+  // process, which saves the trainer's start-up (LibTorch's loading). Its
+  // stderr goes to `prestarted_log`, which becomes trainer.log. Null, or a
+  // trainer that has exited: the runner starts one as usual.
+  // (Shared only so that these options stay copyable; the runner takes it.)
+  std::shared_ptr<Subprocess> prestarted;
+  std::string prestarted_log;
 };
+
+// The line a prestarted trainer reads on stdin: the flags its assignment
+// would have had on the command line after the trainer command, and the
+// NAME=VALUE environment entries it would have had on top of the daemon's,
+// as {"args":[...],"env":[...]}. ParsePrestartedAssignment (worker/protocol/
+// trainer_report.h) reads it.
 
 // Whether a trainer's error line means a failure that is not the job's
 // fault, so the coordinator retries the job (CompleteAssignmentRequest
@@ -104,12 +126,17 @@ class AssignmentRunner {
   bool started() const { return started_.load(); }
 
   const AssignmentKey& key() const { return key_; }
+  // The daemon's slot this runner holds (RunnerOptions::slot).
+  int slot() const { return options_.slot; }
 
  private:
   explicit AssignmentRunner(RunnerOptions options);
   void Run();
   // Returns the outcome and reason; reports events and artifacts as it goes.
   std::pair<v1::Outcome, std::string> RunTrainer();
+  // Gives `spawn`'s assignment to the prestarted trainer, if there is one
+  // that still runs; null when the caller must start one.
+  std::shared_ptr<Subprocess> HandOver(const SpawnOptions& spawn);
   void HandleLine(const std::string& line, std::vector<v1::JobEvent>* events);
   void FlushEvents(std::vector<v1::JobEvent>* events);
   void Upload(v1::ArtifactKind kind, const std::string& relative_path, int64_t step);

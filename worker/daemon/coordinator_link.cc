@@ -1,12 +1,18 @@
 #include "worker/daemon/coordinator_link.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
+#include "common/status_macros.h"
 
 namespace dfv::daemon {
 namespace {
@@ -30,6 +36,50 @@ void SetAssignment(Request& request, const std::string& worker_id, const Assignm
   request.set_attempt(key.attempt);
   request.set_rank(key.rank);
 }
+
+// Reads a file in rpc::kArtifactChunkBytes pieces into a caller's buffer
+// (whose capacity is reused), and from the start again.
+class ChunkReader {
+ public:
+  explicit ChunkReader(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    open_errno_ = fd_ < 0 ? errno : 0;
+  }
+  ~ChunkReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ChunkReader(const ChunkReader&) = delete;
+  ChunkReader& operator=(const ChunkReader&) = delete;
+
+  // The next piece in *out (empty at the end of the file).
+  absl::Status Next(std::string* out) {
+    if (fd_ < 0) return Error("open", open_errno_);
+    out->resize(rpc::kArtifactChunkBytes);
+    size_t filled = 0;
+    while (filled < out->size()) {
+      const ssize_t n = ::read(fd_, out->data() + filled, out->size() - filled);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error("read", errno);
+      if (n == 0) break;
+      filled += static_cast<size_t>(n);
+    }
+    out->resize(filled);
+    return absl::OkStatus();
+  }
+  absl::Status Rewind() {
+    if (fd_ < 0) return Error("open", open_errno_);
+    if (::lseek(fd_, 0, SEEK_SET) != 0) return Error("lseek", errno);
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status Error(const char* what, int err) const {
+    const std::string message = absl::StrCat(what, " ", path_, ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(message) : absl::InternalError(message);
+  }
+  const std::string path_;
+  const int fd_;
+  int open_errno_ = 0;
+};
 
 }  // namespace
 
@@ -80,16 +130,29 @@ absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, int64_t
 
 absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info,
                                                  const std::string& path) {
-  // Read once to learn size and checksum (the header comes first), then stream.
-  auto contents = ReadFileToString(path);
-  if (!contents.ok()) return contents.status();
-  info.set_size(static_cast<int64_t>(contents->size()));
-  info.set_checksum(Crc32Hex(Crc32(*contents)));
+  // Two passes over the file, never all of it in memory: the header (size,
+  // checksum) goes first, so one pass sums it, the second streams it. Each
+  // pass reads into one reused buffer; reading a 200 MB checkpoint into a
+  // growing string and copying each chunk out of it cost more CPU than the
+  // RPC itself (page faults on every fresh buffer).
+  ChunkReader reader(path);
+  uint32_t crc = 0;
+  int64_t size = 0;
+  std::string buffer;
+  for (;;) {
+    DFV_RETURN_IF_ERROR(reader.Next(&buffer));
+    if (buffer.empty()) break;
+    crc = Crc32Update(crc, buffer);
+    size += static_cast<int64_t>(buffer.size());
+  }
+  info.set_size(size);
+  info.set_checksum(Crc32Hex(crc));
   info.set_attempt(key.attempt);
+  DFV_RETURN_IF_ERROR(reader.Rewind());
 
   grpc::ClientContext context;
   // Large checkpoints on a slow link: scale the deadline with the size.
-  SetDeadline(context, std::chrono::seconds(30 + static_cast<int64_t>(contents->size() >> 20)));
+  SetDeadline(context, std::chrono::seconds(30 + (size >> 20)));
   v1::UploadArtifactResponse response;
   auto writer = gateway_->UploadArtifact(&context, &response);
   v1::UploadArtifactRequest header;
@@ -98,10 +161,23 @@ absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::A
   header.mutable_header()->set_attempt(key.attempt);
   *header.mutable_header()->mutable_info() = info;
   bool ok = writer->Write(header);
-  for (size_t offset = 0; ok && offset < contents->size(); offset += rpc::kArtifactChunkBytes) {
-    v1::UploadArtifactRequest chunk;
-    chunk.set_data(contents->substr(offset, rpc::kArtifactChunkBytes));
+  v1::UploadArtifactRequest chunk;
+  int64_t sent = 0;
+  absl::Status read = absl::OkStatus();
+  while (ok) {
+    read = reader.Next(chunk.mutable_data());
+    if (!read.ok() || chunk.data().empty()) break;
+    sent += static_cast<int64_t>(chunk.data().size());
     ok = writer->Write(chunk);
+  }
+  if (read.ok() && ok && sent != size) {
+    // The coordinator would refuse it (DATA_LOSS); say why.
+    read = absl::DataLossError(absl::StrCat(path, " changed while it was uploaded"));
+  }
+  if (!read.ok()) {
+    context.TryCancel();
+    writer->Finish().ok();  // cancelled: the coordinator drops the partial file
+    return absl::Status(read.code(), absl::StrCat("uploading ", info.name(), ": ", read.message()));
   }
   writer->WritesDone();
   absl::Status status = rpc::FromGrpcStatus(writer->Finish());

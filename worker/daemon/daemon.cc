@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/cpu_cores.h"
 #include "common/data_roots.h"
 #include "common/file_util.h"
 #include "common/rpc/rpc.h"
@@ -25,6 +27,12 @@ std::string HostName() {
 }
 
 std::string DefaultName() { return absl::StrCat(HostName(), "-", getpid()); }
+
+// The stderr of the trainer prestarted for `slot`, until an assignment's
+// runner renames it to its trainer.log.
+std::string PrestartedLog(const std::string& work_dir, int slot) {
+  return (std::filesystem::path(work_dir) / absl::StrCat("prestarted-slot", slot + 1, ".log")).string();
+}
 
 // The host others reach this worker at: the flag, else the listen host unless
 // that is a wildcard (0.0.0.0 reaches nothing from another host), then the
@@ -117,6 +125,18 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerDaemonO
   DFV_RETURN_IF_ERROR(MakeDirs(options.work_dir));
 
   auto daemon = std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), std::move(link)));
+  daemon->cpus_ = AffinityCpus();
+  if (daemon->options_.share_cores && daemon->options_.slots > 1 && !daemon->cpus_.empty()) {
+    std::vector<std::string> shares;
+    for (int slot = 0; slot < daemon->options_.slots; ++slot) {
+      shares.push_back(FormatCpuList(CoreShare(daemon->cpus_, daemon->options_.slots, slot)));
+    }
+    spdlog::info("cores: {} shared among {} slots as {}{}", FormatCpuList(daemon->cpus_), daemon->options_.slots,
+                 absl::StrJoin(shares, " | "),
+                 daemon->options_.slots > static_cast<int>(daemon->cpus_.size())
+                     ? " (more slots than cores: some share one)"
+                     : "");
+  }
   if (!daemon->options_.metrics_listen.empty()) {
     DFV_ASSIGN_OR_RETURN(daemon->metrics_server_,
                          metrics::MetricsServer::Create(daemon->options_.metrics_listen, daemon->options_.insecure));
@@ -250,9 +270,63 @@ void WorkerDaemon::StartAssignment(const v1::Assignment& a) {
   options.cancel_grace = options_.cancel_grace;
   options.spool_bytes = options_.spool_bytes / options_.slots;
   options.metrics = metrics_.get();
-  spdlog::info("assignment {} attempt {} rank {}/{}", a.job_id(), a.attempt(), a.rank(), a.world_size());
+  // The lowest slot no runner holds; its share of the cores, when shared.
+  std::vector<bool> taken(static_cast<size_t>(options_.slots), false);
+  for (const auto& runner : runners_) {
+    if (runner->slot() >= 0 && runner->slot() < options_.slots) taken[static_cast<size_t>(runner->slot())] = true;
+  }
+  options.slot = static_cast<int>(std::find(taken.begin(), taken.end(), false) - taken.begin());
+  options.slots = options_.slots;
+  if (options.slot < options_.slots) {
+    options.cpus = SlotCpus(options.slot);
+    if (static_cast<size_t>(options.slot) < prestarted_.size() && prestarted_[options.slot] != nullptr) {
+      options.prestarted = std::move(prestarted_[options.slot]);
+      options.prestarted_log = PrestartedLog(options_.work_dir, options.slot);
+    }
+  }
+  spdlog::info("assignment {} attempt {} rank {}/{}{}", a.job_id(), a.attempt(), a.rank(), a.world_size(),
+               options.cpus.empty() ? std::string()
+                                    : absl::StrCat(", slot ", options.slot + 1, ", cpus ", FormatCpuList(options.cpus)));
   runners_.push_back(AssignmentRunner::Start(std::move(options)));
   UpdateSlotMetrics();
+}
+
+std::vector<int> WorkerDaemon::SlotCpus(int slot) const {
+  if (!options_.share_cores || options_.slots < 2) return {};
+  return CoreShare(cpus_, options_.slots, slot);
+}
+
+void WorkerDaemon::Prestart() {
+  if (!options_.prestart_trainers) return;
+  prestarted_.resize(static_cast<size_t>(options_.slots));
+  std::vector<bool> taken(static_cast<size_t>(options_.slots), false);
+  for (const auto& runner : runners_) {
+    if (runner->slot() >= 0 && runner->slot() < options_.slots) taken[static_cast<size_t>(runner->slot())] = true;
+  }
+  for (int slot = 0; slot < options_.slots; ++slot) {
+    std::unique_ptr<Subprocess>& trainer = prestarted_[static_cast<size_t>(slot)];
+    if (trainer != nullptr && trainer->TryWait().has_value()) {
+      spdlog::warn("the trainer prestarted for slot {} exited ({}); see {}", slot + 1,
+                   DescribeExit(*trainer->TryWait()), PrestartedLog(options_.work_dir, slot));
+      trainer.reset();
+      continue;  // tried again at the next heartbeat, not in a tight loop
+    }
+    if (taken[static_cast<size_t>(slot)] || trainer != nullptr) continue;
+    SpawnOptions spawn;
+    spawn.argv = options_.trainer_command;
+    spawn.argv.push_back("--prestarted");
+    spawn.stderr_path = PrestartedLog(options_.work_dir, slot);
+    std::error_code ignored;
+    std::filesystem::remove(spawn.stderr_path, ignored);  // a log of an earlier one
+    spawn.cpus = SlotCpus(slot);
+    spawn.stdin_pipe = true;
+    absl::StatusOr<std::unique_ptr<Subprocess>> started = Subprocess::Spawn(spawn);
+    if (!started.ok()) {
+      spdlog::warn("cannot prestart a trainer for slot {}: {}", slot + 1, started.status().ToString());
+      continue;
+    }
+    trainer = std::move(*started);
+  }
 }
 
 void WorkerDaemon::UpdateSlotMetrics() { metrics_->SetBusySlots(static_cast<int>(runners_.size())); }
@@ -263,9 +337,11 @@ void WorkerDaemon::ReapFinished() {
   UpdateSlotMetrics();
 }
 
-absl::Status WorkerDaemon::Heartbeat() {
+absl::StatusOr<bool> WorkerDaemon::Heartbeat() {
   ReapFinished();  // they reported their outcome
+  Prestart();      // for the slots they freed
   v1::HeartbeatRequest request;  // the link quotes the session's worker id
+  request.set_wait_ms(absl::ToInt64Milliseconds(heartbeat_interval_));
   for (const auto& runner : runners_) {
     auto* running = request.add_running();
     running->set_job_id(runner->key().job_id);
@@ -282,14 +358,15 @@ absl::Status WorkerDaemon::Heartbeat() {
     }
   }
   for (const v1::Assignment& assignment : response.assignments()) StartAssignment(assignment);
-  return absl::OkStatus();
+  return response.assignments_size() > 0;
 }
 
 absl::Status WorkerDaemon::Run() {
   bool ready_written = false;
   bool registered = false;
   absl::Time last_contact = absl::Now();
-  while (!WaitForStop(registered ? heartbeat_interval_ : absl::ZeroDuration())) {
+  absl::Time next_beat = absl::InfinitePast();
+  while (!WaitForStop(registered ? std::max(absl::ZeroDuration(), next_beat - absl::Now()) : absl::ZeroDuration())) {
     if (!registered) {
       absl::Status status = Register();
       if (!status.ok()) {
@@ -305,7 +382,13 @@ absl::Status WorkerDaemon::Run() {
       }
       continue;
     }
-    absl::Status status = Heartbeat();
+    const absl::Time beat_start = absl::Now();
+    absl::StatusOr<bool> delivered = Heartbeat();
+    absl::Status status = delivered.status();
+    // A held (long-polled) beat has taken the interval already; one that
+    // brought assignments is followed at once (more may come for the other
+    // slots); one answered at once waits out the rest of the interval.
+    next_beat = delivered.ok() && *delivered ? absl::Now() : beat_start + heartbeat_interval_;
     if (status.ok()) {
       last_contact = absl::Now();
     } else if (absl::IsNotFound(status)) {
@@ -321,6 +404,7 @@ absl::Status WorkerDaemon::Run() {
                    status.ToString());
     }
   }
+  prestarted_.clear();  // killed and reaped
   spdlog::info("stopping: abandoning {} running trainer(s)", runners_.size());
   for (const auto& runner : runners_) runner->Abandon();
   runners_.clear();

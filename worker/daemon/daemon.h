@@ -88,6 +88,19 @@ struct WorkerDaemonOptions {
   // worker's disk (under work_dir), split evenly among the slots; past it
   // the oldest metrics rows are dropped (see report_spool.h).
   int64_t spool_bytes = int64_t{256} << 20;
+  // With slots > 1: pin each trainer to its slot's share of the cores this
+  // daemon may use (common/cpu_cores.h CoreShare), so that trainers running
+  // side by side never oversubscribe them; train.threads 0 then means the
+  // share. With one slot, or false, trainers inherit the daemon's mask and
+  // split it among their job's ranks on the host.
+  bool share_cores = true;
+  // Keep one trainer started ahead for every free slot (`assignment
+  // --prestarted`, waiting on its stdin; pinned like its slot), and hand
+  // the next assignment to it: a job's trainer then starts without paying
+  // the process's start-up (about a second of CPU loading LibTorch). Each
+  // one holds its memory (~170 MB resident with Debian's LibTorch) while
+  // it waits. false: every assignment starts its own process.
+  bool prestart_trainers = true;
 };
 
 class WorkerDaemon {
@@ -109,6 +122,10 @@ class WorkerDaemon {
 
   // Registers (retrying while the coordinator is unreachable), writes the
   // ready file once, then heartbeats and runs assignments until Stop().
+  // Heartbeats are long polls: the coordinator holds one up to the heartbeat
+  // interval and answers as soon as it places a job here, so one beat
+  // follows another at once (a coordinator that answers at once gets one
+  // per interval) and Stop() may wait for one held beat.
   // Trainers keep running while the coordinator cannot be reached (their
   // reports wait in their runners' spools). When a heartbeat answers
   // NOT_FOUND (the session expired, or the coordinator restarted) the daemon
@@ -135,12 +152,19 @@ class WorkerDaemon {
  private:
   WorkerDaemon(WorkerDaemonOptions options, std::unique_ptr<CoordinatorLink> link);
   absl::Status Register();
-  // One heartbeat round; NOT_FOUND when the session has expired.
-  absl::Status Heartbeat();
+  // One heartbeat round, long-polled for up to the heartbeat interval
+  // (HeartbeatRequest.wait_ms); true when it delivered assignments.
+  // NOT_FOUND when the session has expired.
+  absl::StatusOr<bool> Heartbeat();
   void StartAssignment(const v1::Assignment& assignment);
   std::string AssignmentDir(const v1::Assignment& assignment) const;
   bool WaitForStop(absl::Duration timeout);
   void UpdateSlotMetrics();
+  // Starts a prestarted trainer for every free slot that has none (or whose
+  // one has exited); failures are logged (assignments then start their own).
+  void Prestart();
+  // The CPUs of `slot`'s trainers; empty when the cores are not shared.
+  std::vector<int> SlotCpus(int slot) const;
   // Drops the runners that reported their outcome.
   void ReapFinished();
 
@@ -156,12 +180,18 @@ class WorkerDaemon {
   std::shared_ptr<GpuCollector> gpu_metrics_;  // cuda workers only
   std::unique_ptr<metrics::MetricsServer> metrics_server_;  // serves the two above; null when off
   absl::Duration heartbeat_interval_ = absl::Milliseconds(500);
+  // The CPUs this daemon may use (its affinity at Create); shared among the
+  // slots when share_cores.
+  std::vector<int> cpus_;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 
   // Owned by the Run() thread.
   std::vector<std::unique_ptr<AssignmentRunner>> runners_;
+  // By slot: the trainer started ahead for it (null: none); see
+  // prestart_trainers. Killed with the daemon.
+  std::vector<std::unique_ptr<Subprocess>> prestarted_;
 };
 
 }  // namespace dfv::daemon

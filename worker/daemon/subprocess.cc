@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu_cores.h"
 
 extern char** environ;
 
@@ -62,9 +64,20 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   if (pipe2(fds, O_CLOEXEC) != 0) return Errno("pipe", errno);
   const int read_end = fds[0], write_end = fds[1];
 
+  int stdin_ends[2] = {-1, -1};  // [0] the parent's, [1] the child's
+  if (options.stdin_pipe && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, stdin_ends) != 0) {
+    const int err = errno;
+    close(read_end);
+    close(write_end);
+    return Errno("socketpair", err);
+  }
   SpawnState st;
   posix_spawn_file_actions_adddup2(&st.actions, write_end, STDOUT_FILENO);
-  posix_spawn_file_actions_addopen(&st.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (options.stdin_pipe) {
+    posix_spawn_file_actions_adddup2(&st.actions, stdin_ends[1], STDIN_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&st.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  }
   if (!options.stderr_path.empty()) {
     posix_spawn_file_actions_addopen(&st.actions, STDERR_FILENO, options.stderr_path.c_str(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -100,17 +113,54 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   for (const std::string& set : options.env) envp.push_back(const_cast<char*>(set.c_str()));
   envp.push_back(nullptr);
 
+  // posix_spawn has no affinity attribute; the child inherits the spawning
+  // thread's mask, so narrow this thread's for the call. Setting it on the
+  // child after the spawn would race with the threads it starts.
+  std::vector<int> restore;
+  if (!options.cpus.empty()) {
+    restore = AffinityCpus();
+    if (absl::Status pinned = SetThreadAffinity(options.cpus); !pinned.ok()) {
+      close(read_end);
+      close(write_end);
+      for (int fd : stdin_ends) {
+        if (fd >= 0) close(fd);
+      }
+      return pinned;
+    }
+  }
   pid_t pid = -1;
   int err = posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), envp.data());
+  if (!restore.empty()) SetThreadAffinity(restore).IgnoreError();  // a mask this thread had: cannot fail
   close(write_end);
+  if (stdin_ends[1] >= 0) close(stdin_ends[1]);
   if (err != 0) {
     close(read_end);
+    if (stdin_ends[0] >= 0) close(stdin_ends[0]);
     return Errno(absl::StrCat("cannot start ", options.argv[0]), err);
   }
   auto child = std::unique_ptr<Subprocess>(new Subprocess());
   child->pid_ = pid;
   child->stdout_fd_ = read_end;
+  child->stdin_fd_ = stdin_ends[0];
   return child;
+}
+
+absl::Status Subprocess::WriteStdin(std::string_view data) {
+  if (stdin_fd_ < 0) return absl::FailedPreconditionError("the child has no stdin to write to");
+  while (!data.empty()) {
+    const ssize_t n = send(stdin_fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("writing to the child's stdin", errno);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+void Subprocess::CloseStdin() {
+  if (stdin_fd_ >= 0) close(stdin_fd_);
+  stdin_fd_ = -1;
 }
 
 Subprocess::~Subprocess() {
@@ -119,6 +169,7 @@ Subprocess::~Subprocess() {
     Wait();
   }
   if (stdout_fd_ >= 0) close(stdout_fd_);
+  CloseStdin();
 }
 
 absl::StatusOr<std::string> Subprocess::ReadStdout(absl::Duration timeout, bool* eof) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,6 +31,14 @@ struct SpawnOptions {
   // place of the same names in) the parent's. The way to hand the child a
   // secret: unlike argv, /proc/PID/environ is readable only by its owner.
   std::vector<std::string> env;
+  // The child's CPU affinity (CPU numbers); empty: the calling thread's. Set
+  // on the calling thread around the spawn (the child inherits it from its
+  // first instruction, before it can start threads) and restored after.
+  std::vector<int> cpus;
+  // Give the child a stdin the parent writes with WriteStdin (a socket pair,
+  // so a write to a child that has exited fails with EPIPE instead of
+  // raising SIGPIPE in the parent); false: /dev/null.
+  bool stdin_pipe = false;
 };
 
 struct ExitStatus {
@@ -61,6 +70,13 @@ class Subprocess {
   // passed; *eof == true once the child closed its stdout.
   absl::StatusOr<std::string> ReadStdout(absl::Duration timeout, bool* eof);
 
+  // Writes all of `data` to the child's stdin (SpawnOptions::stdin_pipe).
+  // FAILED_PRECONDITION without one (or after CloseStdin); INTERNAL with
+  // strerror when the child does not take it (it exited: EPIPE).
+  absl::Status WriteStdin(std::string_view data);
+  // Closes the child's stdin (it reads end of file). No-op without one.
+  void CloseStdin();
+
   // Sends `sig` to the child's process group (no-op once reaped).
   void Signal(int sig);
 
@@ -75,6 +91,7 @@ class Subprocess {
 
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
+  int stdin_fd_ = -1;  // the parent's end; -1 without one
   std::optional<ExitStatus> exit_;
 };
 

@@ -56,6 +56,29 @@ absl::StatusOr<v1::TrainerReport> DecodeReport(absl::string_view line) {
   return report;
 }
 
+std::string EncodePrestartedAssignment(const v1::PrestartedAssignment& assignment) {
+  std::string line;
+  (void)google::protobuf::util::MessageToJsonString(assignment, &line);  // as in EncodeReport
+  return line;
+}
+
+absl::StatusOr<v1::PrestartedAssignment> DecodePrestartedAssignment(absl::string_view line) {
+  v1::PrestartedAssignment assignment;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(line.data(), line.size()), &assignment);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("prestarted assignment: ", std::string(parsed.message()), ": ",
+                                                   line.substr(0, kQuotedBytes)));
+  }
+  for (const std::string& entry : assignment.env()) {
+    if (entry.find('=') == std::string::npos || entry.front() == '=') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prestarted assignment: env entry '", entry.substr(0, 64), "' is not NAME=VALUE"));
+    }
+  }
+  return assignment;
+}
+
 v1::TrainerReport ErrorReport(const absl::Status& status) {
   v1::TrainerReport report;
   report.mutable_error()->set_code(static_cast<int32_t>(status.code()));

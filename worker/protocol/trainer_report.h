@@ -38,6 +38,12 @@ std::string EncodeReport(const v1::TrainerReport& report);
 // that is not HOST:PORT with the bound port (1..65535).
 absl::StatusOr<v1::TrainerReport> DecodeReport(absl::string_view line);
 
+// The line a worker daemon hands a prestarted trainer (without '\n'), and
+// back. INVALID_ARGUMENT for a line that is not a PrestartedAssignment in
+// JSON or has an env entry without '='.
+std::string EncodePrestartedAssignment(const v1::PrestartedAssignment& assignment);
+absl::StatusOr<v1::PrestartedAssignment> DecodePrestartedAssignment(absl::string_view line);
+
 // The error report of a failed run, and back. A code outside absl's range
 // decodes as UNKNOWN; an OK code as UNKNOWN too (a failure is never OK).
 v1::TrainerReport ErrorReport(const absl::Status& status);

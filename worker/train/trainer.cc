@@ -167,7 +167,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(TrainerOptions options) 
   // "all cores" has to be asked for. The batch loader's one thread does no
   // intra-op work (plain copies into torch::empty tensors), and CPU autograd
   // runs backward on this thread, so these are the only compute threads.
-  t->thread_plan_ = PlanTrainThreads(spec.train.threads, CpusAvailable(), t->options_.ranks_on_host);
+  if (t->options_.core_share.empty()) {
+    t->thread_plan_ = PlanTrainThreads(spec.train.threads, CpusAvailable(), t->options_.ranks_on_host);
+  } else {
+    // Pinned by the daemon: no other rank or job shares these cores.
+    t->thread_plan_ = PlanTrainThreads(spec.train.threads, CpusAvailable(), 1);
+    t->thread_plan_.share = absl::StrCat(t->options_.core_share, ", cpus ", FormatCpuList(AffinityCpus()));
+  }
   torch::set_num_threads(t->thread_plan_.threads);
   v1::TrainerReport threads;
   threads.mutable_message()->set_text(DescribeThreadPlan(t->thread_plan_));

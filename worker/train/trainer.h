@@ -44,6 +44,10 @@ struct TrainerOptions {
   // This job's ranks on this host (this one included): with train.threads 0
   // they split the cores this process may use (common/cpu_cores.h).
   int ranks_on_host = 1;
+  // Set when the worker daemon pinned this process to its own share of the
+  // daemon's cores (e.g. "slot 2 of 2"): the cores this process may use are
+  // then all its own, not divided among ranks_on_host. Empty: not pinned.
+  std::string core_share;
   // Receives metrics, progress and artifacts; may be null. Not owned.
   TrainingObserver* observer = nullptr;
   // Set by another thread to stop the run after the current step; not owned.
