@@ -5,10 +5,14 @@
 # (cycle_vae on the real Fashion-MNIST) with live progress, the results
 # downloaded into runs/<name>-<time>/, and the daemons stopped at the end.
 # Extra arguments go to `dfvctl submit` (e.g. --set train.epochs=1).
+# At the end it prints how long the command took to the first grid on disk
+# and to SUCCEEDED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
 scripts/install-deps.sh
 DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+built=$(date +%s)
 bin="${BUILD_DIR:-build}/bin"
 
 # A coordinator and two workers on loopback, stopped when this script exits;
@@ -17,5 +21,20 @@ bin="${BUILD_DIR:-build}/bin"
 source scripts/lib/local_cluster.sh
 start_local_cluster "$bin" 2 quickstart
 "$bin/dfvctl" workers >&2
+follow_log="$CLUSTER_STATE/follow.log"
 "$bin/dfvctl" submit --follow examples/cycle_vae_fashion.yaml \
-  --download "runs/cycle_vae_fashion-$(date +%Y%m%d-%H%M%S)" "$@"
+  --download "runs/cycle_vae_fashion-$(date +%Y%m%d-%H%M%S)" "$@" | tee "$follow_log"
+
+# The follow log's lines start with the event's local time (HH:MM:SS).
+since_start() {
+  local at
+  at=$(grep -m1 -E "$1" "$follow_log" | cut -d' ' -f1) || true
+  [ -n "$at" ] || { echo "-"; return; }
+  local t
+  t=$(date -d "$at" +%s)
+  # An event before the start's clock time happened after midnight.
+  [ "$t" -ge "$started" ] || t=$((t + 86400))
+  echo "$((t - started)) s"
+}
+echo "quickstart: install and build $((built - started)) s; first grid on disk $(since_start ' artifact grid ') \
+and SUCCEEDED $(since_start ' state SUCCEEDED') after the command started" >&2
