@@ -12,25 +12,14 @@
 namespace dfv {
 
 int CpusAvailable() {
-  // CPU_ALLOC sets grow until the kernel's mask fits: a fixed cpu_set_t
-  // (1024 CPUs) fails with EINVAL on larger machines.
-  for (int max_cpus = CPU_SETSIZE; max_cpus <= (1 << 20); max_cpus *= 2) {
-    cpu_set_t* set = CPU_ALLOC(static_cast<size_t>(max_cpus));
-    if (set == nullptr) break;
-    const size_t size = CPU_ALLOC_SIZE(static_cast<size_t>(max_cpus));
-    CPU_ZERO_S(size, set);
-    const int rc = sched_getaffinity(0, size, set);
-    const int error = errno;
-    const int count = rc == 0 ? CPU_COUNT_S(size, set) : 0;
-    CPU_FREE(set);
-    if (rc == 0) return std::max(1, count);
-    if (error != EINVAL) break;
-  }
+  const std::vector<int> cpus = AffinityCpus();
+  if (!cpus.empty()) return static_cast<int>(cpus.size());
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 std::vector<int> AffinityCpus() {
-  // As in CpusAvailable: grow the set until the kernel's mask fits.
+  // CPU_ALLOC sets grow until the kernel's mask fits: a fixed cpu_set_t
+  // (1024 CPUs) fails with EINVAL on larger machines.
   for (int max_cpus = CPU_SETSIZE; max_cpus <= (1 << 20); max_cpus *= 2) {
     cpu_set_t* set = CPU_ALLOC(static_cast<size_t>(max_cpus));
     if (set == nullptr) break;
