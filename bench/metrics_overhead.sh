@@ -35,35 +35,17 @@ fi
 cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-coordinator dfv-worker dfv-trainer dfvctl >/dev/null
 bin=$build_dir/bin
 
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
+start_local_cluster "$bin" 1 metrics-overhead
+coordinator=$DFV_COORDINATOR
 work=$(mktemp -d)
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
+  stop_local_cluster
+  rm -rf "$work" "$CLUSTER_STATE"
 }
 trap cleanup EXIT
-
-wait_for_file() {  # PATH PROCESS-NAME
-  for _ in $(seq 300); do
-    if [ -s "$1" ]; then return 0; fi
-    sleep 0.1
-  done
-  echo "$2 wrote no ready file; its log:" >&2
-  cat "$work/$2.log" >&2
-  exit 1
-}
-
-"$bin/dfv-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" --ready-file "$work/coordinator.ready" \
-  2>"$work/coordinator.log" &
-pids+=($!)
-wait_for_file "$work/coordinator.ready" coordinator
-coordinator=$(head -n1 "$work/coordinator.ready")
-"$bin/dfv-worker" --coordinator "$coordinator" --name bench --slots 1 --work-dir "$work/worker" \
-  --ready-file "$work/worker.ready" 2>"$work/worker.log" &
-pids+=($!)
-wait_for_file "$work/worker.ready" worker
-metrics=$(sed -n 's/^metrics //p' "$work/worker.ready")
+metrics=$(sed -n 's/^metrics //p' "$CLUSTER_STATE/worker-1.ready")
 [ -n "$metrics" ] || { echo "the worker serves no /metrics" >&2; exit 1; }
 
 cat >"$work/job.yaml" <<EOF

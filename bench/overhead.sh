@@ -44,37 +44,24 @@ cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" \
   --target dfv-coordinator dfv-worker dfv-trainer dfvctl dfv_bench_overhead >/dev/null
 bin=$(cd "$build_dir/bin" && pwd)
 
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
 work=$(mktemp -d)
-pids=()
+CLUSTER_STATE=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
+  stop_local_cluster
+  rm -rf "$work" "$CLUSTER_STATE"
 }
 trap cleanup EXIT
-
-wait_for_file() {  # PATH PROCESS-NAME
-  for _ in $(seq 300); do
-    if [ -s "$1" ]; then return 0; fi
-    sleep 0.1
-  done
-  echo "$2 wrote no ready file; its log:" >&2
-  cat "$work/$2.log" >&2
-  exit 1
-}
 
 echo "machine: $(nproc) cores"
 part1() {
 echo "== 1. the same job locally and through the service; load before: $(uptime)"
-"$bin/dfv-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" --ready-file "$work/coordinator.ready" \
-  --metrics-listen "" 2>"$work/coordinator.log" &
-pids+=($!)
-wait_for_file "$work/coordinator.ready" coordinator
-coordinator=$(head -n1 "$work/coordinator.ready")
-"$bin/dfv-worker" --coordinator "$coordinator" --name overhead --slots 1 --work-dir "$work/worker" \
-  --trainer "$bin/dfv-trainer" --ready-file "$work/worker.ready" --metrics-listen "" 2>"$work/worker.log" &
-pids+=($!)
-wait_for_file "$work/worker.ready" worker
+CLUSTER_COORDINATOR_ARGS=(--metrics-listen "")
+CLUSTER_WORKER_ARGS=(--metrics-listen "" --trainer "$bin/dfv-trainer")
+start_local_cluster "$bin" 1 overhead
+trap cleanup EXIT
+coordinator=$DFV_COORDINATOR
 
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
   [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte ]; then
@@ -125,9 +112,7 @@ awk -v st="$(median_of service 2)" -v lt="$(median_of local 2)" -v sc="$(median_
   -v lc="$(median_of local 3)" 'BEGIN {
   printf "median training time: service %.3f s, local %.3f s, ratio %.4f (target < 1.02)\n", st, lt, st / lt
   printf "median whole command: service %.3f s, local %.3f s, ratio %.4f (submit to results downloaded vs process start to exit)\n", sc, lc, sc / lc }'
-for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-wait 2>/dev/null || true
-pids=()
+stop_local_cluster
 }
 
 case " $parts " in *" 1 "*) part1 ;; esac

@@ -21,11 +21,14 @@ bin="${BUILD_DIR:-build}/bin"
 source scripts/lib/local_cluster.sh
 start_local_cluster "$bin" 2 quickstart
 "$bin/dfvctl" workers >&2
-follow_log="$CLUSTER_STATE/follow.log"
+submit_out="$CLUSTER_STATE/submit.out"
 "$bin/dfvctl" submit --follow examples/cycle_vae_fashion.yaml \
-  --download "runs/cycle_vae_fashion-$(date +%Y%m%d-%H%M%S)" "$@" | tee "$follow_log"
+  --download "runs/cycle_vae_fashion-$(date +%Y%m%d-%H%M%S)" "$@" | tee "$submit_out"
 
-# The follow log's lines start with the event's local time (HH:MM:SS).
+# The job's events again from the coordinator (the live ones went to the
+# terminal), each line starting with the event's local time (HH:MM:SS).
+follow_log="$CLUSTER_STATE/events.log"
+"$bin/dfvctl" watch "$(head -n1 "$submit_out")" >"$follow_log" 2>&1 || true
 since_start() {
   local at
   at=$(grep -m1 -E "$1" "$follow_log" | cut -d' ' -f1) || true

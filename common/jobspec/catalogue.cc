@@ -31,7 +31,12 @@ std::vector<ModelInfo> BuildCatalogue() {
       "cycle-consistent VAE: encoder -> z (unspecified, mu and log-variance) and s (specified); "
       "decoder(z, s)",
       {F::Int("style_dim", "size of z, the unspecified (style) code").Default(int64_t{16}).Range(1, 4096),
-       F::Int("class_dim", "size of s, the specified (class) code").Default(int64_t{16}).Range(1, 4096)},
+       F::Int("class_dim", "size of s, the specified (class) code").Default(int64_t{16}).Range(1, 4096),
+       F::Enum("reverse_pairs", {"other_class", "independent"},
+               "the two images whose s the reverse cycle decodes with one sampled z: an image and one of "
+               "another class (other_class), or two independent images of the batch, as the reference "
+               "implementation's two independent batches (independent)")
+           .Default(std::string("other_class"))},
       {Coefficient("reconstruction", 2.0, "weight of the forward-cycle reconstruction terms"),
        Coefficient("reverse_cycle", 10.0, "weight of the reverse-cycle L1 term on z"),
        Coefficient("kl", 3.0, "weight of the KL terms on z")},

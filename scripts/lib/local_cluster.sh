@@ -1,19 +1,24 @@
-# Sourced by scripts/quickstart.sh and scripts/reproduce.sh: starts a
-# coordinator and CPU worker daemons on loopback for this shell and stops them
-# when the shell exits.
+# Sourced by scripts/quickstart.sh, scripts/reproduce.sh and bench/'s
+# overhead scripts: starts a coordinator and CPU worker daemons on loopback
+# for this shell and stops them when the shell exits.
 #
 #   start_local_cluster BIN_DIR WORKERS TAG
 #
 # BIN_DIR holds the built binaries; WORKERS is how many daemons (one slot
 # each); TAG names the state folder (mktemp under $TMPDIR) that keeps their
-# logs. Afterwards DFV_COORDINATOR is exported (HOST:PORT) and CLUSTER_STATE
-# names the state folder. An exit trap stops the daemons, workers first.
+# logs; worker N's ready file is $CLUSTER_STATE/worker-N.ready. Afterwards
+# DFV_COORDINATOR is exported (HOST:PORT) and CLUSTER_STATE names the state
+# folder. Extra flags for the coordinator and for every worker come from the
+# arrays CLUSTER_COORDINATOR_ARGS and CLUSTER_WORKER_ARGS when set.
+# An exit trap stops the daemons, workers first; a caller with an exit trap
+# of its own sets it after this call and calls stop_local_cluster from it.
 
 cluster_pids=()
 stop_local_cluster() {
   # Workers first, so they do not retry a coordinator that is gone.
   for ((i = ${#cluster_pids[@]} - 1; i >= 0; i--)); do kill -TERM "${cluster_pids[i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  cluster_pids=()
 }
 
 # Waits for a daemon's ready file (its bound address on the first line).
@@ -37,7 +42,8 @@ start_local_cluster() {
   trap stop_local_cluster EXIT
 
   "$bin/dfv-coordinator" --listen 127.0.0.1:0 --data-dir "$CLUSTER_STATE/coordinator" \
-    --ready-file "$CLUSTER_STATE/coordinator.ready" 2>"$CLUSTER_STATE/coordinator.log" &
+    --ready-file "$CLUSTER_STATE/coordinator.ready" \
+    ${CLUSTER_COORDINATOR_ARGS[@]+"${CLUSTER_COORDINATOR_ARGS[@]}"} 2>"$CLUSTER_STATE/coordinator.log" &
   cluster_pids+=($!)
   local coordinator
   coordinator=$(wait_ready "$CLUSTER_STATE/coordinator.ready" "${cluster_pids[-1]}" coordinator)
@@ -47,7 +53,7 @@ start_local_cluster() {
   for ((n = 1; n <= workers; n++)); do
     "$bin/dfv-worker" --coordinator "$coordinator" --listen 127.0.0.1:0 --name "worker-$n" --slots 1 \
       --work-dir "$CLUSTER_STATE/worker-$n" --ready-file "$CLUSTER_STATE/worker-$n.ready" \
-      2>"$CLUSTER_STATE/worker-$n.log" &
+      ${CLUSTER_WORKER_ARGS[@]+"${CLUSTER_WORKER_ARGS[@]}"} 2>"$CLUSTER_STATE/worker-$n.log" &
     cluster_pids+=($!)
     wait_ready "$CLUSTER_STATE/worker-$n.ready" "${cluster_pids[-1]}" "worker-$n" >/dev/null
   done

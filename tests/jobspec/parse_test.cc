@@ -66,7 +66,8 @@ TEST(JobSpecParseTest, MinimalCycleVaeUsesItsModelDefaults) {
   const JobSpec& s = r.spec;
   EXPECT_EQ(s.model_params.GetInt("style_dim"), 16);
   EXPECT_EQ(s.model_params.GetInt("class_dim"), 16);
-  EXPECT_EQ(s.model_params.values().size(), 2u);
+  EXPECT_EQ(s.model_params.GetString("reverse_pairs"), "other_class");
+  EXPECT_EQ(s.model_params.values().size(), 3u);
   EXPECT_EQ(s.train.loss.GetDouble("reconstruction"), 2.0);
   EXPECT_EQ(s.train.loss.GetDouble("reverse_cycle"), 10.0);
   EXPECT_EQ(s.train.loss.GetDouble("kl"), 3.0);

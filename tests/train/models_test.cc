@@ -113,6 +113,37 @@ TEST(ModelDecodeTest, DecodingTheEncodedCodesReconstructs) {
   }
 }
 
+// reverse_pairs: other_class (the default) asks the loader for an item of
+// another class per image; independent pairs the batch's images among
+// themselves and needs none, so its step runs on a batch without them.
+TEST(CycleVaeTest, IndependentReversePairsNeedNoOtherClassItems) {
+  jobspec::JobSpec other_class = testing::SmallSpritesJob("cycle_vae", 28, 3);
+  jobspec::JobSpec independent = testing::ParseOrDie(R"(
+name: independent
+model: cycle_vae
+dataset: {kind: sprites, image_size: 28, channels: 3, sprites_train: 512, sprites_test: 64, seed: 3}
+model_params: {reverse_pairs: independent}
+train: {max_steps: 10, batch_size: 16, seed: 5, threads: 1}
+)");
+  EXPECT_EQ(other_class.model_params.GetString("reverse_pairs"), "other_class");
+  torch::manual_seed(0);
+  auto with_other = models::CreateModel(testing::SpritesModelContext(other_class, 4, 64));
+  auto without = models::CreateModel(testing::SpritesModelContext(independent, 4, 64));
+  ASSERT_TRUE(with_other.ok()) << with_other.status();
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_TRUE((*with_other)->NeedsOtherClass());
+  EXPECT_FALSE((*without)->NeedsOtherClass());
+  EXPECT_TRUE((*without)->NeedsSameClassPairs());
+
+  data::Batch batch = testing::RandomBatch(8, 3, 28);
+  batch.other_images = torch::Tensor();
+  batch.other_labels = torch::Tensor();
+  step::StepContext step(nullptr);
+  models::Metrics metrics = (*without)->TrainStep(batch, step);
+  ASSERT_FALSE(metrics.empty());
+  for (const auto& [name, value] : metrics) EXPECT_TRUE(std::isfinite(value)) << name;
+}
+
 TEST(ModelRegistryTest, UnknownModelIsInvalidArgument) {
   jobspec::JobSpec spec = testing::SmallSpritesJob("vae");
   spec.model = "no_such_model";

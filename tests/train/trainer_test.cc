@@ -350,6 +350,11 @@ TEST(TrainerTest, EvaluationProbesBothCodesAndDrawsTsne) {
     ASSERT_TRUE(plot.ok()) << plot.status();
     EXPECT_EQ(plot->width, 512);
   }
+  // cycle_vae's z has a posterior: its draw is probed too, but not plotted.
+  const double sampled = eval["latent"]["z_sampled"]["mlp"]["test_accuracy"];
+  EXPECT_GE(sampled, 0.0);
+  EXPECT_LE(sampled, 1.0);
+  EXPECT_EQ(eval["tsne"].size(), 2u) << eval["tsne"];
 }
 
 // Issue 16's end-to-end check: a sprites job with the whole evaluation on

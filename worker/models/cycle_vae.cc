@@ -21,7 +21,8 @@ class CycleVae : public Model {
         reverse_cycle_opt_(encoder_->parameters(), AdamFrom(ctx.spec->train)),
         reconstruction_coef_(ctx.spec->train.loss.GetDouble("reconstruction")),
         reverse_cycle_coef_(ctx.spec->train.loss.GetDouble("reverse_cycle")),
-        kl_coef_(ctx.spec->train.loss.GetDouble("kl")) {
+        kl_coef_(ctx.spec->train.loss.GetDouble("kl")),
+        independent_pairs_(ctx.spec->model_params.GetString("reverse_pairs") == "independent") {
     InitNormal(*encoder_, 0.05);
     InitNormal(*decoder_, 0.05);
     encoder_->to(ctx.device);
@@ -29,7 +30,7 @@ class CycleVae : public Model {
   }
 
   bool NeedsSameClassPairs() const override { return true; }
-  bool NeedsOtherClass() const override { return true; }
+  bool NeedsOtherClass() const override { return !independent_pairs_; }
 
   Metrics TrainStep(const data::Batch& batch, StepContext& ctx) override {
     const torch::Tensor& x1 = batch.images;
@@ -53,11 +54,15 @@ class CycleVae : public Model {
     torch::Tensor forward_loss = reconstruction_coef_ * rec + kl_coef_ * kl;
     ctx.Update(forward_loss, auto_encoder_opt_);
 
-    // Reverse cycle: one z, the specified codes of two unrelated images.
+    // Reverse cycle: one z, the specified codes of two unrelated images:
+    // each image and one of another class, or each image and the next one
+    // in the (shuffled) batch, two independent draws whose classes agree by
+    // chance as in the reference's two independent batches.
     torch::Tensor s_pair;
     {
       torch::NoGradGuard no_grad;
-      s_pair = encoder_->forward(torch::cat({x1, batch.other_images}, 0)).s;
+      const torch::Tensor partner = independent_pairs_ ? torch::roll(x1, {1}, {0}) : batch.other_images;
+      s_pair = encoder_->forward(torch::cat({x1, partner}, 0)).s;
     }
     torch::Tensor z_sample = ctx.Normal(n, {z_dim_}, x1.device());
     torch::Tensor regenerated = decoder_->forward(torch::cat({z_sample, z_sample}, 0), s_pair);
@@ -102,6 +107,7 @@ class CycleVae : public Model {
   torch::optim::Adam auto_encoder_opt_;
   torch::optim::Adam reverse_cycle_opt_;
   double reconstruction_coef_, reverse_cycle_coef_, kl_coef_;
+  bool independent_pairs_;
 };
 
 }  // namespace

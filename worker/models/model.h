@@ -89,9 +89,13 @@ class Model {
   virtual torch::Tensor Reconstruct(const torch::Tensor& images) { return {}; }
 
   // The latent codes of `images` for the evaluation's classifiers: "s"
-  // (specified) and/or "z" (unspecified), each [N, D]. Empty when the model
-  // has no encoder. Called in eval mode under NoGrad.
+  // (specified) and/or "z" (unspecified), each [N, D]; z is the posterior's
+  // mean where the model has a posterior, whose log-variance then comes as
+  // kZLogVariance (not probed itself: the evaluation draws a sampled z from
+  // it). Empty when the model has no encoder. Called in eval mode under
+  // NoGrad.
   virtual std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) { return {}; }
+  static constexpr char kZLogVariance[] = "z_logvar";
 
   // Images [N, C, H, W] in [0, 1] decoded from a specified code `s` and an
   // unspecified code `z` as Encode gives them ([N, Ds] and [N, Dz]); the

@@ -13,7 +13,7 @@ torch::Tensor ReconstructWithSplitCodes(SplitEncoder& encoder, SplitDecoder& dec
 
 std::map<std::string, torch::Tensor> EncodeSplitCodes(SplitEncoder& encoder, const torch::Tensor& images) {
   SplitCodes c = encoder->forward(images);
-  return {{"s", c.s}, {"z", c.mu}};
+  return {{"s", c.s}, {"z", c.mu}, {Model::kZLogVariance, c.logvar}};
 }
 
 torch::Tensor DecodeSplitCodes(SplitDecoder& decoder, const torch::Tensor& s, const torch::Tensor& z) {

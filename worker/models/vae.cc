@@ -79,7 +79,8 @@ class Vae : public Model {
   }
 
   std::map<std::string, torch::Tensor> Encode(const torch::Tensor& images) override {
-    return {{"z", net_->Encode(images).first}};
+    auto [mu, logvar] = net_->Encode(images);
+    return {{"z", mu}, {kZLogVariance, logvar}};
   }
 
   torch::Tensor RenderGrid(const std::string& name, const GridInputs& in) override {

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <filesystem>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/png.h"
 #include "common/status_macros.h"
@@ -49,6 +51,21 @@ absl::StatusOr<std::map<std::string, torch::Tensor>> EncodeAll(models::Model& mo
   std::map<std::string, torch::Tensor> codes;
   for (auto& [name, list] : parts) codes[name] = torch::cat(list, 0);
   return codes;
+}
+
+// Replaces the posterior's log-variance (Model::kZLogVariance) among `codes`
+// by one draw per image, z + exp(logvar / 2) * eps (kSampledZ), with eps from
+// its own generator seeded by `seed`: the probes then also say what a code
+// drawn as in training tells, not only its mean (a tiny mean can still be
+// read by a probe that normalises its inputs, while the noise drowns it).
+void ReplaceLogVarianceWithSample(std::map<std::string, torch::Tensor>& codes, uint64_t seed) {
+  auto logvar = codes.find(models::Model::kZLogVariance);
+  if (logvar == codes.end()) return;
+  const torch::Tensor& z = codes.at("z");
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  const torch::Tensor eps = at::randn(z.sizes(), generator, z.options());
+  codes[kSampledZ] = z + torch::exp(0.5 * logvar->second) * eps;
+  codes.erase(logvar);
 }
 
 // Mean squared difference per pixel between decode(s1, z1) and
@@ -150,6 +167,7 @@ absl::StatusOr<EvaluationResult> Evaluate(models::Model& model, const data::Data
 
   DFV_ASSIGN_OR_RETURN(auto test_codes, EncodeAll(model, test, all_test, device));
   if (test_codes.empty()) return result;  // no encoder: nothing to probe
+  ReplaceLogVarianceWithSample(test_codes, data::MixSeed({seed, 0x7e57}));
   DFV_ASSIGN_OR_RETURN(torch::Tensor test_labels, data::LabelsToTensor(test, all_test));
   const bool split = test_codes.count("s") > 0 && test_codes.count("z") > 0 &&
                      model.Decode(test_codes["s"].slice(0, 0, 1).to(device),
@@ -163,6 +181,7 @@ absl::StatusOr<EvaluationResult> Evaluate(models::Model& model, const data::Data
       train_idx.resize(spec.probe_train_images);
     }
     DFV_ASSIGN_OR_RETURN(train_codes, EncodeAll(model, train, train_idx, device));
+    ReplaceLogVarianceWithSample(train_codes, data::MixSeed({seed, 0x7a1}));
   }
 
   if (!spec.classifiers.empty()) {
@@ -297,6 +316,7 @@ absl::StatusOr<EvaluationResult> Evaluate(models::Model& model, const data::Data
     const int64_t n = std::min<int64_t>(kTsnePoints, test.size);
     nlohmann::json plots = nlohmann::json::object();
     for (const auto& [name, codes] : test_codes) {
+      if (name == kSampledZ) continue;  // the mean's plot shows the structure
       TsneOptions options;
       options.seed = seed;
       DFV_ASSIGN_OR_RETURN(torch::Tensor points, Tsne(codes.slice(0, 0, n), options));

@@ -28,6 +28,8 @@ namespace dfv::train {
 // The prefix of every report value that stands for a part that does not
 // apply ("not applicable: lord has ..."); dfvctl report shows it as is.
 inline constexpr char kNotApplicable[] = "not applicable";
+// The code name of one draw from the posterior over z (see latent below).
+inline constexpr char kSampledZ[] = "z_sampled";
 
 struct EvaluationResult {
   // The report's "evaluation" object:
@@ -36,7 +38,9 @@ struct EvaluationResult {
   //     (absent for models that cannot reconstruct)
   //   latent: {"s": probe, "z": probe} when evaluate.classifiers is set, each
   //     probe as ProbeReportToJson (accuracy and macro-F1, train and test,
-  //     and the chance levels of the test labels)
+  //     and the chance levels of the test labels); z is the posterior's mean,
+  //     and models with a posterior over z also get kSampledZ: the probes
+  //     on one draw z = mean + exp(logvar / 2) * eps per image
   //   predictors (evaluate.predictors): {"z_to_s": p, "s_to_z": p}, each p as
   //     CodePredictionToJson plus "regeneration_mse" (per pixel, between
   //     decode(s, z) and the decoding with the predicted code)
