@@ -8,7 +8,6 @@
 //                   [--job-artifact-quota SIZE] [--artifact-quota SIZE]
 //   dfv-coordinator hash-token < TOKEN_FILE   (prints the auth-file hash of a token)
 //   dfv-coordinator health [--address HOST:PORT] [--tls-ca PEM]   (exit 0 when serving)
-#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "common/malloc_tuning.h"
 #include "common/rpc/bearer_token.h"
 #include "common/rpc/health_command.h"
 #include "common/rpc/rpc.h"
@@ -56,8 +56,9 @@ int main(int argc, char** argv) {
   // one is mmapped fresh or trimmed back to the system after use, and its
   // pages fault in again for every message (half the coordinator's CPU for a
   // 200 MB checkpoint, bench/overhead.sh). Keep such buffers in the heap.
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(size_t{64} << 20, size_t{256} << 20); !kept.ok()) {
+    return Fail(kept);
+  }
   CLI::App app{"dfv-coordinator: schedules dfv jobs on worker daemons"};
   dfv::server::CoordinatorServerOptions options;
   std::string ready_file;

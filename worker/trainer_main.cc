@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/malloc_tuning.h"
 #include "common/text.h"
 #include "worker/local_run.h"
 #include "worker/protocol/trainer_report.h"
@@ -73,6 +74,13 @@ int TrainLocally(dfv::worker::LocalRunOptions options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A step's activations and gradients are freed and allocated again every
+  // step: keep blocks up to 256 MiB in the heap, and up to 1 GiB of freed
+  // memory at its top, instead of faulting fresh pages in each time
+  // (common/malloc_tuning.h; a third of cycle_vae's step time here).
+  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(size_t{256} << 20, size_t{1} << 30); !kept.ok()) {
+    return Fail("dfv-trainer", kept);
+  }
   CLI::App app{"dfv-trainer: trains one dfv job, alone (train) or as a worker daemon's assignment."};
   app.require_subcommand(1);
   std::string log_level = "info";
