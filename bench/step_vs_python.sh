@@ -26,12 +26,18 @@
 #    hits both alike. The table's ratio is dfv / Python; the issue's target
 #    is >= 2 on every model.
 # 3. The same Python run again with glibc malloc told to keep freed memory
-#    (MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB, see
-#    mallopt(3)): by default glibc's dynamic thresholds decide per process
+#    (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB, see
+#    mallopt(3), what dfv-trainer sets for itself in worker/trainer_main.cc
+#    through common/malloc_tuning.h): by default glibc's dynamic thresholds
+#    decide per process
 #    whether a step's activations come from fresh mmap'ed pages (page faults
 #    and zeroing every step) or from memory kept from the last step. The
 #    column "Python kept" is that run, and the last ratio dfv / it: what is
 #    left when both sides reuse their memory.
+# 4. Memory: every speed run's peak resident set (/usr/bin/time's maximum
+#    RSS), printed as a second table: dfv-trainer's (the whole process: the
+#    data set it loads, LibTorch) against the Python reference's (the
+#    interpreter, torch, the traced batches in memory).
 #
 #   bench/step_vs_python.sh [STEPS] [CHECK_STEPS]     (default 40 and 20)
 #
@@ -79,10 +85,19 @@ trap 'rm -rf "$work"' EXIT
 quiet=(--set evaluate.classifiers=[] --set evaluate.tsne=false --set dataset.test_limit=64
        --set samples.every_steps=0 --set checkpoint.every_steps=0 --set "train.log_every_steps=$window")
 
+# Runs a command under /usr/bin/time, its peak resident set (KiB) into
+# $work/NAME.rss.
+measured() {  # NAME COMMAND...
+  local name=$1
+  shift
+  /usr/bin/time -f %M -o "$work/$name.rss" "$@"
+}
+rss_mib() { awk '{ printf "%.0f", $1 / 1024 }' "$work/$1.rss"; }
+
 # The median of metrics.csv's samples_per_second, first row left out.
 dfv_rate() {  # MODEL THREADS
   local out="$work/$1-dfv-$2"
-  "$trainer" train "examples/$1_fashion.yaml" --out "$out" "${quiet[@]}" \
+  measured "$1-$2-dfv" "$trainer" train "examples/$1_fashion.yaml" --out "$out" "${quiet[@]}" \
     --set "train.max_steps=$steps" --set "train.threads=$2" >"$out.log" 2>&1 ||
     { echo "dfv-trainer failed on $1:" >&2; cat "$out.log" >&2; exit 1; }
   "$python" - "$out/metrics.csv" <<'PY'
@@ -95,9 +110,9 @@ PY
 
 # With KEEP=1, glibc malloc keeps freed memory for reuse (see 3. above).
 python_rate() {  # MODEL THREADS [KEEP]
-  local keep=()
-  [ "${3:-0}" = 1 ] && keep=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824)
-  env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$2" --window "$window" \
+  local keep=() name="$1-$2-py"
+  [ "${3:-0}" = 1 ] && keep=(MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824) name="$1-$2-kept"
+  measured "$name" env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$2" --window "$window" \
     --total-steps "$steps" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["samples_per_second"])'
 }
 
@@ -143,3 +158,11 @@ for row in "${results[@]}"; do
     'BEGIN { printf "%-10s %7d %9.1f %9.1f %12.1f %10.2fx %16.2fx\n", m, t, d, p, k, d / p, d / k }'
 done
 echo "target: dfv/Python >= 2.00 on every model"
+echo
+echo "peak resident memory of each run (MiB; /usr/bin/time's maximum RSS)"
+printf '%-10s %7s %9s %9s %12s\n' model threads dfv Python "Python kept"
+for row in "${results[@]}"; do
+  read -r model threads _ <<<"$row"
+  printf '%-10s %7d %9s %9s %12s\n' "$model" "$threads" "$(rss_mib "$model-$threads-dfv")" \
+    "$(rss_mib "$model-$threads-py")" "$(rss_mib "$model-$threads-kept")"
+done
