@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -561,9 +562,15 @@ TEST(JobSpecParseTest, EveryExampleParses) {
        std::filesystem::recursive_directory_iterator(std::string(DFV_SOURCE_DIR) + "/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     ++examples;
-    if (entry.path().parent_path().filename() == "reproduction") ++reproduction;
     absl::StatusOr<JobSpec> spec = LoadJobSpecFile(entry.path().string());
     EXPECT_TRUE(spec.ok()) << entry.path() << ": " << spec.status();
+    if (!spec.ok() || entry.path().parent_path().filename() != "reproduction") continue;
+    ++reproduction;
+    // What scripts/reproduction_table.py reads from every report: the MLP
+    // probe, and on sprites the ground-truth factor scores.
+    const std::vector<std::string>& classifiers = spec->evaluate.classifiers;
+    EXPECT_NE(std::find(classifiers.begin(), classifiers.end(), "mlp"), classifiers.end()) << entry.path();
+    if (spec->dataset.kind == "sprites") EXPECT_TRUE(spec->evaluate.factors) << entry.path();
   }
   EXPECT_GE(examples, 7);
   EXPECT_GE(reproduction, 12);
