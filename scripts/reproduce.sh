@@ -27,7 +27,9 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/install-deps.sh --reproduce
-DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+# Only the four binaries it runs (not the benches).
+BUILD_TARGETS="dfv-coordinator dfv-worker dfv-trainer dfvctl" DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} \
+  BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
 bin="${BUILD_DIR:-build}/bin"
 
 mapfile -t files < <(ls examples/reproduction/*.yaml | grep -E -- "$only" || true)
