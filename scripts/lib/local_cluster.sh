@@ -2,10 +2,11 @@
 # overhead scripts: starts a coordinator and CPU worker daemons on loopback
 # for this shell and stops them when the shell exits.
 #
-#   start_local_cluster BIN_DIR WORKERS TAG
+#   start_local_cluster BIN_DIR WORKERS TAG [SLOTS]
 #
-# BIN_DIR holds the built binaries; WORKERS is how many daemons (one slot
-# each); TAG names the state folder (mktemp under $TMPDIR) that keeps their
+# BIN_DIR holds the built binaries; WORKERS is how many daemons, SLOTS the
+# assignments each runs at once (default 1; the daemon pins each slot's
+# trainer to its share of the cores); TAG names the state folder (mktemp under $TMPDIR) that keeps their
 # logs; worker N's ready file is $CLUSTER_STATE/worker-N.ready. Afterwards
 # DFV_COORDINATOR is exported (HOST:PORT) and CLUSTER_STATE names the state
 # folder. Extra flags for the coordinator and for every worker come from the
@@ -36,7 +37,7 @@ wait_ready() {
 }
 
 start_local_cluster() {
-  local bin=$1 workers=$2
+  local bin=$1 workers=$2 slots=${4:-1}
   CLUSTER_TAG=$3
   CLUSTER_STATE=$(mktemp -d "${TMPDIR:-/tmp}/dfv-$CLUSTER_TAG.XXXXXX")
   trap stop_local_cluster EXIT
@@ -51,7 +52,7 @@ start_local_cluster() {
 
   local n
   for ((n = 1; n <= workers; n++)); do
-    "$bin/dfv-worker" --coordinator "$coordinator" --listen 127.0.0.1:0 --name "worker-$n" --slots 1 \
+    "$bin/dfv-worker" --coordinator "$coordinator" --listen 127.0.0.1:0 --name "worker-$n" --slots "$slots" \
       --work-dir "$CLUSTER_STATE/worker-$n" --ready-file "$CLUSTER_STATE/worker-$n.ready" \
       ${CLUSTER_WORKER_ARGS[@]+"${CLUSTER_WORKER_ARGS[@]}"} 2>"$CLUSTER_STATE/worker-$n.log" &
     cluster_pids+=($!)
