@@ -47,6 +47,7 @@ struct ThreadPlan {
   int ranks_on_host = 1;  // the job's ranks sharing this host's cores (>= 1)
   int threads = 1;        // intra-op threads for this rank (>= 1)
   bool requested = false; // true: train.threads asked for `threads`
+  bool loader_core = false; // true: one core of the share left to the batch loader
   // Set when the worker daemon pinned this process to its share of the
   // daemon's cores (CoreShare), e.g. "slot 2 of 2, cpus 1": `cores` is then
   // that share, not divided again among the job's ranks. Empty otherwise.
@@ -55,8 +56,12 @@ struct ThreadPlan {
 
 // `requested` > 0 (train.threads set): that many. 0: the cores split evenly
 // among the ranks on this host, at least 1 each (more threads than cores in
-// all makes lockstep ranks wait on each other's descheduled threads).
-// `cores` and `ranks_on_host` below 1 count as 1. Pure; thread-safe.
+// all makes lockstep ranks wait on each other's descheduled threads), less
+// the one core each rank's batch loader thread needs when its share has two
+// or more: intra-op threads that spin on a core the loader preempts stall the
+// whole step (the main job on 2 cores: about 650 samples/s with 2 intra-op
+// threads, 900 with 1). `cores` and `ranks_on_host` below 1 count as 1.
+// Pure; thread-safe.
 ThreadPlan PlanTrainThreads(int64_t requested, int cores, int ranks_on_host);
 
 // One line for the run's log, e.g. "threads: 2 cores available to this

@@ -282,7 +282,8 @@ TEST(TrainerTest, ThreadsZeroUsesTheCoresThisProcessMayUseSplitAmongRanksOnTheHo
     const ThreadPlan& plan = (*trainer)->thread_plan();
     EXPECT_EQ(plan.cores, CpusAvailable());
     EXPECT_EQ(plan.ranks_on_host, ranks_on_host);
-    EXPECT_EQ(plan.threads, std::max(1, CpusAvailable() / ranks_on_host));
+    // The rule itself is PlanTrainThreads's (tests/common/cpu_cores_test.cc).
+    EXPECT_EQ(plan.threads, PlanTrainThreads(0, CpusAvailable(), ranks_on_host).threads);
     EXPECT_EQ(torch::get_num_threads(), plan.threads);
     int said = 0;
     for (const v1::TrainerReport& report : observer.reports) {
