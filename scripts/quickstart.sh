@@ -11,16 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 scripts/install-deps.sh
-# Only the four binaries it runs (not the benches).
-BUILD_TARGETS="dfv-coordinator dfv-worker dfv-trainer dfvctl" DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} \
-  BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
+build_cluster_binaries
 built=$(date +%s)
 bin="${BUILD_DIR:-build}/bin"
 
 # A coordinator and two workers on loopback, stopped when this script exits;
 # their logs stay in a folder under $TMPDIR. The job's results go to runs/.
-# shellcheck source=scripts/lib/local_cluster.sh
-source scripts/lib/local_cluster.sh
 start_local_cluster "$bin" 2 quickstart
 "$bin/dfvctl" workers >&2
 submit_out="$CLUSTER_STATE/submit.out"

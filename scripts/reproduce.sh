@@ -29,11 +29,15 @@ while [ $# -gt 0 ]; do
     *) echo "reproduce: unknown argument $1 (known: --only, --out, --parallel, --docs, --)" >&2; exit 2 ;;
   esac
 done
+if ! [[ "$parallel" =~ ^[1-9][0-9]*$ ]]; then
+  echo "reproduce: --parallel takes a positive count of jobs, not '$parallel'" >&2
+  exit 2
+fi
 
 scripts/install-deps.sh --reproduce
-# Only the four binaries it runs (not the benches).
-BUILD_TARGETS="dfv-coordinator dfv-worker dfv-trainer dfvctl" DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} \
-  BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
+build_cluster_binaries
 bin="${BUILD_DIR:-build}/bin"
 
 mapfile -t files < <(ls examples/reproduction/*.yaml | grep -E -- "$only" || true)
@@ -42,12 +46,6 @@ if [ ${#files[@]} -eq 0 ]; then
   exit 2
 fi
 
-# shellcheck source=scripts/lib/local_cluster.sh
-source scripts/lib/local_cluster.sh
-if ! [[ "$parallel" =~ ^[1-9][0-9]*$ ]]; then
-  echo "reproduce: --parallel takes a positive count of jobs, not '$parallel'" >&2
-  exit 2
-fi
 start_local_cluster "$bin" 1 reproduce "$parallel"
 mkdir -p "$out"
 rm -f "$out/.failed"

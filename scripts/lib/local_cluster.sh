@@ -4,15 +4,25 @@
 #
 #   start_local_cluster BIN_DIR WORKERS TAG [SLOTS]
 #
-# BIN_DIR holds the built binaries; WORKERS is how many daemons, SLOTS the
-# assignments each runs at once (default 1; the daemon pins each slot's
-# trainer to its share of the cores); TAG names the state folder (mktemp under $TMPDIR) that keeps their
-# logs; worker N's ready file is $CLUSTER_STATE/worker-N.ready. Afterwards
+# BIN_DIR holds the built binaries (build_cluster_binaries builds them);
+# WORKERS is how many daemons, SLOTS the assignments each runs at once
+# (default 1; the daemon pins each slot's trainer to its share of the cores);
+# TAG names the state folder (mktemp under $TMPDIR) that keeps their logs; worker N's ready file is $CLUSTER_STATE/worker-N.ready. Afterwards
 # DFV_COORDINATOR is exported (HOST:PORT) and CLUSTER_STATE names the state
 # folder. Extra flags for the coordinator and for every worker come from the
 # arrays CLUSTER_COORDINATOR_ARGS and CLUSTER_WORKER_ARGS when set.
 # An exit trap stops the daemons, workers first; a caller with an exit trap
 # of its own sets it after this call and calls stop_local_cluster from it.
+
+# The binaries a local cluster and its client run.
+CLUSTER_TARGETS=(dfv-coordinator dfv-worker dfv-trainer dfvctl)
+
+# Builds only those (not the tests or benches) into ${BUILD_DIR:-build}/bin
+# with scripts/build.sh.
+build_cluster_binaries() {
+  BUILD_TARGETS="${CLUSTER_TARGETS[*]}" DFV_BUILD_TESTS=${DFV_BUILD_TESTS:-OFF} \
+    BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+}
 
 cluster_pids=()
 stop_local_cluster() {
