@@ -286,7 +286,7 @@ TEST_F(DaemonTest, APrestartedTrainerPerFreeSlotTakesTheNextAssignmentOnItsStdin
     // Records its start; prestarted, it records the line it is handed.
     options.trainer_command = {
         "/bin/sh", "-c",
-        absl::StrCat("echo $$ \"$@\" >> '", (dir_ / "starts").string(), "'; ",
+        absl::StrCat("echo $$ \"$@\" >> '", (dir_ / "starts").string(), "'; echo \"pid $$\" >&2; ",
                      "if [ \"$1\" = --prestarted ]; then read line; echo \"$$ $line\" >> '", handed.string(),
                      "'; fi; exec sleep 30"),
         "fake-trainer"};
@@ -309,15 +309,25 @@ TEST_F(DaemonTest, APrestartedTrainerPerFreeSlotTakesTheNextAssignmentOnItsStdin
       kTimeout));
   ASSERT_EQ(lines.size(), 1u);
   const std::string& line = lines[0];
-  // The prestarted process of slot 1 took it: its pid, the assignment's
-  // flags and the secret in the environment entries, not in the flags.
-  EXPECT_EQ(std::stoi(line), TrainerPid(0)) << line;
+  // A prestarted process took it (the two start in either order): its pid,
+  // the assignment's flags and the secret in the environment entries, not in
+  // the flags.
+  const pid_t taker = std::stoi(line);
+  EXPECT_TRUE(taker == TrainerPid(0) || taker == TrainerPid(1)) << line;
   EXPECT_TRUE(absl::StrContains(line, "/j-1-a1-r0/job.yaml")) << line;
   EXPECT_TRUE(absl::StrContains(line, "\"--rank\",\"0\",\"--world-size\",\"2\"")) << line;
   EXPECT_TRUE(absl::StrContains(line, "\"env\":[\"DFV_RENDEZVOUS_SECRET=00112233445566778899aabbccddeeff\"]"))
       << line;
-  // Its stderr is the assignment's trainer.log now.
-  EXPECT_TRUE(std::filesystem::exists(dir_ / "work" / "j-1-a1-r0" / "trainer.log"));
+  // Its stderr, the log prestarted for the slot the assignment went to, is
+  // the assignment's trainer.log now.
+  std::ifstream log(dir_ / "work" / "j-1-a1-r0" / "trainer.log");
+  std::string first;
+  ASSERT_TRUE(std::getline(log, first));
+  EXPECT_EQ(first, absl::StrCat("pid ", taker));
+  // The assignment went to slot 1; slot 2's process still waits on its log.
+  std::ifstream waiting(dir_ / "work" / "prestarted-slot2.log");
+  ASSERT_TRUE(std::getline(waiting, first));
+  EXPECT_EQ(first, absl::StrCat("pid ", taker == TrainerPid(0) ? TrainerPid(1) : TrainerPid(0)));
   // The slot is busy: no new process until a slot frees.
   ASSERT_GE(WaitForRunning(Heartbeats(), {"j-1/1/0"}), 0);
   EXPECT_EQ(TrainerStarts().size(), 2u);
