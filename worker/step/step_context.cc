@@ -19,21 +19,37 @@ void ThrowIfError(absl::Status status) {
   if (!status.ok()) throw CollectiveError(std::move(status));
 }
 
+// Backward into `trained` only. A plain backward also fills the gradients
+// of every other parameter the loss depends on (the decoder when the reverse
+// cycle updates only the encoder) and the input gradients that lead there,
+// all thrown away at the next zero_grad; with `inputs`, the engine runs only
+// the nodes on a path to `trained`. Gradients of `trained` are the same.
+void BackwardInto(const torch::Tensor& loss, const std::vector<torch::Tensor>& trained) {
+  if (trained.empty()) {
+    loss.backward();  // LibTorch reads an empty `inputs` as every leaf
+    return;
+  }
+  loss.backward(/*gradient=*/{}, /*retain_graph=*/c10::nullopt, /*create_graph=*/false, trained);
+}
+
 }  // namespace
 
 StepContext::StepContext(GradientSync* sync, int rank, int world_size)
     : sync_(sync), rank_(rank), world_size_(world_size), generator_(at::detail::createCPUGenerator(0)) {}
 
 void StepContext::Update(const torch::Tensor& loss, torch::optim::Optimizer& optimizer) {
+  std::vector<torch::Tensor> params, trained;
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) {
+      params.push_back(p);
+      if (p.requires_grad()) trained.push_back(p);  // a frozen one cannot take a gradient
+    }
+  }
   if (sync_ == nullptr) {
     optimizer.zero_grad();
-    loss.backward();
+    BackwardInto(loss, trained);
     optimizer.step();
     return;
-  }
-  std::vector<torch::Tensor> params;
-  for (const auto& group : optimizer.param_groups()) {
-    for (const auto& p : group.params()) params.push_back(p);
   }
   {
     // In place, not set to none: the reducer's gradients share its buckets.
@@ -45,11 +61,7 @@ void StepContext::Update(const torch::Tensor& loss, torch::optim::Optimizer& opt
   ThrowIfError(sync_->BeforeBackward(params));
   // This rank's share of the global batch's loss (the mean of the ranks'
   // losses), so that the sum Synchronize makes is the global mean gradient.
-  if (world_size_ > 1) {
-    (loss / world_size_).backward();
-  } else {
-    loss.backward();
-  }
+  BackwardInto(world_size_ > 1 ? loss / world_size_ : loss, trained);
   ThrowIfError(sync_->Synchronize(params));
   optimizer.step();
 }
