@@ -22,9 +22,12 @@
 #    samples/s is the median over windows of WINDOW steps with the first
 #    window (warm-up) left out: dfv's samples_per_second column of
 #    metrics.csv (data wait included), the same windows timed in Python. The
-#    two run back to back, the order alternating per model, so load drift
-#    hits both alike. The table's ratio is dfv / Python; the issue's target
-#    is >= 2 on every model.
+#    two run back to back, the order alternating at every run, so load drift
+#    hits both alike; each configuration runs ROUNDS times and the table
+#    shows each side's median round (every round's figure is printed below
+#    it: this virtual machine's speed drifts by 20-40% between minutes). The
+#    table's ratio is dfv / Python; the issue's target is >= 2 on every
+#    model.
 # 3. The same Python run again with glibc malloc told to keep freed memory
 #    (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB, see
 #    mallopt(3), what dfv-trainer sets for itself in worker/trainer_main.cc
@@ -41,15 +44,21 @@
 #
 #   bench/step_vs_python.sh [STEPS] [CHECK_STEPS]     (default 40 and 20)
 #
-# Time: about 6-9 minutes on the 2-core development machine when it is idle
-# (mathieu's step is the slowest, ~0.3 s at 1 thread), plus the build of
+# Time: about 6-9 minutes per round on the 2-core development machine when
+# it is idle (mathieu's step is the slowest, ~0.2 s at 1 thread), plus the build of
 # dfv-trainer when it is not built. Other work on the machine skews the
 # figures, and threads that share cores with other processes can be
 # descheduled at every parallel region: check `uptime` first.
 #
+# 5. With PROFILE=K, where each model's step spends its time: the K ATen
+#    operators of most self time per step (`replay.py profile`, 10 steps at
+#    1 thread with memory kept, torch.profiler), once with the reference's
+#    plain backward and once updating as dfv does (backward only into the
+#    optimiser's parameters). The kernels are the ones dfv-trainer runs.
+#
 # Environment: BUILD_DIR (default build; configured here when it has no
 # build.ninja), MODELS (default "vae dcgan mathieu cycle_vae lord"), WINDOW
-# (default 10), PYTHON (default /usr/bin/python3, Debian's, which sees
+# (default 10), ROUNDS (default 3), PROFILE (default 0: no profile), PYTHON (default /usr/bin/python3, Debian's, which sees
 # python3-torch). Installs python3-torch and python3-yaml when missing
 # (scripts/install-deps.sh --bench).
 set -euo pipefail
@@ -57,6 +66,7 @@ cd "$(dirname "$0")/.."
 steps=${1:-40}
 check_steps=${2:-20}
 window=${WINDOW:-10}
+rounds=${ROUNDS:-3}
 read -r -a models <<<"${MODELS:-vae dcgan mathieu cycle_vae lord}"
 python=${PYTHON:-/usr/bin/python3}
 build_dir=${BUILD_DIR:-build}
@@ -131,26 +141,34 @@ if [ ${#failed[@]} -gt 0 ]; then
   exit 1
 fi
 
+# The median of its arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 thread_counts=(1)
 [ "$cores" -gt 1 ] && thread_counts+=("$cores")
-results=()
+results=() spread=()
 flip=0
 for model in "${models[@]}"; do
   for threads in "${thread_counts[@]}"; do
-    if [ "$flip" = 0 ]; then
-      dfv=$(dfv_rate "$model" "$threads"); py=$(python_rate "$model" "$threads")
-      kept=$(python_rate "$model" "$threads" 1)
-    else
-      kept=$(python_rate "$model" "$threads" 1)
-      py=$(python_rate "$model" "$threads"); dfv=$(dfv_rate "$model" "$threads")
-    fi
-    flip=$((1 - flip))
-    results+=("$model $threads $dfv $py $kept")
+    dfvs=() pys=() kepts=()
+    for _ in $(seq "$rounds"); do
+      if [ "$flip" = 0 ]; then
+        dfvs+=("$(dfv_rate "$model" "$threads")"); pys+=("$(python_rate "$model" "$threads")")
+        kepts+=("$(python_rate "$model" "$threads" 1)")
+      else
+        kepts+=("$(python_rate "$model" "$threads" 1)")
+        pys+=("$(python_rate "$model" "$threads")"); dfvs+=("$(dfv_rate "$model" "$threads")")
+      fi
+      flip=$((1 - flip))
+    done
+    results+=("$model $threads $(median "${dfvs[@]}") $(median "${pys[@]}") $(median "${kepts[@]}")")
+    spread+=("$(printf '%-10s %7d  dfv' "$model" "$threads"; printf ' %.0f' "${dfvs[@]}"
+                printf ';  Python'; printf ' %.0f' "${pys[@]}"; printf ';  Python kept'; printf ' %.0f' "${kepts[@]}")")
   done
 done
 echo "load after: $(uptime)"
 echo
-echo "samples/s (median over windows of $window steps); Python kept: glibc malloc keeps freed memory"
+echo "samples/s (median over windows of $window steps, then the median of $rounds rounds); Python kept: glibc malloc keeps freed memory"
 printf '%-10s %7s %9s %9s %12s %11s %17s\n' model threads dfv Python "Python kept" dfv/Python "dfv/Python kept"
 for row in "${results[@]}"; do
   read -r model threads dfv py kept <<<"$row"
@@ -159,6 +177,9 @@ for row in "${results[@]}"; do
 done
 echo "target: dfv/Python >= 2.00 on every model"
 echo
+echo "each round's samples/s"
+printf '%s\n' "${spread[@]}"
+echo
 echo "peak resident memory of each run (MiB; /usr/bin/time's maximum RSS)"
 printf '%-10s %7s %9s %9s %12s\n' model threads dfv Python "Python kept"
 for row in "${results[@]}"; do
@@ -166,3 +187,14 @@ for row in "${results[@]}"; do
   printf '%-10s %7d %9s %9s %12s\n' "$model" "$threads" "$(rss_mib "$model-$threads-dfv")" \
     "$(rss_mib "$model-$threads-py")" "$(rss_mib "$model-$threads-kept")"
 done
+
+if [ "${PROFILE:-0}" -gt 0 ]; then
+  for model in "${models[@]}"; do
+    for as in "" --as-dfv; do
+      echo
+      env MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824 \
+        "$python" "$replay" profile "$work/$model.trace" --steps 10 --threads 1 --top "$PROFILE" \
+        --total-steps "$steps" ${as:+"$as"}
+    done
+  done
+fi

@@ -158,7 +158,12 @@ def adam(params, train, lr=None):
 
 
 def update(loss, optimizer):
-    """StepContext::Update in one process: zero, backward, step."""
+    """StepContext::Update in one process: zero, backward, step. A plain
+    backward, as the published scripts write it (the cycle-consistent VAE's
+    reverse cycle too: `reverse_cycle_loss.backward()` runs back through the
+    decoder, whose gradients the encoder-only optimiser never uses). dfv's
+    Update back-propagates only into the optimiser's parameters
+    (`backward(inputs=...)`): the same gradients, less work."""
     optimizer.zero_grad(set_to_none=False)
     loss.backward()
     optimizer.step()

@@ -17,6 +17,15 @@ worker/train/step_trace.h) with the Python reference of its model.
       metrics.csv reports samples_per_second. --total-steps: the run length
       a model schedules by (lord's stage boundary), the dfv run's max_steps.
 
+  replay.py profile TRACE --steps N [--threads T] [--top K] [--as-dfv]
+      Where a step's time goes, by ATen operator: N steps as `time` runs
+      them (after 3 warm-up steps) under torch.profiler, and the K operators
+      (with their input shapes) of most self time per step, with each one's
+      calls per step and share. The kernels are the ones dfv-trainer calls
+      (the same LibTorch), without Python's overhead. --as-dfv: each update
+      back-propagates only into its optimiser's parameters, as dfv's
+      StepContext::Update does (the reference's plain backward otherwise).
+
 Needs Debian's python3-torch (LibTorch 1.13, the library dfv links) and
 python3-yaml.
 """
@@ -123,6 +132,51 @@ def time_steps(args):
     return 0
 
 
+def update_as_dfv(loss, optimizer):
+    """StepContext::Update: backward only into the optimiser's trainable
+    parameters (worker/step/step_context.cc)."""
+    optimizer.zero_grad(set_to_none=False)
+    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    loss.backward(inputs=trained or None)
+    optimizer.step()
+
+
+def profile_steps(args):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads)
+    if args.as_dfv:
+        nets.update = update_as_dfv
+    trace = load_trace(args.trace)
+    job, model = build(trace, args.total_steps)
+    noise = nets.StepNoise()
+    seed = job["train"]["seed"]
+    batches = [entry["batch"] for entry in trace["steps"]]
+    warm_up = 3
+
+    def run(first, count):
+        for step in range(first, first + count):
+            noise.begin(step, seed)
+            model.train_step(batches[step % len(batches)], noise)
+
+    run(0, warm_up)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run(warm_up, args.steps)
+    rows = prof.key_averages(group_by_input_shape=True)
+    total = sum(r.self_cpu_time_total for r in rows)
+    update = "backward into the optimiser's parameters (dfv)" if args.as_dfv else "plain backward"
+    # Operator self time, not the wall time under the profiler (recording
+    # shapes makes that several times a step's normal time).
+    print(f"{job['model']}, {torch.get_num_threads()} thread(s), {update}: {args.steps} steps, "
+          f"{total / 1e3 / args.steps:.1f} ms of operator self time per step")
+    print(f"  {'ms/step':>8} {'share':>6} {'calls':>5}  operator  input shapes")
+    for r in sorted(rows, key=lambda r: -r.self_cpu_time_total)[:args.top]:
+        shapes = [s for s in r.input_shapes if s]
+        print(f"  {r.self_cpu_time_total / 1e3 / args.steps:8.2f} {100 * r.self_cpu_time_total / total:5.1f}% "
+              f"{r.count / args.steps:5.1f}  {r.key}  {shapes}")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,8 +190,15 @@ def main():
     t.add_argument("--threads", type=int, required=True)
     t.add_argument("--window", type=int, default=10)
     t.add_argument("--total-steps", type=int, default=0)
+    f = sub.add_parser("profile", help="the operators a step spends its time in")
+    f.add_argument("trace")
+    f.add_argument("--steps", type=int, default=10)
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--top", type=int, default=12)
+    f.add_argument("--total-steps", type=int, default=0)
+    f.add_argument("--as-dfv", action="store_true")
     args = parser.parse_args()
-    return check(args) if args.command == "check" else time_steps(args)
+    return {"check": check, "time": time_steps, "profile": profile_steps}[args.command](args)
 
 
 if __name__ == "__main__":
