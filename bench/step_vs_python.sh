@@ -14,9 +14,10 @@
 #    match), replays the steps on the same batches with the same per-step
 #    noise, and fails unless every metric of every step agrees with dfv's
 #    (default tolerance 1e-6 + 1e-4 x |value|).
-# 2. Speed: at 1 thread and at all cores (nproc: the CPUs this process may
-#    use), dfv-trainer trains STEPS steps (evaluation, grids and checkpoints
-#    off until the end, 64 test images) and the Python reference trains STEPS
+# 2. Speed: at each of SETTINGS (default: 1 thread, and all cores as each
+#    side uses them by default; see Environment), dfv-trainer trains STEPS
+#    steps (evaluation, grids and checkpoints off until the end, 64 test
+#    images) and the Python reference trains STEPS
 #    steps from the same weights on the traced batches (cycled, already in
 #    memory: no data loading at all, which favours Python). Each side's
 #    samples/s is the median over windows of WINDOW steps with the first
@@ -58,7 +59,11 @@
 #
 # Environment: BUILD_DIR (default build; configured here when it has no
 # build.ninja), MODELS (default "vae dcgan mathieu cycle_vae lord"), WINDOW
-# (default 10), ROUNDS (default 3), PROFILE (default 0: no profile), PYTHON (default /usr/bin/python3, Debian's, which sees
+# (default 10), ROUNDS (default 3), SETTINGS (default "1 all": a number N runs
+# both sides at N intra-op threads; "all" runs dfv-trainer as a user gets it,
+# train.threads 0, which on two cores is one intra-op thread with the batch
+# loader on the other core, against Python at nproc threads, the CPUs this
+# process may use), PROFILE (default 0: no profile), PYTHON (default /usr/bin/python3, Debian's, which sees
 # python3-torch). Installs python3-torch and python3-yaml when missing
 # (scripts/install-deps.sh --bench).
 set -euo pipefail
@@ -104,11 +109,16 @@ measured() {  # NAME COMMAND...
 }
 rss_mib() { awk '{ printf "%.0f", $1 / 1024 }' "$work/$1.rss"; }
 
+# A setting's intra-op threads: "all" is train.threads 0 for dfv (the cores
+# less the loader's, "Threads" in the README) and nproc for Python.
+dfv_threads() { if [ "$1" = all ]; then echo 0; else echo "$1"; fi; }
+python_threads() { if [ "$1" = all ]; then echo "$cores"; else echo "$1"; fi; }
+
 # The median of metrics.csv's samples_per_second, first row left out.
 dfv_rate() {  # MODEL THREADS
   local out="$work/$1-dfv-$2"
   measured "$1-$2-dfv" "$trainer" train "examples/$1_fashion.yaml" --out "$out" "${quiet[@]}" \
-    --set "train.max_steps=$steps" --set "train.threads=$2" >"$out.log" 2>&1 ||
+    --set "train.max_steps=$steps" --set "train.threads=$(dfv_threads "$2")" >"$out.log" 2>&1 ||
     { echo "dfv-trainer failed on $1:" >&2; cat "$out.log" >&2; exit 1; }
   "$python" - "$out/metrics.csv" <<'PY'
 import csv, statistics, sys
@@ -122,7 +132,7 @@ PY
 python_rate() {  # MODEL THREADS [KEEP]
   local keep=() name="$1-$2-py"
   [ "${3:-0}" = 1 ] && keep=(MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824) name="$1-$2-kept"
-  measured "$name" env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$2" --window "$window" \
+  measured "$name" env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$(python_threads "$2")" --window "$window" \
     --total-steps "$steps" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["samples_per_second"])'
 }
 
@@ -144,8 +154,7 @@ fi
 # The median of its arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-thread_counts=(1)
-[ "$cores" -gt 1 ] && thread_counts+=("$cores")
+read -r -a thread_counts <<<"${SETTINGS:-1 all}"
 results=() spread=()
 flip=0
 for model in "${models[@]}"; do
@@ -162,7 +171,7 @@ for model in "${models[@]}"; do
       flip=$((1 - flip))
     done
     results+=("$model $threads $(median "${dfvs[@]}") $(median "${pys[@]}") $(median "${kepts[@]}")")
-    spread+=("$(printf '%-10s %7d  dfv' "$model" "$threads"; printf ' %.0f' "${dfvs[@]}"
+    spread+=("$(printf '%-10s %7s  dfv' "$model" "$threads"; printf ' %.0f' "${dfvs[@]}"
                 printf ';  Python'; printf ' %.0f' "${pys[@]}"; printf ';  Python kept'; printf ' %.0f' "${kepts[@]}")")
   done
 done
@@ -173,9 +182,10 @@ printf '%-10s %7s %9s %9s %12s %11s %17s\n' model threads dfv Python "Python kep
 for row in "${results[@]}"; do
   read -r model threads dfv py kept <<<"$row"
   awk -v m="$model" -v t="$threads" -v d="$dfv" -v p="$py" -v k="$kept" \
-    'BEGIN { printf "%-10s %7d %9.1f %9.1f %12.1f %10.2fx %16.2fx\n", m, t, d, p, k, d / p, d / k }'
+    'BEGIN { printf "%-10s %7s %9.1f %9.1f %12.1f %10.2fx %16.2fx\n", m, t, d, p, k, d / p, d / k }'
 done
 echo "target: dfv/Python >= 2.00 on every model"
+echo "threads all: dfv-trainer with train.threads 0 (its default: the cores less one for the batch loader), Python at $cores (nproc)"
 echo
 echo "each round's samples/s"
 printf '%s\n' "${spread[@]}"
@@ -184,7 +194,7 @@ echo "peak resident memory of each run (MiB; /usr/bin/time's maximum RSS)"
 printf '%-10s %7s %9s %9s %12s\n' model threads dfv Python "Python kept"
 for row in "${results[@]}"; do
   read -r model threads _ <<<"$row"
-  printf '%-10s %7d %9s %9s %12s\n' "$model" "$threads" "$(rss_mib "$model-$threads-dfv")" \
+  printf '%-10s %7s %9s %9s %12s\n' "$model" "$threads" "$(rss_mib "$model-$threads-dfv")" \
     "$(rss_mib "$model-$threads-py")" "$(rss_mib "$model-$threads-kept")"
 done
 
