@@ -128,10 +128,13 @@ print(statistics.median(rates[1:] or rates))
 PY
 }
 
-# With KEEP=1, glibc malloc keeps freed memory for reuse (see 3. above).
+# glibc malloc keeping freed memory for reuse (see 3. above).
+kept_malloc=(MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824)
+
+# With KEEP=1, with kept_malloc.
 python_rate() {  # MODEL THREADS [KEEP]
   local keep=() name="$1-$2-py"
-  [ "${3:-0}" = 1 ] && keep=(MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824) name="$1-$2-kept"
+  [ "${3:-0}" = 1 ] && keep=("${kept_malloc[@]}") name="$1-$2-kept"
   measured "$name" env "${keep[@]}" "$python" "$replay" time "$work/$1.trace" --steps "$steps" --threads "$(python_threads "$2")" --window "$window" \
     --total-steps "$steps" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["samples_per_second"])'
 }
@@ -202,8 +205,7 @@ if [ "${PROFILE:-0}" -gt 0 ]; then
   for model in "${models[@]}"; do
     for as in "" --as-dfv; do
       echo
-      env MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824 \
-        "$python" "$replay" profile "$work/$model.trace" --steps 10 --threads 1 --top "$PROFILE" \
+      env "${kept_malloc[@]}" "$python" "$replay" profile "$work/$model.trace" --steps 10 --threads 1 --top "$PROFILE" \
         --total-steps "$steps" ${as:+"$as"}
     done
   done

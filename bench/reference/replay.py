@@ -108,23 +108,32 @@ def check(args):
     return 0
 
 
-def time_steps(args):
+def replayer(args):
+    """The trace's job, and a function that trains steps [first, first +
+    count) of the reference from dfv's weights on the traced batches
+    (cycled), at args.threads intra-op threads."""
     torch.set_num_threads(args.threads)
     trace = load_trace(args.trace)
     job, model = build(trace, args.total_steps)
     noise = nets.StepNoise()
     seed = job["train"]["seed"]
     batches = [entry["batch"] for entry in trace["steps"]]
-    batch_size = batches[0]["images"].size(0)
+
+    def run(first, count):
+        for step in range(first, first + count):
+            noise.begin(step, seed)
+            model.train_step(batches[step % len(batches)], noise)
+
+    return job, batches[0]["images"].size(0), run
+
+
+def time_steps(args):
+    job, batch_size, run = replayer(args)
     rates = []
-    start = time.perf_counter()
-    for step in range(args.steps):
-        noise.begin(step, seed)
-        model.train_step(batches[step % len(batches)], noise)
-        if (step + 1) % args.window == 0:
-            now = time.perf_counter()
-            rates.append(batch_size * args.window / (now - start))
-            start = now
+    for first in range(0, args.steps - args.steps % args.window, args.window):
+        start = time.perf_counter()
+        run(first, args.window)
+        rates.append(batch_size * args.window / (time.perf_counter() - start))
     timed = rates[1:] or rates
     print(json.dumps({"model": job["model"], "threads": torch.get_num_threads(), "steps": args.steps,
                       "window": args.window, "samples_per_second": statistics.median(timed),
@@ -144,20 +153,10 @@ def update_as_dfv(loss, optimizer):
 def profile_steps(args):
     from torch.profiler import ProfilerActivity, profile
 
-    torch.set_num_threads(args.threads)
     if args.as_dfv:
         nets.update = update_as_dfv
-    trace = load_trace(args.trace)
-    job, model = build(trace, args.total_steps)
-    noise = nets.StepNoise()
-    seed = job["train"]["seed"]
-    batches = [entry["batch"] for entry in trace["steps"]]
+    job, _, run = replayer(args)
     warm_up = 3
-
-    def run(first, count):
-        for step in range(first, first + count):
-            noise.begin(step, seed)
-            model.train_step(batches[step % len(batches)], noise)
 
     run(0, warm_up)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
