@@ -62,9 +62,15 @@ int TrainLocally(dfv::worker::LocalRunOptions options) {
   options.interactive = ::isatty(STDERR_FILENO) != 0;
   auto result = dfv::worker::RunLocal(options);
   if (!result.ok()) return Fail("dfv-trainer", result.status());
-  std::fprintf(stderr, "done: %lld steps in %s\n", static_cast<long long>(result->summary.steps),
-               dfv::FormatDuration(result->summary.wall_seconds).c_str());
-  for (const auto& [name, value] : result->summary.final_metrics) {
+  const dfv::train::RunSummary& summary = result->summary;
+  std::fprintf(stderr, "done: %lld steps in %s", static_cast<long long>(summary.steps),
+               dfv::FormatDuration(summary.wall_seconds).c_str());
+  if (summary.step_seconds > 0) {
+    std::fprintf(stderr, " (waiting for data: %.2f%% of step time)",
+                 100.0 * summary.data_wait_seconds / summary.step_seconds);
+  }
+  std::fprintf(stderr, "\n");
+  for (const auto& [name, value] : summary.final_metrics) {
     std::fprintf(stderr, "  %-16s %.6g\n", name.c_str(), value);
   }
   std::printf("%s\n", result->out_dir.c_str());
@@ -78,7 +84,7 @@ int main(int argc, char** argv) {
   // step: keep blocks up to 256 MiB in the heap, and up to 1 GiB of freed
   // memory at its top, instead of faulting fresh pages in each time
   // (common/malloc_tuning.h; a third of cycle_vae's step time here).
-  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(size_t{256} << 20, size_t{1} << 30); !kept.ok()) {
+  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(dfv::kTrainerMmapThreshold, dfv::kTrainerTrimThreshold); !kept.ok()) {
     return Fail("dfv-trainer", kept);
   }
   CLI::App app{"dfv-trainer: trains one dfv job, alone (train) or as a worker daemon's assignment."};

@@ -9,6 +9,8 @@ layout is the same. Only what 28x28 grey images (the examples) use is here.
 Operations are written in dfv's order (e.g. mu + eps * exp(0.5 * logvar)) so
 that with one thread the same ATen kernels run on the same values.
 """
+import functools
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -110,6 +112,54 @@ class SplitDecoder(nn.Module):
     def forward(self, z, s):
         h = torch.cat([F.leaky_relu(self.z_in(z), 0.2), F.leaky_relu(self.s_in(s), 0.2)], 1)
         return self.trunk(h.view(-1, 128, 2, 2))
+
+
+class _TransposeAsConvolution(torch.autograd.Function):
+    """dfv's transposed convolution (worker/models/conv_transpose.cc): the
+    input gradient of the convolution by the same weight, so oneDNN's
+    convolution kernels serve it; backward as a convolution and a weight
+    gradient. The same ATen calls in the same order as dfv's."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, output_padding):
+        shape = [x.size(0), weight.size(1)] + [
+            (x.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d]
+            for d in range(2)]
+        out = torch.ops.aten.convolution_backward(
+            x.contiguous(), torch.empty(shape), weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1,
+            [True, False, False])[0]
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = list(stride), list(padding)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution(grad, weight, None, ctx.stride, ctx.padding, [1, 1], False, [0, 0], 1)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.aten.convolution_backward(
+                x.contiguous(), grad, weight, None, ctx.stride, ctx.padding, [1, 1], False, [0, 0], 1,
+                [False, True, False])[1]
+        return grad_x, grad_weight, None, None, None
+
+
+def _conv_transpose_as_dfv(module, x):
+    out = _TransposeAsConvolution.apply(x, module.weight, module.stride, module.padding, module.output_padding)
+    return out if module.bias is None else out + module.bias.view(1, -1, 1, 1)
+
+
+def transposed_convolutions_as_dfv(net):
+    """Runs every nn.ConvTranspose2d of `net` as dfv's ConvTranspose2dOneDnn
+    does (the same kernels, so replayed steps agree with dfv's to rounding
+    noise); the plain layer is what the reference's scripts, and its timing,
+    use. tests/models/conv_transpose_test.cc checks the two agree to float
+    tolerance."""
+    for m in net.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            m.forward = functools.partial(_conv_transpose_as_dfv, m)
 
 
 def reparameterize(mu, logvar, eps):

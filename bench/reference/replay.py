@@ -6,13 +6,17 @@ worker/train/step_trace.h) with the Python reference of its model.
       Loads dfv's initial weights into the reference's networks (strictly:
       every name and shape must match), runs the traced steps on the traced
       batches with dfv's per-step noise, on one thread (deterministic CPU
-      kernels), and compares every metric of every step with dfv's. Prints
+      kernels), with dfv's transposed-convolution kernels (oneDNN's,
+      worker/models/conv_transpose.h: equal to the plain layer's to float
+      rounding, which a GAN's updates would amplify over 20 steps), and
+      compares every metric of every step with dfv's. Prints
       the largest differences; exits 1 when any value is off by more than
       atol + rtol * |dfv's value| (or the metric names differ).
 
   replay.py time TRACE --steps N --threads T [--window W] [--total-steps N]
       Trains N steps from the same weights on the traced batches (cycled) at
-      T intra-op threads and prints one JSON line: the median samples/s over
+      T intra-op threads, as the reference's scripts are written (plain
+      nn.ConvTranspose2d layers), and prints one JSON line: the median samples/s over
       windows of W steps, the first window (warm-up) left out, as dfv's
       metrics.csv reports samples_per_second. --total-steps: the run length
       a model schedules by (lord's stage boundary), the dfv run's max_steps.
@@ -24,7 +28,8 @@ worker/train/step_trace.h) with the Python reference of its model.
       calls per step and share. The kernels are the ones dfv-trainer calls
       (the same LibTorch), without Python's overhead. --as-dfv: each update
       back-propagates only into its optimiser's parameters, as dfv's
-      StepContext::Update does (the reference's plain backward otherwise).
+      StepContext::Update does, and transposed convolutions run on dfv's
+      kernels (the reference's plain backward and layers otherwise).
 
 Needs Debian's python3-torch (LibTorch 1.13, the library dfv links) and
 python3-yaml.
@@ -53,8 +58,9 @@ def load_trace(path):
     return trace
 
 
-def build(trace, total_steps=None):
-    """The reference model of the trace's job, holding dfv's initial state."""
+def build(trace, total_steps=None, dfv_kernels=False):
+    """The reference model of the trace's job, holding dfv's initial state;
+    with dfv_kernels, its transposed convolutions run as dfv's do."""
     job = yaml.safe_load(trace["job_yaml"])
     if job["model"] not in MODELS:
         sys.exit(f"no Python reference for model {job['model']!r} (have {', '.join(MODELS)})")
@@ -65,6 +71,8 @@ def build(trace, total_steps=None):
     for name, net in model.modules().items():
         net.load_state_dict(state[name], strict=True)
         net.train()
+        if dfv_kernels:
+            nets.transposed_convolutions_as_dfv(net)
     if hasattr(model, "load_extra"):
         model.load_extra(state)
     networks = set(model.modules())
@@ -77,7 +85,9 @@ def build(trace, total_steps=None):
 def check(args):
     torch.set_num_threads(1)
     trace = load_trace(args.trace)
-    job, model = build(trace)
+    # dfv's transposed-convolution kernels: the check is of the networks and
+    # the step; that the kernels equal the plain layer's is the C++ test's.
+    job, model = build(trace, dfv_kernels=True)
     noise = nets.StepNoise()
     seed = job["train"]["seed"]
     worst = {}
@@ -114,7 +124,7 @@ def replayer(args):
     (cycled), at args.threads intra-op threads."""
     torch.set_num_threads(args.threads)
     trace = load_trace(args.trace)
-    job, model = build(trace, args.total_steps)
+    job, model = build(trace, args.total_steps, dfv_kernels=getattr(args, "as_dfv", False))
     noise = nets.StepNoise()
     seed = job["train"]["seed"]
     batches = [entry["batch"] for entry in trace["steps"]]

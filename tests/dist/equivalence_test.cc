@@ -88,10 +88,10 @@ void RaiseAdamEpsilon(models::Model& model) {
   }
 }
 
-// The first kSteps global batches of `spec` (batch_size = the global batch),
+// The first `steps` global batches of `spec` (batch_size = the global batch),
 // with the pairs `model` needs.
 void GlobalBatches(const jobspec::JobSpec& spec, std::shared_ptr<const data::ImageSet> train,
-                   const models::Model& model, std::vector<data::Batch>* batches) {
+                   const models::Model& model, std::vector<data::Batch>* batches, int steps = kSteps) {
   data::LoaderOptions options;
   options.batch_size = spec.train.batch_size;
   options.seed = spec.train.seed;
@@ -99,7 +99,7 @@ void GlobalBatches(const jobspec::JobSpec& spec, std::shared_ptr<const data::Ima
   options.other_class = model.NeedsOtherClass();
   auto loader = data::BatchLoader::Create(std::move(train), options);
   ASSERT_TRUE(loader.ok()) << loader.status();
-  for (int t = 0; t < kSteps; ++t) {
+  for (int t = 0; t < steps; ++t) {
     auto batch = (*loader)->Next();
     ASSERT_TRUE(batch.ok()) << batch.status();
     batches->push_back(*batch);
@@ -125,14 +125,14 @@ data::Batch Shard(const data::Batch& global, int rank, int world) {
   return b;
 }
 
-// Rank `rank` of 2: starts from rank 0's state, then trains kSteps on its
+// Rank `rank` of 2: starts from rank 0's state, then trains a step on its
 // half of each global batch through `sync`.
 void TrainRank(models::Model& model, step::GradientSync& sync, int rank, uint64_t seed,
                const std::vector<data::Batch>& batches) {
   ASSERT_TRUE(sync.BroadcastFromFirstRank(State(model)).ok());
   step::StepContext ctx(&sync, rank, 2);
   try {
-    for (int t = 0; t < kSteps; ++t) {
+    for (int t = 0; t < static_cast<int>(batches.size()); ++t) {
       ctx.BeginStep(t, seed);
       model.TrainStep(Shard(batches[t], rank, 2), ctx);
     }
@@ -143,7 +143,8 @@ void TrainRank(models::Model& model, step::GradientSync& sync, int rank, uint64_
 
 void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double tolerance,
                                    const std::map<std::string, jobspec::ParamValue>& model_params = {},
-                                   const std::map<std::string, jobspec::ParamValue>& loss = {}) {
+                                   const std::map<std::string, jobspec::ParamValue>& loss = {},
+                                   int steps = kSteps) {
   torch::set_num_threads(1);
   jobspec::JobSpec spec = testing::SmallSpritesJob(model_name, 28, 1);
   spec.train.batch_size = 2 * kRankBatch;
@@ -162,12 +163,12 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
   PerturbSoTheBroadcastMatters(*rank_models[1]);
 
   std::vector<data::Batch> batches;
-  ASSERT_NO_FATAL_FAILURE(GlobalBatches(spec, splits->train, *single, &batches));
+  ASSERT_NO_FATAL_FAILURE(GlobalBatches(spec, splits->train, *single, &batches, steps));
 
   // One process, global batch.
   {
     step::StepContext ctx(nullptr);
-    for (int t = 0; t < kSteps; ++t) {
+    for (int t = 0; t < steps; ++t) {
       ctx.BeginStep(t, spec.train.seed);
       single->TrainStep(batches[t], ctx);
     }
@@ -176,7 +177,7 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
   // equivalent" is, so the tolerance below means something.
   {
     step::StepContext ctx(nullptr, 0, 2);
-    for (int t = 0; t < kSteps; ++t) {
+    for (int t = 0; t < steps; ++t) {
       ctx.BeginStep(t, spec.train.seed);
       alone->TrainStep(Shard(batches[t], 0, 2), ctx);
     }
@@ -212,9 +213,15 @@ void ExpectTwoRanksMatchOneProcess(const std::string& model_name, double toleran
 
 // Two optimisers (auto-encoder, reverse cycle) sharing the encoder. The
 // reverse cycle's L1 of two nearly equal encodings has a sign that rounding
-// can flip, so differences grow slowly with steps (measured 1.5e-5 after 4).
+// can flip, and Adam turns a flipped sign into a step of about lr, so
+// differences grow with steps by chance: with the stock transposed
+// convolutions 1.5e-5 after 1 step and still after 4; with oneDNN's
+// (worker/models/conv_transpose.h), which round the batch sum in another
+// order, 1.0e-5 after 1 step, then 1.4e-4, 9.0e-4 and 1.3e-3 (one rank alone:
+// 4.0e-3, 7.3e-3, 1.0e-2, 1.2e-2). So one step, where rounding is all there
+// is to see; the ranks still must not drift apart at all.
 TEST(DataParallelEquivalenceTest, CycleVaeTwoRanksMatchOneProcessOnTheConcatenatedBatch) {
-  ExpectTwoRanksMatchOneProcess("cycle_vae", 1e-4);
+  ExpectTwoRanksMatchOneProcess("cycle_vae", 3e-5, {}, {}, /*steps=*/1);
 }
 
 // One optimiser: exact to float rounding.

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "worker/models/conv_transpose.h"
 #include "worker/models/nets.h"
 
 namespace dfv::models {
@@ -26,17 +27,17 @@ GanGeneratorImpl::GanGeneratorImpl(int64_t input_dim, int64_t channels, int64_t 
   // Hidden widths from the first layer down: w * 2^(d-1), ..., 2w, w.
   int64_t out = width << (layout.doublings - 1);
   // Biases before batch norm are redundant (the norm removes them), as in DCGAN.
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(input_dim, out, layout.base).bias(false)));
+  layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(input_dim, out, layout.base).bias(false)));
   layers_->push_back(nn::BatchNorm2d(out));
   layers_->push_back(nn::ReLU());
   for (int64_t i = 1; i < layout.doublings; ++i) {
     const int64_t in = out;
     out = in / 2;
-    layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, 4).stride(2).padding(1).bias(false)));
+    layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(in, out, 4).stride(2).padding(1).bias(false)));
     layers_->push_back(nn::BatchNorm2d(out));
     layers_->push_back(nn::ReLU());
   }
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(out, channels, 4).stride(2).padding(1)));
+  layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(out, channels, 4).stride(2).padding(1)));
   register_module("layers", layers_);
 }
 

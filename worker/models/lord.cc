@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/jobspec/catalogue.h"
+#include "worker/models/conv_transpose.h"
 #include "worker/models/grid.h"
 #include "worker/models/nets.h"
 
@@ -35,9 +36,9 @@ class AdaInGeneratorImpl : public nn::Module {
     const int64_t pad = image_size == 28 ? 0 : 1;
     fc1_ = register_module("fc1", nn::Linear(content_dim, 256));
     fc2_ = register_module("fc2", nn::Linear(256, 128 * base_ * base_));
-    up1_ = register_module("up1", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, kWidth1, 4).stride(2).padding(pad)));
-    up2_ = register_module("up2", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(kWidth1, kWidth2, 4).stride(2).padding(pad)));
-    out_ = register_module("out", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(kWidth2, channels, 4).stride(2).padding(1)));
+    up1_ = register_module("up1", ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(128, kWidth1, 4).stride(2).padding(pad)));
+    up2_ = register_module("up2", ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(kWidth1, kWidth2, 4).stride(2).padding(pad)));
+    out_ = register_module("out", ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(kWidth2, channels, 4).stride(2).padding(1)));
     modulation_ = register_module("modulation", nn::Linear(class_dim, 2 * (kWidth1 + kWidth2)));
   }
 
@@ -70,7 +71,7 @@ class AdaInGeneratorImpl : public nn::Module {
   int64_t image_size_;
   int64_t base_;
   nn::Linear fc1_{nullptr}, fc2_{nullptr}, modulation_{nullptr};
-  nn::ConvTranspose2d up1_{nullptr}, up2_{nullptr}, out_{nullptr};
+  ConvTranspose2dOneDnn up1_{nullptr}, up2_{nullptr}, out_{nullptr};
 };
 TORCH_MODULE(AdaInGenerator);
 

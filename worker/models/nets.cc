@@ -1,5 +1,7 @@
 #include "worker/models/nets.h"
 
+#include "worker/models/conv_transpose.h"
+
 namespace dfv::models {
 
 namespace nn = torch::nn;
@@ -60,13 +62,13 @@ DeconvTrunkImpl::DeconvTrunkImpl(int64_t channels, int64_t image_size, Output ou
   // Reference 28x28 paddings: 2 -> 6 -> 14 -> 28. Elsewhere every layer doubles.
   // The layers before an instance norm have no bias (see ConvEncoderImpl).
   const int64_t p1 = reference ? 0 : 1, p2 = reference ? 0 : 1, p3 = 1;
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 32, 4).stride(2).padding(p1).bias(false)));
+  layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(128, 32, 4).stride(2).padding(p1).bias(false)));
   layers_->push_back(InstanceNorm(32));
   layers_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(32, 16, 4).stride(2).padding(p2).bias(false)));
+  layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(32, 16, 4).stride(2).padding(p2).bias(false)));
   layers_->push_back(InstanceNorm(16));
   layers_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
-  layers_->push_back(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(16, channels, 4).stride(2).padding(p3)));
+  layers_->push_back(ConvTranspose2dOneDnn(nn::ConvTranspose2dOptions(16, channels, 4).stride(2).padding(p3)));
   register_module("layers", layers_);
 }
 

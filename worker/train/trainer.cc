@@ -383,7 +383,9 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
     }
     const auto wait_start = Clock::now();
     DFV_ASSIGN_OR_RETURN(data::Batch batch, loader_->Next());
-    data_wait_seconds_in_window += Seconds(Clock::now() - wait_start);
+    const double data_wait = Seconds(Clock::now() - wait_start);
+    data_wait_seconds_in_window += data_wait;
+    summary.data_wait_seconds += data_wait;
     if (!device_.is_cpu()) MoveBatch(batch, device_);
     epoch = batch.epoch;
     context.BeginStep(step, spec.train.seed);
@@ -397,6 +399,7 @@ absl::StatusOr<RunSummary> Trainer::RunLoop() {
       return absl::InternalError(absl::StrCat("training step ", step, " failed: ", e.what()));
     }
     const double step_seconds = Seconds(Clock::now() - t0);
+    summary.step_seconds += step_seconds;
     step_seconds_of_window.push_back(step_seconds);
     step_seconds_since_progress += step_seconds;
     for (const auto& [name, value] : metrics) {

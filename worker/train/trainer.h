@@ -63,6 +63,11 @@ struct TrainerOptions {
 struct RunSummary {
   int64_t steps = 0;
   double wall_seconds = 0;
+  // This run's training steps (TrainStep alone) and the time the loop waited
+  // for their batches: the loader starves the step when the second is a
+  // noticeable share of the first.
+  double step_seconds = 0;
+  double data_wait_seconds = 0;
   models::Metrics final_metrics;  // the last log window's means
   std::string report_path;        // relative to out_dir
 };
