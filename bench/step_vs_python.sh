@@ -12,8 +12,12 @@
 #    (worker/train/step_trace.h); `bench/reference/replay.py check` loads
 #    those weights into the Python networks (every name and shape must
 #    match), replays the steps on the same batches with the same per-step
-#    noise, and fails unless every metric of every step agrees with dfv's
-#    (default tolerance 1e-6 + 1e-4 x |value|).
+#    noise and dfv's transposed-convolution kernels, and fails unless every
+#    metric of every step agrees with dfv's (default tolerance 1e-6 + 1e-4 x
+#    |value|). The timed Python runs use the plain nn.ConvTranspose2d, as the
+#    published scripts do; tests/models/conv_transpose_test.cc checks that
+#    dfv's kernels give the plain layer's outputs and gradients to float
+#    rounding, and bench/deconv.cc times the two.
 # 2. Speed: at each of SETTINGS (default: 1 thread, and all cores as each
 #    side uses them by default; see Environment), dfv-trainer trains STEPS
 #    steps (evaluation, grids and checkpoints off until the end, 64 test
@@ -53,17 +57,18 @@
 #
 # 5. With PROFILE=K, where each model's step spends its time: the K ATen
 #    operators of most self time per step (`replay.py profile`, 10 steps at
-#    1 thread with memory kept, torch.profiler), once with the reference's
-#    plain backward and once updating as dfv does (backward only into the
-#    optimiser's parameters). The kernels are the ones dfv-trainer runs.
+#    1 thread with memory kept, torch.profiler), once as the reference is
+#    written and once as dfv runs the step (backward only into the
+#    optimiser's parameters, transposed convolutions on oneDNN's kernels:
+#    worker/models/conv_transpose.h). The kernels are the ones dfv-trainer
+#    runs.
 #
 # Environment: BUILD_DIR (default build; configured here when it has no
 # build.ninja), MODELS (default "vae dcgan mathieu cycle_vae lord"), WINDOW
 # (default 10), ROUNDS (default 3), SETTINGS (default "1 all": a number N runs
 # both sides at N intra-op threads; "all" runs dfv-trainer as a user gets it,
-# train.threads 0, which on two cores is one intra-op thread with the batch
-# loader on the other core, against Python at nproc threads, the CPUs this
-# process may use), PROFILE (default 0: no profile), PYTHON (default /usr/bin/python3, Debian's, which sees
+# train.threads 0: the CPUs this process may use, against Python at nproc
+# threads, the same CPUs), PROFILE (default 0: no profile), PYTHON (default /usr/bin/python3, Debian's, which sees
 # python3-torch). Installs python3-torch and python3-yaml when missing
 # (scripts/install-deps.sh --bench).
 set -euo pipefail
@@ -110,7 +115,7 @@ measured() {  # NAME COMMAND...
 rss_mib() { awk '{ printf "%.0f", $1 / 1024 }' "$work/$1.rss"; }
 
 # A setting's intra-op threads: "all" is train.threads 0 for dfv (the cores
-# less the loader's, "Threads" in the README) and nproc for Python.
+# it may use, "Threads" in the README) and nproc for Python.
 dfv_threads() { if [ "$1" = all ]; then echo 0; else echo "$1"; fi; }
 python_threads() { if [ "$1" = all ]; then echo "$cores"; else echo "$1"; fi; }
 
@@ -188,7 +193,7 @@ for row in "${results[@]}"; do
     'BEGIN { printf "%-10s %7s %9.1f %9.1f %12.1f %10.2fx %16.2fx\n", m, t, d, p, k, d / p, d / k }'
 done
 echo "target: dfv/Python >= 2.00 on every model"
-echo "threads all: dfv-trainer with train.threads 0 (its default: the cores less one for the batch loader), Python at $cores (nproc)"
+echo "threads all: dfv-trainer with train.threads 0 (its default: the cores it may use), Python at $cores (nproc)"
 echo
 echo "each round's samples/s"
 printf '%s\n' "${spread[@]}"

@@ -86,13 +86,7 @@ ThreadPlan PlanTrainThreads(int64_t requested, int cores, int ranks_on_host) {
   plan.cores = std::max(1, cores);
   plan.ranks_on_host = std::max(1, ranks_on_host);
   plan.requested = requested > 0;
-  if (plan.requested) {
-    plan.threads = static_cast<int>(requested);
-    return plan;
-  }
-  const int per_rank = std::max(1, plan.cores / plan.ranks_on_host);
-  plan.loader_core = per_rank >= 2;
-  plan.threads = plan.loader_core ? per_rank - 1 : per_rank;
+  plan.threads = plan.requested ? static_cast<int>(requested) : std::max(1, plan.cores / plan.ranks_on_host);
   return plan;
 }
 
@@ -102,17 +96,12 @@ std::string DescribeThreadPlan(const ThreadPlan& plan) {
     // The daemon already gave each rank (each slot) its own cores.
     return absl::StrCat("threads: ", count(plan.cores, "core"), " available to this process (the worker's share for ",
                         plan.share, "): ", count(plan.threads, "intra-op thread"),
-                        plan.requested      ? " (train.threads)"
-                        : plan.loader_core ? " (train.threads 0: the share less one core for the batch loader)"
-                                           : " (train.threads 0: all of the share)");
+                        plan.requested ? " (train.threads)" : " (train.threads 0: all of the share)");
   }
   return absl::StrCat("threads: ", count(plan.cores, "core"), " available to this process, ",
                       count(plan.ranks_on_host, "rank"), " of this job on this host: ",
                       count(plan.threads, "intra-op thread"), " each",
-                      plan.requested ? " (train.threads)"
-                      : plan.loader_core
-                          ? " (train.threads 0: the cores split among the ranks, less one each for its batch loader)"
-                          : " (train.threads 0: the cores split among the ranks)");
+                      plan.requested ? " (train.threads)" : " (train.threads 0: the cores split among the ranks)");
 }
 
 }  // namespace dfv

@@ -47,7 +47,6 @@ struct ThreadPlan {
   int ranks_on_host = 1;  // the job's ranks sharing this host's cores (>= 1)
   int threads = 1;        // intra-op threads for this rank (>= 1)
   bool requested = false; // true: train.threads asked for `threads`
-  bool loader_core = false; // true: one core of the share left to the batch loader
   // Set when the worker daemon pinned this process to its share of the
   // daemon's cores (CoreShare), e.g. "slot 2 of 2, cpus 1": `cores` is then
   // that share, not divided again among the job's ranks. Empty otherwise.
@@ -56,12 +55,12 @@ struct ThreadPlan {
 
 // `requested` > 0 (train.threads set): that many. 0: the cores split evenly
 // among the ranks on this host, at least 1 each (more threads than cores in
-// all makes lockstep ranks wait on each other's descheduled threads), less
-// the one core each rank's batch loader thread needs when its share has two
-// or more: intra-op threads that spin on a core the loader preempts stall the
-// whole step (the main job on 2 cores: about 650 samples/s with 2 intra-op
-// threads, 900 with 1). `cores` and `ranks_on_host` below 1 count as 1.
-// Pure; thread-safe.
+// all makes lockstep ranks wait on each other's descheduled threads). The
+// batch loader's thread gets no core of its own: it only copies a batch's
+// bytes between steps, and the step is faster with every core computing (on
+// 2 cores, 2 intra-op threads against 1: 15-47% more samples/s on every model
+// of the catalogue, README "Threads"). `cores` and `ranks_on_host` below 1
+// count as 1. Pure; thread-safe.
 ThreadPlan PlanTrainThreads(int64_t requested, int cores, int ranks_on_host);
 
 // One line for the run's log, e.g. "threads: 2 cores available to this

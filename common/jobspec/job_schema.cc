@@ -254,8 +254,7 @@ Decl DeclareJob(const ModelInfo* model, const DatasetInfo* dataset) {
                        {[](const JobSpec& spec) -> const ParamMap& { return spec.train.loss; },
                         [](JobSpec* spec) { return &spec->train.loss; }}),
           Leaf(F::Int("threads", "intra-op threads per worker (0 = the cores the process may use, its CPU "
-                                  "affinity, split evenly among a job's ranks on one host, less one core each "
-                                  "for its batch loader where a rank has two or more)")
+                                  "affinity, split evenly among a job's ranks on one host)")
                    .Default(int64_t{0}).Range(0, 256),
                Bind(&JobSpec::train, &TrainSpec::threads)),
           Leaf(F::Int("log_every_steps", "steps between rows of metrics")

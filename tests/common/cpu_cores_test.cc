@@ -48,17 +48,14 @@ TEST(CpusAvailable, FollowsANarrowedMask) {
   EXPECT_EQ(CpusAvailable(), AffinityCount()) << "the main thread keeps its mask";
 }
 
-TEST(PlanTrainThreads, SplitsTheCoresAmongRanksOnTheHostLeavingOneForEachLoader) {
+TEST(PlanTrainThreads, SplitsTheCoresAmongRanksOnTheHost) {
   ThreadPlan alone = PlanTrainThreads(0, 8, 1);
-  EXPECT_EQ(alone.threads, 7) << "one core of the 8 for the batch loader";
-  EXPECT_TRUE(alone.loader_core);
+  EXPECT_EQ(alone.threads, 8) << "every core computes; the batch loader's thread gets none of its own";
   EXPECT_FALSE(alone.requested);
-  EXPECT_EQ(PlanTrainThreads(0, 8, 2).threads, 3);
-  EXPECT_EQ(PlanTrainThreads(0, 8, 3).threads, 1) << "2 cores each, one of them the loader's";
-  EXPECT_EQ(PlanTrainThreads(0, 2, 1).threads, 1) << "the 2-core machines: one intra-op thread";
-  ThreadPlan shared = PlanTrainThreads(0, 2, 2);
-  EXPECT_EQ(shared.threads, 1) << "one core each: the loader has to share it";
-  EXPECT_FALSE(shared.loader_core);
+  EXPECT_EQ(PlanTrainThreads(0, 8, 2).threads, 4);
+  EXPECT_EQ(PlanTrainThreads(0, 8, 3).threads, 2) << "rounded down: never more threads than cores";
+  EXPECT_EQ(PlanTrainThreads(0, 2, 1).threads, 2) << "the 2-core machines: both cores";
+  EXPECT_EQ(PlanTrainThreads(0, 2, 2).threads, 1);
   EXPECT_EQ(PlanTrainThreads(0, 2, 4).threads, 1) << "at least one each";
   EXPECT_EQ(PlanTrainThreads(0, 1, 1).threads, 1);
   EXPECT_EQ(PlanTrainThreads(0, 0, 0).threads, 1);
@@ -69,7 +66,6 @@ TEST(PlanTrainThreads, ARequestedCountWins) {
   ThreadPlan plan = PlanTrainThreads(3, 8, 2);
   EXPECT_EQ(plan.threads, 3);
   EXPECT_TRUE(plan.requested);
-  EXPECT_FALSE(plan.loader_core);
   EXPECT_EQ(plan.cores, 8);
   EXPECT_EQ(plan.ranks_on_host, 2);
   EXPECT_EQ(PlanTrainThreads(2, 2, 1).threads, 2) << "all the cores when asked";
@@ -77,8 +73,8 @@ TEST(PlanTrainThreads, ARequestedCountWins) {
 
 TEST(DescribeThreadPlan, NamesCoresRanksAndThreads) {
   EXPECT_EQ(DescribeThreadPlan(PlanTrainThreads(0, 2, 1)),
-            "threads: 2 cores available to this process, 1 rank of this job on this host: 1 intra-op thread "
-            "each (train.threads 0: the cores split among the ranks, less one each for its batch loader)");
+            "threads: 2 cores available to this process, 1 rank of this job on this host: 2 intra-op threads "
+            "each (train.threads 0: the cores split among the ranks)");
   EXPECT_EQ(DescribeThreadPlan(PlanTrainThreads(0, 2, 2)),
             "threads: 2 cores available to this process, 2 ranks of this job on this host: 1 intra-op thread "
             "each (train.threads 0: the cores split among the ranks)");
