@@ -117,17 +117,21 @@ class SplitDecoder(nn.Module):
 class _TransposeAsConvolution(torch.autograd.Function):
     """dfv's transposed convolution (worker/models/conv_transpose.cc): the
     input gradient of the convolution by the same weight, so oneDNN's
-    convolution kernels serve it; backward as a convolution and a weight
-    gradient. The same ATen calls in the same order as dfv's."""
+    convolution kernels serve it (the plain operator for outputs of fewer than
+    16 channels); backward as a convolution and a weight gradient. The same
+    ATen calls in the same order as dfv's."""
 
     @staticmethod
     def forward(ctx, x, weight, stride, padding, output_padding):
         shape = [x.size(0), weight.size(1)] + [
             (x.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d]
             for d in range(2)]
-        out = torch.ops.aten.convolution_backward(
-            x.contiguous(), torch.empty(shape), weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1,
-            [True, False, False])[0]
+        if weight.size(1) < 16:
+            out = torch.ops.aten.conv_transpose2d(x, weight, None, list(stride), list(padding), list(output_padding))
+        else:
+            out = torch.ops.aten.convolution_backward(
+                x.contiguous(), torch.empty(shape), weight, None, list(stride), list(padding), [1, 1], False,
+                [0, 0], 1, [True, False, False])[0]
         ctx.save_for_backward(x, weight)
         ctx.stride, ctx.padding = list(stride), list(padding)
         return out

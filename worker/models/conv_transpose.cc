@@ -13,6 +13,9 @@ using torch::autograd::variable_list;
 
 constexpr int64_t kUnitDilation[] = {1, 1};
 constexpr int64_t kNoOutputPadding[] = {0, 0};
+// oneDNN's channel block for float32 on AVX-512 (its blocked layouts,
+// aBcd16b): an output with fewer channels is padded up to it.
+constexpr int64_t kOneDnnChannelBlock = 16;
 
 // The transposed convolution of `input` by `weight` ([in, out, kh, kw]) as
 // the input gradient of the convolution by `weight`; bias added by the
@@ -26,13 +29,20 @@ class TransposeAsConvolution : public torch::autograd::Function<TransposeAsConvo
     for (int d = 0; d < 2; ++d) {
       shape[2 + d] = (input.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d];
     }
-    // Only its shape is read: the convolution's input, whose gradient the
-    // transposed convolution is.
-    const torch::Tensor output_shape = torch::empty(shape, input.options());
-    torch::Tensor output = std::get<0>(at::convolution_backward(input.contiguous(), output_shape, weight,
-                                                                c10::nullopt, stride, padding, kUnitDilation,
-                                                                /*transposed=*/false, kNoOutputPadding,
-                                                                /*groups=*/1, {true, false, false}));
+    torch::Tensor output;
+    if (weight.size(1) < kOneDnnChannelBlock) {
+      // oneDNN would compute the output's channels padded to a whole block:
+      // 16 -> 1 channels at 28x28, batch 64, took 1.1 ms that way against
+      // 0.3 ms through the stock operator (DNNL_VERBOSE=1 in a vae step).
+      output = at::conv_transpose2d(input, weight, {}, stride, padding, output_padding);
+    } else {
+      // Only its shape is read: the convolution's input, whose gradient the
+      // transposed convolution is.
+      const torch::Tensor output_shape = torch::empty(shape, input.options());
+      output = std::get<0>(at::convolution_backward(input.contiguous(), output_shape, weight, c10::nullopt, stride,
+                                                    padding, kUnitDilation, /*transposed=*/false, kNoOutputPadding,
+                                                    /*groups=*/1, {true, false, false}));
+    }
     ctx->save_for_backward({input, weight});
     ctx->saved_data["stride"] = std::move(stride);
     ctx->saved_data["padding"] = std::move(padding);

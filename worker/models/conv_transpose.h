@@ -6,7 +6,9 @@
 // so the whole layer can be computed with oneDNN's kernels:
 //
 //   y  = conv_transpose2d(x, w)  = convolution_backward's input gradient
-//                                  for grad_output x, weight w
+//                                  for grad_output x, weight w (the stock
+//                                  operator for outputs of fewer than 16
+//                                  channels, which oneDNN pads to 16)
 //   gx = conv2d(gy, w)             (same stride and padding)
 //   gw = convolution_backward's weight gradient for input gy, grad_output x
 //   gb = gy summed over batch and space
