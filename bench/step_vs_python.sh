@@ -49,8 +49,9 @@
 #
 #   bench/step_vs_python.sh [STEPS] [CHECK_STEPS]     (default 40 and 20)
 #
-# Time: about 6-9 minutes per round on the 2-core development machine when
-# it is idle (mathieu's step is the slowest, ~0.2 s at 1 thread), plus the build of
+# Time: on the 2-core development machine, idle, the checks and 3 rounds
+# took 11.5 minutes, PROFILE=6 a few more (2026-12-03; mathieu's
+# Python step is the slowest, ~0.2 s at 1 thread), plus the build of
 # dfv-trainer when it is not built. Other work on the machine skews the
 # figures, and threads that share cores with other processes can be
 # descheduled at every parallel region: check `uptime` first.
