@@ -27,7 +27,12 @@ export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_fi
 if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target dfv-coordinator dfv-worker dfv-trainer dfvctl >/dev/null
+# The cluster's binaries, named once in scripts/lib/local_cluster.sh (this
+# script starts its own daemons: one worker with 2 slots, with and without
+# core sharing).
+# shellcheck source=scripts/lib/local_cluster.sh
+source scripts/lib/local_cluster.sh
+cmake --build "$build_dir" -j "${BUILD_JOBS:-$(nproc)}" --target "${CLUSTER_TARGETS[@]}" >/dev/null
 bin=$(cd "$build_dir/bin" && pwd)
 
 work=$(mktemp -d)
