@@ -102,7 +102,7 @@ run() {  # MODE (shared | unshared) ROUND
   b=$(samples_per_second "$dir/b/metrics.csv")
   printf '%-8s round %d  job a %8.1f  job b %8.1f  sum %8.1f samples/s  (%s)\n' "$mode" "$2" "$a" "$b" \
     "$(awk -v a="$a" -v b="$b" 'BEGIN { print a + b }')" \
-    "$(grep -ho 'threads: [^"]*' "$dir/a/trainer.log" "$dir/worker/"*/trainer.log 2>/dev/null | head -n1 || true)"
+    "$(grep -ho 'threads: .*' "$dir/a.out" 2>/dev/null | head -n1 || true)"
   echo "$mode $a $b" >>"$work/results"
 }
 
