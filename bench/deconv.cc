@@ -61,8 +61,7 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "timed repetitions")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed repetitions first")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
-  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(dfv::kTrainerMmapThreshold, dfv::kTrainerTrimThreshold);
-      !kept.ok()) {
+  if (absl::Status kept = dfv::KeepFreedMemoryAsTheTrainer(); !kept.ok()) {
     std::fprintf(stderr, "dfv_bench_deconv: %s\n", std::string(kept.message()).c_str());
     return 1;
   }

@@ -401,8 +401,7 @@ int main(int argc, char** argv) {
   app.add_option("--rendezvous", f.rendezvous)->group("");
   app.add_option("--announce-fd", f.announce_fd)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(dfv::kTrainerMmapThreshold, dfv::kTrainerTrimThreshold);
-      !kept.ok()) {
+  if (absl::Status kept = dfv::KeepFreedMemoryAsTheTrainer(); !kept.ok()) {
     std::fprintf(stderr, "dfv_bench_scaling: %s\n", std::string(kept.message()).c_str());
     return 1;
   }

@@ -23,4 +23,8 @@ absl::Status KeepFreedMemoryInHeap(size_t mmap_threshold, size_t trim_threshold)
   return absl::OkStatus();
 }
 
+absl::Status KeepFreedMemoryAsTheTrainer() {
+  return KeepFreedMemoryInHeap(size_t{256} << 20, size_t{1} << 30);
+}
+
 }  // namespace dfv

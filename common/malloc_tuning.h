@@ -24,11 +24,11 @@ namespace dfv {
 // naming the setting glibc refused.
 absl::Status KeepFreedMemoryInHeap(size_t mmap_threshold, size_t trim_threshold);
 
-// dfv-trainer's settings (a step's largest activations stay far below 256
-// MiB), which the benchmarks that time its kernels use too.
+// dfv-trainer's settings: KeepFreedMemoryInHeap with blocks up to 256 MiB (a
+// step's largest activations stay far below) and 1 GiB of trim threshold.
+// The benchmarks that time the trainer's kernels call it too;
 // bench/step_vs_python.sh's kept_malloc gives the Python reference the same.
-inline constexpr size_t kTrainerMmapThreshold = size_t{256} << 20;
-inline constexpr size_t kTrainerTrimThreshold = size_t{1} << 30;
+absl::Status KeepFreedMemoryAsTheTrainer();
 
 }  // namespace dfv
 

@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   // step: keep blocks up to 256 MiB in the heap, and up to 1 GiB of freed
   // memory at its top, instead of faulting fresh pages in each time
   // (common/malloc_tuning.h; a third of cycle_vae's step time here).
-  if (absl::Status kept = dfv::KeepFreedMemoryInHeap(dfv::kTrainerMmapThreshold, dfv::kTrainerTrimThreshold); !kept.ok()) {
+  if (absl::Status kept = dfv::KeepFreedMemoryAsTheTrainer(); !kept.ok()) {
     return Fail("dfv-trainer", kept);
   }
   CLI::App app{"dfv-trainer: trains one dfv job, alone (train) or as a worker daemon's assignment."};

@@ -25,10 +25,6 @@ class TransposeAsConvolution : public torch::autograd::Function<TransposeAsConvo
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& weight,
                                std::vector<int64_t> stride, std::vector<int64_t> padding,
                                std::vector<int64_t> output_padding) {
-    std::vector<int64_t> shape = {input.size(0), weight.size(1), 0, 0};
-    for (int d = 0; d < 2; ++d) {
-      shape[2 + d] = (input.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d];
-    }
     torch::Tensor output;
     if (weight.size(1) < kOneDnnChannelBlock) {
       // oneDNN would compute the output's channels padded to a whole block:
@@ -38,6 +34,10 @@ class TransposeAsConvolution : public torch::autograd::Function<TransposeAsConvo
     } else {
       // Only its shape is read: the convolution's input, whose gradient the
       // transposed convolution is.
+      std::vector<int64_t> shape = {input.size(0), weight.size(1), 0, 0};
+      for (int d = 0; d < 2; ++d) {
+        shape[2 + d] = (input.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d];
+      }
       const torch::Tensor output_shape = torch::empty(shape, input.options());
       output = std::get<0>(at::convolution_backward(input.contiguous(), output_shape, weight, c10::nullopt, stride,
                                                     padding, kUnitDilation, /*transposed=*/false, kNoOutputPadding,

@@ -25,8 +25,8 @@
 namespace dfv::models {
 
 // True when ConvTranspose2dAsConvolution serves these arguments: a CPU
-// float32 input of 4 dimensions, groups 1, dilation 1, output padding smaller
-// than the stride. Elsewhere (CUDA, where cuDNN already serves the layer;
+// float32 input and weight of 4 dimensions, groups 1, dilation 1 (it also
+// needs output padding below the stride, as the stock operator does). Elsewhere (CUDA, where cuDNN already serves the layer;
 // other types) callers use the stock operator.
 bool ConvolutionServesTranspose(const torch::Tensor& input, const torch::Tensor& weight, torch::IntArrayRef dilation,
                                 int64_t groups);
