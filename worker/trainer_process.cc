@@ -80,11 +80,13 @@ absl::Status Train(const TrainerProcessOptions& options, LineObserver& observer,
     reducer = std::make_unique<dist::GradientReducer>(*group->communicator, reducer_options);
     trainer_options.gradient_sync = reducer.get();
     trainer_options.ranks_on_host = group->local_world_size;
+    std::string joined_text = absl::StrCat(
+        "rank ", options.rank, " of ", options.world_size, " joined over ", group->communicator->backend(), " at ",
+        options.rendezvous, "; ", group->local_world_size, group->local_world_size == 1 ? " rank" : " ranks",
+        " on this host, ", options.world_size - group->local_world_size, " elsewhere");
+    if (!group->transport_note.empty()) absl::StrAppend(&joined_text, " (", group->transport_note, ")");
     v1::TrainerReport joined_report;
-    joined_report.mutable_message()->set_text(
-        absl::StrCat("rank ", options.rank, " of ", options.world_size, " joined over ",
-                     group->communicator->backend(), " at ", options.rendezvous, "; ", group->local_world_size,
-                     group->local_world_size == 1 ? " rank" : " ranks", " on this host, ", options.world_size - group->local_world_size, " elsewhere"));
+    joined_report.mutable_message()->set_text(joined_text);
     observer.OnReport(joined_report);
   }
 

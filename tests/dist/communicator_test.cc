@@ -1,6 +1,7 @@
 // The Gloo communicator and the per-job rendezvous, with ranks as threads
 // meeting over loopback: collectives, timeouts, two groups side by side on
-// one host, and a peer that goes away in the middle of a collective.
+// one host, and a peer that goes away in the middle of a collective. The
+// shared-memory transport has its own tests (shm_communicator_test.cc).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -36,7 +37,7 @@ TEST(GlooCommunicatorTest, AllReduceSumsAndBroadcastCopiesFromRoot) {
     ASSERT_TRUE(group.communicator->Broadcast({a, b}, 0).ok());
     EXPECT_TRUE(torch::equal(a, torch::zeros({4, 4})));
     EXPECT_TRUE(torch::equal(b, torch::arange(16, torch::kFloat32).view({4, 4}).t()));
-  });
+  }, seconds(30), testing::UseGloo);
 }
 
 TEST(GlooCommunicatorTest, RejectsTensorsItCannotReduce) {
@@ -44,7 +45,7 @@ TEST(GlooCommunicatorTest, RejectsTensorsItCannotReduce) {
     torch::Tensor view = torch::zeros({4, 4}).t();
     absl::Status status = group.communicator->AllReduceSum(view);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
-  });
+  }, seconds(30), testing::UseGloo);
 }
 
 TEST(RendezvousTest, FailsWithDeadlineWhenARankNeverArrives) {
@@ -191,6 +192,7 @@ TEST(RendezvousTest, RankZeroAnnouncesItsDataPlaneAddressAndGlooBindsToIt) {
       },
       seconds(30),
       [&](dist::RendezvousOptions& options) {
+        testing::UseGloo(options);
         options.data_plane_address = "127.0.0.1";
         if (options.rank == 0) {
           // The control address names the host differently; the data plane wins.
@@ -228,7 +230,7 @@ TEST(GlooCommunicatorTest, APeerThatGoesAwayFailsTheCollectiveInsteadOfHanging) 
         EXPECT_TRUE(absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) << status;
         EXPECT_LT(took, 10.0) << status;
       },
-      seconds(20));
+      seconds(20), testing::UseGloo);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // Runs N ranks of a data-parallel group as N threads of the test process,
-// meeting through a real rendezvous (a TCPStore on a loopback port) over Gloo.
+// meeting through a real rendezvous (a TCPStore on a loopback port). The
+// threads share a host, so the group talks over shared memory unless
+// `configure` says otherwise (UseGloo).
 #ifndef DFV_TESTS_DIST_DIST_TEST_UTIL_H_
 #define DFV_TESTS_DIST_DIST_TEST_UTIL_H_
 
@@ -17,6 +19,10 @@
 namespace dfv::testing {
 
 inline constexpr char kTestSecret[] = "0123456789abcdef0123456789abcdef";
+
+// A `configure` for RunRanks: the group talks over Gloo even though every
+// rank is on this host (the default would be shared memory).
+inline void UseGloo(dist::RendezvousOptions& options) { options.shared_memory = false; }
 
 // Calls body(rank, group) on `world` threads, each with its own process
 // group; fails the test if a rendezvous fails. `configure` may change each

@@ -372,7 +372,7 @@ void StartCoordinatorAndTwoWorkers(Cluster& cluster) {
 
 // Data-parallel: one job, two worker daemons, one rank each, meeting through
 // rank 0's rendezvous (published via the coordinator) and reducing gradients
-// over Gloo. Rank 0 alone uploads; metrics carry every rank's timings.
+// through shared memory (both daemons are on this host). Rank 0 alone uploads; metrics carry every rank's timings.
 TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
   Cluster cluster("two_ranks");
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndTwoWorkers(cluster));
@@ -393,7 +393,7 @@ TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
   int joined = 0;
   bool per_rank_timings = false;
   for (const auto& e : ParseEvents(watch.out)) {
-    if (e.has_message() && absl::StrContains(e.message().text(), "of 2 joined over gloo")) {
+    if (e.has_message() && absl::StrContains(e.message().text(), "of 2 joined over shm")) {
       ++joined;
       EXPECT_THAT(e.message().text(), ::testing::HasSubstr("; 2 ranks on this host, "));
     }
@@ -416,7 +416,8 @@ TEST(EndToEnd, TwoRankJobTrainsAcrossTwoWorkers) {
 }
 
 // Killing one rank's worker mid-run ends the attempt for both ranks: the
-// survivor's collective fails at once (its peer's sockets closed), no trainer
+// survivor's collective fails at once (its peer's lock on the shared segment
+// went with its process), no trainer
 // is left blocked, and with no restarts left the job fails with the reason.
 TEST(EndToEnd, KilledRankEndsTheWholeAttemptWithinThirtySeconds) {
   Cluster cluster("killed_rank");

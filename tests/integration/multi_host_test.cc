@@ -1,6 +1,6 @@
 // dfv across hosts, on real separate network stacks: five network namespaces
-// on a bridge (NetnsLab, addresses from 198.18.0.0/24): the coordinator, three
-// worker hosts and a client host. TLS, mutual TLS for the workers and bearer
+// on a bridge (NetnsLab, addresses from 198.18.0.0/24), each with a host name
+// of its own: the coordinator, three worker hosts and a client host. TLS, mutual TLS for the workers and bearer
 // tokens are on, with certificates and tokens made by deploy/certs.sh. Runs
 // as root where `ip netns` works (CI is root); skips saying why otherwise.
 #include <signal.h>
@@ -116,6 +116,22 @@ double SamplesPerSecond(Cluster& cluster, const std::string& id) {
   return values.empty() ? 0 : values[values.size() / 2];
 }
 
+// The backends the job's ranks said they joined over ("rank R of N joined
+// over BACKEND at ..."), one entry per rank.
+std::multiset<std::string> JoinedOver(Cluster& cluster, const std::string& id) {
+  CommandResult watch = cluster.Dfvctl({"watch", id, "-o", "json"});
+  std::multiset<std::string> backends;
+  for (const v1::JobEvent& e : ParseEvents(watch.out)) {
+    if (!e.has_message()) continue;
+    const std::string& text = e.message().text();
+    const size_t over = text.find(" joined over ");
+    if (over == std::string::npos) continue;
+    const size_t start = over + std::string(" joined over ").size();
+    backends.insert(text.substr(start, text.find(' ', start) - start));
+  }
+  return backends;
+}
+
 TEST(MultiHost, TokensCertificatesAndTransportAreEnforcedAcrossHosts) {
   Lab lab;
   std::string skip;
@@ -192,6 +208,7 @@ TEST(MultiHost, TwoRankJobAcrossHostsSurvivesAPartitionAndTheCutOffTrainerIsFenc
   ASSERT_EQ(artifacts.exit_code, 0) << artifacts.err;
   EXPECT_TRUE(std::filesystem::exists(download + "/report.json"));
   const double across = SamplesPerSecond(cluster, first);
+  EXPECT_EQ(JoinedOver(cluster, first), (std::multiset<std::string>{"gloo", "gloo"}));
 
   // 2. A partition: rank 1's host is cut off for 15 s mid-job.
   ASSERT_TRUE(cluster.StartWorker("w3").ok()) << cluster.Log("w3");
@@ -257,7 +274,7 @@ TEST(MultiHost, TwoRankJobAcrossHostsSurvivesAPartitionAndTheCutOffTrainerIsFenc
               victim.c_str(), absl::ToDoubleSeconds(requeued - cut), absl::ToDoubleSeconds(rerunning - cut),
               absl::ToDoubleSeconds(restored - cut), absl::ToDoubleSeconds(absl::Now() - restored));
 
-  // 3. The same job as step 1 with both ranks in one namespace.
+  // 3. The same job as step 1 with both ranks on one host.
   cluster.KillWorker("w1");
   cluster.KillWorker("w2");
   // Once both are lost, only the two workers of h3 are left.
@@ -275,7 +292,9 @@ TEST(MultiHost, TwoRankJobAcrossHostsSurvivesAPartitionAndTheCutOffTrainerIsFenc
                                   {"--wait"});
   ASSERT_TRUE(WaitForState(cluster, same, v1::SUCCEEDED, absl::Seconds(300)).ok()) << cluster.Log("coordinator");
   const double one_host = SamplesPerSecond(cluster, same);
-  std::printf("2-rank vae, batch 16: %.0f samples/s across two namespaces, %.0f samples/s in one namespace\n",
+  // Both ranks on one host: they share memory instead of the network.
+  EXPECT_EQ(JoinedOver(cluster, same), (std::multiset<std::string>{"shm", "shm"}));
+  std::printf("2-rank vae, batch 16: %.0f samples/s across two hosts (gloo), %.0f samples/s on one host (shm)\n",
               across, one_host);
 }
 

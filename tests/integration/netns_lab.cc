@@ -123,7 +123,11 @@ const std::string& NetnsLab::Namespace(const std::string& host) const { return G
 const std::string& NetnsLab::Address(const std::string& host) const { return Get(host).address; }
 
 std::vector<std::string> NetnsLab::Exec(const std::string& host, const std::vector<std::string>& argv) const {
-  std::vector<std::string> full = {FindProgram("ip"), "netns", "exec", Get(host).ns};
+  // A host of its own has a host name of its own: a UTS namespace named
+  // after the network namespace (every step execs the next).
+  std::vector<std::string> full = {FindProgram("ip"), "netns",  "exec", Get(host).ns,
+                                   FindProgram("unshare"), "--uts", FindProgram("sh"), "-c",
+                                   "hostname \"$0\" && exec \"$@\"", Get(host).ns};
   full.insert(full.end(), argv.begin(), argv.end());
   return full;
 }

@@ -1,5 +1,6 @@
 // Separate network stacks on one machine for multi-host tests: a "switch"
-// namespace holding a Linux bridge, and one namespace per host, each joined
+// namespace holding a Linux bridge, and one namespace per host (with a host
+// name of its own for what runs there), each joined
 // to the bridge by a veth pair and given an address from 198.18.0.0/24
 // (198.18.0.0/15 is reserved for network benchmarking, RFC 2544; no other
 // address is ever used). The bridge lives in its own namespace, so the host's
@@ -42,8 +43,11 @@ class NetnsLab {
   // The host's namespace name and IPv4 address (198.18.0.N).
   const std::string& Namespace(const std::string& host) const;
   const std::string& Address(const std::string& host) const;
-  // `argv` run inside the host's namespace (through `ip netns exec`, which
-  // execs it: the process's pid is the command's own).
+  // `argv` run inside the host's network namespace and a UTS namespace whose
+  // host name is the network namespace's name, so that processes on
+  // different lab hosts see different host names, as on separate machines
+  // (`ip netns exec`, `unshare --uts` and `sh -c 'hostname ... && exec'` each
+  // exec the next: the process's pid is the command's own).
   std::vector<std::string> Exec(const std::string& host, const std::vector<std::string>& argv) const;
 
   // Takes the host's link down at the switch (a partition) / up again.

@@ -1,7 +1,8 @@
 // The collective-communication seam of data-parallel training: one small
-// interface with a Gloo implementation (LibTorch's c10d, CPU tensors) and an
-// NCCL one (CUDA tensors, built when the CUDA toolkit is present). The
-// gradient reducer (reducer.h) and the trainer talk only to this.
+// interface with a Gloo implementation (LibTorch's c10d, CPU tensors), a
+// shared-memory one (CPU tensors, ranks on one host) and an NCCL one (CUDA
+// tensors, built when the CUDA toolkit is present). The gradient reducer
+// (reducer.h) and the trainer talk only to this.
 //
 // Collectives are matched by order: every rank must start the same
 // collectives, on tensors of the same shapes, in the same order. Nothing here
@@ -47,12 +48,12 @@ class Communicator {
 
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  // "gloo" or "nccl".
+  // "gloo", "shm" or "nccl".
   virtual std::string backend() const = 0;
 
   // Starts summing `tensor` across ranks, in place. The tensor must be
-  // contiguous, float32, on this backend's device, and must stay alive and
-  // untouched until Wait() returns.
+  // contiguous, float32 (or float64 on the CPU backends), on this backend's
+  // device, and must stay alive and untouched until Wait() returns.
   virtual std::unique_ptr<Work> StartAllReduceSum(torch::Tensor tensor) = 0;
 
   // Copies rank `root`'s tensors into every other rank's, in place (same

@@ -130,15 +130,29 @@ absl::StatusOr<ProcessGroup> Meet(const RendezvousOptions& options) {
     return absl::UnimplementedError("this build has no NCCL (the CUDA toolkit was not found at configure time)");
 #endif
   } else {
-    GlooOptions gloo;
-    if (!options.data_plane_address.empty()) {
-      gloo.interface_host = Unbracket(options.data_plane_address);
-    } else if (rpc::IsLoopbackHost(host)) {
-      // Ranks that meet on a loopback address share one host: talk over it.
-      gloo.interface_host = host == "localhost" ? "127.0.0.1" : host;
+    // Ranks that all share this host try shared memory first; a rank that
+    // cannot map the segment sends them all to Gloo (every rank sees the same
+    // reports, so they agree).
+    bool settled = false;
+    if (options.shared_memory && options.world_size > 1 && group.local_world_size == options.world_size) {
+      ShmOptions shm = options.shm;
+      shm.setup_timeout = options.timeout;
+      shm.collective_timeout = options.collective_timeout;
+      communicator = CreateShmCommunicator(group.store, options.rank, options.world_size, shm);
+      settled = !absl::IsFailedPrecondition(communicator.status());
+      if (!settled) group.transport_note = absl::StrCat("not over shared memory: ", communicator.status().message());
     }
-    gloo.timeout = options.collective_timeout;
-    communicator = CreateGlooCommunicator(group.store, options.rank, options.world_size, gloo);
+    if (!settled) {
+      GlooOptions gloo;
+      if (!options.data_plane_address.empty()) {
+        gloo.interface_host = Unbracket(options.data_plane_address);
+      } else if (rpc::IsLoopbackHost(host)) {
+        // Ranks that meet on a loopback address share one host: talk over it.
+        gloo.interface_host = host == "localhost" ? "127.0.0.1" : host;
+      }
+      gloo.timeout = options.collective_timeout;
+      communicator = CreateGlooCommunicator(group.store, options.rank, options.world_size, gloo);
+    }
   }
   if (!communicator.ok()) {
     const absl::Status& s = communicator.status();

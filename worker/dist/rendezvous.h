@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/dist/communicator.h"
+#include "worker/dist/shm_communicator.h"
 
 namespace dfv::dist {
 
@@ -45,6 +46,13 @@ struct RendezvousOptions {
   std::chrono::milliseconds collective_timeout{std::chrono::minutes(5)};
   // "gloo" (CPU tensors) or "nccl" (CUDA tensors; only in builds with NCCL).
   std::string backend = "gloo";
+  // Backend "gloo" only: when every rank is on this host (the same host
+  // name), collectives go through a shared-memory segment
+  // (shm_communicator.h, backend "shm") instead of Gloo's loopback TCP. If a
+  // rank cannot map the segment (another container, a full /dev/shm), all
+  // ranks use Gloo and ProcessGroup::transport_note says why.
+  bool shared_memory = true;
+  ShmOptions shm;  // its timeouts are set from the two above
   int cuda_device = 0;
   // Rank 0 only: called with the store's HOST:PORT (HOST: the data-plane
   // address when set, else the host of `address`) as soon as it listens,
@@ -58,6 +66,8 @@ struct ProcessGroup {
   // Ranks of the group on this host (same host name), this one included: they
   // share its cores.
   int local_world_size = 1;
+  // Why the ranks, all on this host, did not share memory (empty otherwise).
+  std::string transport_note;
 };
 
 // Meets the other ranks and connects the backend. Never throws. Errors:
