@@ -51,16 +51,28 @@ inline void DieWithParent() {
   if (getppid() == 1) _exit(1);  // the parent is already gone
 }
 
-// Meets the other ranks. Rank 0 (address empty) listens on 127.0.0.1:0 and
-// announces the bound address on `announce_fd`.
+// The transports the benchmarks compare: "shm" (shared memory, what ranks on
+// one host use) and "gloo" (loopback TCP).
+inline bool KnownTransport(const std::string& transport) { return transport == "shm" || transport == "gloo"; }
+
+// Meets the other ranks over `transport` ("shm" or "gloo"). Rank 0 (address
+// empty) listens on 127.0.0.1:0 and announces the bound address on
+// `announce_fd`. Fails rather than measure another transport than the one
+// asked for (shm falls back to Gloo when the segment cannot be made).
 inline absl::StatusOr<dist::ProcessGroup> ChildRendezvous(int rank, int world, const std::string& address,
-                                                         int announce_fd) {
+                                                         int announce_fd, const std::string& transport,
+                                                         size_t shm_chunk_bytes = dist::ShmOptions{}.chunk_bytes) {
+  if (!KnownTransport(transport)) {
+    return absl::InvalidArgumentError(absl::StrCat("transport '", transport, "' (shm | gloo)"));
+  }
   dist::RendezvousOptions options;
   options.rank = rank;
   options.world_size = world;
   options.timeout = std::chrono::seconds(60);
   options.collective_timeout = std::chrono::seconds(120);
   options.backend = "gloo";
+  options.shared_memory = transport == "shm";
+  options.shm.chunk_bytes = shm_chunk_bytes;
   if (rank == 0) {
     options.address = "127.0.0.1:0";
     options.on_listening = [announce_fd](const std::string& bound) {
@@ -73,7 +85,12 @@ inline absl::StatusOr<dist::ProcessGroup> ChildRendezvous(int rank, int world, c
   } else {
     options.address = address;
   }
-  return dist::Rendezvous(options);
+  absl::StatusOr<dist::ProcessGroup> group = dist::Rendezvous(options);
+  if (group.ok() && group->communicator->backend() != transport) {
+    return absl::FailedPreconditionError(absl::StrCat("asked for ", transport, ", got ",
+                                                      group->communicator->backend(), ": ", group->transport_note));
+  }
+  return group;
 }
 
 // Prints the one result line.

@@ -1,15 +1,17 @@
 // dfv_bench_scaling: samples/s of data-parallel training, 1 rank against N
 // ranks (default 2), each rank a separate process with one torch thread, over
-// loopback Gloo.
+// shared memory (what the trainer uses when every rank is on one host) and
+// over loopback Gloo.
 //
-// Configurations, each run `--rounds` times in turn (1, N on, N off, 1, ...):
+// Configurations, each run `--rounds` times in turn (1, N shm on, ...):
 //   1 rank      one process, global batch G (--batch, default 64), no reducer;
-//   N ranks on  N processes, G/N each, GradientReducer with overlap on
+//   N ranks, T, on   N processes, G/N each, talking over transport T (shm,
+//               gloo: --transports), GradientReducer with overlap on
 //               (buckets launched from gradient hooks during backward);
-//   N ranks off the same with overlap off (every bucket after backward);
+//   N ranks, T, off  the same with overlap off (every bucket after backward);
 //   N ranks, no all-reduce  N processes, G/N each, training side by side
 //               without exchanging gradients: not data-parallel training,
-//               the ceiling this machine puts on the two above (cores,
+//               the ceiling this machine puts on the ones above (cores,
 //               caches and memory shared, smaller per-process batches).
 // Each process builds the model as the trainer does (models::CreateModel with
 // a ModelContext from the loaded data set, seed train.seed), reads its shard
@@ -33,7 +35,7 @@
 //   dfv_bench_scaling [--ranks 2] [--batch 64] [--steps 100] [--warmup 20]
 //                     [--rounds 5] [--model cycle_vae] [--dataset auto]
 //                     [--threads 1] [--baseline-threads T] [--bucket-mib 25]
-//                     [--json]
+//                     [--transports shm,gloo] [--json]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -72,6 +74,7 @@ struct Flags {
   int threads = 1;
   int baseline_threads = 0;  // 0: --threads
   int bucket_mib = 25;
+  std::vector<std::string> transports = {"shm", "gloo"};
   bool json = false;
   // Child only.
   bool child = false;
@@ -79,6 +82,7 @@ struct Flags {
   int world = 1;
   int overlap = 1;
   int reduce = 1;
+  std::string transport = "gloo";
   std::string rendezvous;
   int announce_fd = -1;
 };
@@ -116,12 +120,13 @@ train: {epochs: 100, batch_size: %d, lr: 1.0e-4, seed: 1, threads: %d%s}
   return dfv::jobspec::ParseJobSpec(yaml, options);
 }
 
-std::vector<std::string> ForwardedArgs(const Flags& f, int overlap, int reduce, int threads) {
+std::vector<std::string> ForwardedArgs(const Flags& f, const std::string& transport, int overlap, int reduce,
+                                       int threads) {
   return {"--batch", std::to_string(f.batch),     "--steps",      std::to_string(f.steps),
           "--warmup", std::to_string(f.warmup),   "--model",      f.model,
           "--dataset", ResolveDataset(f.dataset), "--threads",    std::to_string(threads),
           "--bucket-mib", std::to_string(f.bucket_mib), "--overlap", std::to_string(overlap),
-          "--reduce", std::to_string(reduce)};
+          "--reduce", std::to_string(reduce), "--transport", transport};
 }
 
 int RunChild(const Flags& f) {
@@ -165,7 +170,7 @@ int RunChild(const Flags& f) {
   }
   try {
     if (f.world > 1) {
-      auto g = dfv::bench::ChildRendezvous(f.rank, f.world, f.rendezvous, f.announce_fd);
+      auto g = dfv::bench::ChildRendezvous(f.rank, f.world, f.rendezvous, f.announce_fd, f.transport);
       if (!g.ok()) {
         std::fprintf(stderr, "rank %d: %s\n", f.rank, g.status().ToString().c_str());
         return 1;
@@ -254,6 +259,7 @@ int RunChild(const Flags& f) {
 
 struct ConfigResult {
   std::string name;
+  std::string transport = "gloo";  // of the N-rank runs (the one without all-reduce still meets over it)
   int world = 1;
   int overlap = 0;
   int reduce = 1;
@@ -272,26 +278,41 @@ int RunParent(const Flags& f) {
                "dfv_bench_scaling: %s on %s, global batch %d, %d warm-up + %d timed steps, %d round(s), %d "
                "torch thread(s) per process\n",
                f.model.c_str(), dataset.c_str(), f.batch, f.warmup, f.steps, f.rounds, f.threads);
-  std::vector<ConfigResult> configs(4);
+  for (const std::string& t : f.transports) {
+    if (!dfv::bench::KnownTransport(t)) {
+      std::fprintf(stderr, "dfv_bench_scaling: --transports: '%s' (shm, gloo)\n", t.c_str());
+      return 2;
+    }
+  }
+  std::vector<ConfigResult> configs;
   const int baseline_threads = f.baseline_threads > 0 ? f.baseline_threads : f.threads;
-  configs[0].name = baseline_threads == f.threads ? "1 rank" : absl::StrFormat("1 rank, %d threads", baseline_threads);
-  configs[0].world = 1;
-  configs[0].threads = baseline_threads;
-  for (size_t i = 1; i < configs.size(); ++i) configs[i].threads = f.threads;
-  configs[1].name = absl::StrFormat("%d ranks, overlap on", f.ranks);
-  configs[1].world = f.ranks;
-  configs[1].overlap = 1;
-  configs[2].name = absl::StrFormat("%d ranks, overlap off", f.ranks);
-  configs[2].world = f.ranks;
-  configs[2].overlap = 0;
-  configs[3].name = absl::StrFormat("%d ranks, no all-reduce", f.ranks);
-  configs[3].world = f.ranks;
-  configs[3].reduce = 0;
+  ConfigResult one;
+  one.name = baseline_threads == f.threads ? "1 rank" : absl::StrFormat("1 rank, %d threads", baseline_threads);
+  one.threads = baseline_threads;
+  configs.push_back(one);
+  for (const std::string& transport : f.transports) {
+    for (int overlap : {1, 0}) {
+      ConfigResult c;
+      c.name = absl::StrFormat("%d ranks, %s, overlap %s", f.ranks, transport, overlap ? "on" : "off");
+      c.transport = transport;
+      c.world = f.ranks;
+      c.overlap = overlap;
+      c.threads = f.threads;
+      configs.push_back(c);
+    }
+  }
+  ConfigResult ceiling;
+  ceiling.name = absl::StrFormat("%d ranks, no all-reduce", f.ranks);
+  ceiling.transport = f.transports.empty() ? "gloo" : f.transports[0];
+  ceiling.world = f.ranks;
+  ceiling.reduce = 0;
+  ceiling.threads = f.threads;
+  configs.push_back(ceiling);
 
   for (int round = 0; round < f.rounds; ++round) {
     for (ConfigResult& c : configs) {
       std::fprintf(stderr, "  round %d: %s ...\n", round + 1, c.name.c_str());
-      auto results = dfv::bench::LaunchRanks(c.world, ForwardedArgs(f, c.overlap, c.reduce, c.threads), std::chrono::seconds(600));
+      auto results = dfv::bench::LaunchRanks(c.world, ForwardedArgs(f, c.transport, c.overlap, c.reduce, c.threads), std::chrono::seconds(600));
       if (!results.ok()) {
         std::fprintf(stderr, "dfv_bench_scaling: %s: %s\n", c.name.c_str(), results.status().ToString().c_str());
         return 1;
@@ -326,16 +347,16 @@ int RunParent(const Flags& f) {
     return Median(ratios);
   };
   std::printf("\nData-parallel training throughput: %s on %s (%lld parameters), global batch %d, %d timed steps "
-              "after %d warm-up, %d torch thread per process, loopback Gloo\n",
+              "after %d warm-up, %d torch thread per process, ranks on this machine\n",
               f.model.c_str(), dataset.c_str(), static_cast<long long>(configs[0].parameters), f.batch, f.steps,
               f.warmup, f.threads);
   std::printf("samples/s = global batch x steps / slowest rank's wall time, median of %d round(s); speedup = "
               "median of the rounds' ratios to the same round's 1-rank run; all-reduce share = blocked in "
               "gradient all-reduce / TrainStep time\n\n",
               f.rounds);
-  std::printf("%-24s %-10s | %10s %-22s | %8s | %9s | %12s | %8s %10s\n", "config", "batch", "samples/s",
+  std::printf("%-28s %-10s | %10s %-22s | %8s | %9s | %12s | %8s %10s\n", "config", "batch", "samples/s",
               "(per round)", "speedup", "step ms", "allreduce %", "buckets", "in bkwd %");
-  std::printf("%s\n", std::string(125, '-').c_str());
+  std::printf("%s\n", std::string(129, '-').c_str());
   nlohmann::json out;
   out["bench"] = "scaling";
   out["model"] = f.model;
@@ -353,10 +374,11 @@ int RunParent(const Flags& f) {
     const std::string share = !reduces ? "-" : absl::StrFormat("%.1f", 100 * Median(c.blocked_share));
     const std::string buckets = !reduces ? "-" : absl::StrFormat("%.1f", c.buckets_per_step);
     const std::string in_backward = !reduces ? "-" : absl::StrFormat("%.0f", 100 * c.in_backward_share);
-    std::printf("%-24s %-10s | %10.1f %-22s | %7.2fx | %9.2f | %12s | %8s %10s\n", c.name.c_str(), batch.c_str(),
+    std::printf("%-28s %-10s | %10.1f %-22s | %7.2fx | %9.2f | %12s | %8s %10s\n", c.name.c_str(), batch.c_str(),
                 sps, ("(" + rounds + ")").c_str(), speedup(c), Median(c.step_ms), share.c_str(), buckets.c_str(),
                 in_backward.c_str());
     out["configs"].push_back({{"name", c.name},
+                              {"transport", c.world > 1 ? c.transport : ""},
                               {"world", c.world},
                               {"overlap", c.overlap != 0},
                               {"all_reduce", c.reduce != 0},
@@ -368,9 +390,11 @@ int RunParent(const Flags& f) {
                               {"buckets_per_step", c.buckets_per_step},
                               {"launched_in_backward_share", c.in_backward_share}});
   }
-  std::printf("\ntarget: %d ranks >= 1.8x the samples/s of 1 rank (measured %.2fx with overlap on, %.2fx off; "
-              "%.2fx for the same processes without all-reduce)\n",
-              f.ranks, speedup(configs[1]), speedup(configs[2]), speedup(configs[3]));
+  std::printf("\ntarget: %d ranks >= 1.8x the samples/s of 1 rank; measured, overlap on / off:", f.ranks);
+  for (size_t i = 1; i + 1 < configs.size(); i += 2) {
+    std::printf(" %s %.2fx / %.2fx;", configs[i].transport.c_str(), speedup(configs[i]), speedup(configs[i + 1]));
+  }
+  std::printf(" without all-reduce %.2fx\n", speedup(configs.back()));
   if (f.json) std::printf("%s\n", out.dump().c_str());
   return 0;
 }
@@ -392,8 +416,10 @@ int main(int argc, char** argv) {
   app.add_option("--baseline-threads", f.baseline_threads, "threads of the 1-rank run (default: --threads)")
       ->check(CLI::Range(1, 256));
   app.add_option("--bucket-mib", f.bucket_mib, "GradientReducer bucket size")->check(CLI::Range(1, 4096));
+  app.add_option("--transports", f.transports, "transports of the N-rank runs: shm, gloo")->delimiter(',');
   app.add_flag("--json", f.json, "also print the results as one JSON line");
   app.add_flag("--child", f.child)->group("");
+  app.add_option("--transport", f.transport)->group("");
   app.add_option("--rank", f.rank)->group("");
   app.add_option("--world", f.world)->group("");
   app.add_option("--overlap", f.overlap)->group("");

@@ -54,7 +54,7 @@ namespace dfv::dist {
 struct ShmOptions {
   // Bytes of each of the segment's 2 x (world_size + 1) buffers: the segment
   // is about 2 (world_size + 1) chunk_bytes.
-  size_t chunk_bytes = size_t{1} << 20;
+  size_t chunk_bytes = size_t{256} << 10;
   // How long setup waits for the other ranks through the store.
   std::chrono::milliseconds setup_timeout{std::chrono::seconds(60)};
   // A single collective's limit.
