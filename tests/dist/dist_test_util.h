@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "worker/dist/rendezvous.h"
 
 namespace dfv::testing {
@@ -62,6 +63,40 @@ inline void RunRanks(int world, const std::function<void(int rank, dist::Process
     });
   }
   for (std::thread& t : threads) t.join();
+}
+
+// What rank 0 saw in AllReduceAfterThePeerLeft.
+struct AfterThePeerLeft {
+  absl::Status status;  // of the first all-reduce after rank 1 left
+  double seconds = 0;   // how long that one took
+  absl::Status next;    // of one more all-reduce after it
+};
+
+// Two ranks all-reduce once; then rank 1 drops its communicator and store (as
+// a dying process does) and rank 0 starts two more all-reduces.
+inline AfterThePeerLeft AllReduceAfterThePeerLeft(const std::function<void(dist::RendezvousOptions&)>& configure) {
+  AfterThePeerLeft seen;
+  std::promise<void> rank1_gone;
+  std::shared_future<void> gone = rank1_gone.get_future().share();
+  RunRanks(
+      2,
+      [&](int rank, dist::ProcessGroup& group) {
+        torch::Tensor t = torch::ones({1024});
+        ASSERT_TRUE(group.communicator->AllReduceSum(t).ok());
+        if (rank == 1) {
+          group.communicator.reset();
+          group.store.reset();
+          rank1_gone.set_value();
+          return;
+        }
+        gone.wait();
+        const auto start = std::chrono::steady_clock::now();
+        seen.status = group.communicator->AllReduceSum(t);
+        seen.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        seen.next = group.communicator->AllReduceSum(t);
+      },
+      std::chrono::seconds(20), configure);
+  return seen;
 }
 
 }  // namespace dfv::testing
