@@ -115,14 +115,19 @@ awk -v st="$(median_of service 2)" -v lt="$(median_of local 2)" -v sc="$(median_
 stop_local_cluster
 }
 
-case " $parts " in *" 1 "*) part1 ;; esac
-only=""
-case " $parts " in
-  *" 2 "*" 3 "*) ;;
-  *" 2 "*) only="--only latency" ;;
-  *" 3 "*) only="--only upload" ;;
-  *) exit 0 ;;
-esac
+has_part() { case " $parts " in *" $1 "*) return 0 ;; esac; return 1; }
+if has_part 1; then part1; fi
+# (Each part is looked for on its own: one pattern for "2 then 3" cannot
+# match "1 2 3", whose space between 2 and 3 both would need.)
+if has_part 2 && has_part 3; then
+  only=""
+elif has_part 2; then
+  only="--only latency"
+elif has_part 3; then
+  only="--only upload"
+else
+  exit 0
+fi
 echo
 echo "== 2 and 3. latency and upload; load before: $(uptime)"
 # shellcheck disable=SC2086

@@ -412,6 +412,43 @@ echo '{"finished":{"steps":"20"}}'
   EXPECT_EQ(link.uploads_.count("checkpoints/step-00000010.ckpt"), 1u);
 }
 
+// 60 metrics rows 10 ms apart (about 0.6 s): they reach the coordinator in
+// order, in a handful of reports instead of 60; the first row goes at once,
+// with nothing held back; a message goes at once with the rows held before it.
+TEST(AssignmentRunner, MetricsRowsGoInFewReportsAndInOrder) {
+  RecordingLink link;
+  RunnerOptions options = FakeTrainer("rows", R"(
+echo '{"started":{"step":"0","totalSteps":"600"}}'
+i=1
+while [ $i -le 60 ]; do
+  echo "{\"metrics\":{\"step\":\"$((i * 10))\",\"values\":[{\"name\":\"loss\",\"value\":$i}]}}"
+  if [ $i -eq 30 ]; then echo '{"message":{"text":"half way"}}'; fi
+  sleep 0.01
+  i=$((i + 1))
+done
+echo '{"finished":{"steps":"600"}}'
+)",
+                                      &link);
+  auto runner = AssignmentRunner::Start(options);
+  ASSERT_TRUE(Finished(*runner, absl::Seconds(30)));
+  absl::MutexLock lock(&link.mu_);
+  EXPECT_EQ(link.outcome_, v1::OUTCOME_SUCCEEDED) << link.reason_;
+  std::vector<int64_t> steps;
+  bool message_after_row_30 = false;
+  for (const auto& e : link.events_) {
+    if (e.has_metrics()) steps.push_back(e.metrics().step());
+    if (e.has_message()) message_after_row_30 = steps.size() == 30;
+  }
+  ASSERT_EQ(steps.size(), 60u);
+  for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], 10 * static_cast<int64_t>(i + 1));
+  EXPECT_TRUE(message_after_row_30);
+  // 0.6 s of rows at most every 250 ms, plus the message's report and the
+  // first row's: far fewer than one report a row.
+  const int reports = static_cast<int>(link.batches_.size());
+  EXPECT_LE(reports, 15) << reports << " reports for 60 rows";
+  EXPECT_GE(reports, 3) << "the rows must not all wait for the end";
+}
+
 TEST(AssignmentRunner, TrainersThatFailOrAreCancelledAreCountedByOutcome) {
   RecordingLink link;
   WorkerMetrics metrics(WorkerMetricsOptions{});

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -276,6 +277,10 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
   std::string pending;  // a partial line
   bool stopping = false;
   absl::Time kill_at = absl::InfiniteFuture();
+  // Events not yet queued: metrics rows and progress wait here until
+  // options_.rows_every has passed since rows were last sent.
+  std::vector<v1::JobEvent> events;
+  absl::Time rows_sent = absl::InfinitePast();
   for (bool eof = false; !eof;) {
     if (!stopping && StopRequested()) {
       stopping = true;
@@ -283,13 +288,16 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
       kill_at = absl::Now() + (abandon_.load() ? absl::ZeroDuration() : options_.cancel_grace);
     }
     if (stopping && absl::Now() >= kill_at) child->Signal(SIGKILL);
-    auto chunk = child->ReadStdout(absl::Milliseconds(200), &eof);
+    const absl::Duration wait =
+        events.empty() ? absl::Milliseconds(200)
+                       : std::clamp(rows_sent + options_.rows_every - absl::Now(), absl::ZeroDuration(),
+                                    absl::Milliseconds(200));
+    auto chunk = child->ReadStdout(wait, &eof);
     if (!chunk.ok()) {
       spdlog::warn("{}: {}", a.job_id(), chunk.status().ToString());
       break;
     }
     pending += *chunk;
-    std::vector<v1::JobEvent> events;
     size_t newline;
     while ((newline = pending.find('\n')) != std::string::npos) {
       std::string line = pending.substr(0, newline);
@@ -297,10 +305,21 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
       if (!line.empty()) HandleLine(line, &events);
     }
     if (!abandon_.load()) {
-      FlushEvents(&events);
+      const bool only_rows = std::all_of(events.begin(), events.end(), [](const v1::JobEvent& e) {
+        return e.has_metrics() || e.has_progress();
+      });
+      const absl::Time now = absl::Now();
+      if (!events.empty() && (eof || stopping || !only_rows || now >= rows_sent + options_.rows_every)) {
+        if (std::any_of(events.begin(), events.end(),
+                        [](const v1::JobEvent& e) { return e.has_metrics() || e.has_progress(); })) {
+          rows_sent = now;
+        }
+        FlushEvents(&events);
+      }
       Deliver();  // what waits in the spool, when its time has come
     }
   }
+  if (!abandon_.load()) FlushEvents(&events);  // rows still held when reading failed
   // The trainer closed stdout; it exits right after (or was killed). Its pid
   // stops being its once reaped below.
   if (options_.metrics != nullptr) options_.metrics->TrainerExited(key_);

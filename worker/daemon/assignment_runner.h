@@ -67,6 +67,13 @@ struct RunnerOptions {
   // the coordinator is unreachable, and a spooled report it answers
   // NOT_FOUND (an unknown session, until the daemon has registered again).
   absl::Duration retry_for = absl::Seconds(30);
+  // The trainer's metrics rows and progress go to the coordinator at most
+  // this often, several in one report: each report costs the daemon and the
+  // coordinator CPU that the trainer would otherwise have. The first row after
+  // a quiet spell goes at once (so a job's first step shows without delay),
+  // and any other event (a state, a message, an artifact) goes at once with
+  // whatever is held. Zero: every line as it comes.
+  absl::Duration rows_every = absl::Milliseconds(250);
   // The most the report spool takes on disk before it drops metrics rows
   // (see report_spool.h).
   int64_t spool_bytes = int64_t{64} << 20;

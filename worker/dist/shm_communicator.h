@@ -12,7 +12,8 @@
 // is how peers tell that it is still there: the kernel drops it when the
 // process dies or closes the segment) and reports "mapped" or why not. Once
 // every rank has reported, rank 0 unlinks the name, so nothing is left in
-// /dev/shm whatever happens later. If any rank could not map the segment,
+// /dev/shm whatever happens later (only a rank 0 killed during setup leaves
+// its empty segment behind). If any rank could not map the segment,
 // every rank returns FAILED_PRECONDITION with the reasons, and the caller
 // falls back to another transport (the rendezvous falls back to Gloo).
 //
