@@ -317,6 +317,8 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
         FlushEvents(&events);
       }
       Deliver();  // what waits in the spool, when its time has come
+    } else {
+      events.clear();  // an abandoned attempt reports nothing
     }
   }
   if (!abandon_.load()) FlushEvents(&events);  // rows still held when reading failed
