@@ -7,11 +7,14 @@
 #include <chrono>
 #include <exception>
 #include <map>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
@@ -256,9 +259,13 @@ class GetArtifactReactor final : public grpc::ServerWriteReactor<dfv::v1::Artifa
 };
 
 // ---------------------------------------------------------------------------
-// UploadArtifact: the first message carries the header; each message's
-// bytes are written on the IoExecutor before the next read starts.
-
+// UploadArtifact: the first message carries the header, the rest data.
+// The next message is read while the last one is written: each data message
+// is moved out of the request before the next read starts, so gRPC's receive
+// (socket, deserialisation) on its threads overlaps the checksum and the file
+// write on an IO thread. One IO task per upload runs at a time, in order: a
+// read that completes while the write is in progress waits for that task,
+// which then carries on with it.
 class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::UploadArtifactRequest> {
  public:
   UploadArtifactReactor(Coordinator* coordinator, IoExecutor* io, CallerIdentity caller,
@@ -267,23 +274,45 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
     StartRead(&request_);
   }
 
+  // ok == false: the client half-closed (or the call died; Commit checks).
   void OnReadDone(bool ok) override {
-    if (ok) {
-      io_->Post([this] { Run(&UploadArtifactReactor::HandleMessage); });
-    } else {
-      // The client half-closed (or the call died; Commit checks).
-      io_->Post([this] { Run(&UploadArtifactReactor::Commit); });
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;  // the call was finished with this read in flight; OnDone follows
+      if (busy_) {
+        pending_read_ = ok;  // the running task takes it when its write is done
+        return;
+      }
+      busy_ = true;
     }
+    io_->Post([this, ok] { Process(ok); });
   }
   void OnCancel() override { cancelled_.store(true); }
   void OnDone() override { delete this; }
 
  private:
-  void Run(absl::Status (UploadArtifactReactor::*step)()) {
-    absl::Status status = Guarded("UploadArtifact", [&] { return (this->*step)(); });
-    if (!status.ok()) {
-      upload_.reset();  // removes the temporary file
-      Finish(rpc::ToGrpcStatus(status));
+  // Runs on an IO thread, the only one working on this upload: handles the
+  // read that completed, then any read that completed meanwhile.
+  void Process(bool ok) {
+    while (true) {
+      absl::Status status = Guarded("UploadArtifact", [&] { return ok ? HandleMessage() : Commit(); });
+      if (!status.ok()) {
+        upload_.reset();  // removes the temporary file
+        {
+          absl::MutexLock lock(&mu_);
+          finished_ = true;
+        }
+        Finish(rpc::ToGrpcStatus(status));
+        return;  // OnDone may delete this from here on
+      }
+      if (!ok) return;  // committed: Commit finished the call
+      absl::MutexLock lock(&mu_);
+      if (!pending_read_.has_value()) {
+        busy_ = false;
+        return;
+      }
+      ok = *pending_read_;
+      pending_read_.reset();
     }
   }
 
@@ -323,9 +352,12 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
     } else if (request_.has_header()) {
       return Invalid("header", "only the first message of an upload may carry the header");
     }
-    if (!request_.data().empty()) DFV_RETURN_IF_ERROR(upload_->Append(request_.data()));
+    // Swapping keeps both strings' capacity: after the first few messages
+    // neither the receive nor the write allocates.
+    data_.swap(*request_.mutable_data());
     request_.Clear();
     StartRead(&request_);
+    if (!data_.empty()) DFV_RETURN_IF_ERROR(upload_->Append(data_));
     return absl::OkStatus();
   }
 
@@ -342,10 +374,17 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
   IoExecutor* const io_;
   const CallerIdentity caller_;
   dfv::v1::UploadArtifactResponse* const response_;
+  // Written by gRPC's read while the IO task works on data_.
   dfv::v1::UploadArtifactRequest request_;
+  std::string data_;
   std::unique_ptr<ArtifactUpload> upload_;
   std::string worker_id_;
   std::atomic<bool> cancelled_{false};
+
+  absl::Mutex mu_;
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // an IO task for this upload is queued or running
+  std::optional<bool> pending_read_ ABSL_GUARDED_BY(mu_);  // a read that completed while busy_
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called with an error
 };
 
 }  // namespace

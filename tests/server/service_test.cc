@@ -119,7 +119,7 @@ class ServiceTest : public ::testing::Test {
 
   grpc::Status Upload(const std::string& worker_id, const dfv::v1::Assignment& a,
                       const std::string& name, const std::string& data, const std::string& checksum,
-                      dfv::v1::UploadArtifactResponse* response) {
+                      dfv::v1::UploadArtifactResponse* response, int64_t declared_size = -1) {
     auto context = Context();
     auto writer = gateway_->UploadArtifact(context.get(), response);
     dfv::v1::UploadArtifactRequest first;
@@ -130,7 +130,7 @@ class ServiceTest : public ::testing::Test {
     header->mutable_info()->set_name(name);
     header->mutable_info()->set_kind(dfv::v1::CHECKPOINT);
     header->mutable_info()->set_step(10);
-    header->mutable_info()->set_size(static_cast<int64_t>(data.size()));
+    header->mutable_info()->set_size(declared_size >= 0 ? declared_size : static_cast<int64_t>(data.size()));
     header->mutable_info()->set_checksum(checksum);
     bool ok = writer->Write(first);
     for (size_t at = 0; ok && at < data.size(); at += rpc::kArtifactChunkBytes) {
@@ -595,6 +595,44 @@ TEST_F(ServiceTest, ArtifactsRoundTripInChunks) {
   auto missing = client_->GetArtifact(missing_context.get(), get);
   EXPECT_FALSE(missing->Read(&chunk));
   EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// The coordinator reads an upload's next message while it writes the last
+// one: many chunks still land in order, and an error found while a read is in
+// flight (more bytes than declared) ends the call with that error, storing
+// nothing.
+TEST_F(ServiceTest, UploadsOfManyChunksLandInOrderAndAnOversizedOneStoresNothing) {
+  const std::string id = Submit(testing::JobYaml("pipelined"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  std::string data;
+  for (int chunk = 0; chunk < 9; ++chunk) {
+    data.append(rpc::kArtifactChunkBytes - chunk, static_cast<char>('a' + chunk));
+  }
+  dfv::v1::UploadArtifactResponse uploaded;
+  const int64_t declared = rpc::kArtifactChunkBytes + rpc::kArtifactChunkBytes / 2;
+  grpc::Status status = Upload(worker_id, assignment, "checkpoints/step-9.ckpt", data,
+                               Crc32Hex(Crc32(data)), &uploaded, declared);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("larger than the ", declared, " bytes")));
+  dfv::v1::ListArtifactsRequest list;
+  list.set_job_id(id);
+  dfv::v1::ListArtifactsResponse listed;
+  ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+  EXPECT_EQ(listed.artifacts_size(), 0) << "the refused upload stored nothing";
+
+  status = Upload(worker_id, assignment, "checkpoints/step-9.ckpt", data, Crc32Hex(Crc32(data)), &uploaded);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  dfv::v1::GetArtifactRequest get;
+  get.set_job_id(id);
+  get.set_name("checkpoints/step-9.ckpt");
+  auto context = Context();
+  auto reader = client_->GetArtifact(context.get(), get);
+  dfv::v1::ArtifactChunk chunk;
+  std::string received;
+  while (reader->Read(&chunk)) received += chunk.data();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(received == data) << "the stored bytes differ from the uploaded ones";
 }
 
 TEST_F(ServiceTest, DeleteArtifactsAndCollectGarbageTranslate) {
