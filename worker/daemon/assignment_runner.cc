@@ -305,15 +305,12 @@ std::pair<v1::Outcome, std::string> AssignmentRunner::RunTrainer() {
       if (!line.empty()) HandleLine(line, &events);
     }
     if (!abandon_.load()) {
-      const bool only_rows = std::all_of(events.begin(), events.end(), [](const v1::JobEvent& e) {
-        return e.has_metrics() || e.has_progress();
-      });
+      const auto is_row = [](const v1::JobEvent& e) { return e.has_metrics() || e.has_progress(); };
       const absl::Time now = absl::Now();
-      if (!events.empty() && (eof || stopping || !only_rows || now >= rows_sent + options_.rows_every)) {
-        if (std::any_of(events.begin(), events.end(),
-                        [](const v1::JobEvent& e) { return e.has_metrics() || e.has_progress(); })) {
-          rows_sent = now;
-        }
+      if (!events.empty() &&
+          (eof || stopping || !std::all_of(events.begin(), events.end(), is_row) ||
+           now >= rows_sent + options_.rows_every)) {
+        if (std::any_of(events.begin(), events.end(), is_row)) rows_sent = now;
         FlushEvents(&events);
       }
       Deliver();  // what waits in the spool, when its time has come

@@ -55,14 +55,16 @@ class ChunkReader {
   ChunkReader(const ChunkReader&) = delete;
   ChunkReader& operator=(const ChunkReader&) = delete;
 
-  // The next piece in *out (empty at the end of the file).
+  // The next piece in *out (empty at the end of the file). The file's size
+  // is read once per pass, and again when the pass reaches it.
   absl::Status Next(std::string* out) {
     if (fd_ < 0) return Error("open", open_errno_);
-    struct stat st;
-    const off_t at = ::lseek(fd_, 0, SEEK_CUR);
-    if (at < 0) return Error("lseek", errno);
-    if (::fstat(fd_, &st) != 0) return Error("fstat", errno);
-    const int64_t left = std::max<int64_t>(0, static_cast<int64_t>(st.st_size) - at) + 1;
+    if (at_ >= size_) {
+      struct stat st;
+      if (::fstat(fd_, &st) != 0) return Error("fstat", errno);
+      size_ = static_cast<int64_t>(st.st_size);
+    }
+    const int64_t left = std::max<int64_t>(0, size_ - at_) + 1;
     out->resize(static_cast<size_t>(std::min<int64_t>(left, rpc::kArtifactChunkBytes)));
     size_t filled = 0;
     while (filled < out->size()) {
@@ -73,11 +75,14 @@ class ChunkReader {
       filled += static_cast<size_t>(n);
     }
     out->resize(filled);
+    at_ += static_cast<int64_t>(filled);
     return absl::OkStatus();
   }
   absl::Status Rewind() {
     if (fd_ < 0) return Error("open", open_errno_);
     if (::lseek(fd_, 0, SEEK_SET) != 0) return Error("lseek", errno);
+    at_ = 0;
+    size_ = -1;
     return absl::OkStatus();
   }
 
@@ -89,6 +94,8 @@ class ChunkReader {
   const std::string path_;
   const int fd_;
   int open_errno_ = 0;
+  int64_t at_ = 0;     // bytes read this pass
+  int64_t size_ = -1;  // the file's size when last looked at
 };
 
 }  // namespace
