@@ -17,15 +17,16 @@
 #include "absl/strings/str_split.h"
 
 namespace dfv {
-namespace {
 
 absl::Status ErrnoStatus(std::string_view what, const std::string& path, int err) {
   std::string msg = absl::StrCat(std::string(what), " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  if (err == ENOSPC) return absl::ResourceExhaustedError(msg);
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(msg);
   return absl::InternalError(msg);
 }
+
+namespace {
 
 absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {

@@ -15,6 +15,11 @@
 
 namespace dfv {
 
+// "WHAT PATH: strerror(err)" with the code that says what the caller can do:
+// NOT_FOUND for ENOENT, PERMISSION_DENIED for EACCES and EPERM,
+// RESOURCE_EXHAUSTED for ENOSPC and EDQUOT, INTERNAL otherwise.
+absl::Status ErrnoStatus(std::string_view what, const std::string& path, int err);
+
 // Writes `contents` to `path` atomically: a temporary file in the same folder
 // is written, fsync'ed and renamed over `path`, then the folder is fsync'ed.
 // Readers see either the old file or the complete new one.

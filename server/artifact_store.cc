@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
+#include "common/sequential_file.h"
 #include "common/status_macros.h"
 #include "server/retention.h"
 
@@ -27,13 +28,9 @@ namespace {
 // name component has) and marked, so a restart can sweep them.
 constexpr char kTempMarker[] = ".upload-";
 
-absl::Status ErrnoError(const std::string& what, const std::string& path, int err) {
-  std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(message);
-  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
-  return absl::InternalError(message);
-}
+// Uploads declared this large bypass the page cache (SequentialFileWriter):
+// checkpoints, not grids or reports, which are small and read back soon.
+constexpr int64_t kDirectUploadBytes = int64_t{8} << 20;
 
 void SyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -54,13 +51,13 @@ std::string RandomSuffix() {
 // ArtifactUpload
 
 ArtifactUpload::ArtifactUpload(std::string job_id, dfv::v1::ArtifactInfo declared,
-                               std::string final_path, std::string temp_path, int fd,
-                               const Clock* clock)
+                               std::string final_path, std::string temp_path,
+                               std::unique_ptr<SequentialFileWriter> file, const Clock* clock)
     : job_id_(std::move(job_id)),
       declared_(std::move(declared)),
       final_path_(std::move(final_path)),
       temp_path_(std::move(temp_path)),
-      fd_(fd),
+      file_(std::move(file)),
       clock_(clock) {}
 
 ArtifactUpload::~ArtifactUpload() {
@@ -68,15 +65,12 @@ ArtifactUpload::~ArtifactUpload() {
 }
 
 void ArtifactUpload::Discard() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  file_.reset();
   ::unlink(temp_path_.c_str());
 }
 
 absl::Status ArtifactUpload::Append(std::string_view data) {
-  if (sealed_ || fd_ < 0) {
+  if (sealed_ || file_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("upload of ", declared_.name(), " is already sealed"));
   }
@@ -87,19 +81,11 @@ absl::Status ArtifactUpload::Append(std::string_view data) {
   }
   crc_ = Crc32Update(crc_, data);
   received_ += static_cast<int64_t>(data.size());
-  while (!data.empty()) {
-    ssize_t n = ::write(fd_, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("write", temp_path_, errno);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
+  return file_->Append(data);
 }
 
 absl::Status ArtifactUpload::Seal() {
-  if (sealed_ || fd_ < 0) {
+  if (sealed_ || file_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("upload of ", declared_.name(), " is already sealed"));
   }
@@ -116,10 +102,8 @@ absl::Status ArtifactUpload::Seal() {
                                             actual, " but its header declared ",
                                             declared_.checksum()));
   }
-  absl::Status status;
-  if (::fsync(fd_) != 0) status = ErrnoError("fsync", temp_path_, errno);
-  if (::close(fd_) != 0 && status.ok()) status = ErrnoError("close", temp_path_, errno);
-  fd_ = -1;
+  absl::Status status = file_->Finish();
+  file_.reset();
   if (!status.ok()) {
     Discard();
     return status;
@@ -134,7 +118,7 @@ absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactUpload::Commit(JobStore::Tx& tx) {
         absl::StrCat("upload of ", declared_.name(), " must be sealed once before Commit"));
   }
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
-    return ErrnoError("rename to", final_path_, errno);
+    return ErrnoStatus("rename to", final_path_, errno);
   }
   committed_ = true;
   SyncDir(std::filesystem::path(final_path_).parent_path().string());
@@ -159,7 +143,7 @@ absl::StatusOr<std::string> ArtifactReader::Read(size_t max_bytes) {
     ssize_t n = ::read(fd_, chunk.data() + filled, max_bytes - filled);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError("read", path_, errno);
+      return ErrnoStatus("read", path_, errno);
     }
     if (n == 0) break;
     filled += static_cast<size_t>(n);
@@ -237,10 +221,10 @@ absl::StatusOr<std::unique_ptr<ArtifactUpload>> ArtifactStore::BeginUpload(
   DFV_RETURN_IF_ERROR(MakeDirs(dir));
   std::string temp_path = absl::StrCat(dir, "/.", final_fs.filename().string(), kTempMarker,
                                        RandomSuffix());
-  int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create", temp_path, errno);
+  DFV_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFileWriter> file,
+                       SequentialFileWriter::Create(temp_path, declared.size() >= kDirectUploadBytes));
   return std::unique_ptr<ArtifactUpload>(
-      new ArtifactUpload(job_id, declared, final_path, std::move(temp_path), fd, clock_));
+      new ArtifactUpload(job_id, declared, final_path, std::move(temp_path), std::move(file), clock_));
 }
 
 absl::StatusOr<std::vector<dfv::v1::ArtifactInfo>> ArtifactStore::List(
@@ -276,7 +260,7 @@ absl::StatusOr<std::unique_ptr<ArtifactReader>> ArtifactStore::Open(const std::s
           absl::StrCat("artifact ", name, " of job ", job_id, " is indexed but its file ", path,
                        " is missing"));
     }
-    return ErrnoError("open", path, err);
+    return ErrnoStatus("open", path, err);
   }
   return std::unique_ptr<ArtifactReader>(new ArtifactReader(std::move(info), std::move(path), fd));
 }
@@ -318,12 +302,12 @@ absl::StatusOr<dfv::v1::ArtifactInfo> ArtifactStore::Share(const std::string& fr
           "cannot link ", from, " to ", temp, ": ", std::strerror(err),
           " (artifacts are shared between jobs as hard links, which this file system refuses)"));
     }
-    return ErrnoError("link", from, err);
+    return ErrnoStatus("link", from, err);
   }
   if (::rename(temp.c_str(), to.c_str()) != 0) {
     const int err = errno;
     ::unlink(temp.c_str());
-    return ErrnoError("rename to", to.string(), err);
+    return ErrnoStatus("rename to", to.string(), err);
   }
   SyncDir(dir);
   dfv::v1::ArtifactInfo shared = info;
@@ -339,7 +323,7 @@ absl::Status ArtifactStore::RemoveFiles(const std::string& job_id,
   for (const std::string& name : names) {
     const std::string path = PathOf(job_id, name);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT && first.ok()) {
-      first = ErrnoError("remove", path, errno);
+      first = ErrnoStatus("remove", path, errno);
     }
   }
   return first;

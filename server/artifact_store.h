@@ -1,7 +1,8 @@
 // Job artifacts (checkpoints, grids, reports) as files under
 // <root>/<job_id>/<name>, indexed in the JobStore.
 //
-// An upload is written to a hidden temporary file beside its final path,
+// An upload is written to a hidden temporary file beside its final path
+// (one of 8 MiB or more bypassing the page cache: SequentialFileWriter),
 // checked against the size and CRC-32 its header declared, fsync'ed, and
 // only then renamed into place and indexed, so a reader never sees a partial
 // or corrupt artifact and a crash leaves at most a temporary file, which
@@ -22,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/file_util.h"  // ValidateArtifactName
+#include "common/sequential_file.h"
 #include "proto/dfv.pb.h"
 #include "server/clock.h"
 #include "server/job_store.h"
@@ -57,14 +59,14 @@ class ArtifactUpload {
  private:
   friend class ArtifactStore;
   ArtifactUpload(std::string job_id, dfv::v1::ArtifactInfo declared, std::string final_path,
-                 std::string temp_path, int fd, const Clock* clock);
+                 std::string temp_path, std::unique_ptr<SequentialFileWriter> file, const Clock* clock);
   void Discard();
 
   const std::string job_id_;
   const dfv::v1::ArtifactInfo declared_;
   const std::string final_path_;
   const std::string temp_path_;
-  int fd_;
+  std::unique_ptr<SequentialFileWriter> file_;  // null once sealed or discarded
   const Clock* const clock_;
   int64_t received_ = 0;
   uint32_t crc_ = 0;
