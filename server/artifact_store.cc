@@ -45,6 +45,12 @@ std::string RandomSuffix() {
   return absl::StrFormat("%016x", rng());
 }
 
+absl::Status CheckChecksumFormat(const std::string& name, const std::string& checksum) {
+  if (ParseCrc32Hex(checksum).ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("artifact ", name, ": checksum must look like crc32:0123abcd, got '", checksum, "'"));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -74,6 +80,10 @@ absl::Status ArtifactUpload::Append(std::string_view data) {
     return absl::FailedPreconditionError(
         absl::StrCat("upload of ", declared_.name(), " is already sealed"));
   }
+  if (checksum_after_data_ && !data.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upload of ", declared_.name(), " has data after its checksum, which ends it"));
+  }
   if (received_ + static_cast<int64_t>(data.size()) > declared_.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upload of ", declared_.name(), " is larger than the ", declared_.size(),
@@ -82,6 +92,22 @@ absl::Status ArtifactUpload::Append(std::string_view data) {
   crc_ = Crc32Update(crc_, data);
   received_ += static_cast<int64_t>(data.size());
   return file_->Append(data);
+}
+
+absl::Status ArtifactUpload::DeclareChecksum(const std::string& checksum) {
+  if (sealed_ || file_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
+  }
+  if (!declared_.checksum().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upload of ", declared_.name(), " gives its checksum ",
+        checksum_after_data_ ? "twice after its data" : "both in its header and after its data"));
+  }
+  DFV_RETURN_IF_ERROR(CheckChecksumFormat(declared_.name(), checksum));
+  declared_.set_checksum(checksum);
+  checksum_after_data_ = true;
+  return absl::OkStatus();
 }
 
 absl::Status ArtifactUpload::Seal() {
@@ -94,6 +120,11 @@ absl::Status ArtifactUpload::Seal() {
     return absl::DataLossError(absl::StrCat("upload of ", declared_.name(), " ended after ",
                                             received_, " bytes; its header declared ",
                                             declared_.size()));
+  }
+  if (declared_.checksum().empty()) {
+    Discard();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upload of ", declared_.name(), " ended without a checksum (in its header or after its data)"));
   }
   std::string actual = Crc32Hex(crc_);
   if (actual != absl::AsciiStrToLower(declared_.checksum())) {
@@ -210,11 +241,7 @@ absl::StatusOr<std::unique_ptr<ArtifactUpload>> ArtifactStore::BeginUpload(
                                                    absl::AsciiStrToLower(dfv::v1::ArtifactKind_Name(declared.kind())),
                                                    " artifact has content"));
   }
-  if (!ParseCrc32Hex(declared.checksum()).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("artifact ", declared.name(),
-                                                   ": checksum must look like crc32:0123abcd, got '",
-                                                   declared.checksum(), "'"));
-  }
+  if (!declared.checksum().empty()) DFV_RETURN_IF_ERROR(CheckChecksumFormat(declared.name(), declared.checksum()));
   const std::string final_path = PathOf(job_id, declared.name());
   std::filesystem::path final_fs(final_path);
   const std::string dir = final_fs.parent_path().string();

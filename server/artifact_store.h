@@ -39,12 +39,18 @@ class ArtifactUpload {
   ArtifactUpload& operator=(const ArtifactUpload&) = delete;
 
   // Writes the next bytes. INVALID_ARGUMENT once more bytes arrive than the
-  // header declared.
+  // header declared, or after DeclareChecksum.
   absl::Status Append(std::string_view data);
 
-  // Checks the byte count and CRC-32 against the header (DATA_LOSS on a
-  // mismatch, and the temporary file is removed), then fsyncs it. Call once,
-  // after the last Append.
+  // The checksum of an upload whose header left it empty, given after the
+  // data ("crc32:0123abcd"). INVALID_ARGUMENT when the header gave one, when
+  // given twice, or for a bad format.
+  absl::Status DeclareChecksum(const std::string& checksum);
+
+  // Checks the byte count and CRC-32 against the declared ones (DATA_LOSS on
+  // a mismatch, INVALID_ARGUMENT when no checksum was declared; the
+  // temporary file is removed), then fsyncs it. Call once, after the last
+  // Append.
   absl::Status Seal();
 
   // Renames the sealed file into place and indexes it through `tx`, with
@@ -63,13 +69,14 @@ class ArtifactUpload {
   void Discard();
 
   const std::string job_id_;
-  const dfv::v1::ArtifactInfo declared_;
+  dfv::v1::ArtifactInfo declared_;  // its checksum may come after the data
   const std::string final_path_;
   const std::string temp_path_;
   std::unique_ptr<SequentialFileWriter> file_;  // null once sealed or discarded
   const Clock* const clock_;
   int64_t received_ = 0;
   uint32_t crc_ = 0;
+  bool checksum_after_data_ = false;  // DeclareChecksum was called
   bool sealed_ = false;
   bool committed_ = false;
 };
@@ -109,7 +116,7 @@ class ArtifactStore {
 
   // Starts an upload of `declared` (name, kind, step, size, checksum,
   // attempt) for `job_id`. INVALID_ARGUMENT for a bad name, size or checksum
-  // format.
+  // format; an empty checksum is declared later (DeclareChecksum).
   absl::StatusOr<std::unique_ptr<ArtifactUpload>> BeginUpload(const std::string& job_id,
                                                               const dfv::v1::ArtifactInfo& declared) const;
 

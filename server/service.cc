@@ -355,9 +355,11 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
     // Swapping keeps both strings' capacity: after the first few messages
     // neither the receive nor the write allocates.
     data_.swap(*request_.mutable_data());
+    const std::string checksum = std::move(*request_.mutable_checksum());
     request_.Clear();
     StartRead(&request_);
     if (!data_.empty()) DFV_RETURN_IF_ERROR(upload_->Append(data_));
+    if (!checksum.empty()) DFV_RETURN_IF_ERROR(upload_->DeclareChecksum(checksum));
     return absl::OkStatus();
   }
 

@@ -635,6 +635,75 @@ TEST_F(ServiceTest, UploadsOfManyChunksLandInOrderAndAnOversizedOneStoresNothing
   EXPECT_TRUE(received == data) << "the stored bytes differ from the uploaded ones";
 }
 
+// A sender that sums the file while it streams it gives the checksum after
+// the data instead of in the header; every other way to give it (none, both,
+// twice, data after it, a wrong one) is refused, storing nothing.
+TEST_F(ServiceTest, AnUploadsChecksumMayFollowItsDataOnceAndLast) {
+  const std::string id = Submit(testing::JobYaml("trailer"));
+  std::string worker_id;
+  const dfv::v1::Assignment assignment = StartOnWorker(&worker_id);
+  const std::string data(rpc::kArtifactChunkBytes + 777, 'q');
+  const std::string good = Crc32Hex(Crc32(data));
+  struct Case {
+    std::string what;
+    std::string header_checksum;
+    std::vector<std::pair<std::string, std::string>> messages;  // data, checksum
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::string first = data.substr(0, rpc::kArtifactChunkBytes);
+  const std::string rest = data.substr(rpc::kArtifactChunkBytes);
+  const std::vector<Case> cases = {
+      {"none", "", {{first, ""}, {rest, ""}}, grpc::StatusCode::INVALID_ARGUMENT, "ended without a checksum"},
+      {"both", good, {{first, ""}, {rest, good}}, grpc::StatusCode::INVALID_ARGUMENT,
+       "both in its header and after its data"},
+      {"twice", "", {{first, ""}, {rest, good}, {"", good}}, grpc::StatusCode::INVALID_ARGUMENT, "twice"},
+      {"data after it", "", {{first, good}, {rest, ""}}, grpc::StatusCode::INVALID_ARGUMENT,
+       "data after its checksum"},
+      {"bad format", "", {{data, "md5:x"}}, grpc::StatusCode::INVALID_ARGUMENT, "must look like crc32:"},
+      {"wrong", "", {{data, "crc32:00000000"}}, grpc::StatusCode::DATA_LOSS, "has checksum " + good},
+      {"after the data", "", {{first, ""}, {rest, ""}, {"", good}}, grpc::StatusCode::OK, ""},
+  };
+  for (const Case& c : cases) {
+    auto context = Context();
+    dfv::v1::UploadArtifactResponse uploaded;
+    auto writer = gateway_->UploadArtifact(context.get(), &uploaded);
+    dfv::v1::UploadArtifactRequest header;
+    header.mutable_header()->set_worker_id(worker_id);
+    header.mutable_header()->set_job_id(assignment.job_id());
+    header.mutable_header()->set_attempt(assignment.attempt());
+    dfv::v1::ArtifactInfo* info = header.mutable_header()->mutable_info();
+    info->set_name("checkpoints/step-10.ckpt");
+    info->set_kind(dfv::v1::CHECKPOINT);
+    info->set_step(10);
+    info->set_size(static_cast<int64_t>(data.size()));
+    info->set_checksum(c.header_checksum);
+    bool ok = writer->Write(header);
+    for (const auto& [bytes, checksum] : c.messages) {
+      dfv::v1::UploadArtifactRequest message;
+      message.set_data(bytes);
+      message.set_checksum(checksum);
+      ok = ok && writer->Write(message);
+    }
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), c.code) << c.what << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
+    dfv::v1::ListArtifactsRequest list;
+    list.set_job_id(id);
+    dfv::v1::ListArtifactsResponse listed;
+    ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+    if (c.code != grpc::StatusCode::OK) {
+      EXPECT_EQ(listed.artifacts_size(), 0) << c.what << " stored nothing";
+    } else {
+      ASSERT_EQ(listed.artifacts_size(), 1);
+      EXPECT_EQ(listed.artifacts(0).checksum(), good);
+      EXPECT_EQ(uploaded.info().checksum(), good);
+      EXPECT_EQ(listed.artifacts(0).size(), static_cast<int64_t>(data.size()));
+    }
+  }
+}
+
 TEST_F(ServiceTest, DeleteArtifactsAndCollectGarbageTranslate) {
   const std::string id = Submit(testing::JobYaml("deleted"));
   std::string worker_id;

@@ -39,11 +39,11 @@ void SetAssignment(Request& request, const std::string& worker_id, const Assignm
   request.set_rank(key.rank);
 }
 
-// Reads a file in pieces of at most rpc::kArtifactChunkBytes into a caller's
-// buffer (whose capacity is reused), and from the start again. A piece's
-// buffer is sized to what is left of the file (plus one byte, so a file that
-// grew is still read to its end): a 1 MiB buffer for every 20 KiB grid cost
-// the daemon more CPU (zeroing it, faulting its pages in) than the upload.
+// Reads a file once, in pieces of at most rpc::kArtifactChunkBytes, into a
+// caller's buffer (whose capacity is reused). A piece's buffer is sized to
+// what is left of the file (plus one byte, so a file that grew is still read
+// to its end): a 1 MiB buffer for every 20 KiB grid cost the daemon more CPU
+// (zeroing it, faulting its pages in) than the upload.
 class ChunkReader {
  public:
   explicit ChunkReader(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
@@ -55,15 +55,20 @@ class ChunkReader {
   ChunkReader(const ChunkReader&) = delete;
   ChunkReader& operator=(const ChunkReader&) = delete;
 
+  // The file's size now (fstat).
+  absl::StatusOr<int64_t> Size() {
+    if (fd_ < 0) return Error("open", open_errno_);
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Error("fstat", errno);
+    size_ = static_cast<int64_t>(st.st_size);
+    return size_;
+  }
+
   // The next piece in *out (empty at the end of the file). The file's size
-  // is read once per pass, and again when the pass reaches it.
+  // is looked at again only when the reads reach it.
   absl::Status Next(std::string* out) {
     if (fd_ < 0) return Error("open", open_errno_);
-    if (at_ >= size_) {
-      struct stat st;
-      if (::fstat(fd_, &st) != 0) return Error("fstat", errno);
-      size_ = static_cast<int64_t>(st.st_size);
-    }
+    if (at_ >= size_) DFV_RETURN_IF_ERROR(Size().status());
     const int64_t left = std::max<int64_t>(0, size_ - at_) + 1;
     out->resize(static_cast<size_t>(std::min<int64_t>(left, rpc::kArtifactChunkBytes)));
     size_t filled = 0;
@@ -78,13 +83,6 @@ class ChunkReader {
     at_ += static_cast<int64_t>(filled);
     return absl::OkStatus();
   }
-  absl::Status Rewind() {
-    if (fd_ < 0) return Error("open", open_errno_);
-    if (::lseek(fd_, 0, SEEK_SET) != 0) return Error("lseek", errno);
-    at_ = 0;
-    size_ = -1;
-    return absl::OkStatus();
-  }
 
  private:
   absl::Status Error(const char* what, int err) const {
@@ -94,7 +92,7 @@ class ChunkReader {
   const std::string path_;
   const int fd_;
   int open_errno_ = 0;
-  int64_t at_ = 0;     // bytes read this pass
+  int64_t at_ = 0;     // bytes read so far
   int64_t size_ = -1;  // the file's size when last looked at
 };
 
@@ -147,25 +145,16 @@ absl::Status GrpcCoordinatorLink::ReportEvents(const AssignmentKey& key, int64_t
 
 absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::ArtifactInfo info,
                                                  const std::string& path) {
-  // Two passes over the file, never all of it in memory: the header (size,
-  // checksum) goes first, so one pass sums it, the second streams it. Each
-  // pass reads into one reused buffer; reading a 200 MB checkpoint into a
-  // growing string and copying each chunk out of it cost more CPU than the
-  // RPC itself (page faults on every fresh buffer).
+  // One pass over the file, never all of it in memory: the header declares
+  // the size, and the checksum, summed while the file streams, goes in a
+  // last message after the data. The pieces are read into one reused buffer
+  // (reading a 200 MB checkpoint into a growing string and copying each
+  // chunk out of it cost more CPU than the RPC itself).
   ChunkReader reader(path);
-  uint32_t crc = 0;
-  int64_t size = 0;
-  std::string buffer;
-  for (;;) {
-    DFV_RETURN_IF_ERROR(reader.Next(&buffer));
-    if (buffer.empty()) break;
-    crc = Crc32Update(crc, buffer);
-    size += static_cast<int64_t>(buffer.size());
-  }
+  DFV_ASSIGN_OR_RETURN(const int64_t size, reader.Size());
   info.set_size(size);
-  info.set_checksum(Crc32Hex(crc));
+  info.clear_checksum();
   info.set_attempt(key.attempt);
-  DFV_RETURN_IF_ERROR(reader.Rewind());
 
   grpc::ClientContext context;
   // Large checkpoints on a slow link: scale the deadline with the size.
@@ -180,21 +169,28 @@ absl::Status GrpcCoordinatorLink::UploadArtifact(const AssignmentKey& key, v1::A
   bool ok = writer->Write(header);
   v1::UploadArtifactRequest chunk;
   int64_t sent = 0;
+  uint32_t crc = 0;
   absl::Status read = absl::OkStatus();
   while (ok) {
     read = reader.Next(chunk.mutable_data());
     if (!read.ok() || chunk.data().empty()) break;
     sent += static_cast<int64_t>(chunk.data().size());
+    crc = Crc32Update(crc, chunk.data());
     ok = writer->Write(chunk);
   }
   if (read.ok() && ok && sent != size) {
-    // The coordinator would refuse it (DATA_LOSS); say why.
+    // The coordinator would refuse it; say why.
     read = absl::DataLossError(absl::StrCat(path, " changed while it was uploaded"));
   }
   if (!read.ok()) {
     context.TryCancel();
     writer->Finish().ok();  // cancelled: the coordinator drops the partial file
     return absl::Status(read.code(), absl::StrCat("uploading ", info.name(), ": ", read.message()));
+  }
+  if (ok) {
+    v1::UploadArtifactRequest last;
+    last.set_checksum(Crc32Hex(crc));
+    writer->Write(last);
   }
   writer->WritesDone();
   absl::Status status = rpc::FromGrpcStatus(writer->Finish());
