@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "common/checksum.h"
 #include "common/file_util.h"
@@ -140,6 +141,31 @@ class ServiceTest : public ::testing::Test {
     }
     writer->WritesDone();
     return writer->Finish();
+  }
+
+  // The job's stored artifacts, as ListArtifacts answers.
+  std::vector<dfv::v1::ArtifactInfo> Listed(const std::string& job_id) {
+    dfv::v1::ListArtifactsRequest list;
+    list.set_job_id(job_id);
+    dfv::v1::ListArtifactsResponse listed;
+    EXPECT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+    return {listed.artifacts().begin(), listed.artifacts().end()};
+  }
+
+  // An artifact's bytes through GetArtifact ("" when it fails, which fails
+  // the test).
+  std::string Downloaded(const std::string& job_id, const std::string& name) {
+    dfv::v1::GetArtifactRequest get;
+    get.set_job_id(job_id);
+    get.set_name(name);
+    auto context = Context();
+    auto reader = client_->GetArtifact(context.get(), get);
+    dfv::v1::ArtifactChunk chunk;
+    std::string received;
+    while (reader->Read(&chunk)) received += chunk.data();
+    const grpc::Status status = reader->Finish();
+    EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
+    return status.ok() ? received : std::string();
   }
 
   std::unique_ptr<CoordinatorServer> server_;
@@ -615,24 +641,11 @@ TEST_F(ServiceTest, UploadsOfManyChunksLandInOrderAndAnOversizedOneStoresNothing
                                Crc32Hex(Crc32(data)), &uploaded, declared);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("larger than the ", declared, " bytes")));
-  dfv::v1::ListArtifactsRequest list;
-  list.set_job_id(id);
-  dfv::v1::ListArtifactsResponse listed;
-  ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
-  EXPECT_EQ(listed.artifacts_size(), 0) << "the refused upload stored nothing";
+  EXPECT_TRUE(Listed(id).empty()) << "the refused upload stored nothing";
 
   status = Upload(worker_id, assignment, "checkpoints/step-9.ckpt", data, Crc32Hex(Crc32(data)), &uploaded);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  dfv::v1::GetArtifactRequest get;
-  get.set_job_id(id);
-  get.set_name("checkpoints/step-9.ckpt");
-  auto context = Context();
-  auto reader = client_->GetArtifact(context.get(), get);
-  dfv::v1::ArtifactChunk chunk;
-  std::string received;
-  while (reader->Read(&chunk)) received += chunk.data();
-  ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_TRUE(received == data) << "the stored bytes differ from the uploaded ones";
+  EXPECT_TRUE(Downloaded(id, "checkpoints/step-9.ckpt") == data) << "the stored bytes differ from the uploaded ones";
 }
 
 // A sender that sums the file while it streams it gives the checksum after
@@ -689,17 +702,14 @@ TEST_F(ServiceTest, AnUploadsChecksumMayFollowItsDataOnceAndLast) {
     const grpc::Status status = writer->Finish();
     EXPECT_EQ(status.error_code(), c.code) << c.what << ": " << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
-    dfv::v1::ListArtifactsRequest list;
-    list.set_job_id(id);
-    dfv::v1::ListArtifactsResponse listed;
-    ASSERT_TRUE(client_->ListArtifacts(Context().get(), list, &listed).ok());
+    const std::vector<dfv::v1::ArtifactInfo> listed = Listed(id);
     if (c.code != grpc::StatusCode::OK) {
-      EXPECT_EQ(listed.artifacts_size(), 0) << c.what << " stored nothing";
+      EXPECT_TRUE(listed.empty()) << c.what << " stored nothing";
     } else {
-      ASSERT_EQ(listed.artifacts_size(), 1);
-      EXPECT_EQ(listed.artifacts(0).checksum(), good);
+      ASSERT_EQ(listed.size(), 1u);
+      EXPECT_EQ(listed[0].checksum(), good);
       EXPECT_EQ(uploaded.info().checksum(), good);
-      EXPECT_EQ(listed.artifacts(0).size(), static_cast<int64_t>(data.size()));
+      EXPECT_TRUE(Downloaded(id, listed[0].name()) == data);
     }
   }
 }
