@@ -352,8 +352,8 @@ class UploadArtifactReactor final : public grpc::ServerReadReactor<dfv::v1::Uplo
     } else if (request_.has_header()) {
       return Invalid("header", "only the first message of an upload may carry the header");
     }
-    // Swapping keeps both strings' capacity: after the first few messages
-    // neither the receive nor the write allocates.
+    // Swapped, not copied: the IO task owns these bytes while gRPC reads the
+    // next message into request_.
     data_.swap(*request_.mutable_data());
     const std::string checksum = std::move(*request_.mutable_checksum());
     request_.Clear();
