@@ -24,13 +24,11 @@ absl::StatusOr<std::unique_ptr<SequentialFileWriter>> SequentialFileWriter::Crea
   // says so here (EINVAL), and the file is written through the page cache.
   const int flags = ::fcntl(fd, F_GETFL);
   if (buffer == nullptr || flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) buffer.reset();
-  const bool is_direct = buffer != nullptr;
-  return std::unique_ptr<SequentialFileWriter>(new SequentialFileWriter(path, fd, is_direct, std::move(buffer)));
+  return std::unique_ptr<SequentialFileWriter>(new SequentialFileWriter(path, fd, std::move(buffer)));
 }
 
-SequentialFileWriter::SequentialFileWriter(std::string path, int fd, bool direct,
-                                           std::unique_ptr<char, FreeDeleter> buffer)
-    : path_(std::move(path)), fd_(fd), direct_(direct), buffer_(std::move(buffer)) {}
+SequentialFileWriter::SequentialFileWriter(std::string path, int fd, std::unique_ptr<char, FreeDeleter> buffer)
+    : path_(std::move(path)), fd_(fd), direct_(buffer != nullptr), buffer_(std::move(buffer)) {}
 
 SequentialFileWriter::~SequentialFileWriter() {
   if (fd_ >= 0) ::close(fd_);

@@ -56,7 +56,8 @@ class SequentialFileWriter {
   struct FreeDeleter {
     void operator()(char* p) const { std::free(p); }
   };
-  SequentialFileWriter(std::string path, int fd, bool direct, std::unique_ptr<char, FreeDeleter> buffer);
+  // Direct I/O when `buffer` is set (O_DIRECT already on for `fd`).
+  SequentialFileWriter(std::string path, int fd, std::unique_ptr<char, FreeDeleter> buffer);
   absl::Status WriteAll(std::string_view data);
   // Turns O_DIRECT off for the rest of the file.
   absl::Status StopDirect();

@@ -70,16 +70,18 @@ ArtifactUpload::~ArtifactUpload() {
   if (!committed_) Discard();
 }
 
+absl::Status ArtifactUpload::CheckOpen() const {
+  if (!sealed_ && file_ != nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("upload of ", declared_.name(), " is already sealed"));
+}
+
 void ArtifactUpload::Discard() {
   file_.reset();
   ::unlink(temp_path_.c_str());
 }
 
 absl::Status ArtifactUpload::Append(std::string_view data) {
-  if (sealed_ || file_ == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
-  }
+  DFV_RETURN_IF_ERROR(CheckOpen());
   if (checksum_after_data_ && !data.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("upload of ", declared_.name(), " has data after its checksum, which ends it"));
@@ -95,10 +97,7 @@ absl::Status ArtifactUpload::Append(std::string_view data) {
 }
 
 absl::Status ArtifactUpload::DeclareChecksum(const std::string& checksum) {
-  if (sealed_ || file_ == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
-  }
+  DFV_RETURN_IF_ERROR(CheckOpen());
   if (!declared_.checksum().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upload of ", declared_.name(), " gives its checksum ",
@@ -111,10 +110,7 @@ absl::Status ArtifactUpload::DeclareChecksum(const std::string& checksum) {
 }
 
 absl::Status ArtifactUpload::Seal() {
-  if (sealed_ || file_ == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upload of ", declared_.name(), " is already sealed"));
-  }
+  DFV_RETURN_IF_ERROR(CheckOpen());
   if (received_ != declared_.size()) {
     Discard();
     return absl::DataLossError(absl::StrCat("upload of ", declared_.name(), " ended after ",

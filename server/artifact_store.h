@@ -66,6 +66,8 @@ class ArtifactUpload {
   friend class ArtifactStore;
   ArtifactUpload(std::string job_id, dfv::v1::ArtifactInfo declared, std::string final_path,
                  std::string temp_path, std::unique_ptr<SequentialFileWriter> file, const Clock* clock);
+  // FAILED_PRECONDITION once sealed or discarded.
+  absl::Status CheckOpen() const;
   void Discard();
 
   const std::string job_id_;
