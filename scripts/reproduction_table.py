@@ -101,6 +101,11 @@ def split(report):
     return get(report, "evaluation.latent.s", "", required=False) is not None
 
 
+def z_draw_accuracy(report, run):
+    """The MLP's test accuracy on one posterior draw of z (None without a posterior)."""
+    return get(report, "evaluation.latent.z_sampled.mlp.test_accuracy", run, required=False)
+
+
 def target_verdict(run, runs):
     """The target's wording and its verdict. A model with a posterior over z is
     judged on both readings of z: the encoder's mean and one draw from the
@@ -113,7 +118,7 @@ def target_verdict(run, runs):
         return "-", "-"
     s = get(rep, "evaluation.latent.s.mlp.test_accuracy", run["name"])
     readings = {"mean": get(rep, "evaluation.latent.z.mlp.test_accuracy", run["name"])}
-    draw = get(rep, "evaluation.latent.z_sampled.mlp.test_accuracy", run["name"], required=False)
+    draw = z_draw_accuracy(rep, run["name"])
     if draw is not None:
         readings["draw"] = draw
     parts = [f"s >= {target['s_min']:.2f}"]
@@ -210,7 +215,7 @@ def render(runs, total_seconds, parallel, notes):
         f1 = " / ".join(fmt(get(rep, f"evaluation.latent.{c}.mlp.test_macro_f1", name)) if c in codes else "-"
                         for c in ["s", "z"])
         chance = get(rep, f"evaluation.latent.{codes[0]}.chance.majority", name)
-        sampled = get(rep, "evaluation.latent.z_sampled.mlp.test_accuracy", name, required=False)
+        sampled = z_draw_accuracy(rep, name)
         published = PUBLISHED.get((rep["dataset"], rep["model"]))
         pub = f"{published[0]:.3f} / {published[1]:.3f}" if published else "-"
         target, verdict = target_verdict(run, runs)
