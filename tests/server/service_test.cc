@@ -152,18 +152,23 @@ class ServiceTest : public ::testing::Test {
     return {listed.artifacts().begin(), listed.artifacts().end()};
   }
 
-  // An artifact's bytes through GetArtifact ("" when it fails, which fails
-  // the test).
-  std::string Downloaded(const std::string& job_id, const std::string& name) {
+  // GetArtifact of `name`: its status, and the bytes received into `received`.
+  grpc::Status Download(const std::string& job_id, const std::string& name, std::string* received) {
     dfv::v1::GetArtifactRequest get;
     get.set_job_id(job_id);
     get.set_name(name);
     auto context = Context();
     auto reader = client_->GetArtifact(context.get(), get);
     dfv::v1::ArtifactChunk chunk;
+    while (reader->Read(&chunk)) *received += chunk.data();
+    return reader->Finish();
+  }
+
+  // An artifact's bytes through GetArtifact ("" when it fails, which fails
+  // the test).
+  std::string Downloaded(const std::string& job_id, const std::string& name) {
     std::string received;
-    while (reader->Read(&chunk)) received += chunk.data();
-    const grpc::Status status = reader->Finish();
+    const grpc::Status status = Download(job_id, name, &received);
     EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
     return status.ok() ? received : std::string();
   }
@@ -369,15 +374,8 @@ TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices
   ASSERT_FALSE(worker_id.empty());
   const std::string bad_names[] = {"../outside", "checkpoints/../../x", "/etc/passwd", std::string("a\0b", 3)};
   for (const std::string& name : bad_names) {
-    dfv::v1::GetArtifactRequest get;
-    get.set_job_id(id);
-    get.set_name(name);
-    auto get_context = Context();
-    auto reader = client_->GetArtifact(get_context.get(), get);
-    dfv::v1::ArtifactChunk chunk;
-    while (reader->Read(&chunk)) {
-    }
-    grpc::Status status = reader->Finish();
+    std::string ignored;
+    grpc::Status status = Download(id, name, &ignored);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
     EXPECT_THAT(status.error_message(), StartsWith("name:")) << name;
 
@@ -388,6 +386,7 @@ TEST_F(ServiceTest, BadArtifactNamesAndOversizedMessagesAreRefusedOnBothServices
     fetch.set_name(name);
     auto fetch_context = Context();
     auto fetched = gateway_->FetchCheckpoint(fetch_context.get(), fetch);
+    dfv::v1::ArtifactChunk chunk;
     while (fetched->Read(&chunk)) {
     }
     status = fetched->Finish();
