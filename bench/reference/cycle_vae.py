@@ -10,9 +10,8 @@ import nets
 
 
 class Reference:
-    def __init__(self, job, train_size, total_steps, num_classes=10):
+    def __init__(self, job, train_size, total_steps):
         params, loss = job["model_params"], job["train"]["loss"]
-        self.num_classes = num_classes
         self.z_dim, self.s_dim = params["style_dim"], params["class_dim"]
         self.encoder = nets.SplitEncoder(self.z_dim, self.s_dim)
         self.decoder = nets.SplitDecoder(self.z_dim, self.s_dim)
@@ -22,7 +21,6 @@ class Reference:
         self.reconstruction_coef = loss["reconstruction"]
         self.reverse_cycle_coef = loss["reverse_cycle"]
         self.kl_coef = loss["kl"]
-        self.class_mmd_coef = loss.get("class_mmd", 0.0)
 
     def modules(self):
         return {"encoder": self.encoder, "decoder": self.decoder}
@@ -39,9 +37,7 @@ class Reference:
         recon = self.decoder(z, s_swapped)
         rec = F.mse_loss(recon[:n], x1) + F.mse_loss(recon[n:], x2)
         kl = (nets.kl_divergence_sum(mu[:n], logvar[:n]) + nets.kl_divergence_sum(mu[n:], logvar[n:])) / elements
-        mmd, mmd_value = nets.weighted_class_mmd(mu, torch.cat([batch["labels"], batch["labels"]], 0),
-                                                 self.num_classes, self.class_mmd_coef)
-        forward_loss = self.reconstruction_coef * rec + self.kl_coef * kl + mmd
+        forward_loss = self.reconstruction_coef * rec + self.kl_coef * kl
         nets.update(forward_loss, self.auto_encoder_opt)
 
         with torch.no_grad():
@@ -53,5 +49,4 @@ class Reference:
         nets.update(self.reverse_cycle_coef * reverse, self.reverse_cycle_opt)
 
         total = forward_loss.item() + self.reverse_cycle_coef * reverse.item()
-        return {"loss": total, "reconstruction": rec.item(), "kl": kl.item(), "reverse_cycle": reverse.item(),
-                "class_mmd": mmd_value}
+        return {"loss": total, "reconstruction": rec.item(), "kl": kl.item(), "reverse_cycle": reverse.item()}

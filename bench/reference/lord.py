@@ -70,8 +70,6 @@ class Reference:
         self.reconstruction_coef = loss["reconstruction"]
         self.content_l2_coef = loss["content_l2"]
         self.code_regression_coef = loss["code_regression"]
-        self.class_mmd_coef = loss.get("class_mmd", 0.0)
-        self.num_classes = num_classes
         self.generator = AdaInGenerator(content_dim, class_dim)
         self.codes = LatentCodes(num_classes, class_dim, max(train_size, 1), content_dim)
         self.content_encoder = CodeEncoder(content_dim)
@@ -127,11 +125,10 @@ class Reference:
         output = self.generator(noisy, self.codes.class_codes(batch["labels"]))
         rec = self.reconstruction_loss(output, x)
         penalty = content.pow(2).sum(1).mean()
-        mmd, mmd_value = nets.weighted_class_mmd(content, batch["labels"], self.num_classes, self.class_mmd_coef)
-        loss = self.reconstruction_coef * rec + self.content_l2_coef * penalty + mmd
+        loss = self.reconstruction_coef * rec + self.content_l2_coef * penalty
         nets.update(loss, self.latent_opt)
         return {"loss": loss.item(), "reconstruction": rec.item(), "content_l2": penalty.item(),
-                "code_regression": 0.0, "class_mmd": mmd_value, "stage": 1.0, "lr": generator_lr}
+                "code_regression": 0.0, "stage": 1.0, "lr": generator_lr}
 
     def amortized_step(self, batch, noise):
         if not self.amortization_started:
@@ -151,8 +148,7 @@ class Reference:
         class_code = self.class_encoder(x)
         rec = self.reconstruction_loss(self.amortized_generator(content, class_code), x)
         regression = F.mse_loss(content, target_content) + F.mse_loss(class_code, target_class)
-        mmd, mmd_value = nets.weighted_class_mmd(content, batch["labels"], self.num_classes, self.class_mmd_coef)
-        loss = self.reconstruction_coef * rec + self.code_regression_coef * regression + mmd
+        loss = self.reconstruction_coef * rec + self.code_regression_coef * regression
         nets.update(loss, self.amortized_opt)
         return {"loss": loss.item(), "reconstruction": rec.item(), "content_l2": penalty.item(),
-                "code_regression": regression.item(), "class_mmd": mmd_value, "stage": 2.0, "lr": lr}
+                "code_regression": regression.item(), "stage": 2.0, "lr": lr}

@@ -174,45 +174,6 @@ def kl_divergence_sum(mu, logvar):
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def class_mmd(codes, labels, num_classes):
-    """worker/models/class_mmd.h's ClassMmd: per class, the unbiased MMD^2
-    between its codes and the other classes' codes, weighted by its share of
-    the batch, with a mean of Gaussian kernels scaled by the median squared
-    distance (held constant)."""
-    n = codes.size(0)
-    if n < 2:
-        return codes.new_zeros(())
-    norms = codes.pow(2).sum(1)
-    sq = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2 * codes.matmul(codes.t())).clamp_min(0)
-    with torch.no_grad():
-        off_diagonal = ~torch.eye(n, dtype=torch.bool)
-        scale = sq.masked_select(off_diagonal).median().clamp_min(1e-12)
-    kernel = torch.zeros_like(sq)
-    widths = (0.25, 0.5, 1.0, 2.0, 4.0)
-    for w in widths:
-        kernel = kernel + torch.exp(-sq / (scale * w))
-    kernel = kernel / len(widths)
-    in_k = F.one_hot(labels, num_classes).to(codes.dtype)
-    out_k = 1 - in_k
-    n_in, n_out = in_k.sum(0), out_k.sum(0)
-    within_in = (in_k * kernel.matmul(in_k)).sum(0) - n_in
-    within_out = (out_k * kernel.matmul(out_k)).sum(0) - n_out
-    across = (in_k * kernel.matmul(out_k)).sum(0)
-    usable = (n_in >= 2) & (n_out >= 2)
-    a, b = n_in.clamp_min(2), n_out.clamp_min(2)
-    mmd = within_in / (a * (a - 1)) + within_out / (b * (b - 1)) - 2 * across / (a * b)
-    return (mmd * (n_in / n)).masked_select(usable).sum()
-
-
-def weighted_class_mmd(codes, labels, num_classes, weight):
-    """WeightedClassMmd: (the loss term, the metric's value)."""
-    if weight > 0:
-        mmd = class_mmd(codes, labels, num_classes)
-        return weight * mmd, mmd.item()
-    with torch.no_grad():
-        return codes.new_zeros(()), class_mmd(codes.detach(), labels, num_classes).item()
-
-
 class GanGenerator(nn.Module):
     """DCGAN generator at 28x28: [N, d] as [N, d, 1, 1] -> 2w x 7 x 7 ->
     w x 14 x 14 -> C x 28 x 28; batch norm and ReLU, tanh output."""

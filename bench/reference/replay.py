@@ -65,7 +65,7 @@ def build(trace, total_steps=None, dfv_kernels=False):
     if job["model"] not in MODELS:
         sys.exit(f"no Python reference for model {job['model']!r} (have {', '.join(MODELS)})")
     module = importlib.import_module(job["model"])
-    kwargs = {"num_classes": trace["num_classes"]} if job["model"] in ("lord", "cycle_vae") else {}
+    kwargs = {"num_classes": trace["num_classes"]} if job["model"] == "lord" else {}
     model = module.Reference(job, trace["train_size"], total_steps or trace["total_steps"], **kwargs)
     state = trace["state"]
     for name, net in model.modules().items():

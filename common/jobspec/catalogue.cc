@@ -41,13 +41,10 @@ std::vector<ModelInfo> BuildCatalogue() {
        Coefficient("reverse_cycle", 10.0, "weight of the reverse-cycle L1 term on z"),
        Coefficient("kl", 10.0,
                    "weight of the KL terms on z (the reference uses 3; 10 leaves less class in z, "
-                   "see docs/reproduction.md)"),
-       Coefficient("class_mmd", 0.0,
-                   "weight of z's class MMD on the posterior means (the Variational Fair Autoencoder's penalty; "
-                   "not in the reference)")},
+                   "see docs/reproduction.md)")},
       TrainDefaults{1e-4, {0.9, 0.999}, 64},
       {grid::kReconstruction, grid::kSwap, grid::kInterpolation},
-      {"loss", "reconstruction", "kl", "reverse_cycle", "class_mmd"},
+      {"loss", "reconstruction", "kl", "reverse_cycle"},
   });
 
   // The GAN family (seed 001): 2e-4, betas (0.5, 0.999) and batch 64 for
@@ -151,13 +148,10 @@ std::vector<ModelInfo> BuildCatalogue() {
            .Default(1e-3).Min(0, true).Max(10)},
       {Coefficient("reconstruction", 1.0, "weight of the reconstruction loss (both stages)"),
        Coefficient("content_l2", 1e-4, "weight of the content codes' squared L2 norm (stage 1)"),
-       Coefficient("code_regression", 10.0, "weight of the encoders' MSE to the learned codes (stage 2)"),
-       Coefficient("class_mmd", 0.0,
-                   "weight of the content codes' class MMD, both stages (the Variational Fair Autoencoder's "
-                   "penalty; not in LORD)")},
+       Coefficient("code_regression", 10.0, "weight of the encoders' MSE to the learned codes (stage 2)")},
       TrainDefaults{1e-3, {0.9, 0.999}, 32},
       {grid::kReconstruction, grid::kRandomClass, grid::kNoise, grid::kSwap},
-      {"loss", "reconstruction", "content_l2", "code_regression", "class_mmd", "stage", "lr"},
+      {"loss", "reconstruction", "content_l2", "code_regression", "stage", "lr"},
   });
 
   return models;

@@ -40,7 +40,6 @@ TEST(CheckpointTest, SaveLoadRestoresParametersOptimiserStepAndRng) {
   // Give the optimisers some state.
   data::Batch batch;
   batch.images = torch::rand({4, 3, 28, 28});
-  batch.labels = torch::randint(30, {4}, torch::kLong);
   batch.same_images = torch::rand({4, 3, 28, 28});
   batch.other_images = torch::rand({4, 3, 28, 28});
   step::StepContext ctx(nullptr);

@@ -2,7 +2,6 @@
 
 #include <tuple>
 
-#include "worker/models/class_mmd.h"
 #include "worker/models/nets.h"
 #include "worker/models/split_codes.h"
 
@@ -23,8 +22,6 @@ class CycleVae : public Model {
         reconstruction_coef_(ctx.spec->train.loss.GetDouble("reconstruction")),
         reverse_cycle_coef_(ctx.spec->train.loss.GetDouble("reverse_cycle")),
         kl_coef_(ctx.spec->train.loss.GetDouble("kl")),
-        class_mmd_coef_(ctx.spec->train.loss.GetDouble("class_mmd")),
-        num_classes_(ctx.num_classes),
         independent_pairs_(ctx.spec->model_params.GetString("reverse_pairs") == "independent") {
     InitNormal(*encoder_, 0.05);
     InitNormal(*decoder_, 0.05);
@@ -54,10 +51,7 @@ class CycleVae : public Model {
     torch::Tensor kl = (KlDivergenceSum(c.mu.slice(0, 0, n), c.logvar.slice(0, 0, n)) +
                         KlDivergenceSum(c.mu.slice(0, n), c.logvar.slice(0, n))) /
                        elements;
-    // Both images of a pair have the batch's label.
-    const ClassMmdTerm mmd =
-        WeightedClassMmd(c.mu, torch::cat({batch.labels, batch.labels}, 0), num_classes_, class_mmd_coef_);
-    torch::Tensor forward_loss = reconstruction_coef_ * rec + kl_coef_ * kl + mmd.term;
+    torch::Tensor forward_loss = reconstruction_coef_ * rec + kl_coef_ * kl;
     ctx.Update(forward_loss, auto_encoder_opt_);
 
     // Reverse cycle: one z, the specified codes of two unrelated images:
@@ -80,8 +74,7 @@ class CycleVae : public Model {
     return {{"loss", total},
             {"reconstruction", rec.item<double>()},
             {"kl", kl.item<double>()},
-            {"reverse_cycle", reverse.item<double>()},
-            {"class_mmd", mmd.value}};
+            {"reverse_cycle", reverse.item<double>()}};
   }
 
   std::vector<std::pair<std::string, nn::Module*>> Modules() override {
@@ -113,8 +106,7 @@ class CycleVae : public Model {
   SplitDecoder decoder_;
   torch::optim::Adam auto_encoder_opt_;
   torch::optim::Adam reverse_cycle_opt_;
-  double reconstruction_coef_, reverse_cycle_coef_, kl_coef_, class_mmd_coef_;
-  int64_t num_classes_;
+  double reconstruction_coef_, reverse_cycle_coef_, kl_coef_;
   bool independent_pairs_;
 };
 

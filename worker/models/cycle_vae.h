@@ -3,10 +3,7 @@
 //
 // Forward cycle (encoder and decoder stepped): x1, x2 of one class swap s and
 // are reconstructed: 2 * [MSE(dec(z1, s2), x1) + MSE(dec(z2, s1), x2)] +
-// 3 * [KL(z1) + KL(z2)], each KL divided by batch x pixels, plus class_mmd *
-// ClassMmd of the 2N posterior means with their labels (worker/models/
-// class_mmd.h; not in the reference, off by default; its value is the
-// class_mmd metric either way).
+// 3 * [KL(z1) + KL(z2)], each KL divided by batch x pixels.
 // Reverse cycle (encoder stepped): one z ~ N(0, I) decoded with the (detached)
 // s of two unrelated images, re-encoded; 10 * mean |mu(E(dec(z, s1))) -
 // mu(E(dec(z, s2)))|. Coefficients come from train.loss.

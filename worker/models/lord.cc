@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "common/jobspec/catalogue.h"
-#include "worker/models/class_mmd.h"
 #include "worker/models/conv_transpose.h"
 #include "worker/models/grid.h"
 #include "worker/models/nets.h"
@@ -154,7 +153,6 @@ class Lord : public Model, public LordControls {
         reconstruction_coef_(ctx.spec->train.loss.GetDouble("reconstruction")),
         content_l2_coef_(ctx.spec->train.loss.GetDouble("content_l2")),
         code_regression_coef_(ctx.spec->train.loss.GetDouble("code_regression")),
-        class_mmd_coef_(ctx.spec->train.loss.GetDouble("class_mmd")),
         num_classes_(ctx.num_classes),
         device_(ctx.device),
         generator_(content_dim_, class_dim_, ctx.channels, ctx.image_size),
@@ -308,14 +306,12 @@ class Lord : public Model, public LordControls {
     torch::Tensor output = generator_->forward(noisy, codes_->class_codes->forward(batch.labels));
     torch::Tensor rec = ReconstructionLoss(output, x);
     torch::Tensor penalty = content.pow(2).sum(1).mean();
-    const ClassMmdTerm mmd = WeightedClassMmd(content, batch.labels, num_classes_, class_mmd_coef_);
-    torch::Tensor loss = reconstruction_coef_ * rec + content_l2_coef_ * penalty + mmd.term;
+    torch::Tensor loss = reconstruction_coef_ * rec + content_l2_coef_ * penalty;
     ctx.Update(loss, latent_opt_);
     return {{"loss", loss.item<double>()},
             {"reconstruction", rec.item<double>()},
             {"content_l2", penalty.item<double>()},
             {"code_regression", 0.0},
-            {"class_mmd", mmd.value},
             {"stage", 1.0},
             {"lr", generator_lr}};
   }
@@ -345,14 +341,12 @@ class Lord : public Model, public LordControls {
     torch::Tensor class_code = class_encoder_->forward(x);
     torch::Tensor rec = ReconstructionLoss(amortized_generator_->forward(content, class_code), x);
     torch::Tensor regression = torch::mse_loss(content, target_content) + torch::mse_loss(class_code, target_class);
-    const ClassMmdTerm mmd = WeightedClassMmd(content, batch.labels, num_classes_, class_mmd_coef_);
-    torch::Tensor loss = reconstruction_coef_ * rec + code_regression_coef_ * regression + mmd.term;
+    torch::Tensor loss = reconstruction_coef_ * rec + code_regression_coef_ * regression;
     ctx.Update(loss, amortized_opt_);
     return {{"loss", loss.item<double>()},
             {"reconstruction", rec.item<double>()},
             {"content_l2", penalty.item<double>()},
             {"code_regression", regression.item<double>()},
-            {"class_mmd", mmd.value},
             {"stage", 2.0},
             {"lr", lr}};
   }
@@ -421,7 +415,7 @@ class Lord : public Model, public LordControls {
   std::string loss_kind_;
   bool cosine_;
   double min_lr_, generator_lr_, embedding_lr_, encoder_lr_;
-  double reconstruction_coef_, content_l2_coef_, code_regression_coef_, class_mmd_coef_;
+  double reconstruction_coef_, content_l2_coef_, code_regression_coef_;
   int64_t num_classes_;
   torch::Device device_;
   AdaInGenerator generator_;

@@ -8,7 +8,6 @@
 // training images x with dataset indices i and labels y,
 //   out = G(content[i] + N(0, sigma^2), class[y])
 //   loss = reconstruction * rec(out, x) + content_l2 * mean_b ||content[i]||^2
-//          + class_mmd * ClassMmd(content[i], y)
 // where rec is L1, L2 or L1 + L2 (per-pixel means; model_params.
 // reconstruction_loss) and sigma is model_params.content_noise. One Adam
 // steps the generator at train.lr and both embeddings at train.lr *
@@ -18,10 +17,7 @@
 // predict the learned codes from the image, and a copy of the stage-1
 // generator is fine-tuned on their output:
 //   loss = reconstruction * rec(G2(Ez(x), Es(x)), x) +
-//          code_regression * [MSE(Ez(x), content[i]) + MSE(Es(x), class[y])] +
-//          class_mmd * ClassMmd(Ez(x), y)
-// ClassMmd (worker/models/class_mmd.h) is not in LORD; class_mmd is 0 by
-// default.
+//          code_regression * [MSE(Ez(x), content[i]) + MSE(Es(x), class[y])]
 // Test images are encoded, reconstructed and swapped through stage 2's
 // encoders and generator. The stage boundary is derived from the job: total
 // steps = min(epochs * floor(train_size / batch_size), max_steps when set),
@@ -43,9 +39,8 @@
 // they are kept in the checkpoint so a resumed run shows the same ones.
 //
 // Metrics per step: loss, reconstruction, content_l2 (the penalty's value),
-// code_regression (0 in stage 1), class_mmd (ClassMmd's value, measured with
-// any weight), stage (1 or 2), lr (the generator's rate in stage 1, the
-// encoders' in stage 2).
+// code_regression (0 in stage 1), stage (1 or 2), lr (the generator's rate in
+// stage 1, the encoders' in stage 2).
 #ifndef DFV_WORKER_MODELS_LORD_H_
 #define DFV_WORKER_MODELS_LORD_H_
 
